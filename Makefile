@@ -1,0 +1,37 @@
+# The two entry points a person needs, both doing all set-up first (idempotent):
+#   make run   -- set up, then trace TCP connects:  engine run specs/tcpconnect.yaml
+#   make test  -- set up, then lint, type-check and run every test (kernel tests need root)
+VENV   := .venv
+ENGINE := $(VENV)/bin/engine
+PY     := $(VENV)/bin/python
+ARGS   ?=
+
+.PHONY: setup run test lint unit golden bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(ENGINE) run specs/tcpconnect.yaml $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check engine tests bench
+	$(VENV)/bin/ruff format --check engine tests bench
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest $(ARGS)
+
+unit: setup
+	$(PY) -m pytest tests/unit $(ARGS)
+
+# Regenerate the golden files of rendered C and decoders (review the diff, then commit).
+golden: setup
+	$(PY) -m tests.golden.regenerate
+
+bench: setup
+	ENGINE_SETUP_BENCH=1 bash scripts/setup.sh
+	$(PY) -m bench.run $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
