@@ -1,0 +1,125 @@
+"""Bind a Plan to one run: output mode, option values, and the alternative chosen per probe.
+
+The result, a `Program`, is what the templates render. Option placeholders become typed
+constants (or their comparison drops out when the option is not given), and only the steps
+the chosen output needs are kept: `-c` computes the count key and the filter's fields, not
+every column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields as dc_fields
+from typing import Mapping, Optional, Sequence, Union
+
+from engine import model as M
+
+OptionValue = Union[int, bool, Sequence[int], None]
+_USES = ("base", "src", "left", "right", "family", "v4_base", "v6_base")
+
+
+def bind(
+    plan: M.Plan,
+    *,
+    mode: str = "events",
+    options: Optional[Mapping[str, OptionValue]] = None,
+    choices: Optional[Mapping[str, int]] = None,
+    transport: str = "ringbuf",
+    ringbuf_pages: int = 64,
+    wakeup_batch: int = 0,
+) -> M.Program:
+    """Fix a run's choices; `choices` maps probe name -> index into its alternatives."""
+    values = dict(options or {})
+    if mode == "count" and plan.key is None:
+        raise ValueError("this spec declares no output.count")
+    wanted = {c.field for c in plan.count_by} if mode == "count" else {f.name for f in plan.fields}
+    probes = []
+    for probe in plan.probes:
+        index = (choices or {}).get(probe.name, 0)
+        alt = probe.alternatives[index]
+        alt = M.Alternative(
+            alt.index,
+            alt.kind,
+            alt.targets,
+            alt.functions,
+            alt.stash,
+            alt.steps,
+            bind_expr(alt.where, values),
+            alt.fields,
+            alt.filter_fields,
+        )
+        pre = select(alt, set(alt.filter_fields), set())
+        defined = {s.dest for s in pre}
+        post = select(alt, wanted - set(alt.filter_fields), defined)
+        probes.append(M.ProgramProbe(probe.name, alt, pre, bind_expr(probe.filter, values), post))
+    return M.Program(
+        name=plan.name,
+        mode=mode,
+        transport=transport,
+        ringbuf_pages=ringbuf_pages,
+        wakeup_batch=wakeup_batch,
+        probes=tuple(probes),
+        event=plan.event,
+        key=plan.key,
+        fields=plan.fields,
+    )
+
+
+def uses(step: M.Step) -> set[str]:
+    """The generated locals a step reads."""
+    found = set()
+    for f in dc_fields(step):
+        if f.name in _USES:
+            value = getattr(step, f.name)
+            if isinstance(value, str) and value.startswith("v"):
+                found.add(value)
+    return found
+
+
+def select(alt: M.Alternative, names: set[str], defined: set[str]) -> tuple[M.Step, ...]:
+    """The steps that fill the event slots of `names`, with everything they depend on.
+
+    Fields share locals (`sk` is read once for saddr, daddr and dport), so selection walks
+    the steps backwards from the wanted slots, in program order, skipping what the
+    `where` steps or an earlier selection (`defined`) already computed.
+    """
+    ordered = [s for f in alt.fields for s in f.steps]
+    have = defined | {s.dest for s in alt.steps}
+    need = {f"ev.{n}" for n in names}
+    keep: list[M.Step] = []
+    for step in reversed(ordered):
+        if step.dest in need and step.dest not in have:
+            keep.append(step)
+            if not step.dest.startswith("ev."):
+                have.add(step.dest)
+            need |= uses(step)
+    return tuple(reversed(keep))
+
+
+def bind_expr(expr: M.CExpr, values: Mapping[str, OptionValue]) -> M.CExpr:
+    """Replace option placeholders by constants; a term whose option is unset becomes true."""
+    if isinstance(expr, M.CBool):
+        terms = [bind_expr(t, values) for t in expr.terms]
+        if expr.op == "&&":
+            terms = [t for t in terms if not isinstance(t, M.CTrue)]
+            if not terms:
+                return M.CTrue()
+        elif any(isinstance(t, M.CTrue) for t in terms):
+            return M.CTrue()
+        return terms[0] if len(terms) == 1 else M.CBool(expr.op, tuple(terms))
+    if isinstance(expr, M.CNot):
+        inner = bind_expr(expr.term, values)
+        return M.CNot(inner)
+    if isinstance(expr, M.CCompare) and isinstance(expr.right, M.COption):
+        value = values.get(expr.right.option)
+        if value is None:
+            return M.CTrue()
+        assert isinstance(value, int)
+        return M.CCompare(expr.op, expr.left, M.CNum(int(value), expr.right.ctype))
+    if isinstance(expr, M.CIn) and isinstance(expr.values, M.COption):
+        value = values.get(expr.values.option)
+        if value is None:
+            return M.CTrue()
+        assert not isinstance(value, (int, bool))
+        nums = tuple(M.CNum(int(v), expr.values.ctype) for v in value)
+        return M.CIn(expr.left, nums, expr.negate)
+    return expr

@@ -1,0 +1,266 @@
+"""Spec expressions -> a small, whitelisted syntax tree.
+
+Python's `ast` (eval mode) does the parsing; anything outside the whitelist is an error with
+its column. Two spellings Python lacks are mapped first without moving columns: `$name`
+(an option placeholder; `$` becomes `_` and the column is remembered) and a trailing
+`EXPR as TYPE` cast. Nothing of the expression's text reaches generated C: later stages
+turn names into BTF offsets and generated locals, and numbers into typed literals.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Union
+
+MAX_LENGTH = 1000
+MAX_DEPTH = 32
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CAST = re.compile(
+    r"^(?P<expr>.*\S)\s+as\s+(?P<type>(?:struct\s+|union\s+)?[A-Za-z_][A-Za-z0-9_]*)\s*$"
+)
+
+
+class ExprError(Exception):
+    """A parse error at a 0-based column of the expression."""
+
+    def __init__(self, message: str, col: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.col = col
+
+
+@dataclass(frozen=True)
+class Num:
+    value: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Name:
+    name: str
+    col: int
+
+
+@dataclass(frozen=True)
+class Option:
+    """A `$name` placeholder for a spec option's value."""
+
+    name: str
+    col: int
+
+
+@dataclass(frozen=True)
+class Attr:
+    base: Node
+    attr: str
+    col: int
+
+
+@dataclass(frozen=True)
+class Index:
+    base: Node
+    index: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple[Node, ...]
+    col: int
+
+
+@dataclass(frozen=True)
+class ListOf:
+    items: tuple[Node, ...]
+    col: int
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str  # == != < <= > >= in notin
+    left: Node
+    right: Node
+    col: int
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # and | or
+    values: tuple[Node, ...]
+    col: int
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Node
+    col: int
+
+
+@dataclass(frozen=True)
+class Cast:
+    """`EXPR as TYPE`: reinterpret a pointer (or integer) as a pointer to a kernel type."""
+
+    expr: Node
+    type_name: str  # "sock", "struct sock" or "union x"
+    col: int
+
+
+Node = Union[Num, Name, Option, Attr, Index, Call, ListOf, Compare, BoolOp, Not, Cast]
+
+_COMPARE_OPS: dict[type, str] = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.In: "in",
+    ast.NotIn: "notin",
+}
+
+
+def parse(text: str, *, allow_cast: bool = False) -> Node:
+    """Parse one expression; raise ExprError with a 0-based column on anything not allowed."""
+    if not text.strip():
+        raise ExprError("empty expression")
+    if len(text) > MAX_LENGTH:
+        raise ExprError(f"expression too long ({len(text)} characters; at most {MAX_LENGTH})")
+    for i, ch in enumerate(text):
+        if not (" " <= ch <= "~"):
+            raise ExprError(f"unexpected character {ch!r} in expression (ASCII only)", i)
+    cast = _CAST.match(text)
+    if cast and "as" not in text[: cast.start("expr")].split():
+        if not allow_cast:
+            raise ExprError(
+                "a cast (`as TYPE`) is allowed only in `let` and field values", cast.end("expr") + 1
+            )
+        inner = _parse_plain(cast.group("expr"))
+        type_name = " ".join(cast.group("type").split())
+        return Cast(inner, type_name, cast.start("type"))
+    return _parse_plain(text)
+
+
+def _parse_plain(text: str) -> Node:
+    options: set[int] = set()
+    chars = list(text)
+    for i, ch in enumerate(text):
+        if ch == "$":
+            if not _IDENT.match(text, i + 1):
+                raise ExprError("expected an option name after '$'", i)
+            options.add(i)
+            chars[i] = "_"
+    try:
+        tree = ast.parse("".join(chars), mode="eval")
+    except SyntaxError as exc:
+        col = max((exc.offset or 1) - 1, 0)
+        raise ExprError(f"syntax error: {exc.msg}", col) from None
+    except (ValueError, MemoryError, RecursionError):
+        raise ExprError("expression cannot be parsed (too deeply nested?)") from None
+    return _convert(tree.body, options, 0)
+
+
+def _convert(node: ast.expr, options: set[int], depth: int) -> Node:
+    if depth > MAX_DEPTH:
+        raise ExprError(f"expression nested deeper than {MAX_DEPTH}", node.col_offset)
+    col = node.col_offset
+    sub = depth + 1
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, bool) or not isinstance(node.value, int):
+            raise ExprError(f"only integer constants are allowed, not {node.value!r}", col)
+        return Num(node.value, col)
+    if isinstance(node, ast.UnaryOp):
+        if isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+            value = node.operand.value
+            if isinstance(value, int) and not isinstance(value, bool):
+                return Num(-value, col)
+        if isinstance(node.op, ast.Not):
+            return Not(_convert(node.operand, options, sub), col)
+        raise ExprError("only `not` and a minus sign before a number are allowed here", col)
+    if isinstance(node, ast.Name):
+        if col in options:
+            return Option(node.id[1:], col)
+        return Name(node.id, col)
+    if isinstance(node, ast.Attribute):
+        attr_col = (node.end_col_offset or col) - len(node.attr)
+        return Attr(_convert(node.value, options, sub), node.attr, attr_col)
+    if isinstance(node, ast.Subscript):
+        index = node.slice
+        if not (isinstance(index, ast.Constant) and type(index.value) is int and index.value >= 0):
+            raise ExprError("an index must be a non-negative integer constant", index.col_offset)
+        return Index(_convert(node.value, options, sub), index.value, col)
+    if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.keywords:
+            raise ExprError("only calls of the engine's helpers, like transport_header(skb)", col)
+        args = tuple(_convert(a, options, sub) for a in node.args)
+        return Call(node.func.id, args, col)
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return ListOf(tuple(_convert(e, options, sub) for e in node.elts), col)
+    if isinstance(node, ast.BoolOp):
+        op = "and" if isinstance(node.op, ast.And) else "or"
+        return BoolOp(op, tuple(_convert(v, options, sub) for v in node.values), col)
+    if isinstance(node, ast.Compare):
+        return _compare(node, options, sub)
+    raise ExprError(f"{_describe(node)} is not allowed in an expression", col)
+
+
+def _compare(node: ast.Compare, options: set[int], depth: int) -> Node:
+    """`a < b < c` becomes `a < b and b < c`, as in Python."""
+    terms: list[Node] = []
+    left = _convert(node.left, options, depth)
+    for op, right_node in zip(node.ops, node.comparators):
+        name = _COMPARE_OPS.get(type(op))
+        if name is None:
+            raise ExprError("`is` is not allowed; use == or !=", node.col_offset)
+        right = _convert(right_node, options, depth)
+        terms.append(Compare(name, left, right, node.col_offset))
+        left = right
+    return terms[0] if len(terms) == 1 else BoolOp("and", tuple(terms), node.col_offset)
+
+
+def _describe(node: ast.AST) -> str:
+    names = {
+        "BinOp": "arithmetic",
+        "Lambda": "a lambda",
+        "IfExp": "a conditional expression",
+        "Dict": "a mapping",
+        "Set": "a set",
+        "JoinedStr": "an f-string",
+        "ListComp": "a comprehension",
+        "GeneratorExp": "a comprehension",
+        "Starred": "`*`",
+        "NamedExpr": "`:=`",
+        "Await": "`await`",
+        "Yield": "`yield`",
+    }
+    return names.get(type(node).__name__, f"`{type(node).__name__}`")
+
+
+def names_in(node: Node) -> list[Name]:
+    """Every bare name the expression uses (not member names)."""
+    found: list[Name] = []
+
+    def walk(n: Node) -> None:
+        if isinstance(n, Name):
+            found.append(n)
+        elif isinstance(n, (Attr, Index)):
+            walk(n.base)
+        elif isinstance(n, Cast):
+            walk(n.expr)
+        elif isinstance(n, (Call, ListOf)):
+            for a in n.args if isinstance(n, Call) else n.items:
+                walk(a)
+        elif isinstance(n, Compare):
+            walk(n.left)
+            walk(n.right)
+        elif isinstance(n, BoolOp):
+            for v in n.values:
+                walk(v)
+        elif isinstance(n, Not):
+            walk(n.operand)
+
+    walk(node)
+    return found

@@ -1,0 +1,1185 @@
+"""Planner: a schema-valid spec + kernel BTF -> a `Plan`, or every problem found.
+
+Semantic validation and planning are one pass: resolving `sk.__sk_common.skc_dport` against
+BTF *is* checking it, and yields the offsets the generated C reads. Every problem is collected
+with its file:line:col (the column inside an expression included) before anything is raised.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from engine import expr as E
+from engine import model as M
+from engine.btf import VMLINUX, Btf, BtfError, BtfType, Kind, Param
+from engine.errors import EngineError, Location, Problem, SpecError, did_you_mean
+
+ATTACH_KINDS = ("kprobe", "kretprobe", "fentry", "fexit", "tracepoint", "raw_tracepoint")
+RETURN_KINDS = ("kretprobe", "fexit")
+FUNCTION_KINDS = ("kprobe", "kretprobe", "fentry", "fexit")
+MAX_KPROBE_ARGS = 6
+COMM_LEN = 16
+DEFAULT_STR = 64
+ENGINE_FLAGS = {
+    "-h",
+    "--help",
+    "-o",
+    "--output",
+    "-c",
+    "--count",
+    "-v",
+    "--verbose",
+    "--duration",
+    "--interval",
+    "--ebpf",
+    "--btf",
+    "--wakeup",
+    "-d",
+}
+
+BUILTINS: dict[str, tuple[str, str]] = {
+    "pid": ("u32", "tgid"),
+    "tgid": ("u32", "tgid"),
+    "tid": ("u32", "tid"),
+    "uid": ("u32", "uid"),
+    "gid": ("u32", "gid"),
+    "ktime_ns": ("u64", "ktime_ns"),
+    "boot_ns": ("u64", "boot_ns"),
+    "cpu": ("u32", "cpu"),
+    "cgroup_id": ("u64", "cgroup_id"),
+}
+HELPERS = ("transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet")
+DECODER_WIDTH = {"inet": 16, "ip_version": 2, "elapsed": 9, "enum": 12, "errno": 12, "hex": 18}
+
+
+class PlanError(Exception):
+    """A problem inside one expression, at a 0-based column of it ("" message = already said)."""
+
+    def __init__(self, message: str, col: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.col = col
+
+
+# --- value types ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VT:
+    """What a planner value is: an int, a pointer, a struct in memory, an array, ..."""
+
+    kind: str  # int ptr struct array inet str comm void
+    size: int = 0
+    signed: bool = False
+    btf: int = 0  # ptr: pointee id; struct: its id; array: element id; int: enum id or 0
+    count: int = 0
+    label: str = ""  # C spelling for messages
+    char: bool = False  # char arrays and char pointers
+    data_loc: bool = False
+
+    @property
+    def ctype(self) -> str:
+        if self.kind == "ptr":
+            return "u64"
+        return f"{'s' if self.signed else 'u'}{self.size * 8}"
+
+
+def int_vt(ctype: str) -> VT:
+    return VT("int", int(ctype[1:]) // 8, ctype[0] == "s", label=ctype)
+
+
+@dataclass(frozen=True)
+class Val:
+    """A value during planning: in a C local (rvalue), or in kernel memory at base+offset."""
+
+    vt: VT
+    var: str = ""  # rvalue: the local (or constant text of a generated number)
+    base: str = ""  # lvalue: local holding the base address
+    offset: int = 0
+    bits: tuple[int, int] = (0, 0)  # lvalue bitfield: (bit offset from `offset`, width)
+    parts: tuple[Val, ...] = ()  # inet: family (rvalue), v4 lvalue, v6 lvalue
+
+    @property
+    def is_lvalue(self) -> bool:
+        return bool(self.base)
+
+
+def vt_of(btf: Btf, type_id: int) -> VT:
+    """Planner type of a BTF type (typedefs and qualifiers skipped)."""
+    t = btf.strip(type_id)
+    label = btf.type_str(type_id)
+    if t.kind == Kind.INT:
+        return VT("int", t.size, t.signed, label=label, char=t.is_char or t.size == 1)
+    if t.kind in (Kind.ENUM, Kind.ENUM64):
+        return VT("int", t.size, t.signed, btf=t.id, label=label)
+    if t.kind == Kind.PTR:
+        target = btf.strip(t.type_id)
+        is_char = target.kind == Kind.INT and target.size == 1
+        return VT("ptr", 8, btf=target.id, label=label, char=is_char)
+    if t.kind in (Kind.STRUCT, Kind.UNION, Kind.FWD):
+        return VT("struct", t.size, btf=t.id, label=label)
+    if t.kind == Kind.ARRAY:
+        elem = btf.strip(t.type_id)
+        return VT(
+            "array",
+            btf.sizeof(t.id),
+            btf=elem.id,
+            count=t.nelems,
+            label=label,
+            char=elem.kind == Kind.INT and elem.size == 1 and elem.is_char,
+        )
+    return VT("void", label=label)
+
+
+# --- per-alternative code builder -------------------------------------------------------
+
+
+@dataclass
+class Scope:
+    """Names visible to expressions of one attach alternative, and the steps emitted so far."""
+
+    btf: Btf
+    kind: str
+    params: dict[str, tuple[int, int]]  # name -> (index, BTF type id)
+    ret: Optional[int]  # BTF type id of the return value (return probes)
+    record: Optional[dict[str, tuple[int, VT]]]  # tracepoint args: name -> (offset, type)
+    record_label: str = ""
+    steps: list[M.Step] = field(default_factory=list)
+    bindings: dict[str, Optional[Val]] = field(default_factory=dict)  # None: failed binding
+    stash: dict[str, int] = field(default_factory=dict)  # stash slot -> argument index
+    nargs: int = 0  # the function's argument count (fexit reads ret after them)
+    cache: dict[str, Val] = field(default_factory=dict)
+    loads: dict[tuple[str, int, int, str], str] = field(default_factory=dict)
+    counter: int = 0
+
+    def local(self) -> str:
+        self.counter += 1
+        return f"v{self.counter}"
+
+    def emit(self, step: M.Step) -> None:
+        self.steps.append(step)
+
+
+class Resolver:
+    """Turns expression trees into steps and typed values within a Scope."""
+
+    def __init__(self, scope: Scope, enum_lookup: Callable[[str], Optional[int]]) -> None:
+        self.s = scope
+        self.btf = scope.btf
+        self.enum_lookup = enum_lookup
+
+    # -- names -------------------------------------------------------------------------------
+    def name(self, node: E.Name) -> Val:
+        s = self.s
+        if node.name in s.bindings:
+            bound = s.bindings[node.name]
+            if bound is None:
+                raise PlanError("")  # its own error was reported where it was bound
+            return bound
+        if node.name in s.cache:
+            return s.cache[node.name]
+        val = self._fresh_name(node)
+        s.cache[node.name] = val
+        return val
+
+    def _fresh_name(self, node: E.Name) -> Val:
+        s = self.s
+        name = node.name
+        if name == "args" and s.record is not None:
+            return Val(VT("struct", label=s.record_label), base="ctx_addr")
+        if name == "ret" and s.ret is not None:
+            vt = vt_of(self.btf, s.ret) if s.ret else int_vt("s64")
+            dest = s.local()
+            # kretprobe: PT_REGS_RC; fexit: the slot after the arguments
+            s.emit(M.Arg(dest, vt.ctype, -1 if s.kind == "kretprobe" else s.nargs))
+            return Val(vt, var=dest)
+        if name in s.params:
+            index, type_id = s.params[name]
+            vt = vt_of(self.btf, type_id)
+            dest = s.local()
+            if s.kind == "kretprobe":
+                slot = f"a{index}"
+                s.stash[slot] = index
+                s.emit(M.Stashed(dest, vt.ctype, slot))
+            else:
+                if s.kind == "kprobe" and index >= MAX_KPROBE_ARGS:
+                    raise PlanError(
+                        f"argument '{name}' is passed on the stack; not supported", node.col
+                    )
+                s.emit(M.Arg(dest, vt.ctype, index))
+            return Val(vt, var=dest)
+        if name in BUILTINS:
+            ctype, which = BUILTINS[name]
+            dest = s.local()
+            s.emit(M.Builtin(dest, ctype, which))
+            return Val(int_vt(ctype), var=dest)
+        if name == "comm":
+            return Val(VT("comm", COMM_LEN, label="char[16]", char=True))
+        value = self.enum_lookup(name)
+        if value is not None:
+            return Val(VT("int", 8, True, label="enum constant"), var=str(value))
+        raise PlanError(
+            f"unknown name '{name}'; expected {self.expected_names()}"
+            f"{did_you_mean(name, self.known_names())}",
+            node.col,
+        )
+
+    def known_names(self) -> list[str]:
+        s = self.s
+        names = list(s.bindings) + list(s.params) + list(BUILTINS) + ["comm"]
+        if s.record is not None:
+            names.append("args")
+        if s.ret is not None:
+            names.append("ret")
+        return names
+
+    def expected_names(self) -> str:
+        s = self.s
+        what = []
+        if s.params:
+            what.append("an argument (" + ", ".join(s.params) + ")")
+        if s.record is not None:
+            what.append("args.FIELD")
+        if s.ret is not None:
+            what.append("ret")
+        if s.bindings:
+            what.append("a `let` name")
+        what.append("a builtin (pid, tid, uid, comm, ...) or an enum constant")
+        return ", ".join(what)
+
+    # -- values ------------------------------------------------------------------------------
+    def value(self, node: E.Node) -> Val:
+        if isinstance(node, E.Name):
+            return self.name(node)
+        if isinstance(node, E.Num):
+            return Val(VT("int", 8, True, label="integer"), var=str(node.value))
+        if isinstance(node, E.Attr):
+            return self.member(self.value(node.base), node)
+        if isinstance(node, E.Index):
+            return self.index(self.value(node.base), node)
+        if isinstance(node, E.Call):
+            return self.call(node)
+        if isinstance(node, E.Cast):
+            return self.cast(node)
+        if isinstance(node, E.Option):
+            raise PlanError(f"${node.name} can only be compared with a value", node.col)
+        raise PlanError("a comparison is not a value here", getattr(node, "col", 0))
+
+    def member(self, base: Val, node: E.Attr) -> Val:
+        s = self.s
+        if base.vt.label == s.record_label and s.record is not None and base.base == "ctx_addr":
+            if node.attr not in s.record:
+                raise PlanError(
+                    f"tracepoint {s.record_label} has no field '{node.attr}'; "
+                    f"fields: {', '.join(s.record)}"
+                    f"{did_you_mean(node.attr, s.record)}",
+                    node.col,
+                )
+            offset, vt = s.record[node.attr]
+            return Val(vt, base="ctx_addr", offset=offset)
+        if base.vt.kind == "ptr":
+            if not base.vt.btf or self.btf.strip(base.vt.btf).kind not in (Kind.STRUCT, Kind.UNION):
+                raise PlanError(
+                    f"'{node.attr}': a '{base.vt.label}' points to no struct; "
+                    "cast it first, e.g. `args.skaddr as sock`",
+                    node.col,
+                )
+            base = Val(vt_of(self.btf, base.vt.btf), base=self.rvalue(base).var)
+        if base.vt.kind != "struct" or not base.is_lvalue:
+            raise PlanError(f"'{node.attr}': a '{base.vt.label}' has no members", node.col)
+        hit = self.btf.member(base.vt.btf, node.attr)
+        if hit is None:
+            names = self.btf.member_names(base.vt.btf)
+            raise PlanError(
+                f"'{base.vt.label}' has no member '{node.attr}'{did_you_mean(node.attr, names)}",
+                node.col,
+            )
+        vt = vt_of(self.btf, hit.type_id)
+        if hit.bitfield_size:
+            byte = hit.bit_offset // 8
+            return Val(
+                VT("int", 0, vt.signed, label=f"{vt.label}:{hit.bitfield_size}"),
+                base=base.base,
+                offset=base.offset + byte,
+                bits=(hit.bit_offset % 8, hit.bitfield_size),
+            )
+        return Val(vt, base=base.base, offset=base.offset + hit.bit_offset // 8)
+
+    def index(self, base: Val, node: E.Index) -> Val:
+        if base.vt.kind == "array" and base.is_lvalue:
+            if node.index >= base.vt.count:
+                raise PlanError(
+                    f"index {node.index} is past the end of '{base.vt.label}'", node.col
+                )
+            elem = vt_of(self.btf, base.vt.btf)
+            return Val(elem, base=base.base, offset=base.offset + node.index * elem.size)
+        if base.vt.kind == "ptr" and base.vt.btf:
+            elem = vt_of(self.btf, base.vt.btf)
+            return Val(elem, base=self.rvalue(base).var, offset=node.index * elem.size)
+        raise PlanError(f"a '{base.vt.label}' cannot be indexed", node.col)
+
+    def rvalue(self, val: Val) -> Val:
+        """Read an lvalue scalar (int, pointer, bitfield) into a local."""
+        if not val.is_lvalue:
+            return val
+        s = self.s
+        if val.bits[1]:
+            shift, width = val.bits
+            size = (shift + width + 7) // 8
+            ctype = "s64" if val.vt.signed else "u64"
+            dest = s.local()
+            s.emit(M.LoadBits(dest, ctype, val.base, val.offset, size, shift, (1 << width) - 1))
+            return Val(VT("int", 8, val.vt.signed, label=val.vt.label), var=dest)
+        if val.vt.kind not in ("int", "ptr") or val.vt.size not in (1, 2, 4, 8):
+            raise PlanError(f"a '{val.vt.label}' is not a number or a pointer")
+        key = (val.base, val.offset, val.vt.size, val.vt.ctype)
+        dest = s.loads.get(key, "")
+        if not dest:  # the same memory read twice in one program is read once
+            dest = s.loads[key] = s.local()
+            s.emit(M.Load(dest, val.vt.ctype, val.base, val.offset, val.vt.size))
+        return Val(val.vt, var=dest)
+
+    def address(self, val: Val) -> str:
+        """A local holding the address of an lvalue."""
+        if val.offset == 0:
+            return val.base
+        dest = self.s.local()
+        self.s.emit(M.AddrOf(dest, val.base, val.offset))
+        return dest
+
+    def call(self, node: E.Call) -> Val:
+        if node.func not in HELPERS:
+            raise PlanError(
+                f"unknown helper '{node.func}'; helpers: {', '.join(HELPERS)}"
+                f"{did_you_mean(node.func, HELPERS)}",
+                node.col,
+            )
+        if node.func.endswith("_header"):
+            return self.skb_header(node)
+        if node.func in ("sock_saddr", "sock_daddr"):
+            if len(node.args) != 1:
+                raise PlanError(f"{node.func}(sk) takes one argument", node.col)
+            sk = node.args[0]
+            common = E.Attr(sk, "__sk_common", node.col)
+            names = (
+                ("skc_family", "skc_rcv_saddr", "skc_v6_rcv_saddr")
+                if node.func == "sock_saddr"
+                else ("skc_family", "skc_daddr", "skc_v6_daddr")
+            )
+            parts = tuple(E.Attr(common, n, node.col) for n in names)
+            return self.inet(node, parts)
+        if len(node.args) != 3:
+            raise PlanError("inet(family, v4_address, v6_address) takes three arguments", node.col)
+        return self.inet(node, node.args)
+
+    def inet(self, node: E.Call, parts: Sequence[E.Node]) -> Val:
+        family = self.rvalue(self.value(parts[0]))
+        v4, v6 = self.value(parts[1]), self.value(parts[2])
+        for val, size, what in ((v4, 4, "IPv4"), (v6, 16, "IPv6")):
+            if not val.is_lvalue or val.vt.size != size:
+                raise PlanError(
+                    f"the {what} address must be {size} bytes in kernel memory, "
+                    f"not a '{val.vt.label}'",
+                    node.col,
+                )
+        return Val(VT("inet", 18, label="inet address"), parts=(family, v4, v6))
+
+    def skb_header(self, node: E.Call) -> Val:
+        if len(node.args) != 1:
+            raise PlanError(f"{node.func}(skb) takes one argument", node.col)
+        skb = self.value(node.args[0])
+        target = self.btf.strip(skb.vt.btf) if skb.vt.kind == "ptr" and skb.vt.btf else None
+        if target is None or target.name != "sk_buff":
+            raise PlanError(
+                f"{node.func}() needs a 'struct sk_buff *', got a '{skb.vt.label}'", node.col
+            )
+        head = self.rvalue(self.member(skb, E.Attr(node.args[0], "head", node.col)))
+        off = self.rvalue(self.member(skb, E.Attr(node.args[0], node.func, node.col)))
+        dest = self.s.local()
+        self.s.emit(M.Sum(dest, head.var, off.var))
+        return Val(VT("ptr", 8, label="void *"), var=dest)
+
+    def cast(self, node: E.Cast) -> Val:
+        val = self.rvalue(self.value(node.expr))
+        if val.vt.kind not in ("ptr", "int") or val.vt.size != 8:
+            raise PlanError(
+                f"only a pointer can be cast to a kernel type; got a '{val.vt.label}'",
+                node.expr.col,
+            )
+        words = node.type_name.split()
+        name = words[-1]
+        kinds = {"struct": (Kind.STRUCT,), "union": (Kind.UNION,)}.get(
+            words[0], (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF)
+        )
+        t = self.btf.find(name, *kinds)
+        if t is None or self.btf.strip(t.id).kind not in (Kind.STRUCT, Kind.UNION):
+            names = self.btf.names(Kind.STRUCT, Kind.UNION)
+            raise PlanError(
+                f"unknown struct or union '{name}'{did_you_mean(name, names)}", node.col
+            )
+        target = self.btf.strip(t.id)
+        label = f"{'union' if target.kind == Kind.UNION else 'struct'} {target.name} *"
+        return Val(VT("ptr", 8, btf=target.id, label=label), var=val.var)
+
+    # -- conditions ----------------------------------------------------------------------------
+    def condition(
+        self,
+        node: E.Node,
+        operand: Callable[[E.Node], Val],
+        options: dict[str, M.Option],
+        top: bool = True,
+    ) -> M.CExpr:
+        if isinstance(node, E.BoolOp):
+            op = "&&" if node.op == "and" else "||"
+            inner_top = top and node.op == "and"
+            return M.CBool(
+                op, tuple(self.condition(v, operand, options, inner_top) for v in node.values)
+            )
+        if isinstance(node, E.Not):
+            return M.CNot(self.condition(node.operand, operand, options, False))
+        if isinstance(node, E.Compare):
+            return self.compare(node, operand, options, top)
+        val = self.number(operand(node), node)
+        return M.CCompare("!=", M.CVar(val.var, val.vt.ctype), M.CNum(0, val.vt.ctype))
+
+    def number(self, val: Val, node: E.Node) -> Val:
+        if val.vt.kind in ("inet", "comm", "str", "array", "struct"):
+            raise PlanError(
+                f"a '{val.vt.label}' cannot be compared (numbers only, for now)",
+                getattr(node, "col", 0),
+            )
+        return self.rvalue(val)
+
+    def compare(
+        self,
+        node: E.Compare,
+        operand: Callable[[E.Node], Val],
+        options: dict[str, M.Option],
+        top: bool,
+    ) -> M.CExpr:
+        left = self.number(operand(node.left), node.left)
+        lvar: M.CExpr = (
+            M.CNum(int(left.var), "s64")
+            if left.vt.label in ("integer", "enum constant")
+            else M.CVar(left.var, left.vt.ctype)
+        )
+        ctype = left.vt.ctype
+        if isinstance(node.right, E.Option):
+            opt = options.get(node.right.name)
+            if opt is None:
+                raise PlanError(
+                    f"unknown option ${node.right.name}; options: "
+                    f"{', '.join('$' + o for o in options) or 'none declared'}"
+                    f"{did_you_mean(node.right.name, options)}",
+                    node.right.col,
+                )
+            if opt.ctype == "bool":
+                raise PlanError(
+                    f"${opt.name} is a bool switch (for columns), not a value", node.right.col
+                )
+            if not top:
+                raise PlanError(
+                    f"a comparison with ${opt.name} can only be joined with `and` "
+                    "(it drops out when the option is not given)",
+                    node.col,
+                )
+            if opt.is_list != (node.op in ("in", "notin")):
+                want = "`in`" if opt.is_list else "==, !=, <, <=, > or >="
+                raise PlanError(
+                    f"${opt.name} is a {'list' if opt.is_list else 'single value'}; "
+                    f"compare it with {want}",
+                    node.col,
+                )
+            placeholder = M.COption(opt.name, opt.ctype, opt.is_list)
+            if opt.is_list:
+                return M.CIn(lvar, placeholder, negate=node.op == "notin")
+            return M.CCompare(node.op, lvar, placeholder)
+        if node.op in ("in", "notin"):
+            if not isinstance(node.right, E.ListOf) or not node.right.items:
+                raise PlanError("`in` needs a list such as [80, 443] or a list option", node.col)
+            nums = tuple(M.CNum(self.constant(item, ctype), ctype) for item in node.right.items)
+            return M.CIn(lvar, nums, negate=node.op == "notin")
+        right = operand(node.right)
+        if right.vt.label in ("integer", "enum constant"):
+            return M.CCompare(node.op, lvar, M.CNum(self.constant(node.right, ctype), ctype))
+        rval = self.number(right, node.right)
+        return M.CCompare(node.op, lvar, M.CVar(rval.var, rval.vt.ctype))
+
+    def constant(self, node: E.Node, ctype: str) -> int:
+        if isinstance(node, E.Num):
+            value = node.value
+        elif isinstance(node, E.Name):
+            found = self.enum_lookup(node.name)
+            if found is None:
+                raise PlanError(
+                    f"unknown constant '{node.name}'"
+                    f"{did_you_mean(node.name, self.btf.enum_names())}",
+                    node.col,
+                )
+            value = found
+        else:
+            raise PlanError("expected an integer or an enum constant", getattr(node, "col", 0))
+        lo, hi = ctype_range(ctype)
+        if not lo <= value <= hi:
+            raise PlanError(f"{value} does not fit a {ctype} ({lo}..{hi})", node.col)
+        return value
+
+
+def ctype_range(ctype: str) -> tuple[int, int]:
+    bits = int(ctype[1:])
+    if ctype[0] == "s":
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+# --- the planner ------------------------------------------------------------------------------
+
+
+class Planner:
+    """Walks a document, collecting problems, and builds the Plan."""
+
+    def __init__(self, document: Any, btf: Btf, tracefs_ok: bool) -> None:
+        self.doc = document
+        self.data: dict[str, Any] = document.data
+        self.btf = btf
+        self.tracefs_ok = tracefs_ok
+        self.problems: list[Problem] = []
+        self.options: dict[str, M.Option] = {}
+        self._lines: Optional[list[str]] = None
+
+    # -- locations ---------------------------------------------------------------------------
+    def where(self, path: Sequence[str | int], col: int = 0, key: bool = False) -> Location:
+        loc: Location = self.doc.locate(list(path), key=key)
+        if col and loc.line:
+            line = self.source_line(loc.line)
+            start = loc.col - 1
+            quoted = 1 if line[start : start + 1] in ("'", '"') else 0
+            loc = Location(loc.file, loc.line, loc.col + col + quoted, loc.path)
+        return loc
+
+    def source_line(self, line: int) -> str:
+        if self._lines is None:
+            text = getattr(self.doc, "text", None)
+            if text is None:
+                try:
+                    with open(self.doc.file, encoding="utf-8") as f:
+                        text = f.read()
+                except OSError:
+                    text = ""
+            self._lines = str(text).splitlines()
+        return self._lines[line - 1] if 0 < line <= len(self._lines) else ""
+
+    def problem(
+        self, message: str, path: Sequence[str | int], col: int = 0, key: bool = False
+    ) -> None:
+        if message:
+            self.problems.append(Problem(message, self.where(path, col, key)))
+
+    def parse(self, text: str, path: Sequence[str | int], cast: bool = False) -> Optional[E.Node]:
+        try:
+            return E.parse(text, allow_cast=cast)
+        except E.ExprError as exc:
+            self.problem(exc.message, path, exc.col)
+            return None
+
+    def enum_lookup(self, name: str) -> Optional[int]:
+        found = self.btf.enum_constant(name)
+        return found[1] if found else None
+
+    # -- whole spec --------------------------------------------------------------------------
+    def plan(self) -> M.Plan:
+        self.plan_options()
+        fields: dict[str, M.Field] = {}
+        probes = [self.plan_probe(i, p, fields) for i, p in enumerate(self.data["probes"])]
+        columns = self.plan_columns(
+            self.data["output"]["columns"], ("output", "columns"), fields, probes
+        )
+        count = self.data["output"].get("count") or {}
+        count_by = self.plan_columns(count.get("by", []), ("output", "count", "by"), fields, probes)
+        if self.problems:
+            raise SpecError(sorted(self.problems, key=lambda p: (p.location.line, p.location.col)))
+        field_list = tuple(fields.values())
+        event = layout("event_t", [(f.name, f.ctype, f.count) for f in field_list])
+        key = None
+        if count_by:
+            by = {c.field for c in count_by}
+            key = layout("key_t", [(f.name, f.ctype, f.count) for f in field_list if f.name in by])
+        return M.Plan(
+            name=self.data["name"],
+            description=self.data.get("description", ""),
+            options=tuple(self.options.values()),
+            probes=tuple(p for p in probes if p is not None),
+            fields=field_list,
+            event=event,
+            columns=columns,
+            count_by=count_by,
+            count_header=count.get("header", "COUNT"),
+            key=key,
+        )
+
+    def plan_options(self) -> None:
+        seen: dict[str, str] = {}
+        for name, spec in (self.data.get("options") or {}).items():
+            flag = spec.get("flag") or f"--{name.replace('_', '-')}"
+            short, _, long = (
+                flag.partition("/")
+                if flag.startswith("-") and not flag.startswith("--")
+                else ("", "", flag)
+            )
+            for f in (short, long):
+                if not f:
+                    continue
+                if f in ENGINE_FLAGS:
+                    self.problem(
+                        f"option flag {f} is the engine's own; pick another",
+                        ("options", name, "flag"),
+                    )
+                elif f in seen:
+                    self.problem(
+                        f"option flag {f} is already used by option '{seen[f]}'",
+                        ("options", name, "flag"),
+                    )
+                seen[f] = name
+            typ = spec["type"]
+            is_list = typ.startswith("list[")
+            ctype = typ[5:-1] if is_list else typ
+            metavar = spec.get("metavar") or name.upper()
+            self.options[name] = M.Option(
+                name, short, long, ctype, is_list, spec.get("help", ""), metavar
+            )
+
+    def plan_columns(
+        self,
+        items: list[Any],
+        path: tuple[str, ...],
+        fields: dict[str, M.Field],
+        probes: list[Optional[M.Probe]],
+    ) -> tuple[M.Column, ...]:
+        columns = []
+        for i, item in enumerate(items):
+            spec = {"field": item} if isinstance(item, str) else item
+            where = (*path, i) if isinstance(item, str) else (*path, i, "field")
+            name = spec["field"]
+            f = fields.get(name)
+            if f is None:
+                if all(p is not None for p in probes):
+                    self.problem(
+                        f"no field '{name}'; fields: {', '.join(fields)}"
+                        f"{did_you_mean(name, fields)}",
+                        where,
+                    )
+                continue
+            option = spec.get("if", "")
+            if option and (option not in self.options or self.options[option].ctype != "bool"):
+                bools = [o for o, v in self.options.items() if v.ctype == "bool"]
+                self.problem(
+                    f"`if` needs a bool option; '{option}' is not one{did_you_mean(option, bools)}",
+                    (*path, i, "if"),
+                )
+            header = spec.get("header", f.header)
+            width = spec.get("width", f.width if header == f.header else len(header))
+            columns.append(M.Column(name, header, width, option))
+        return tuple(columns)
+
+    # -- probes ------------------------------------------------------------------------------
+    def plan_probe(
+        self, index: int, spec: dict[str, Any], fields: dict[str, M.Field]
+    ) -> Optional[M.Probe]:
+        base = ("probes", index)
+        name = spec["name"]
+        lets = {
+            k: self.parse(v, (*base, "let", k), cast=True)
+            for k, v in (spec.get("let") or {}).items()
+        }
+        field_specs = {}
+        for fname, fspec in spec["fields"].items():
+            fpath = (*base, "fields", fname)
+            if isinstance(fspec, str):
+                fspec = {"value": fspec}
+                vpath = fpath
+            else:
+                vpath = (*fpath, "value")
+            if fname in BUILTINS and fname not in ("pid", "uid", "gid", "tid", "tgid", "cpu"):
+                pass
+            field_specs[fname] = (fspec, fpath, vpath, self.parse(fspec["value"], vpath, True))
+        filter_node = None
+        if "filter" in spec:
+            filter_node = self.parse(spec["filter"], (*base, "filter"))
+        alternatives = []
+        before = len(self.problems)
+        for ai, alt in enumerate(spec["attach"]):
+            a = self.plan_alternative(
+                index,
+                name,
+                ai,
+                alt,
+                lets,
+                field_specs,
+                fields,
+                filter_node,
+                (*base, "attach", ai),
+                base,
+            )
+            if a is not None:
+                alternatives.append(a)
+        if len(self.problems) > before or not alternatives:
+            return None
+        filt: M.CExpr = M.CTrue()
+        if filter_node is not None:
+            filt = self.plan_filter(filter_node, fields, (*base, "filter"))
+        return M.Probe(name, index, tuple(alternatives), filt)
+
+    def plan_filter(
+        self, node: E.Node, fields: dict[str, M.Field], path: tuple[Any, ...]
+    ) -> M.CExpr:
+        def operand(n: E.Node) -> Val:
+            if isinstance(n, E.Name) and n.name in fields:
+                f = fields[n.name]
+                if f.count or f.ctype.startswith("struct"):
+                    kind = "inet" if f.decoder == "inet" else "str"
+                    return Val(VT(kind, label=f"{f.decoder} field"), var=f"ev.{n.name}")
+                return Val(int_vt(f.ctype), var=f"ev.{n.name}")
+            if isinstance(n, E.Name) and self.enum_lookup(n.name) is None:
+                raise PlanError(
+                    f"the filter can use this probe's fields ({', '.join(fields)}) "
+                    f"and $options; put other conditions in an alternative's `where`"
+                    f"{did_you_mean(n.name, fields)}",
+                    n.col,
+                )
+            return resolver.value(n)
+
+        scope = Scope(self.btf, "filter", {}, None, None)
+        resolver = Resolver(scope, self.enum_lookup)
+        try:
+            return resolver.condition(node, operand, self.options)
+        except PlanError as exc:
+            self.problem(exc.message, path, exc.col)
+            return M.CTrue()
+
+    def attach_target(
+        self, alt: dict[str, Any], path: tuple[Any, ...]
+    ) -> Optional[tuple[str, tuple[str, ...], Scope]]:
+        kind = next(k for k in ATTACH_KINDS if k in alt)
+        raw = alt[kind]
+        targets = tuple(raw) if isinstance(raw, list) else (raw,)
+        tpath = (*path, kind)
+        btf = self.btf
+        if kind in FUNCTION_KINDS:
+            found: list[tuple[str, tuple[Param, ...], int]] = []
+            for i, t in enumerate(targets):
+                fn = btf.function(t)
+                if fn is None:
+                    self.problem(
+                        f"no kernel function '{t}' in {btf.path}"
+                        f"{did_you_mean(t, btf.names(Kind.FUNC))}",
+                        (*tpath, i) if isinstance(raw, list) else tpath,
+                    )
+                    continue
+                found.append((t, fn[1], fn[2]))
+            if len(found) != len(targets):
+                return None
+            params = {p.name: (i, p.type_id) for i, p in enumerate(found[0][1]) if p.name}
+            for t, ps, _ in found[1:]:
+                other = {p.name: (i, btf.type_str(p.type_id)) for i, p in enumerate(ps)}
+                for pname, (i, tid) in list(params.items()):
+                    if other.get(pname) != (i, btf.type_str(tid)):
+                        del params[pname]  # differs between targets: not usable
+            ret = found[0][2] if kind in RETURN_KINDS else None
+            if kind in RETURN_KINDS and ret == 0:
+                ret = None
+            return kind, targets, Scope(btf, kind, params, ret, None, nargs=len(found[0][1]))
+        if kind == "raw_tracepoint":
+            rparams = btf.raw_tracepoint(targets[0])
+            if rparams is None:
+                self.problem(
+                    f"no raw tracepoint '{targets[0]}' in {btf.path}"
+                    f"{did_you_mean(targets[0], self.raw_tp_names())}",
+                    tpath,
+                )
+                return None
+            params = {(p.name or f"arg{i}"): (i, p.type_id) for i, p in enumerate(rparams)}
+            return kind, targets, Scope(btf, kind, params, None, None)
+        category, _, event = targets[0].partition("/")
+        record = self.tracepoint_record(category, event, tpath)
+        if record is None:
+            return None
+        scope = Scope(btf, kind, {}, None, record, record_label=targets[0])
+        return kind, targets, scope
+
+    def raw_tp_names(self) -> list[str]:
+        return [
+            n[len("btf_trace_") :]
+            for n in self.btf.names(Kind.TYPEDEF)
+            if n.startswith("btf_trace_")
+        ]
+
+    def tracepoint_record(
+        self, category: str, event: str, path: tuple[Any, ...]
+    ) -> Optional[dict[str, tuple[int, VT]]]:
+        """A tracepoint's fields from BTF (trace_event_raw_*), cross-checked with tracefs."""
+        records = self.btf.tracepoint_records(event)
+        if not records:
+            self.problem(
+                f"no tracepoint '{category}/{event}' in {self.btf.path}"
+                f"{did_you_mean(event, self.raw_tp_names())}",
+                path,
+            )
+            return None
+        if self.tracefs_ok:
+            from engine import tracefs
+
+            try:
+                fmt = tracefs.read_format(category, event)
+            except tracefs.TracefsError as exc:
+                if "not found" in str(exc) or "no tracepoint" in str(exc):
+                    self.problem(f"no tracepoint '{category}/{event}' on this kernel", path)
+                    return None
+                fmt = None
+            if fmt is not None:
+                offsets = {f.name: f.offset for f in fmt.fields}
+                records = [
+                    r
+                    for r in records
+                    if all(
+                        offsets.get(fname) == off
+                        for fname, (off, _) in self.record_fields(r).items()
+                        if fname in offsets
+                    )
+                ] or records[:1]
+        merged = self.record_fields(records[0])
+        for other in records[1:]:
+            theirs = self.record_fields(other)
+            merged = {k: v for k, v in merged.items() if theirs.get(k) == v}
+        return merged
+
+    def record_fields(self, record: BtfType) -> dict[str, tuple[int, VT]]:
+        out: dict[str, tuple[int, VT]] = {}
+        for m in record.members:
+            if m.name in ("ent", "__data") or not m.name:
+                continue
+            vt = vt_of(self.btf, m.type_id)
+            if m.name.startswith("__data_loc_"):
+                out[m.name[len("__data_loc_") :]] = (
+                    m.bit_offset // 8,
+                    VT("str", 4, label="__data_loc char[]", char=True, data_loc=True),
+                )
+            else:
+                out[m.name] = (m.bit_offset // 8, vt)
+        return out
+
+    def plan_alternative(
+        self,
+        pindex: int,
+        pname: str,
+        aindex: int,
+        alt: dict[str, Any],
+        lets: dict[str, Optional[E.Node]],
+        field_specs: dict[str, Any],
+        fields: dict[str, M.Field],
+        filter_node: Optional[E.Node],
+        path: tuple[Any, ...],
+        probe_path: tuple[Any, ...],
+    ) -> Optional[M.Alternative]:
+        target = self.attach_target(alt, path)
+        if target is None:
+            return None
+        kind, targets, scope = target
+        resolver = Resolver(scope, self.enum_lookup)
+        before = len(self.problems)
+        own_lets = {
+            k: (self.parse(v, (*path, "let", k), cast=True), (*path, "let", k))
+            for k, v in (alt.get("let") or {}).items()
+        }
+        all_lets = list(own_lets.items()) + [
+            (k, (n, (*probe_path, "let", k))) for k, n in lets.items()
+        ]
+        where_node = self.parse(alt["where"], (*path, "where")) if "where" in alt else None
+        # `let` values are computed where first used, so unused ones cost nothing.
+        for lname, (node, lpath) in all_lets:
+            if node is None:
+                scope.bindings[lname] = None
+                continue
+            mark = len(scope.steps)
+            try:
+                scope.bindings[lname] = resolver.value(node)
+            except PlanError as exc:
+                self.problem(exc.message, lpath, exc.col)
+                scope.bindings[lname] = None
+            del scope.steps[mark:]
+            scope.cache.clear()
+            scope.loads.clear()
+        # Re-resolve lazily: bindings above were only checked; resolve them again on use.
+        lazy = {k: n for k, (n, _) in all_lets}
+        checked = dict(scope.bindings)
+        scope.bindings = {}
+        resolver.name = self._lazy_names(resolver, lazy, checked)  # type: ignore[method-assign]
+
+        where: M.CExpr = M.CTrue()
+        if where_node is not None:
+            try:
+                where = resolver.condition(where_node, resolver.value, self.options)
+            except PlanError as exc:
+                self.problem(exc.message, (*path, "where"), exc.col)
+        where_steps = tuple(scope.steps)
+        codes = []
+        for fname, (fspec, fpath, vpath, node) in field_specs.items():
+            if node is None:
+                continue
+            mark = len(scope.steps)
+            try:
+                val = resolver.value(node)
+                f, steps = self.field_code(resolver, fname, fspec, val, node)
+            except PlanError as exc:
+                self.problem(exc.message, vpath, exc.col)
+                continue
+            codes.append(M.FieldCode(fname, tuple(scope.steps[mark:]) + tuple(steps)))
+            self.merge_field(fields, f, fpath)
+        if len(self.problems) > before:
+            return None
+        fnames = (f"p{pindex}_{pname}_{kind}_{t.replace('/', '_')}" for t in targets)
+        functions: list[M.Function] = []
+        for t, fn in zip(targets, fnames):
+            tgt = t.replace("/", ":")
+            if kind == "kretprobe" and scope.stash:
+                functions.append(M.Function(fn + "_entry", "kprobe", t, "entry"))
+            if kind in ("fentry", "fexit"):
+                prefix = "kfunc" if kind == "fentry" else "kretfunc"
+                fn = f"{prefix}__vmlinux__{t}"
+            functions.append(M.Function(fn, kind, tgt, "main"))
+        filter_fields = tuple(
+            sorted(
+                {n.name for n in E.names_in(filter_node) if n.name in field_specs}
+                if filter_node
+                else set()
+            )
+        )
+        return M.Alternative(
+            aindex,
+            kind,
+            targets,
+            tuple(functions),
+            tuple(sorted(scope.stash.items())),
+            where_steps,
+            where,
+            tuple(codes),
+            filter_fields,
+        )
+
+    def _lazy_names(
+        self,
+        resolver: Resolver,
+        lazy: dict[str, Optional[E.Node]],
+        checked: dict[str, Optional[Val]],
+    ) -> Callable[[E.Name], Val]:
+        """Name lookup that computes a `let` binding the first time it is used."""
+        plain = Resolver.name.__get__(resolver)
+        scope = resolver.s
+
+        def name(node: E.Name) -> Val:
+            if node.name in lazy and node.name not in scope.bindings:
+                if checked.get(node.name) is None:
+                    raise PlanError("")
+                target = lazy[node.name]
+                assert target is not None
+                scope.bindings[node.name] = resolver.value(target)
+            return plain(node)
+
+        return name
+
+    def field_code(
+        self, r: Resolver, name: str, spec: dict[str, Any], val: Val, node: E.Node
+    ) -> tuple[M.Field, list[M.Step]]:
+        """How a value lands in its event slot, and how that slot prints."""
+        decode = spec.get("decode")
+        enum_name = ""
+        if isinstance(decode, dict):
+            enum_name, decode = decode["enum"], "enum"
+        dest = f"ev.{name}"
+        vt = val.vt
+        steps: list[M.Step] = []
+        col = getattr(node, "col", 0)
+        header = spec.get("header", name.upper())
+        enum_values: tuple[tuple[int, str], ...] = ()
+        if vt.kind == "comm":
+            if decode not in (None, "str"):
+                raise PlanError(f"decoder '{decode}' does not fit comm (a string)", col)
+            steps.append(M.Comm(dest, COMM_LEN))
+            ctype, count, decoder = "char", COMM_LEN, "str"
+        elif vt.kind == "inet" or decode == "inet":
+            if vt.kind == "inet":
+                family, v4, v6 = val.parts
+                steps.append(M.Inet(dest, family.var, v4.base, v4.offset, v6.base, v6.offset))
+            elif val.is_lvalue and vt.size in (4, 16) and vt.kind in ("int", "array"):
+                fam = "2" if vt.size == 4 else "10"
+                steps.append(M.Inet(dest, fam, val.base, val.offset, val.base, val.offset))
+            else:
+                raise PlanError(
+                    f"decoder 'inet' needs an address (4 or 16 bytes in kernel "
+                    f"memory, or sock_saddr(sk)); got a '{vt.label}'",
+                    col,
+                )
+            ctype, count, decoder = "struct inet_addr", 0, "inet"
+        elif vt.kind == "str" or (vt.char and vt.kind in ("array", "ptr")) or decode == "str":
+            size = spec.get("size", vt.count if vt.kind == "array" else DEFAULT_STR)
+            if vt.data_loc:
+                steps.append(M.DataLocStr(dest, val.base, val.offset, size))
+            elif vt.kind == "array" and val.is_lvalue:
+                steps.append(M.CopyStr(dest, r.address(val), 0, min(size, vt.size)))
+                size = min(size, vt.size)
+            elif vt.kind == "ptr":
+                ptr = r.rvalue(val)
+                steps.append(M.CopyStr(dest, ptr.var, 0, size))
+            else:
+                raise PlanError(f"decoder 'str' needs characters; got a '{vt.label}'", col)
+            if decode not in (None, "str"):
+                raise PlanError(f"decoder '{decode}' does not fit a string", col)
+            ctype, count, decoder = "char", size, "str"
+        elif vt.kind == "array":
+            if decode not in (None, "hex"):
+                raise PlanError(f"decoder '{decode}' does not fit an array ('{vt.label}')", col)
+            steps.append(M.Copy(dest, val.base, val.offset, vt.size))
+            ctype, count, decoder = "u8", vt.size, "hex"
+        elif vt.kind in ("int", "ptr"):
+            rv = r.rvalue(val)
+            if rv.vt.label in ("integer", "enum constant"):
+                raise PlanError("a field needs a kernel value, not a constant", col)
+            ctype, count = rv.vt.ctype, 0
+            swap = 0
+            decoder = decode or ("hex" if vt.kind == "ptr" else "int")
+            if decode in ("be16", "be32", "be64"):
+                bits = int(decode[2:])
+                if rv.vt.size * 8 != bits:
+                    raise PlanError(
+                        f"decoder '{decode}' needs a {bits // 8}-byte integer; "
+                        f"this is a '{vt.label}' ({rv.vt.size} bytes)",
+                        col,
+                    )
+                swap, decoder = bits, "int"
+            if decoder == "enum" or (decode is None and vt.btf and vt.kind == "int"):
+                enum_values = self.enum_values(enum_name, vt, col)
+                decoder = "enum"
+            if decoder == "elapsed" and rv.vt.size != 8:
+                raise PlanError("decoder 'elapsed' needs nanoseconds (a u64 such as ktime_ns)", col)
+            steps.append(M.Store(dest, rv.var, swap))
+        elif vt.kind == "struct":
+            raise PlanError(
+                f"a field can't hold a whole '{vt.label}'; pick a member, e.g. "
+                f"'{_first_member(self.btf, vt)}'",
+                col,
+            )
+        else:
+            raise PlanError(f"a '{vt.label}' can't be a field", col)
+        natural = DECODER_WIDTH.get(decoder, count if ctype == "char" else 6)
+        width = spec.get("width", max(len(header), natural))
+        return (M.Field(name, ctype, count, decoder, header, width, enum_values), steps)
+
+    def enum_values(self, enum_name: str, vt: VT, col: int) -> tuple[tuple[int, str], ...]:
+        if enum_name:
+            t = self.btf.find(enum_name, Kind.ENUM, Kind.ENUM64)
+            if t is None:
+                hit = self.btf.enum_constant(enum_name)
+                if hit is None:
+                    names = self.btf.names(Kind.ENUM, Kind.ENUM64)
+                    raise PlanError(
+                        f"no enum '{enum_name}' (nor an enum constant of that name)"
+                        f"{did_you_mean(enum_name, names)}",
+                        col,
+                    )
+                t = hit[0]
+        elif vt.btf:
+            t = self.btf.type(vt.btf)
+        else:
+            raise PlanError("decoder 'enum' needs an enum: `decode: {enum: NAME}`", col)
+        return tuple((e.value, e.name) for e in t.enumerators)
+
+    def merge_field(self, fields: dict[str, M.Field], f: M.Field, path: tuple[Any, ...]) -> None:
+        old = fields.get(f.name)
+        if old is None:
+            fields[f.name] = f
+        elif (old.ctype, old.count, old.decoder) != (f.ctype, f.count, f.decoder):
+            self.problem(
+                f"field '{f.name}' is a {f.ctype}{f'[{f.count}]' if f.count else ''} "
+                f"({f.decoder}) here but a {old.ctype}"
+                f"{f'[{old.count}]' if old.count else ''} ({old.decoder}) elsewhere; "
+                "every alternative and probe must give it the same type",
+                path,
+            )
+
+
+def _first_member(btf: Btf, vt: VT) -> str:
+    names = btf.member_names(vt.btf)
+    return names[0] if names else "a member"
+
+
+# --- layouts ----------------------------------------------------------------------------------
+
+INET_SIZE = 18  # struct inet_addr { u16 family; u8 addr[16]; }
+
+
+def layout(struct: str, members: list[tuple[str, str, int]]) -> M.Layout:
+    """C struct layout with natural alignment, the way clang lays it out for BPF."""
+    offset, align_max, slots = 0, 1, []
+    for name, ctype, count in members:
+        if ctype == "struct inet_addr":
+            size, align = INET_SIZE, 2
+        elif ctype == "char":
+            size, align = count, 1
+        else:
+            unit = int(ctype[1:]) // 8
+            size, align = unit * max(count, 1), unit
+        offset = (offset + align - 1) // align * align
+        slots.append(M.Slot(name, ctype, count, offset, size))
+        offset += size
+        align_max = max(align_max, align)
+    total = (offset + align_max - 1) // align_max * align_max
+    return M.Layout(struct, tuple(slots), max(total, 1))
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+_BTF_CACHE: dict[str, Btf] = {}
+
+
+def load_btf(path: Optional[str]) -> Btf:
+    """Kernel BTF, once per process; a missing or bad file is a one-line EngineError."""
+    key = path or VMLINUX
+    if key not in _BTF_CACHE:
+        try:
+            _BTF_CACHE[key] = Btf.load(key)
+        except BtfError as exc:
+            hint = "" if path else "; pass --btf FILE (a vmlinux BTF of the target kernel)"
+            raise EngineError(f"{exc}{hint}") from None
+    return _BTF_CACHE[key]
+
+
+def plan(document: Any, btf_path: Optional[str] = None) -> M.Plan:
+    """Plan a schema-valid document; raises SpecError with every problem found."""
+    btf = load_btf(btf_path)
+    live = btf_path is None or os.path.realpath(btf_path) == os.path.realpath(VMLINUX)
+    return Planner(document, btf, tracefs_ok=live and _tracefs_readable()).plan()
+
+
+def check(document: Any, btf_path: Optional[str]) -> list[Problem]:
+    """Semantic problems of a schema-valid document (empty when it plans)."""
+    try:
+        plan(document, btf_path)
+    except SpecError as exc:
+        return exc.problems
+    return []
+
+
+def _tracefs_readable() -> bool:
+    try:
+        from engine import tracefs
+
+        return tracefs.available()
+    except Exception:
+        return False
+
+
+def iter_steps(alt: M.Alternative) -> Iterator[M.Step]:
+    yield from alt.steps
+    for f in alt.fields:
+        yield from f.steps

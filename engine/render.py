@@ -1,0 +1,118 @@
+"""Render: the model -> BPF C text and a Python decoder module, through Jinja templates.
+
+One Jinja environment (StrictUndefined, trim/lstrip blocks) loads templates shipped as the
+`engine.templates` package, so an installed engine finds them as the source tree does.
+Filter and `where` trees become C here, in `c_expr`: it writes only generated local names,
+operators and typed integer literals.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from importlib import resources
+from typing import Any
+
+import jinja2
+
+from engine import model as M
+
+CTYPES = {
+    "u8": "ctypes.c_uint8",
+    "u16": "ctypes.c_uint16",
+    "u32": "ctypes.c_uint32",
+    "u64": "ctypes.c_uint64",
+    "s8": "ctypes.c_int8",
+    "s16": "ctypes.c_int16",
+    "s32": "ctypes.c_int32",
+    "s64": "ctypes.c_int64",
+    "char": "ctypes.c_char",
+}
+
+
+class _PackageLoader(jinja2.BaseLoader):
+    """Templates from the engine.templates package (works from a wheel or a checkout)."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
+        node = resources.files("engine.templates")
+        for part in template.split("/"):
+            node = node / part
+        try:
+            source = node.read_text(encoding="utf-8")
+        except (FileNotFoundError, NotADirectoryError):
+            raise jinja2.TemplateNotFound(template) from None
+        return source, template, lambda: True
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=_PackageLoader(),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["c_expr"] = c_expr
+    env.filters["pyrepr"] = repr
+    env.tests["ctrue"] = lambda e: isinstance(e, M.CTrue)
+    env.globals["ctypes_names"] = CTYPES
+    return env
+
+
+def render_c(program: M.Program) -> str:
+    """The BPF C program for bcc."""
+    return environment().get_template("program.c.j2").render(program=program)
+
+
+def render_decoder(plan: M.Plan) -> str:
+    """The Python decoder module's source."""
+    key_names = {s.name for s in plan.key.slots} if plan.key else set()
+    template = environment().get_template("decoder.py.j2")
+    return template.render(plan=plan, key_names=key_names)
+
+
+def load_decoder(plan: M.Plan) -> types.ModuleType:
+    """Render the decoder and load it as a module (its layout asserts run on import)."""
+    source = render_decoder(plan)
+    module = types.ModuleType(f"engine_decoder_{plan.name}")
+    exec(compile(source, f"<decoder {plan.name}>", "exec"), module.__dict__)
+    return module
+
+
+# --- expression emitter -------------------------------------------------------------------
+
+
+def c_number(num: M.CNum) -> str:
+    """A typed literal: suffixes keep 64-bit constants 64-bit, negatives parenthesized."""
+    suffix = {"u64": "ULL", "s64": "LL"}.get(num.ctype, "U" if num.ctype[0] == "u" else "")
+    text = f"{num.value}{suffix}"
+    return f"({text})" if num.value < 0 else text
+
+
+def c_expr(expr: M.CExpr) -> str:
+    """C for a bound expression tree; always parenthesized, so precedence never leaks."""
+    if isinstance(expr, M.CTrue):
+        return "(1)"
+    if isinstance(expr, M.CVar):
+        return expr.name
+    if isinstance(expr, M.CNum):
+        return c_number(expr)
+    if isinstance(expr, M.CCompare):
+        return f"({c_expr(expr.left)} {expr.op} {c_expr(expr.right)})"
+    if isinstance(expr, M.CIn):
+        if isinstance(expr.values, M.COption):
+            raise ValueError(f"option ${expr.values.option} is not bound")
+        left = c_expr(expr.left)
+        if not expr.values:
+            return "(1)" if expr.negate else "(0)"
+        terms = " || ".join(f"{left} == {c_number(v)}" for v in expr.values)
+        return f"(!({terms}))" if expr.negate else f"({terms})"
+    if isinstance(expr, M.CBool):
+        return "(" + f" {expr.op} ".join(c_expr(t) for t in expr.terms) + ")"
+    if isinstance(expr, M.CNot):
+        return f"(!{c_expr(expr.term)})"
+    if isinstance(expr, M.COption):
+        raise ValueError(f"option ${expr.option} is not bound")
+    raise TypeError(f"not an expression: {expr!r}")
