@@ -1,0 +1,282 @@
+"""The `engine` command: run, validate, render, explain, doctor.
+
+`run` and `render` parse twice: once to find the spec, then with the spec's own options added
+as typed flags, so `engine run SPEC --help` lists them. User mistakes end in one line on
+stderr and exit 2 (flags) or 1 (spec, kernel); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+from engine import __version__
+from engine import model as M
+from engine.errors import EngineError, SpecError, UsageError
+
+EXAMPLES = """\
+examples:
+  engine run specs/tcpconnect.yaml            trace TCP connects (Ctrl-C to end)
+  engine run specs/tcpconnect.yaml -P 80,443  only connects to ports 80 and 443
+  engine run specs/tcpconnect.yaml -c         count connects per address pair, in the kernel
+  engine run specs/icmp.yaml -o json          one JSON object per answered ping
+  engine run specs/tcpconnect.yaml --help     the spec's own options
+  engine validate specs/*.yaml                check specs against this kernel's BTF (no root)
+  engine render specs/tcpconnect.yaml         print the generated BPF C
+  engine explain tcp_v4_connect               a function's arguments, from BTF
+  engine explain sock/inet_sock_set_state     a tracepoint's fields
+  engine explain struct sock_common           a struct's members with offsets
+  engine doctor                               what this kernel offers, with remedies
+"""
+
+
+def int_parser(ctype: str) -> Callable[[str], int]:
+    """argparse type for an integer option: decimal or 0x hex, range-checked for its C type."""
+    from engine.planner import ctype_range
+
+    lo, hi = ctype_range(ctype)
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip(), 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer ({ctype})") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range for {ctype} ({lo}..{hi})")
+        return value
+
+    return parse
+
+
+def list_parser(ctype: str) -> Callable[[str], list[int]]:
+    one = int_parser(ctype)
+
+    def parse(text: str) -> list[int]:
+        items = text.split(",")
+        if any(not item.strip() for item in items):
+            raise argparse.ArgumentTypeError(
+                f"'{text}' has an empty item; expected a comma-separated list such as 80,443")
+        return [one(item) for item in items]
+
+    return parse
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be above 0")
+    return value
+
+
+def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
+    group = parser.add_argument_group(f"options of spec '{plan.name}'")
+    for opt in plan.options:
+        flags = [f for f in (opt.short, opt.long) if f]
+        if opt.ctype == "bool":
+            group.add_argument(*flags, dest=f"opt_{opt.name}", action="store_true",
+                               help=opt.help)
+        else:
+            kind = list_parser(opt.ctype) if opt.is_list else int_parser(opt.ctype)
+            group.add_argument(*flags, dest=f"opt_{opt.name}", type=kind, metavar=opt.metavar,
+                               help=f"{opt.help} ({'list of ' if opt.is_list else ''}"
+                                    f"{opt.ctype})")
+
+
+def spec_parser(verb: str, plan: Optional[M.Plan]) -> argparse.ArgumentParser:
+    description = {
+        "run": "Load the spec's probes into the kernel and print what they see.",
+        "render": "Print the BPF C (or, with --decoder, the Python decoder) a spec becomes.",
+    }[verb]
+    if plan is not None and plan.description:
+        description = f"{plan.name}: {plan.description}"
+    p = argparse.ArgumentParser(prog=f"engine {verb}", description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", metavar="SPEC", help="a spec file (YAML)")
+    if verb == "run":
+        p.add_argument("-o", "--output", choices=("table", "json", "csv"), default="table",
+                       help="output format (default: table)")
+        p.add_argument("-c", "--count", action="store_true",
+                       help="count events in the kernel by the spec's count keys; print the "
+                            "table on exit (and every --interval)")
+        p.add_argument("--interval", type=positive, metavar="SECONDS",
+                       help="with -c: print counts every SECONDS")
+        p.add_argument("--duration", type=positive, metavar="SECONDS",
+                       help="stop after SECONDS (default: run until Ctrl-C or SIGTERM)")
+        p.add_argument("--ebpf", action="store_true",
+                       help="print the generated BPF C and exit")
+        p.add_argument("--perf-buffer", action="store_true",
+                       help="use a perf buffer even where the kernel has a ring buffer")
+        p.add_argument("--wakeup", type=int, default=0, metavar="N",
+                       help="ring buffer: wake the reader every N events (0: every event)")
+        p.add_argument("-v", "--verbose", action="store_true",
+                       help="show the compiler and verifier output")
+    else:
+        p.add_argument("--decoder", action="store_true",
+                       help="print the Python decoder module instead of the C")
+        p.add_argument("--btf", metavar="FILE", help="resolve against this BTF file")
+        p.add_argument("--alternative", type=int, default=1, metavar="N",
+                       help="render each probe's N-th attach alternative (default: 1)")
+        p.add_argument("-c", "--count", action="store_true", help="render count mode")
+    if plan is not None:
+        add_spec_options(p, plan)
+    else:
+        p.epilog = "The spec's own options are listed by: engine %s SPEC --help" % verb
+    return p
+
+
+def option_values(plan: M.Plan, ns: argparse.Namespace) -> dict[str, Any]:
+    return {o.name: getattr(ns, f"opt_{o.name}", None) for o in plan.options}
+
+
+def cmd_with_spec(verb: str, argv: list[str]) -> int:
+    """`run` and `render`: find the spec first, then parse the spec's flags."""
+    from engine import planner
+    from engine.loader import load_document
+    from engine.schema import check_schema
+
+    pre = spec_parser(verb, None)
+    pre_args = [a for a in argv if a not in ("-h", "--help")]
+    spec = next((a for a in pre_args if not a.startswith("-")), None)
+    if spec is None:
+        if len(pre_args) < len(argv):
+            pre.print_help()
+            return 0
+        pre.error("the following arguments are required: SPEC")
+    btf = None
+    if "--btf" in argv and argv.index("--btf") + 1 < len(argv):
+        btf = argv[argv.index("--btf") + 1]
+    document = load_document(spec)
+    problems = check_schema(document)
+    if problems:
+        raise SpecError(problems)
+    plan = planner.plan(document, btf)
+    ns = spec_parser(verb, plan).parse_args(argv)
+    values = option_values(plan, ns)
+    if ns.count and plan.key is None:
+        raise UsageError(f"-c/--count: spec '{plan.name}' declares no output.count")
+    if verb == "render":
+        return cmd_render(plan, ns, values)
+    return cmd_run(plan, ns, values)
+
+
+def cmd_render(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int:
+    from engine import render
+    from engine.bind import bind
+
+    if ns.decoder:
+        sys.stdout.write(render.render_decoder(plan))
+        return 0
+    choices = {}
+    for probe in plan.probes:
+        if not 1 <= ns.alternative <= len(probe.alternatives):
+            raise UsageError(f"--alternative: probe '{probe.name}' has "
+                             f"{len(probe.alternatives)} alternatives")
+        choices[probe.name] = ns.alternative - 1
+    program = bind(plan, mode="count" if ns.count else "events", options=values,
+                   choices=choices)
+    sys.stdout.write(render.render_c(program))
+    return 0
+
+
+def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int:
+    from engine import render, runner
+    from engine.bind import bind
+
+    if ns.interval and not ns.count:
+        raise UsageError("--interval goes with -c/--count")
+    if ns.wakeup < 0:
+        raise UsageError("--wakeup: N must be 0 or more")
+    if ns.ebpf:
+        program = bind(plan, mode="count" if ns.count else "events", options=values)
+        sys.stdout.write(render.render_c(program))
+        return 0
+    config = runner.RunConfig(
+        fmt=ns.output,
+        count=ns.count,
+        interval=ns.interval or 0.0,
+        duration=ns.duration or 0.0,
+        verbose=ns.verbose,
+        transport="perf" if ns.perf_buffer else "auto",
+        wakeup_batch=ns.wakeup,
+        options=values,
+    )
+    return runner.run(plan, config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="engine",
+        description="A declarative eBPF probe engine: write a YAML spec, get a bcc-style tool.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"engine {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.add_parser("run", help="run a spec: attach, print events or counts (root)",
+                   add_help=False)
+    sub.add_parser("render", help="print the BPF C or decoder a spec becomes", add_help=False)
+    v = sub.add_parser("validate", help="check specs against kernel BTF (no root needed)",
+                       description="Check specs: schema, then every name against kernel BTF. "
+                                   "Exit 0 all valid, 1 some invalid, 2 usage error.")
+    v.add_argument("specs", nargs="+", metavar="SPEC")
+    v.add_argument("--btf", metavar="FILE",
+                   help="BTF of the target kernel (default: /sys/kernel/btf/vmlinux)")
+    v.add_argument("--format", choices=("text", "json", "github"), default="text",
+                   help="report format; github prints workflow annotations")
+    v.add_argument("--compile", action="store_true",
+                   help="also compile every alternative with bcc and load it through the "
+                        "verifier (root)")
+    e = sub.add_parser("explain", help="show a function's arguments, a tracepoint's fields or "
+                                       "a struct's members, from BTF")
+    e.add_argument("target", metavar="FUNCTION|CATEGORY/TRACEPOINT|struct NAME", nargs="+")
+    e.add_argument("--btf", metavar="FILE", help="BTF file (default: the running kernel's)")
+    e.add_argument("--expand", action="store_true", help="expand nested structs one level")
+    d = sub.add_parser("doctor", help="measure what this kernel offers, with remedies")
+    d.add_argument("--json", action="store_true", help="one JSON object")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] in ("run", "render"):
+            return cmd_with_spec(args[0], args[1:])
+        ns = build_parser().parse_args(args)
+        if ns.verb is None:
+            build_parser().print_help()
+            return 2
+        if ns.verb == "validate":
+            from engine.validate import run_validate
+
+            code = run_validate(ns.specs, ns.btf, ns.format, sys.stdout)
+            if ns.compile and code == 0:
+                from engine.runner import compile_check
+
+                code = compile_check(ns.specs, sys.stdout)
+            return code
+        if ns.verb == "doctor":
+            from engine.doctor import run_doctor
+
+            return run_doctor(ns.json, sys.stdout)
+        if ns.verb == "explain":
+            from engine.explain import run_explain
+
+            return run_explain(" ".join(ns.target), ns.btf, ns.expand, sys.stdout)
+        return 2
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem.format(), file=sys.stderr)
+        return 1
+    except EngineError as exc:
+        print(f"engine: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,403 @@
+"""Run: choose an attach alternative per probe, load with bcc, attach, poll, decode, print.
+
+One `Session` owns the bcc object and every attachment and detaches all of it on every exit
+path (the good part of bcc's own design). Alternatives are chosen by really probing the
+kernel for each target (engine.capabilities, the same code `engine doctor` runs); if the
+real attach still fails, the next alternative is tried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from types import FrameType, ModuleType
+from typing import Any, Iterator, Mapping, Optional, TextIO
+
+from engine import capabilities, render
+from engine import model as M
+from engine.bind import OptionValue, bind
+from engine.errors import EngineError
+from engine.output import Printer, render_rows
+
+POLL_MS = 100
+
+
+@dataclass
+class RunConfig:
+    """What `engine run` was asked to do."""
+
+    fmt: str = "table"
+    count: bool = False
+    interval: float = 0.0
+    duration: float = 0.0
+    verbose: bool = False
+    transport: str = "auto"  # auto | ringbuf | perf
+    ringbuf_pages: int = 64
+    wakeup_batch: int = 0
+    options: Mapping[str, OptionValue] = field(default_factory=dict)
+
+
+def say(message: str) -> None:
+    """A status line on stderr; stdout carries only data."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- choosing alternatives ---------------------------------------------------------------
+
+
+def probe_alternative(alt: M.Alternative) -> Optional[str]:
+    """None when every function of the alternative can attach here, else the reason."""
+    for fn in alt.functions:
+        target = fn.target.replace(":", "/") if fn.kind == "tracepoint" else fn.target
+        result = capabilities.can_attach(fn.kind, target)
+        if not result.ok:
+            return f"{fn.kind} {target}: {result.detail}"
+    return None
+
+
+def describe(alt: M.Alternative) -> str:
+    return f"{alt.kind} {', '.join(alt.targets)}"
+
+
+def choose(plan: M.Plan, excluded: Mapping[tuple[str, int], str]) -> dict[str, int]:
+    """The first usable alternative of each probe; EngineError listing reasons if none."""
+    choices: dict[str, int] = {}
+    for probe in plan.probes:
+        reasons = []
+        for i, alt in enumerate(probe.alternatives):
+            reason = excluded.get((probe.name, i)) or probe_alternative(alt)
+            if reason is None:
+                choices[probe.name] = i
+                break
+            reasons.append(f"  {i + 1}. {describe(alt)}: {reason}")
+        else:
+            raise EngineError(
+                f"probe '{probe.name}': no attach alternative works on this kernel:\n"
+                + "\n".join(reasons)
+            )
+        if reasons:
+            skipped = "; ".join(r.strip() for r in reasons)
+            say(f"probe '{probe.name}': using {describe(probe.alternatives[i])} "
+                f"(skipped {skipped})")
+        else:
+            say(f"probe '{probe.name}': using {describe(probe.alternatives[i])}")
+    return choices
+
+
+# --- bcc session ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[TextIO]:
+    """Route fd 2 (where bcc and clang write) to a temporary file for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    log = tempfile.TemporaryFile(mode="w+")
+    os.dup2(log.fileno(), 2)
+    try:
+        yield log
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_bcc() -> Any:
+    try:
+        import bcc
+    except ImportError:
+        raise EngineError(
+            "bcc is not available to this Python: run scripts/setup.sh "
+            "(Debian/Ubuntu: apt install python3-bpfcc, and use /usr/bin/python3)"
+        ) from None
+    return bcc
+
+
+class Session:
+    """Owns one loaded program and its attachments; `close()` detaches everything."""
+
+    def __init__(self, program: M.Program, verbose: bool) -> None:
+        self.program = program
+        self.verbose = verbose
+        self.bpf: Any = None
+
+    def load(self) -> None:
+        bcc = import_bcc()
+        text = render.render_c(self.program)
+        with captured_stderr() as log:
+            try:
+                self.bpf = bcc.BPF(text=text)
+            except Exception as exc:
+                detail = self._log_detail(log, text)
+                raise EngineError(f"compiling the generated C failed ({exc}){detail}") from None
+
+    def attach(self) -> None:
+        """Attach every function; raises AttachError naming the failing function."""
+        b = self.bpf
+        for probe in self.program.probes:
+            for fn in probe.alternative.functions:
+                with captured_stderr() as log:
+                    try:
+                        self._attach_one(b, fn)
+                    except Exception as exc:
+                        log.seek(0)
+                        raise AttachError(probe.name, fn, str(exc), log.read()) from None
+
+    @staticmethod
+    def _attach_one(b: Any, fn: M.Function) -> None:
+        if fn.kind in ("kprobe",):
+            b.attach_kprobe(event=fn.target, fn_name=fn.name)
+        elif fn.kind == "kretprobe":
+            b.attach_kretprobe(event=fn.target, fn_name=fn.name)
+        elif fn.kind == "tracepoint":
+            b.attach_tracepoint(tp=fn.target, fn_name=fn.name)
+        elif fn.kind == "raw_tracepoint":
+            b.attach_raw_tracepoint(tp=fn.target, fn_name=fn.name)
+        elif fn.kind == "fentry":
+            b.attach_kfunc(fn_name=fn.name)
+        elif fn.kind == "fexit":
+            b.attach_kretfunc(fn_name=fn.name)
+
+    def _log_detail(self, log: TextIO, text: str) -> str:
+        log.seek(0)
+        content = log.read()
+        if self.verbose:
+            sys.stderr.write(content)
+            return ""
+        fd, path = tempfile.mkstemp(prefix="engine-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(content + "\n--- generated C ---\n" + text)
+        return f"; compiler/verifier log in {path} (or run with -v)"
+
+    def lost(self) -> int:
+        try:
+            return int(sum(v.value for v in self.bpf["lost"][0]))
+        except Exception:
+            return 0
+
+    def close(self) -> None:
+        if self.bpf is not None:
+            with contextlib.suppress(Exception):
+                self.bpf.cleanup()
+            self.bpf = None
+
+
+class AttachError(Exception):
+    def __init__(self, probe: str, fn: M.Function, message: str, log: str) -> None:
+        super().__init__(message)
+        self.probe = probe
+        self.fn = fn
+        self.log = log
+
+
+def start(plan: M.Plan, config: RunConfig, mode: str, transport: str) -> Session:
+    """Load and attach, falling back to a probe's next alternative when an attach fails."""
+    excluded: dict[tuple[str, int], str] = {}
+    while True:
+        choices = choose(plan, excluded)
+        program = bind(plan, mode=mode, options=config.options, choices=choices,
+                       transport=transport, ringbuf_pages=config.ringbuf_pages,
+                       wakeup_batch=config.wakeup_batch)
+        session = Session(program, config.verbose)
+        try:
+            session.load()
+            session.attach()
+            return session
+        except AttachError as exc:
+            session.close()
+            index = choices[exc.probe]
+            reason = exc.log.strip().splitlines()[-1] if exc.log.strip() else str(exc)
+            if "verifier" in exc.log.lower() or "permission denied" in exc.log.lower():
+                reason = str(exc)
+            excluded[(exc.probe, index)] = f"attach failed: {reason}"
+            say(f"probe '{exc.probe}': {exc.fn.kind} {exc.fn.target} failed to attach "
+                f"({reason}); trying the next alternative")
+        except BaseException:
+            session.close()
+            raise
+
+
+# --- the event loop ---------------------------------------------------------------------------
+
+
+class Stop:
+    """Set by SIGINT/SIGTERM; the loop checks it at least every POLL_MS."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
+        self.requested = True
+
+
+def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
+    """`engine run`: exit 0 on a normal stop (Ctrl-C, SIGTERM, --duration, closed stdout)."""
+    check_privileges()
+    mode = "count" if config.count else "events"
+    transport = config.transport
+    if transport == "auto":
+        transport = "ringbuf" if capabilities.probe("ringbuf").ok else "perf"
+    decoder = render.load_decoder(plan)
+    columns = active_columns(plan, config)
+    stop = Stop()
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    session: Optional[Session] = None
+    try:
+        session = start(plan, config, mode, transport)
+        names = ", ".join(p.name for p in plan.probes)
+        say(f"Tracing {names} ... Hit Ctrl-C to end.")
+        loop = EventLoop(plan, config, session, decoder, columns, out, stop)
+        return loop.run(mode)
+    finally:
+        if session is not None:
+            session.close()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def check_privileges() -> None:
+    root = capabilities.probe("root")
+    if not root.ok:
+        raise EngineError(f"engine run needs root or CAP_BPF+CAP_PERFMON ({root.detail}); "
+                          "try: sudo engine run ...")
+    headers = capabilities.probe("headers")
+    if not headers.ok:
+        raise EngineError(f"kernel headers missing ({headers.detail}): {headers.remedy}")
+    tracefs = capabilities.probe("tracefs")
+    if not tracefs.ok:
+        raise EngineError(f"tracefs is not mounted ({tracefs.detail}): {tracefs.remedy}")
+
+
+def active_columns(plan: M.Plan, config: RunConfig) -> list[M.Column]:
+    cols = plan.count_by if config.count else plan.columns
+    return [c for c in cols if not c.option or config.options.get(c.option)]
+
+
+class EventLoop:
+    """Polls the buffer, decodes each event, prints the chosen columns."""
+
+    def __init__(self, plan: M.Plan, config: RunConfig, session: Session, decoder: ModuleType,
+                 columns: list[M.Column], out: TextIO, stop: Stop) -> None:
+        self.plan = plan
+        self.config = config
+        self.session = session
+        self.decoder = decoder
+        self.out = out
+        self.stop = stop
+        self.state = decoder._d.State()
+        names = [f.name for f in plan.fields]
+        self.picks = [names.index(c.field) for c in columns]
+        self.printer = Printer(config.fmt, [(c.field, c.header, c.width) for c in columns], out)
+        self.columns = columns
+        self.lost_seen = 0
+        self.perf_lost = 0
+        self.broken = False
+
+    def run(self, mode: str) -> int:
+        deadline = time.monotonic() + self.config.duration if self.config.duration else None
+        next_report = (time.monotonic() + self.config.interval) if self.config.interval else None
+        b = self.session.bpf
+        try:
+            if mode == "events":
+                self.printer.header()
+                self.flush()
+                self.open_buffer(b)
+            while not self.stop.requested and not self.broken:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                if mode == "events":
+                    self.poll(b)
+                    self.flush()
+                    self.check_lost()
+                else:
+                    time.sleep(POLL_MS / 1000)
+                    if next_report is not None and now >= next_report:
+                        self.print_counts(clear=False)
+                        next_report = now + self.config.interval
+            if mode == "events" and not self.broken:
+                self.poll(b, timeout=0)  # what is already in the buffer
+                self.flush()
+            if mode == "count" and not self.broken:
+                self.print_counts(clear=False)
+        except BrokenPipeError:
+            self.broken = True
+        self.check_lost(final=True)
+        if self.broken:
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.out.fileno())
+        return 0
+
+    def open_buffer(self, b: Any) -> None:
+        if self.session.program.transport == "ringbuf":
+            b["events"].open_ring_buffer(self.on_event)
+        else:
+            b["events"].open_perf_buffer(self.on_event, page_cnt=64, lost_cb=self.on_lost)
+
+    def poll(self, b: Any, timeout: int = POLL_MS) -> None:
+        if self.session.program.transport == "ringbuf":
+            b.ring_buffer_poll(timeout)
+        else:
+            b.perf_buffer_poll(timeout)
+
+    def on_event(self, *args: Any) -> None:
+        data, size = args[-2], args[-1]
+        if self.broken:
+            return
+        ev = ctypes.cast(data, ctypes.POINTER(self.decoder.Event)).contents
+        values = self.decoder.decode_event(ev, self.state)
+        try:
+            self.printer.row([values[i] for i in self.picks])
+        except BrokenPipeError:
+            self.broken = True
+            self.stop.requested = True
+
+    def on_lost(self, count: int) -> None:
+        self.perf_lost += count
+        say(f"lost {count} events (perf buffer full)")
+
+    def check_lost(self, final: bool = False) -> None:
+        lost = self.session.lost()
+        if lost > self.lost_seen:
+            say(f"lost {lost - self.lost_seen} events (ring buffer full)")
+            self.lost_seen = lost
+        total = self.lost_seen + self.perf_lost
+        if final and total:
+            say(f"{total} events lost in all")
+
+    def flush(self) -> None:
+        try:
+            self.out.flush()
+        except BrokenPipeError:
+            self.broken = True
+
+    def print_counts(self, clear: bool) -> None:
+        table = self.session.bpf["counts"]
+        key_type = self.decoder.Key
+        rows = []
+        for k, v in table.items():
+            key = key_type.from_buffer_copy(bytes(k))
+            rows.append((v.value, self.decoder.decode_key(key, self.state)))
+        rows.sort(key=lambda r: r[0], reverse=True)
+        key_names = [s.name for s in self.plan.key.slots] if self.plan.key else []
+        cols = [(c.field, c.header, c.width) for c in self.columns]
+        count_key = self.plan.count_header.lower()
+        cols.append((count_key, self.plan.count_header, len(self.plan.count_header)))
+        picks = [key_names.index(c.field) for c in self.columns]
+        text = render_rows(self.config.fmt, cols,
+                           [[vals[i] for i in picks] + [n] for n, vals in rows])
+        try:
+            if self.config.fmt == "table":
+                self.out.write("\n")
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            self.broken = True
+        if clear:
+            table.clear()
