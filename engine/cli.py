@@ -254,7 +254,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             code = run_validate(ns.specs, ns.btf, ns.format, sys.stdout)
             if ns.compile and code == 0:
-                from engine.runner import compile_check
+                from engine.verify import compile_check
 
                 code = compile_check(ns.specs, sys.stdout)
             return code
