@@ -9,7 +9,7 @@ every column.
 from __future__ import annotations
 
 from dataclasses import fields as dc_fields
-from typing import Mapping, Optional, Sequence, Union
+from typing import Mapping, Sequence, Union
 
 from engine import model as M
 
@@ -21,8 +21,8 @@ def bind(
     plan: M.Plan,
     *,
     mode: str = "events",
-    options: Optional[Mapping[str, OptionValue]] = None,
-    choices: Optional[Mapping[str, int]] = None,
+    options: Mapping[str, OptionValue] | None = None,
+    choices: Mapping[str, int] | None = None,
     transport: str = "ringbuf",
     ringbuf_pages: int = 64,
     wakeup_batch: int = 0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 from engine import __version__
 from engine import model as M
@@ -56,7 +56,8 @@ def list_parser(ctype: str) -> Callable[[str], list[int]]:
         items = text.split(",")
         if any(not item.strip() for item in items):
             raise argparse.ArgumentTypeError(
-                f"'{text}' has an empty item; expected a comma-separated list such as 80,443")
+                f"'{text}' has an empty item; expected a comma-separated list such as 80,443"
+            )
         return [one(item) for item in items]
 
     return parse
@@ -77,54 +78,93 @@ def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
     for opt in plan.options:
         flags = [f for f in (opt.short, opt.long) if f]
         if opt.ctype == "bool":
-            group.add_argument(*flags, dest=f"opt_{opt.name}", action="store_true",
-                               help=opt.help)
+            group.add_argument(*flags, dest=f"opt_{opt.name}", action="store_true", help=opt.help)
         else:
             kind = list_parser(opt.ctype) if opt.is_list else int_parser(opt.ctype)
-            group.add_argument(*flags, dest=f"opt_{opt.name}", type=kind, metavar=opt.metavar,
-                               help=f"{opt.help} ({'list of ' if opt.is_list else ''}"
-                                    f"{opt.ctype})")
+            group.add_argument(
+                *flags,
+                dest=f"opt_{opt.name}",
+                type=kind,
+                metavar=opt.metavar,
+                help=f"{opt.help} ({'list of ' if opt.is_list else ''}{opt.ctype})",
+            )
 
 
-def spec_parser(verb: str, plan: Optional[M.Plan]) -> argparse.ArgumentParser:
+def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
     description = {
         "run": "Load the spec's probes into the kernel and print what they see.",
         "render": "Print the BPF C (or, with --decoder, the Python decoder) a spec becomes.",
     }[verb]
     if plan is not None and plan.description:
         description = f"{plan.name}: {plan.description}"
-    p = argparse.ArgumentParser(prog=f"engine {verb}", description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=f"engine {verb}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("spec", metavar="SPEC", help="a spec file (YAML)")
     if verb == "run":
-        p.add_argument("-o", "--output", choices=("table", "json", "csv"), default="table",
-                       help="output format (default: table)")
-        p.add_argument("-c", "--count", action="store_true",
-                       help="count events in the kernel by the spec's count keys; print the "
-                            "table on exit (and every --interval)")
-        p.add_argument("--interval", type=positive, metavar="SECONDS",
-                       help="with -c: print counts every SECONDS")
-        p.add_argument("--duration", type=positive, metavar="SECONDS",
-                       help="stop after SECONDS (default: run until Ctrl-C or SIGTERM)")
-        p.add_argument("--ebpf", action="store_true",
-                       help="print the generated BPF C and exit")
-        p.add_argument("--perf-buffer", action="store_true",
-                       help="use a perf buffer even where the kernel has a ring buffer")
-        p.add_argument("--wakeup", type=int, default=0, metavar="N",
-                       help="ring buffer: wake the reader every N events (0: every event)")
-        p.add_argument("-v", "--verbose", action="store_true",
-                       help="show the compiler and verifier output")
+        p.add_argument(
+            "-o",
+            "--output",
+            choices=("table", "json", "csv"),
+            default="table",
+            help="output format (default: table)",
+        )
+        p.add_argument(
+            "-c",
+            "--count",
+            action="store_true",
+            help="count events in the kernel by the spec's count keys; print the "
+            "table on exit (and every --interval)",
+        )
+        p.add_argument(
+            "--interval",
+            type=positive,
+            metavar="SECONDS",
+            help="with -c: print counts every SECONDS",
+        )
+        p.add_argument(
+            "--duration",
+            type=positive,
+            metavar="SECONDS",
+            help="stop after SECONDS (default: run until Ctrl-C or SIGTERM)",
+        )
+        p.add_argument("--ebpf", action="store_true", help="print the generated BPF C and exit")
+        p.add_argument(
+            "--perf-buffer",
+            action="store_true",
+            help="use a perf buffer even where the kernel has a ring buffer",
+        )
+        p.add_argument(
+            "--wakeup",
+            type=int,
+            default=0,
+            metavar="N",
+            help="ring buffer: wake the reader every N events (0: every event)",
+        )
+        p.add_argument(
+            "-v", "--verbose", action="store_true", help="show the compiler and verifier output"
+        )
     else:
-        p.add_argument("--decoder", action="store_true",
-                       help="print the Python decoder module instead of the C")
+        p.add_argument(
+            "--decoder",
+            action="store_true",
+            help="print the Python decoder module instead of the C",
+        )
         p.add_argument("--btf", metavar="FILE", help="resolve against this BTF file")
-        p.add_argument("--alternative", type=int, default=1, metavar="N",
-                       help="render each probe's N-th attach alternative (default: 1)")
+        p.add_argument(
+            "--alternative",
+            type=int,
+            default=1,
+            metavar="N",
+            help="render each probe's N-th attach alternative (default: 1)",
+        )
         p.add_argument("-c", "--count", action="store_true", help="render count mode")
     if plan is not None:
         add_spec_options(p, plan)
     else:
-        p.epilog = "The spec's own options are listed by: engine %s SPEC --help" % verb
+        p.epilog = f"The spec's own options are listed by: engine {verb} SPEC --help"
     return p
 
 
@@ -173,11 +213,11 @@ def cmd_render(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> 
     choices = {}
     for probe in plan.probes:
         if not 1 <= ns.alternative <= len(probe.alternatives):
-            raise UsageError(f"--alternative: probe '{probe.name}' has "
-                             f"{len(probe.alternatives)} alternatives")
+            raise UsageError(
+                f"--alternative: probe '{probe.name}' has {len(probe.alternatives)} alternatives"
+            )
         choices[probe.name] = ns.alternative - 1
-    program = bind(plan, mode="count" if ns.count else "events", options=values,
-                   choices=choices)
+    program = bind(plan, mode="count" if ns.count else "events", options=values, choices=choices)
     sys.stdout.write(render.render_c(program))
     return 0
 
@@ -216,22 +256,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"engine {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="VERB")
-    sub.add_parser("run", help="run a spec: attach, print events or counts (root)",
-                   add_help=False)
+    sub.add_parser("run", help="run a spec: attach, print events or counts (root)", add_help=False)
     sub.add_parser("render", help="print the BPF C or decoder a spec becomes", add_help=False)
-    v = sub.add_parser("validate", help="check specs against kernel BTF (no root needed)",
-                       description="Check specs: schema, then every name against kernel BTF. "
-                                   "Exit 0 all valid, 1 some invalid, 2 usage error.")
+    v = sub.add_parser(
+        "validate",
+        help="check specs against kernel BTF (no root needed)",
+        description="Check specs: schema, then every name against kernel BTF. "
+        "Exit 0 all valid, 1 some invalid, 2 usage error.",
+    )
     v.add_argument("specs", nargs="+", metavar="SPEC")
-    v.add_argument("--btf", metavar="FILE",
-                   help="BTF of the target kernel (default: /sys/kernel/btf/vmlinux)")
-    v.add_argument("--format", choices=("text", "json", "github"), default="text",
-                   help="report format; github prints workflow annotations")
-    v.add_argument("--compile", action="store_true",
-                   help="also compile every alternative with bcc and load it through the "
-                        "verifier (root)")
-    e = sub.add_parser("explain", help="show a function's arguments, a tracepoint's fields or "
-                                       "a struct's members, from BTF")
+    v.add_argument(
+        "--btf", metavar="FILE", help="BTF of the target kernel (default: /sys/kernel/btf/vmlinux)"
+    )
+    v.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="report format; github prints workflow annotations",
+    )
+    v.add_argument(
+        "--compile",
+        action="store_true",
+        help="also compile every alternative with bcc and load it through the verifier (root)",
+    )
+    e = sub.add_parser(
+        "explain",
+        help="show a function's arguments, a tracepoint's fields or a struct's members, from BTF",
+    )
     e.add_argument("target", metavar="FUNCTION|CATEGORY/TRACEPOINT|struct NAME", nargs="+")
     e.add_argument("--btf", metavar="FILE", help="BTF file (default: the running kernel's)")
     e.add_argument("--expand", action="store_true", help="expand nested structs one level")
@@ -240,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if args and args[0] in ("run", "render"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Any, Optional
+from typing import Any
 
-_FAMILIES = {socket.AF_INET: 4, socket.AF_INET6: 6}
+_FAMILIES: dict[int, int] = {int(socket.AF_INET): 4, int(socket.AF_INET6): 6}
 
 
 def text(raw: bytes) -> str:
@@ -40,7 +40,7 @@ class State:
     """What decoding keeps between events: the first timestamp, for `elapsed`."""
 
     def __init__(self) -> None:
-        self.first_ns: Optional[int] = None
+        self.first_ns: int | None = None
 
     def elapsed(self, ns: int) -> float:
         if self.first_ns is None:

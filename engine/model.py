@@ -10,7 +10,7 @@ data: names in it are generated or validated identifiers, and numbers are ints.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import ClassVar, Optional, Union
+from typing import ClassVar, Union
 
 # --- typed expression trees (filters and `where`) -----------------------------------------
 
@@ -333,7 +333,7 @@ class Plan:
     columns: tuple[Column, ...]
     count_by: tuple[Column, ...]
     count_header: str
-    key: Optional[Layout]
+    key: Layout | None
 
 
 # --- what a run fixes: the render model ------------------------------------------------
@@ -357,7 +357,7 @@ class Program:
     wakeup_batch: int  # 0: wake the reader on every event
     probes: tuple[ProgramProbe, ...]
     event: Layout
-    key: Optional[Layout]
+    key: Layout | None
     fields: tuple[Field, ...] = field(default=())
 
 

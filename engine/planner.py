@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from engine import expr as E
 from engine import model as M
@@ -143,11 +143,13 @@ class Scope:
     btf: Btf
     kind: str
     params: dict[str, tuple[int, int]]  # name -> (index, BTF type id)
-    ret: Optional[int]  # BTF type id of the return value (return probes)
-    record: Optional[dict[str, tuple[int, VT]]]  # tracepoint args: name -> (offset, type)
+    ret: int | None  # BTF type id of the return value (return probes)
+    record: dict[str, tuple[int, VT]] | None  # tracepoint args: name -> (offset, type)
     record_label: str = ""
     steps: list[M.Step] = field(default_factory=list)
-    bindings: dict[str, Optional[Val]] = field(default_factory=dict)  # None: failed binding
+    bindings: dict[str, Val] = field(default_factory=dict)
+    lazy: dict[str, E.Node] = field(default_factory=dict)  # `let` names not yet computed
+    failed: set[str] = field(default_factory=set)  # `let` names whose error was reported
     stash: dict[str, int] = field(default_factory=dict)  # stash slot -> argument index
     nargs: int = 0  # the function's argument count (fexit reads ret after them)
     cache: dict[str, Val] = field(default_factory=dict)
@@ -165,7 +167,7 @@ class Scope:
 class Resolver:
     """Turns expression trees into steps and typed values within a Scope."""
 
-    def __init__(self, scope: Scope, enum_lookup: Callable[[str], Optional[int]]) -> None:
+    def __init__(self, scope: Scope, enum_lookup: Callable[[str], int | None]) -> None:
         self.s = scope
         self.btf = scope.btf
         self.enum_lookup = enum_lookup
@@ -173,11 +175,13 @@ class Resolver:
     # -- names -------------------------------------------------------------------------------
     def name(self, node: E.Name) -> Val:
         s = self.s
+        if node.name in s.failed:
+            raise PlanError("")  # its own error was reported where it was bound
         if node.name in s.bindings:
-            bound = s.bindings[node.name]
-            if bound is None:
-                raise PlanError("")  # its own error was reported where it was bound
-            return bound
+            return s.bindings[node.name]
+        if node.name in s.lazy:  # a `let`: computed where first used, once
+            val = s.bindings[node.name] = self.value(s.lazy[node.name])
+            return val
         if node.name in s.cache:
             return s.cache[node.name]
         val = self._fresh_name(node)
@@ -547,7 +551,7 @@ class Planner:
         self.tracefs_ok = tracefs_ok
         self.problems: list[Problem] = []
         self.options: dict[str, M.Option] = {}
-        self._lines: Optional[list[str]] = None
+        self._lines: list[str] | None = None
 
     # -- locations ---------------------------------------------------------------------------
     def where(self, path: Sequence[str | int], col: int = 0, key: bool = False) -> Location:
@@ -577,14 +581,14 @@ class Planner:
         if message:
             self.problems.append(Problem(message, self.where(path, col, key)))
 
-    def parse(self, text: str, path: Sequence[str | int], cast: bool = False) -> Optional[E.Node]:
+    def parse(self, text: str, path: Sequence[str | int], cast: bool = False) -> E.Node | None:
         try:
             return E.parse(text, allow_cast=cast)
         except E.ExprError as exc:
             self.problem(exc.message, path, exc.col)
             return None
 
-    def enum_lookup(self, name: str) -> Optional[int]:
+    def enum_lookup(self, name: str) -> int | None:
         found = self.btf.enum_constant(name)
         return found[1] if found else None
 
@@ -655,12 +659,14 @@ class Planner:
         items: list[Any],
         path: tuple[str, ...],
         fields: dict[str, M.Field],
-        probes: list[Optional[M.Probe]],
+        probes: list[M.Probe | None],
     ) -> tuple[M.Column, ...]:
         columns = []
         for i, item in enumerate(items):
-            spec = {"field": item} if isinstance(item, str) else item
-            where = (*path, i) if isinstance(item, str) else (*path, i, "field")
+            spec: dict[str, Any] = {"field": item} if isinstance(item, str) else item
+            where: tuple[str | int, ...] = (
+                (*path, i) if isinstance(item, str) else (*path, i, "field")
+            )
             name = spec["field"]
             f = fields.get(name)
             if f is None:
@@ -686,7 +692,7 @@ class Planner:
     # -- probes ------------------------------------------------------------------------------
     def plan_probe(
         self, index: int, spec: dict[str, Any], fields: dict[str, M.Field]
-    ) -> Optional[M.Probe]:
+    ) -> M.Probe | None:
         base = ("probes", index)
         name = spec["name"]
         lets = {
@@ -694,15 +700,10 @@ class Planner:
             for k, v in (spec.get("let") or {}).items()
         }
         field_specs = {}
-        for fname, fspec in spec["fields"].items():
+        for fname, raw in spec["fields"].items():
             fpath = (*base, "fields", fname)
-            if isinstance(fspec, str):
-                fspec = {"value": fspec}
-                vpath = fpath
-            else:
-                vpath = (*fpath, "value")
-            if fname in BUILTINS and fname not in ("pid", "uid", "gid", "tid", "tgid", "cpu"):
-                pass
+            fspec: dict[str, Any] = {"value": raw} if isinstance(raw, str) else raw
+            vpath = fpath if isinstance(raw, str) else (*fpath, "value")
             field_specs[fname] = (fspec, fpath, vpath, self.parse(fspec["value"], vpath, True))
         filter_node = None
         if "filter" in spec:
@@ -760,7 +761,7 @@ class Planner:
 
     def attach_target(
         self, alt: dict[str, Any], path: tuple[Any, ...]
-    ) -> Optional[tuple[str, tuple[str, ...], Scope]]:
+    ) -> tuple[str, tuple[str, ...], Scope] | None:
         kind = next(k for k in ATTACH_KINDS if k in alt)
         raw = alt[kind]
         targets = tuple(raw) if isinstance(raw, list) else (raw,)
@@ -781,7 +782,7 @@ class Planner:
             if len(found) != len(targets):
                 return None
             params = {p.name: (i, p.type_id) for i, p in enumerate(found[0][1]) if p.name}
-            for t, ps, _ in found[1:]:
+            for _, ps, _ in found[1:]:
                 other = {p.name: (i, btf.type_str(p.type_id)) for i, p in enumerate(ps)}
                 for pname, (i, tid) in list(params.items()):
                     if other.get(pname) != (i, btf.type_str(tid)):
@@ -817,7 +818,7 @@ class Planner:
 
     def tracepoint_record(
         self, category: str, event: str, path: tuple[Any, ...]
-    ) -> Optional[dict[str, tuple[int, VT]]]:
+    ) -> dict[str, tuple[int, VT]] | None:
         """A tracepoint's fields from BTF (trace_event_raw_*), cross-checked with tracefs."""
         records = self.btf.tracepoint_records(event)
         if not records:
@@ -830,12 +831,13 @@ class Planner:
         if self.tracefs_ok:
             from engine import tracefs
 
+            fmt: tracefs.EventFormat | None = None
+            if not tracefs.exists(category, event):
+                self.problem(f"no tracepoint '{category}/{event}' on this kernel", path)
+                return None
             try:
                 fmt = tracefs.read_format(category, event)
-            except tracefs.TracefsError as exc:
-                if "not found" in str(exc) or "no tracepoint" in str(exc):
-                    self.problem(f"no tracepoint '{category}/{event}' on this kernel", path)
-                    return None
+            except tracefs.TracefsError:
                 fmt = None
             if fmt is not None:
                 offsets = {f.name: f.offset for f in fmt.fields}
@@ -875,13 +877,13 @@ class Planner:
         pname: str,
         aindex: int,
         alt: dict[str, Any],
-        lets: dict[str, Optional[E.Node]],
+        lets: dict[str, E.Node | None],
         field_specs: dict[str, Any],
         fields: dict[str, M.Field],
-        filter_node: Optional[E.Node],
+        filter_node: E.Node | None,
         path: tuple[Any, ...],
         probe_path: tuple[Any, ...],
-    ) -> Optional[M.Alternative]:
+    ) -> M.Alternative | None:
         target = self.attach_target(alt, path)
         if target is None:
             return None
@@ -896,25 +898,23 @@ class Planner:
             (k, (n, (*probe_path, "let", k))) for k, n in lets.items()
         ]
         where_node = self.parse(alt["where"], (*path, "where")) if "where" in alt else None
-        # `let` values are computed where first used, so unused ones cost nothing.
+        # Check every `let` once (so unused ones still report errors), then forget the
+        # steps: a `let` is computed where first used, so unused ones cost nothing.
         for lname, (node, lpath) in all_lets:
             if node is None:
-                scope.bindings[lname] = None
+                scope.failed.add(lname)
                 continue
             mark = len(scope.steps)
             try:
                 scope.bindings[lname] = resolver.value(node)
             except PlanError as exc:
                 self.problem(exc.message, lpath, exc.col)
-                scope.bindings[lname] = None
+                scope.failed.add(lname)
             del scope.steps[mark:]
             scope.cache.clear()
             scope.loads.clear()
-        # Re-resolve lazily: bindings above were only checked; resolve them again on use.
-        lazy = {k: n for k, (n, _) in all_lets}
-        checked = dict(scope.bindings)
-        scope.bindings = {}
-        resolver.name = self._lazy_names(resolver, lazy, checked)  # type: ignore[method-assign]
+        scope.bindings.clear()
+        scope.lazy = {k: n for k, (n, _) in all_lets if n is not None and k not in scope.failed}
 
         where: M.CExpr = M.CTrue()
         if where_node is not None:
@@ -966,27 +966,6 @@ class Planner:
             tuple(codes),
             filter_fields,
         )
-
-    def _lazy_names(
-        self,
-        resolver: Resolver,
-        lazy: dict[str, Optional[E.Node]],
-        checked: dict[str, Optional[Val]],
-    ) -> Callable[[E.Name], Val]:
-        """Name lookup that computes a `let` binding the first time it is used."""
-        plain = Resolver.name.__get__(resolver)
-        scope = resolver.s
-
-        def name(node: E.Name) -> Val:
-            if node.name in lazy and node.name not in scope.bindings:
-                if checked.get(node.name) is None:
-                    raise PlanError("")
-                target = lazy[node.name]
-                assert target is not None
-                scope.bindings[node.name] = resolver.value(target)
-            return plain(node)
-
-        return name
 
     def field_code(
         self, r: Resolver, name: str, spec: dict[str, Any], val: Val, node: E.Node
@@ -1142,7 +1121,7 @@ def layout(struct: str, members: list[tuple[str, str, int]]) -> M.Layout:
 _BTF_CACHE: dict[str, Btf] = {}
 
 
-def load_btf(path: Optional[str]) -> Btf:
+def load_btf(path: str | None) -> Btf:
     """Kernel BTF, once per process; a missing or bad file is a one-line EngineError."""
     key = path or VMLINUX
     if key not in _BTF_CACHE:
@@ -1154,14 +1133,14 @@ def load_btf(path: Optional[str]) -> Btf:
     return _BTF_CACHE[key]
 
 
-def plan(document: Any, btf_path: Optional[str] = None) -> M.Plan:
+def plan(document: Any, btf_path: str | None = None) -> M.Plan:
     """Plan a schema-valid document; raises SpecError with every problem found."""
     btf = load_btf(btf_path)
     live = btf_path is None or os.path.realpath(btf_path) == os.path.realpath(VMLINUX)
     return Planner(document, btf, tracefs_ok=live and _tracefs_readable()).plan()
 
 
-def check(document: Any, btf_path: Optional[str]) -> list[Problem]:
+def check(document: Any, btf_path: str | None) -> list[Problem]:
     """Semantic problems of a schema-valid document (empty when it plans)."""
     try:
         plan(document, btf_path)
@@ -1171,12 +1150,13 @@ def check(document: Any, btf_path: Optional[str]) -> list[Problem]:
 
 
 def _tracefs_readable() -> bool:
-    try:
-        from engine import tracefs
+    from engine import tracefs
 
-        return tracefs.available()
-    except Exception:
+    try:
+        tracefs.events_dir()
+    except tracefs.TracefsError:
         return False
+    return True
 
 
 def iter_steps(alt: M.Alternative) -> Iterator[M.Step]:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from types import FrameType, ModuleType
-from typing import Any, Iterator, Mapping, Optional, TextIO
+from typing import Any, Iterator, Mapping, TextIO
 
 from engine import capabilities, render
 from engine import model as M
@@ -51,7 +51,7 @@ def say(message: str) -> None:
 # --- choosing alternatives ---------------------------------------------------------------
 
 
-def probe_alternative(alt: M.Alternative) -> Optional[str]:
+def probe_alternative(alt: M.Alternative) -> str | None:
     """None when every function of the alternative can attach here, else the reason."""
     for fn in alt.functions:
         target = fn.target.replace(":", "/") if fn.kind == "tracepoint" else fn.target
@@ -83,8 +83,9 @@ def choose(plan: M.Plan, excluded: Mapping[tuple[str, int], str]) -> dict[str, i
             )
         if reasons:
             skipped = "; ".join(r.strip() for r in reasons)
-            say(f"probe '{probe.name}': using {describe(probe.alternatives[i])} "
-                f"(skipped {skipped})")
+            say(
+                f"probe '{probe.name}': using {describe(probe.alternatives[i])} (skipped {skipped})"
+            )
         else:
             say(f"probe '{probe.name}': using {describe(probe.alternatives[i])}")
     return choices
@@ -98,13 +99,13 @@ def captured_stderr() -> Iterator[TextIO]:
     """Route fd 2 (where bcc and clang write) to a temporary file for the block."""
     sys.stderr.flush()
     saved = os.dup(2)
-    log = tempfile.TemporaryFile(mode="w+")
-    os.dup2(log.fileno(), 2)
-    try:
-        yield log
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with tempfile.TemporaryFile(mode="w+") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield log
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def import_bcc() -> Any:
@@ -200,9 +201,15 @@ def start(plan: M.Plan, config: RunConfig, mode: str, transport: str) -> Session
     excluded: dict[tuple[str, int], str] = {}
     while True:
         choices = choose(plan, excluded)
-        program = bind(plan, mode=mode, options=config.options, choices=choices,
-                       transport=transport, ringbuf_pages=config.ringbuf_pages,
-                       wakeup_batch=config.wakeup_batch)
+        program = bind(
+            plan,
+            mode=mode,
+            options=config.options,
+            choices=choices,
+            transport=transport,
+            ringbuf_pages=config.ringbuf_pages,
+            wakeup_batch=config.wakeup_batch,
+        )
         session = Session(program, config.verbose)
         try:
             session.load()
@@ -215,8 +222,10 @@ def start(plan: M.Plan, config: RunConfig, mode: str, transport: str) -> Session
             if "verifier" in exc.log.lower() or "permission denied" in exc.log.lower():
                 reason = str(exc)
             excluded[(exc.probe, index)] = f"attach failed: {reason}"
-            say(f"probe '{exc.probe}': {exc.fn.kind} {exc.fn.target} failed to attach "
-                f"({reason}); trying the next alternative")
+            say(
+                f"probe '{exc.probe}': {exc.fn.kind} {exc.fn.target} failed to attach "
+                f"({reason}); trying the next alternative"
+            )
         except BaseException:
             session.close()
             raise
@@ -231,7 +240,7 @@ class Stop:
     def __init__(self) -> None:
         self.requested = False
 
-    def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
 
 
@@ -246,7 +255,7 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
     columns = active_columns(plan, config)
     stop = Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    session: Optional[Session] = None
+    session: Session | None = None
     try:
         session = start(plan, config, mode, transport)
         names = ", ".join(p.name for p in plan.probes)
@@ -263,8 +272,10 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
 def check_privileges() -> None:
     root = capabilities.probe("root")
     if not root.ok:
-        raise EngineError(f"engine run needs root or CAP_BPF+CAP_PERFMON ({root.detail}); "
-                          "try: sudo engine run ...")
+        raise EngineError(
+            f"engine run needs root or CAP_BPF+CAP_PERFMON ({root.detail}); "
+            "try: sudo engine run ..."
+        )
     headers = capabilities.probe("headers")
     if not headers.ok:
         raise EngineError(f"kernel headers missing ({headers.detail}): {headers.remedy}")
@@ -281,8 +292,16 @@ def active_columns(plan: M.Plan, config: RunConfig) -> list[M.Column]:
 class EventLoop:
     """Polls the buffer, decodes each event, prints the chosen columns."""
 
-    def __init__(self, plan: M.Plan, config: RunConfig, session: Session, decoder: ModuleType,
-                 columns: list[M.Column], out: TextIO, stop: Stop) -> None:
+    def __init__(
+        self,
+        plan: M.Plan,
+        config: RunConfig,
+        session: Session,
+        decoder: ModuleType,
+        columns: list[M.Column],
+        out: TextIO,
+        stop: Stop,
+    ) -> None:
         self.plan = plan
         self.config = config
         self.session = session
@@ -347,7 +366,7 @@ class EventLoop:
             b.perf_buffer_poll(timeout)
 
     def on_event(self, *args: Any) -> None:
-        data, size = args[-2], args[-1]
+        data = args[-2]  # (cpu or ctx, data, size)
         if self.broken:
             return
         ev = ctypes.cast(data, ctypes.POINTER(self.decoder.Event)).contents
@@ -390,8 +409,9 @@ class EventLoop:
         count_key = self.plan.count_header.lower()
         cols.append((count_key, self.plan.count_header, len(self.plan.count_header)))
         picks = [key_names.index(c.field) for c in self.columns]
-        text = render_rows(self.config.fmt, cols,
-                           [[vals[i] for i in picks] + [n] for n, vals in rows])
+        text = render_rows(
+            self.config.fmt, cols, [[vals[i] for i in picks] + [n] for n, vals in rows]
+        )
         try:
             if self.config.fmt == "table":
                 self.out.write("\n")
