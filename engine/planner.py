@@ -106,18 +106,22 @@ class Val:
         return bool(self.base)
 
 
+def is_char(t: BtfType) -> bool:
+    """Text, not bytes: kernel BTF gives `char` no CHAR encoding, so go by its name."""
+    return t.kind == Kind.INT and t.size == 1 and (t.is_char or t.name == "char")
+
+
 def vt_of(btf: Btf, type_id: int) -> VT:
     """Planner type of a BTF type (typedefs and qualifiers skipped)."""
     t = btf.strip(type_id)
     label = btf.type_str(type_id)
     if t.kind == Kind.INT:
-        return VT("int", t.size, t.signed, label=label, char=t.is_char or t.size == 1)
+        return VT("int", t.size, t.signed, label=label, char=is_char(t))
     if t.kind in (Kind.ENUM, Kind.ENUM64):
         return VT("int", t.size, t.signed, btf=t.id, label=label)
     if t.kind == Kind.PTR:
         target = btf.strip(t.type_id)
-        is_char = target.kind == Kind.INT and target.size == 1
-        return VT("ptr", 8, btf=target.id, label=label, char=is_char)
+        return VT("ptr", 8, btf=target.id, label=label, char=is_char(target))
     if t.kind in (Kind.STRUCT, Kind.UNION, Kind.FWD):
         return VT("struct", t.size, btf=t.id, label=label)
     if t.kind == Kind.ARRAY:
@@ -128,7 +132,7 @@ def vt_of(btf: Btf, type_id: int) -> VT:
             btf=elem.id,
             count=t.nelems,
             label=label,
-            char=elem.kind == Kind.INT and elem.size == 1 and elem.is_char,
+            char=is_char(elem),
         )
     return VT("void", label=label)
 
