@@ -66,11 +66,11 @@ def test_installed_engine_renders_outside_the_tree(wheel: Path, tmp_path: Path) 
     code = (
         "import engine, engine.render as r, engine.schema as s;"
         "from engine import model as M;"
-        "assert engine.__file__.startswith(%r), engine.__file__;"
+        f"assert engine.__file__.startswith({str(target)!r}), engine.__file__;"
         "lay = M.Layout('event_t', (M.Slot('pid', 'u32', 0, 0, 4),), 4);"
         "p = M.Program('t', 'events', 'ringbuf', 8, 0, (), lay, None);"
         "print(r.render_c(p).splitlines()[0]); print(len(s.load_schema()['$defs']))"
-    ) % str(target)
+    )
     env = {**os.environ, "PYTHONPATH": str(target)}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env
