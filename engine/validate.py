@@ -1,0 +1,108 @@
+"""`engine validate`: check specs without loading anything into the kernel.
+
+Three output formats, because the verb serves three readers: people (text, like a compiler),
+programs (json), and CI logs (GitHub workflow commands, which put each problem on the line of
+the pull request it belongs to).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, TextIO, Tuple
+
+from engine import planner
+from engine.errors import Problem, SpecError, UsageError
+from engine.loader import load_document
+from engine.schema import check_schema
+
+FORMATS = ("text", "json", "github")
+
+
+def validate_path(path: str, btf_path: str | None) -> List[Problem]:
+    """Every problem of the spec at `path`: load, then schema, then (if clean) semantics.
+
+    Semantics run only on a schema-clean document, since the planner may assume its shape.
+    An EngineError from the planner (BTF unreadable, say) is not the spec's fault and
+    propagates to the caller.
+    """
+    try:
+        document = load_document(path)
+        problems = check_schema(document)
+        if problems:
+            return problems
+        return list(planner.check(document, btf_path))
+    except SpecError as error:
+        return error.problems
+
+
+def run_validate(paths: List[str], btf_path: str | None, fmt: str, out: TextIO) -> int:
+    """Validate every path, report in `fmt`, and return the exit status (0 all valid, else 1)."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    results = [(path, validate_path(path, btf_path)) for path in paths]
+    if fmt == "json":
+        _write_json(results, out)
+    else:
+        _write_lines(results, out, github=fmt == "github")
+    return 0 if all(not problems for _, problems in results) else 1
+
+
+def _write_lines(results: List[Tuple[str, List[Problem]]], out: TextIO, *, github: bool) -> None:
+    for path, problems in results:
+        if not problems:
+            out.write(f"{path}: ok\n")
+        for problem in problems:
+            out.write((_annotation(problem) if github else problem.format()) + "\n")
+    out.write(_summary(results) + "\n")
+
+
+def _summary(results: List[Tuple[str, List[Problem]]]) -> str:
+    valid = sum(1 for _, problems in results if not problems)
+    total = len(results)
+    noun = "spec" if total == 1 else "specs"
+    return f"{total} {noun} checked: {valid} valid, {total - valid} invalid"
+
+
+def _write_json(results: List[Tuple[str, List[Problem]]], out: TextIO) -> None:
+    specs = [
+        {"file": path, "valid": not problems, "problems": [_problem_json(p) for p in problems]}
+        for path, problems in results
+    ]
+    document = {"specs": specs, "valid": all(spec["valid"] for spec in specs)}
+    json.dump(document, out, indent=2, ensure_ascii=False)
+    out.write("\n")
+
+
+def _problem_json(problem: Problem) -> Dict[str, Any]:
+    """A problem as JSON; line and col are null when the problem is about the whole file."""
+    where = problem.location
+    return {
+        "file": where.file,
+        "line": where.line or None,
+        "col": where.col or None,
+        "path": where.path,
+        "message": problem.message,
+    }
+
+
+def _annotation(problem: Problem) -> str:
+    """A GitHub Actions `::error` workflow command for one problem."""
+    where = problem.location
+    properties = [f"file={_escape_property(where.file)}"]
+    if where.line:
+        properties += [f"line={where.line}", f"col={where.col}"]
+    properties.append("title=engine validate")
+    message = problem.message
+    if where.path not in ("", "$"):
+        message += f" [{where.path}]"
+    return f"::error {','.join(properties)}::{_escape_data(message)}"
+
+
+def _escape_data(text: str) -> str:
+    """Workflow-command message escaping: %, CR and LF."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    """Workflow-command property escaping: the message escapes plus `:` and `,`."""
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")

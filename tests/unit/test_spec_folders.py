@@ -1,0 +1,79 @@
+"""Spec folders as tests: tests/specs/bad/*.yaml say their problems in `# expect:` lines.
+
+A bad spec's first comment lines hold one `# expect: LINE:COL: MESSAGE` per problem (or
+`# expect: MESSAGE` for a problem about the whole file). Problems from loading and the schema
+need nothing and must always match; semantic problems need the kernel's BTF, so specs that
+pass the schema are skipped where /sys/kernel/btf/vmlinux is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+
+import pytest
+
+from engine.errors import Problem, SpecError
+from engine.loader import load_document
+from engine.schema import check_schema
+from engine.validate import validate_path
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BAD = sorted((ROOT / "tests" / "specs" / "bad").glob("*.yaml"))
+GOOD = sorted((ROOT / "tests" / "specs" / "good").glob("*.yaml")) + sorted(
+    (ROOT / "specs").glob("*.yaml")
+)
+VMLINUX = "/sys/kernel/btf/vmlinux"
+EXPECT = re.compile(r"#\s*expect:\s*(.*\S)")
+
+
+def expectations(path: pathlib.Path) -> list[str]:
+    """The `# expect:` lines of the comment block a bad spec starts with."""
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        match = EXPECT.match(line)
+        if match:
+            found.append(match.group(1))
+    return found
+
+
+def short(problem: Problem) -> str:
+    where = problem.location
+    return f"{where.line}:{where.col}: {problem.message}" if where.line else problem.message
+
+
+def early_problems(path: pathlib.Path) -> list[Problem]:
+    """What loading and the schema say: no kernel needed."""
+    try:
+        return check_schema(load_document(str(path)))
+    except SpecError as error:
+        return error.problems
+
+
+def needs_btf(path: pathlib.Path) -> None:
+    if not early_problems(path) and not os.path.exists(VMLINUX):
+        pytest.skip(f"{path.name} passes the schema; its semantic check needs {VMLINUX}")
+
+
+def test_folders_are_not_empty() -> None:
+    assert len(BAD) >= 15
+    assert len(GOOD) >= 4
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.name for p in BAD])
+def test_bad_spec(path: pathlib.Path) -> None:
+    expected = expectations(path)
+    assert expected, f"{path.name} has no '# expect:' line"
+    needs_btf(path)
+    got = [short(p) for p in validate_path(str(path), btf_path=None)]
+    assert sorted(got) == sorted(expected)
+
+
+@pytest.mark.parametrize("path", GOOD, ids=[p.parent.name + "/" + p.name for p in GOOD])
+def test_good_spec(path: pathlib.Path) -> None:
+    assert early_problems(path) == []
+    needs_btf(path)
+    assert validate_path(str(path), btf_path=None) == []
