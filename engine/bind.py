@@ -84,7 +84,7 @@ def select(alt: M.Alternative, names: set[str], defined: set[str]) -> tuple[M.St
     """
     ordered = [s for f in alt.fields for s in f.steps]
     have = defined | {s.dest for s in alt.steps}
-    need = {f"ev.{n}" for n in names}
+    need = {f"ev.{M.slot_name(n)}" for n in names}
     keep: list[M.Step] = []
     for step in reversed(ordered):
         if step.dest in need and step.dest not in have:

@@ -226,6 +226,13 @@ Step = Union[
     Inet,
 ]
 
+
+def slot_name(field: str) -> str:
+    """The C struct member and ctypes attribute of a field: prefixed, so no field name can
+    collide with a C or Python keyword or a kernel macro (`int`, `from`, `current`)."""
+    return f"f_{field}"
+
+
 # --- layouts --------------------------------------------------------------------------------
 
 

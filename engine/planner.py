@@ -609,11 +609,14 @@ class Planner:
         if self.problems:
             raise SpecError(sorted(self.problems, key=lambda p: (p.location.line, p.location.col)))
         field_list = tuple(fields.values())
-        event = layout("event_t", [(f.name, f.ctype, f.count) for f in field_list])
+        event = layout("event_t", [(M.slot_name(f.name), f.ctype, f.count) for f in field_list])
         key = None
         if count_by:
             by = {c.field for c in count_by}
-            key = layout("key_t", [(f.name, f.ctype, f.count) for f in field_list if f.name in by])
+            key = layout(
+                "key_t",
+                [(M.slot_name(f.name), f.ctype, f.count) for f in field_list if f.name in by],
+            )
         return M.Plan(
             name=self.data["name"],
             description=self.data.get("description", ""),
@@ -744,8 +747,10 @@ class Planner:
                 f = fields[n.name]
                 if f.count or f.ctype.startswith("struct"):
                     kind = "inet" if f.decoder == "inet" else "str"
-                    return Val(VT(kind, label=f"{f.decoder} field"), var=f"ev.{n.name}")
-                return Val(int_vt(f.ctype), var=f"ev.{n.name}")
+                    return Val(
+                        VT(kind, label=f"{f.decoder} field"), var=f"ev.{M.slot_name(n.name)}"
+                    )
+                return Val(int_vt(f.ctype), var=f"ev.{M.slot_name(n.name)}")
             if isinstance(n, E.Name) and self.enum_lookup(n.name) is None:
                 raise PlanError(
                     f"the filter can use this probe's fields ({', '.join(fields)}) "
@@ -979,7 +984,7 @@ class Planner:
         enum_name = ""
         if isinstance(decode, dict):
             enum_name, decode = decode["enum"], "enum"
-        dest = f"ev.{name}"
+        dest = f"ev.{M.slot_name(name)}"
         vt = val.vt
         steps: list[M.Step] = []
         col = getattr(node, "col", 0)

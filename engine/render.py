@@ -56,6 +56,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["c_expr"] = c_expr
     env.filters["pyrepr"] = repr
+    env.filters["slot"] = M.slot_name
     env.tests["ctrue"] = lambda e: isinstance(e, M.CTrue)
     env.globals["ctypes_names"] = CTYPES
     return env
@@ -68,7 +69,7 @@ def render_c(program: M.Program) -> str:
 
 def render_decoder(plan: M.Plan) -> str:
     """The Python decoder module's source."""
-    key_names = {s.name for s in plan.key.slots} if plan.key else set()
+    key_names = {c.field for c in plan.count_by}
     template = environment().get_template("decoder.py.j2")
     return template.render(plan=plan, key_names=key_names)
 

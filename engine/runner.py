@@ -408,7 +408,7 @@ class EventLoop:
         cols = [(c.field, c.header, c.width) for c in self.columns]
         count_key = self.plan.count_header.lower()
         cols.append((count_key, self.plan.count_header, len(self.plan.count_header)))
-        picks = [key_names.index(c.field) for c in self.columns]
+        picks = [key_names.index(M.slot_name(c.field)) for c in self.columns]
         text = render_rows(
             self.config.fmt, cols, [[vals[i] for i in picks] + [n] for n, vals in rows]
         )
