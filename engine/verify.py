@@ -1,0 +1,133 @@
+"""`engine validate --compile`: compile every attach alternative with bcc, verifier-load it.
+
+Each (spec, probe, alternative, mode) is bound with that alternative chosen and no option set,
+rendered, compiled by bcc, and every BPF function of the alternative is loaded through the
+kernel's verifier (nothing is attached). So a kprobe alternative is checked on a kernel that
+cannot attach kprobes; fentry/fexit loads this kernel refuses are reported, not failed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any, TextIO
+
+from engine import capabilities, planner, render
+from engine import model as M
+from engine.bind import bind
+from engine.errors import EngineError, SpecError
+from engine.loader import load_document
+from engine.runner import captured_stderr, import_bcc
+from engine.schema import check_schema
+
+PROG_TYPES = {
+    "kprobe": "KPROBE",
+    "kretprobe": "KPROBE",
+    "tracepoint": "TRACEPOINT",
+    "raw_tracepoint": "RAW_TRACEPOINT",
+    "fentry": "TRACING",
+    "fexit": "TRACING",
+}
+TRACING = ("fentry", "fexit")
+CLANG = re.compile(r"^/virtual/main\.c:(\d+):\d+: (?:fatal )?error: (.*)$")
+
+
+def compile_check(paths: list[str], out: TextIO) -> int:
+    """Report one line per spec, probe, alternative and mode; 0 when all compiled and loaded."""
+    for feature, need in (("root", "root"), ("headers", "kernel headers")):
+        found = capabilities.probe(feature)
+        if not found.ok:
+            raise EngineError(f"--compile needs {need} ({found.detail}): {found.remedy}")
+    bcc = import_bcc()
+    tracing: dict[str, capabilities.Probe] = {}  # fentry/fexit, measured once
+    checked = failed = 0
+    for path in paths:
+        try:
+            document = load_document(path)
+            problems = check_schema(document)
+            if problems:
+                raise SpecError(problems)
+            plan = planner.plan(document)
+        except SpecError as exc:
+            out.writelines(p.format() + "\n" for p in exc.problems)
+            failed += 1
+            continue
+        for probe in plan.probes:
+            alone = replace(plan, probes=(probe,))  # other probes' alternatives stay out
+            for index, alt in enumerate(probe.alternatives):
+                if alt.kind in TRACING and alt.kind not in tracing:
+                    tracing[alt.kind] = capabilities.probe(alt.kind)
+                for mode in ("events", "count") if plan.key else ("events",):
+                    program = bind(alone, mode=mode, choices={probe.name: index})
+                    ok, what = check_one(bcc, program, alt, tracing.get(alt.kind))
+                    checked, failed = checked + 1, failed + (not ok)
+                    targets = ", ".join(alt.targets)
+                    out.write(
+                        f"{path}: probe '{probe.name}' alternative {index + 1} "
+                        f"({alt.kind} {targets}) {mode}: {what}\n"
+                    )
+    out.write(f"{checked} checked: {checked - failed} ok, {failed} failed\n")
+    return 1 if failed else 0
+
+
+def check_one(
+    bcc: Any, program: M.Program, alt: M.Alternative, tracing: capabilities.Probe | None
+) -> tuple[bool, str]:
+    """Compile one bound program and verifier-load the alternative's functions."""
+    text = render.render_c(program)
+    with captured_stderr() as log:
+        try:
+            b = bcc.BPF(text=text.encode())
+        except Exception as exc:
+            said = _read(log, 0)
+            if "compile" in str(exc).lower() or alt.kind not in TRACING:
+                return False, f"compile failed: {meaningful(said, str(exc), text)}"
+            reason = meaningful(said, str(exc), text)
+            if tracing is not None and not tracing.ok:  # bcc loads kfunc__ programs itself
+                return True, (
+                    f"compiled; load refused by this kernel "
+                    f"({alt.kind} unsupported: {tracing.detail}; bcc: {reason})"
+                )
+            return False, f"compiled; verifier rejected it: {reason}"
+        try:
+            for fn in alt.functions:
+                start = log.seek(0, 2)
+                try:
+                    b.load_func(fn.name.encode(), getattr(bcc.BPF, PROG_TYPES[fn.kind]))
+                except Exception as exc:
+                    reason = meaningful(_read(log, start), str(exc), text)
+                    return False, f"compiled; verifier rejected {fn.name}: {reason}"
+        finally:
+            b.cleanup()
+    count = len(alt.functions)
+    return True, f"compiled, verifier ok ({count} program{'s' if count != 1 else ''})"
+
+
+def _read(log: TextIO, start: int) -> str:
+    log.flush()
+    log.seek(start)
+    return log.read()
+
+
+def meaningful(said: str, fallback: str, text: str) -> str:
+    """The line of a compiler or verifier log that says what is wrong."""
+    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    for line in lines:
+        hit = CLANG.match(line)
+        if hit:
+            where = _function_at(text, int(hit.group(1)))
+            return f"{hit.group(2)} (generated C line {hit.group(1)}{where})"
+    for i, line in enumerate(lines):
+        if line.startswith("processed ") and i > 0:
+            return lines[i - 1]
+    rest = [x for x in lines if not x[0].isdigit() and not x.startswith((";", "bpf: Failed"))]
+    return rest[-1] if rest else (fallback.splitlines() or [""])[0][:200]
+
+
+def _function_at(text: str, line: int) -> str:
+    """`, in FUNCTION` for the generated function holding a C line, if any."""
+    for source in reversed(text.splitlines()[:line]):
+        hit = re.match(r"int (\w+)\(", source)
+        if hit:
+            return f", in {hit.group(1)}"
+    return ""

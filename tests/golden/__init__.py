@@ -1,0 +1,1 @@
+"""Golden files: the rendered C and decoders of specs/*.yaml (see regenerate.py)."""

@@ -1,0 +1,97 @@
+"""Write the golden files: `python -m tests.golden.regenerate` (or `make golden`).
+
+For each spec in specs/, each attach alternative (the N-th of every probe) and each output
+mode, the rendered BPF C goes to tests/golden/<spec>.<N>.<mode>.c, and the spec's decoder to
+tests/golden/<spec>.decoder.py. Specs are planned against this machine's
+/sys/kernel/btf/vmlinux, so the offsets in the C are this kernel's: on a different kernel the
+golden files differ and must be regenerated (KERNEL records which kernel made them).
+Review the diff of a regeneration before committing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import platform
+import sys
+from typing import Any, Iterator
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SPECS = ROOT / "specs"
+VMLINUX = pathlib.Path("/sys/kernel/btf/vmlinux")
+STAMP = HERE / "KERNEL"
+
+# Option values rendered into the goldens: the tracing tools' typical filters, so the
+# constants, the `in` expansion and the byte order of ports show in review.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "tcpconnect": {"pid": 1234, "port": [80, 443]},
+}
+
+
+def btf_digest() -> str:
+    return hashlib.sha256(VMLINUX.read_bytes()).hexdigest()
+
+
+def stamp() -> str:
+    """What KERNEL holds: the kernel release and its BTF's digest."""
+    return f"{platform.release()} sha256:{btf_digest()}\n"
+
+
+def plan_spec(path: pathlib.Path) -> Any:
+    from engine import planner
+    from engine.errors import SpecError
+    from engine.loader import load_document
+    from engine.schema import check_schema
+
+    document = load_document(str(path))
+    problems = check_schema(document)
+    if problems:
+        raise SpecError(problems)
+    return planner.plan(document)
+
+
+def renders() -> Iterator[tuple[str, str]]:
+    """(golden file name, its fresh text) for every spec, alternative and mode."""
+    from engine import render
+    from engine.bind import bind
+
+    for path in sorted(SPECS.glob("*.yaml")):
+        plan = plan_spec(path)
+        yield f"{plan.name}.decoder.py", render.render_decoder(plan)
+        width = max(len(p.alternatives) for p in plan.probes)
+        for n in range(width):
+            choices = {p.name: min(n, len(p.alternatives) - 1) for p in plan.probes}
+            for mode in ("events", "count") if plan.key else ("events",):
+                program = bind(plan, mode=mode, options=OPTIONS.get(plan.name, {}), choices=choices)
+                yield f"{plan.name}.{n + 1}.{mode}.c", render.render_c(program)
+
+
+def golden_files() -> list[pathlib.Path]:
+    return sorted(p for p in HERE.iterdir() if p.name.endswith((".c", ".decoder.py")))
+
+
+def main() -> int:
+    if not VMLINUX.exists():
+        print(
+            f"regenerate: {VMLINUX} is missing; golden files need this kernel's BTF",
+            file=sys.stderr,
+        )
+        return 1
+    fresh = dict(renders())
+    for old in golden_files():
+        if old.name not in fresh:
+            old.unlink()
+            print(f"removed {old.relative_to(ROOT)}")
+    for name, text in fresh.items():
+        target = HERE / name
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
+            print(f"wrote {target.relative_to(ROOT)}")
+    STAMP.write_text(stamp(), encoding="utf-8")
+    print(f"{len(fresh)} golden files for kernel {platform.release()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
