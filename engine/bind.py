@@ -9,6 +9,7 @@ every column.
 from __future__ import annotations
 
 from dataclasses import fields as dc_fields
+from dataclasses import replace
 from typing import Mapping, Sequence, Union
 
 from engine import model as M
@@ -26,8 +27,13 @@ def bind(
     transport: str = "ringbuf",
     ringbuf_pages: int = 64,
     wakeup_batch: int = 0,
+    kfunc_style: str = "module",
 ) -> M.Program:
-    """Fix a run's choices; `choices` maps probe name -> index into its alternatives."""
+    """Fix a run's choices; `choices` maps probe name -> index into its alternatives.
+
+    `kfunc_style` names fentry/fexit functions the way the bcc in use looks them up:
+    "module" (kfunc__vmlinux__FN, bcc >= 0.27) or "legacy" (kfunc__FN, bcc 0.26).
+    """
     values = dict(options or {})
     if mode == "count" and plan.key is None:
         raise ValueError("this spec declares no output.count")
@@ -36,21 +42,31 @@ def bind(
     for probe in plan.probes:
         index = (choices or {}).get(probe.name, 0)
         alt = probe.alternatives[index]
+        functions = alt.functions
+        if kfunc_style == "legacy":
+            functions = tuple(
+                replace(fn, name=fn.name.replace("__vmlinux__", "__", 1))
+                if fn.kind in ("fentry", "fexit")
+                else fn
+                for fn in functions
+            )
         alt = M.Alternative(
             alt.index,
             alt.kind,
             alt.targets,
-            alt.functions,
+            functions,
             alt.stash,
             alt.steps,
             bind_expr(alt.where, values),
             alt.fields,
             alt.filter_fields,
         )
-        pre = select(alt, set(alt.filter_fields), set())
+        filt = bind_expr(probe.filter, values)
+        filtered = {f for f in alt.filter_fields if f"ev.{M.slot_name(f)}" in slots_read(filt)}
+        pre = select(alt, filtered, set())
         defined = {s.dest for s in pre}
-        post = select(alt, wanted - set(alt.filter_fields), defined)
-        probes.append(M.ProgramProbe(probe.name, alt, pre, bind_expr(probe.filter, values), post))
+        post = select(alt, wanted - filtered, defined)
+        probes.append(M.ProgramProbe(probe.name, alt, pre, filt, post))
     return M.Program(
         name=plan.name,
         mode=mode,
@@ -62,6 +78,21 @@ def bind(
         key=plan.key,
         fields=plan.fields,
     )
+
+
+def slots_read(expr: M.CExpr) -> set[str]:
+    """The event slots (`ev.f_pid`) a bound expression still reads."""
+    if isinstance(expr, M.CVar):
+        return {expr.name}
+    if isinstance(expr, M.CCompare):
+        return slots_read(expr.left) | slots_read(expr.right)
+    if isinstance(expr, M.CIn):
+        return slots_read(expr.left)
+    if isinstance(expr, M.CBool):
+        return set().union(*(slots_read(t) for t in expr.terms))
+    if isinstance(expr, M.CNot):
+        return slots_read(expr.term)
+    return set()
 
 
 def uses(step: M.Step) -> set[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from engine import __version__
 from engine import model as M
@@ -29,6 +29,13 @@ examples:
   engine explain struct sock_common           a struct's members with offsets
   engine doctor                               what this kernel offers, with remedies
 """
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (naming the flag) and exit 2, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def int_parser(ctype: str) -> Callable[[str], int]:
@@ -97,7 +104,7 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
     }[verb]
     if plan is not None and plan.description:
         description = f"{plan.name}: {plan.description}"
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=f"engine {verb}",
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -248,7 +255,7 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="engine",
         description="A declarative eBPF probe engine: write a YAML spec, get a bcc-style tool.",
         epilog=EXAMPLES,

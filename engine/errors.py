@@ -59,11 +59,39 @@ class SpecError(EngineError):
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """Return "; did you mean 'x'?" for the closest candidate, or "" when none is close."""
+    """Return "; did you mean 'x'?" for the closest candidate, or "" when none is close.
+
+    difflib finds the close ones; among them the fewest edits wins, a swap of two neighbours
+    counting as one (so 'skc_dprot' suggests 'skc_dport', not 'skc_prot').
+    """
     pool = list(candidates)
-    close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, pool, n=5, cutoff=0.6)
     if not close and len(name) > 2:
         lowered = {c.lower(): c for c in pool}
-        close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=5, cutoff=0.6)
         close = [lowered[c] for c in close]
-    return f"; did you mean '{close[0]}'?" if close else ""
+    if not close:
+        return ""
+
+    def rank(c: str) -> tuple[int, bool, int]:
+        low = c.lower()
+        same_letters = sorted(low) == sorted(name.lower())  # a swap rather than a typo
+        return (edits(name.lower(), low), not same_letters, close.index(c))
+
+    best = min(close, key=rank)
+    return f"; did you mean '{best}'?"
+
+
+def edits(a: str, b: str) -> int:
+    """Edit distance where inserting, deleting, replacing or swapping neighbours costs one."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, prev2[j - 2] + 1)
+            row.append(cost)
+        prev2, prev = prev, row
+    return prev[-1]

@@ -7,6 +7,7 @@ with its file:line:col (the column inside an expression included) before anythin
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -22,6 +23,8 @@ FUNCTION_KINDS = ("kprobe", "kretprobe", "fentry", "fexit")
 MAX_KPROBE_ARGS = 6
 COMM_LEN = 16
 DEFAULT_STR = 64
+# Flags of `engine run` / `engine render` themselves; spec options may not take them
+# (tests/unit/test_planner.py checks this set against the CLI's parsers).
 ENGINE_FLAGS = {
     "-h",
     "--help",
@@ -36,7 +39,9 @@ ENGINE_FLAGS = {
     "--ebpf",
     "--btf",
     "--wakeup",
-    "-d",
+    "--perf-buffer",
+    "--decoder",
+    "--alternative",
 }
 
 BUILTINS: dict[str, tuple[str, str]] = {
@@ -230,9 +235,12 @@ class Resolver:
             return Val(VT("int", 8, True, label="enum constant"), var=str(value))
         raise PlanError(
             f"unknown name '{name}'; expected {self.expected_names()}"
-            f"{did_you_mean(name, self.known_names())}",
+            f"{did_you_mean(name, self.known_names()) or did_you_mean(name, self.enum_names())}",
             node.col,
         )
+
+    def enum_names(self) -> list[str]:
+        return self.btf.enum_names()
 
     def known_names(self) -> list[str]:
         s = self.s
@@ -480,7 +488,7 @@ class Resolver:
                 raise PlanError(
                     f"unknown option ${node.right.name}; options: "
                     f"{', '.join('$' + o for o in options) or 'none declared'}"
-                    f"{did_you_mean(node.right.name, options)}",
+                    f"{did_you_mean('$' + node.right.name, ['$' + o for o in options])}",
                     node.right.col,
                 )
             if opt.ctype == "bool":
@@ -607,6 +615,8 @@ class Planner:
         count = self.data["output"].get("count") or {}
         count_by = self.plan_columns(count.get("by", []), ("output", "count", "by"), fields, probes)
         if self.problems:
+            # Fields are planned once per alternative: say each mistake once.
+            self.problems = list(dict.fromkeys(self.problems))
             raise SpecError(sorted(self.problems, key=lambda p: (p.location.line, p.location.col)))
         field_list = tuple(fields.values())
         event = layout("event_t", [(M.slot_name(f.name), f.ctype, f.count) for f in field_list])
@@ -818,6 +828,17 @@ class Planner:
         scope = Scope(btf, kind, {}, None, record, record_label=targets[0])
         return kind, targets, scope
 
+    def tracepoint_suggestion(self, category: str, event: str) -> str:
+        """A did-you-mean spelled CATEGORY/EVENT: from tracefs when readable, else BTF event
+        names (which carry no category, so the spec's own category is kept)."""
+        if self.tracefs_ok:
+            from engine import tracefs
+
+            with contextlib.suppress(tracefs.TracefsError):
+                return did_you_mean(f"{category}/{event}", tracefs.all_events())
+        hint = did_you_mean(event, self.raw_tp_names())
+        return hint.replace("mean '", f"mean '{category}/", 1) if hint else ""
+
     def raw_tp_names(self) -> list[str]:
         return [
             n[len("btf_trace_") :]
@@ -833,7 +854,7 @@ class Planner:
         if not records:
             self.problem(
                 f"no tracepoint '{category}/{event}' in {self.btf.path}"
-                f"{did_you_mean(event, self.raw_tp_names())}",
+                f"{self.tracepoint_suggestion(category, event)}",
                 path,
             )
             return None

@@ -88,6 +88,8 @@ def load_decoder(plan: M.Plan) -> types.ModuleType:
 def c_number(num: M.CNum) -> str:
     """A typed literal: suffixes keep 64-bit constants 64-bit, negatives parenthesized."""
     suffix = {"u64": "ULL", "s64": "LL"}.get(num.ctype, "U" if num.ctype[0] == "u" else "")
+    if num.value == -(1 << 63):  # its literal would not fit: clang would make it unsigned
+        return "(-9223372036854775807LL - 1)"
     text = f"{num.value}{suffix}"
     return f"({text})" if num.value < 0 else text
 

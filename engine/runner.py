@@ -119,6 +119,17 @@ def import_bcc() -> Any:
     return bcc
 
 
+def kfunc_style() -> str:
+    """How the installed bcc names fentry/fexit programs (see engine.bind.bind)."""
+    bcc = import_bcc()
+    version = str(getattr(bcc, "__version__", "0.0"))
+    try:
+        major_minor = tuple(int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return "module"
+    return "legacy" if major_minor < (0, 27) else "module"
+
+
 class Session:
     """Owns one loaded program and its attachments; `close()` detaches everything."""
 
@@ -203,6 +214,7 @@ def start(plan: M.Plan, config: RunConfig, mode: str, transport: str) -> Session
         choices = choose(plan, excluded)
         program = bind(
             plan,
+            kfunc_style=kfunc_style(),
             mode=mode,
             options=config.options,
             choices=choices,

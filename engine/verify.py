@@ -17,7 +17,7 @@ from engine import model as M
 from engine.bind import bind
 from engine.errors import EngineError, SpecError
 from engine.loader import load_document
-from engine.runner import captured_stderr, import_bcc
+from engine.runner import captured_stderr, import_bcc, kfunc_style
 from engine.schema import check_schema
 
 PROG_TYPES = {
@@ -58,7 +58,9 @@ def compile_check(paths: list[str], out: TextIO) -> int:
                 if alt.kind in TRACING and alt.kind not in tracing:
                     tracing[alt.kind] = capabilities.probe(alt.kind)
                 for mode in ("events", "count") if plan.key else ("events",):
-                    program = bind(alone, mode=mode, choices={probe.name: index})
+                    program = bind(
+                        alone, mode=mode, choices={probe.name: index}, kfunc_style=kfunc_style()
+                    )
                     ok, what = check_one(bcc, program, alt, tracing.get(alt.kind))
                     checked, failed = checked + 1, failed + (not ok)
                     targets = ", ".join(alt.targets)

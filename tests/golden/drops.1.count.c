@@ -54,11 +54,6 @@ int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v4 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v4;
-    u16 v8 = 0;
-    bpf_probe_read_kernel(&v8, 2, (void *)(ctx_addr + 32));
-    ev.f_protocol = v8;
     ev.f_reason = v2;
     struct key_t key;
     __builtin_memset(&key, 0, sizeof(key));

@@ -48,14 +48,10 @@ int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v4 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v4;
-    u16 v8 = 0;
-    bpf_probe_read_kernel(&v8, 2, (void *)(ctx_addr + 32));
-    ev.f_protocol = v8;
-    ev.f_reason = v2;
     u64 v3 = bpf_ktime_get_ns();
     ev.f_time = v3;
+    u32 v4 = bpf_get_current_pid_tgid() >> 32;
+    ev.f_pid = v4;
     bpf_get_current_comm(&ev.f_comm, 16);
     u64 v5 = 0;
     bpf_probe_read_kernel(&v5, 8, (void *)(ctx_addr + 8));
@@ -63,12 +59,16 @@ int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
     bpf_probe_read_kernel(&v6, 8, (void *)(v5 + 16));
     u64 v7 = v6 + 280;
     bpf_probe_read_kernel_str(&ev.f_dev, 16, (void *)(v7 + 0));
+    u16 v8 = 0;
+    bpf_probe_read_kernel(&v8, 2, (void *)(ctx_addr + 32));
+    ev.f_protocol = v8;
     u32 v9 = 0;
     bpf_probe_read_kernel(&v9, 4, (void *)(v5 + 112));
     ev.f_len = v9;
     u64 v10 = 0;
     bpf_probe_read_kernel(&v10, 8, (void *)(ctx_addr + 16));
     ev.f_location = v10;
+    ev.f_reason = v2;
     if (events.ringbuf_output(&ev, sizeof(ev), 0) < 0)
         count_lost();
     return 0;

@@ -46,10 +46,6 @@ int p0_exec_tracepoint_sched_sched_process_exec(void *ctx)
     u64 ctx_addr = (u64)ctx;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v2 = (u32)bpf_get_current_uid_gid();
-    ev.f_uid = v2;
-    u32 v3 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v3;
     bpf_get_current_comm(&ev.f_comm, 16);
     struct key_t key;
     __builtin_memset(&key, 0, sizeof(key));

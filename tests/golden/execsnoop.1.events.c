@@ -40,13 +40,13 @@ int p0_exec_tracepoint_sched_sched_process_exec(void *ctx)
     u64 ctx_addr = (u64)ctx;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v2 = (u32)bpf_get_current_uid_gid();
-    ev.f_uid = v2;
-    u32 v3 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v3;
     u64 v1 = bpf_ktime_get_ns();
     ev.f_time = v1;
+    u32 v2 = (u32)bpf_get_current_uid_gid();
+    ev.f_uid = v2;
     bpf_get_current_comm(&ev.f_comm, 16);
+    u32 v3 = bpf_get_current_pid_tgid() >> 32;
+    ev.f_pid = v3;
     s32 v4 = 0;
     bpf_probe_read_kernel(&v4, 4, (void *)(ctx_addr + 16));
     ev.f_old_pid = v4;

@@ -76,8 +76,6 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v3 = (u32)bpf_get_current_uid_gid();
-    ev.f_uid = v3;
     u32 v4 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v4;
     u64 v5 = (u64)st.a0;
@@ -130,8 +128,6 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v3 = (u32)bpf_get_current_uid_gid();
-    ev.f_uid = v3;
     u32 v4 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v4;
     u64 v5 = (u64)st.a0;

@@ -66,8 +66,6 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v3 = (u32)bpf_get_current_uid_gid();
-    ev.f_uid = v3;
     u32 v4 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v4;
     u64 v5 = (u64)st.a0;
@@ -78,6 +76,8 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
         return 0;
     u64 v2 = bpf_ktime_get_ns();
     ev.f_time = v2;
+    u32 v3 = (u32)bpf_get_current_uid_gid();
+    ev.f_uid = v3;
     bpf_get_current_comm(&ev.f_task, 16);
     u16 v6 = 0;
     bpf_probe_read_kernel(&v6, 2, (void *)(v5 + 16));
@@ -120,8 +120,6 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v3 = (u32)bpf_get_current_uid_gid();
-    ev.f_uid = v3;
     u32 v4 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v4;
     u64 v5 = (u64)st.a0;
@@ -132,6 +130,8 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
         return 0;
     u64 v2 = bpf_ktime_get_ns();
     ev.f_time = v2;
+    u32 v3 = (u32)bpf_get_current_uid_gid();
+    ev.f_uid = v3;
     bpf_get_current_comm(&ev.f_task, 16);
     u16 v6 = 0;
     bpf_probe_read_kernel(&v6, 2, (void *)(v5 + 16));

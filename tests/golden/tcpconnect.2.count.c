@@ -62,8 +62,6 @@ int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v6 = (u32)bpf_get_current_uid_gid();
-    ev.f_uid = v6;
     u32 v7 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v7;
     u64 v8 = 0;

@@ -52,8 +52,6 @@ int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v6 = (u32)bpf_get_current_uid_gid();
-    ev.f_uid = v6;
     u32 v7 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v7;
     u64 v8 = 0;
@@ -65,6 +63,8 @@ int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
         return 0;
     u64 v5 = bpf_ktime_get_ns();
     ev.f_time = v5;
+    u32 v6 = (u32)bpf_get_current_uid_gid();
+    ev.f_uid = v6;
     bpf_get_current_comm(&ev.f_task, 16);
     u16 v9 = 0;
     bpf_probe_read_kernel(&v9, 2, (void *)(v8 + 16));

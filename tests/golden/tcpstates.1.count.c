@@ -64,14 +64,6 @@ int p0_change_tracepoint_sock_inet_sock_set_state(void *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v5 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v5;
-    u16 v6 = 0;
-    bpf_probe_read_kernel(&v6, 2, (void *)(ctx_addr + 24));
-    ev.f_sport = v6;
-    u16 v7 = 0;
-    bpf_probe_read_kernel(&v7, 2, (void *)(ctx_addr + 26));
-    ev.f_dport = v7;
     s32 v8 = 0;
     bpf_probe_read_kernel(&v8, 4, (void *)(ctx_addr + 16));
     ev.f_oldstate = v8;

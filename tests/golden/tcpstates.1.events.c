@@ -56,19 +56,13 @@ int p0_change_tracepoint_sock_inet_sock_set_state(void *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v5 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v5;
-    u16 v6 = 0;
-    bpf_probe_read_kernel(&v6, 2, (void *)(ctx_addr + 24));
-    ev.f_sport = v6;
-    u16 v7 = 0;
-    bpf_probe_read_kernel(&v7, 2, (void *)(ctx_addr + 26));
-    ev.f_dport = v7;
     u64 v3 = bpf_ktime_get_ns();
     ev.f_time = v3;
     u64 v4 = 0;
     bpf_probe_read_kernel(&v4, 8, (void *)(ctx_addr + 8));
     ev.f_skaddr = v4;
+    u32 v5 = bpf_get_current_pid_tgid() >> 32;
+    ev.f_pid = v5;
     bpf_get_current_comm(&ev.f_comm, 16);
     ev.f_ip = v2;
     ev.f_saddr.family = v2;
@@ -76,11 +70,17 @@ int p0_change_tracepoint_sock_inet_sock_set_state(void *ctx)
         bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(ctx_addr + 32));
     else if (ev.f_saddr.family == 10)
         bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(ctx_addr + 40));
+    u16 v6 = 0;
+    bpf_probe_read_kernel(&v6, 2, (void *)(ctx_addr + 24));
+    ev.f_sport = v6;
     ev.f_daddr.family = v2;
     if (ev.f_daddr.family == 2)
         bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(ctx_addr + 36));
     else if (ev.f_daddr.family == 10)
         bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(ctx_addr + 56));
+    u16 v7 = 0;
+    bpf_probe_read_kernel(&v7, 2, (void *)(ctx_addr + 26));
+    ev.f_dport = v7;
     s32 v8 = 0;
     bpf_probe_read_kernel(&v8, 4, (void *)(ctx_addr + 16));
     ev.f_oldstate = v8;

@@ -113,14 +113,6 @@ def bcc_version() -> tuple[int, ...]:
     return tuple(int(x) for x in str(getattr(bcc, "__version__", "0.0")).split(".")[:2])
 
 
-@pytest.mark.xfail(
-    bcc_version() == (0, 26),
-    strict=True,
-    reason="engine/planner.py Planner.plan_alternative names fentry/fexit functions "
-    "kfunc__vmlinux__FN / kretfunc__vmlinux__FN (newer bcc's module-aware KFUNC_PROBE); "
-    "bcc 0.26 strips only kfunc__ and looks up 'vmlinux__FN' in BTF (ENOENT), so fentry "
-    "can never load even where the kernel allows it; name them by the bcc in use",
-)
 def test_fexit_functions_are_named_as_this_bcc_expects(
     monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
 ) -> None:

@@ -1,0 +1,248 @@
+"""`engine explain`: what a spec can name, read from kernel BTF.
+
+Targets: a kernel function (its arguments, as kprobe/kretprobe/fentry/fexit bind them),
+`category/event` (a tracepoint's record, as `args.FIELD`), `raw:event` (a raw tracepoint's
+arguments), `struct NAME` / `union NAME` (members with byte offsets; anonymous members are
+flattened, since spec paths pass through them), `enum NAME` or an enum constant (its values).
+Output is plain aligned text; every failure is one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence, TextIO
+
+from engine import tracefs
+from engine.btf import VMLINUX, Btf, BtfType, Kind, Param
+from engine.errors import EngineError, did_you_mean
+from engine.planner import load_btf, vt_of
+
+_AGG = (Kind.STRUCT, Kind.UNION)
+_ENUMS = (Kind.ENUM, Kind.ENUM64)
+_USAGE = "expected FUNCTION, CATEGORY/EVENT, raw:EVENT, struct NAME, union NAME or enum NAME"
+Row = Sequence[str]
+
+
+class ExplainError(EngineError):
+    """A target that names nothing in BTF (the message is one line)."""
+
+
+def run_explain(target: str, btf_path: str | None, expand: bool, out: TextIO) -> int:
+    """Print what `target` is and how a spec uses it; 0, or 1 with one line on stderr."""
+    try:
+        btf = load_btf(btf_path)
+        live = btf_path is None or os.path.realpath(btf_path) == os.path.realpath(VMLINUX)
+        lines = explain(btf, " ".join(target.split()), expand, live)
+    except EngineError as exc:
+        print(f"engine: error: {exc}", file=sys.stderr)
+        return 1
+    out.write("\n".join(lines) + "\n")
+    return 0
+
+
+def explain(btf: Btf, target: str, expand: bool = False, live: bool = True) -> list[str]:
+    words = target.split(" ")
+    if len(words) == 2 and words[0] in ("struct", "union", "enum"):
+        kinds = {"enum": _ENUMS, "union": (Kind.UNION,), "struct": (Kind.STRUCT,)}[words[0]]
+        t = btf.find(words[1], *kinds)
+        if t is None and kinds is _ENUMS and (hit := btf.enum_constant(words[1])):
+            return _enum(btf, hit[0], words[1])  # `enum TCP_CLOSE`: as `decode: {enum: ...}`
+        if t is None:
+            pool = btf.names(*kinds) + (btf.enum_names() if kinds is _ENUMS else [])
+            raise ExplainError(f"no {target} in {btf.path}{did_you_mean(words[1], pool)}")
+        return _enum(btf, t, "") if words[0] == "enum" else _aggregate(btf, t, expand)
+    if len(words) != 1 or not target:
+        raise ExplainError(f"cannot explain '{target}'; {_USAGE}")
+    if target.startswith("raw:"):
+        return _raw_tracepoint(btf, target[4:])
+    if "/" in target:
+        return _tracepoint(btf, target, live)
+    fn = btf.function(target)
+    if fn is not None:
+        return _function(btf, target, fn[1], fn[2])
+    t = btf.find(target, *_AGG, *_ENUMS, Kind.TYPEDEF)
+    if t is not None:
+        s = btf.strip(t.id)
+        if s.kind in _AGG:
+            return _aggregate(btf, s, expand)
+        if s.kind in _ENUMS:
+            return _enum(btf, s, "")
+        return [f"typedef {target}: {btf.type_str(s.id)} ({btf.sizeof(s.id)} bytes)"]
+    hit = btf.enum_constant(target)
+    if hit is not None:
+        return _enum(btf, hit[0], target)
+    upper = target.isupper()
+    pool = btf.enum_names() if upper else btf.names(Kind.FUNC, *_AGG, *_ENUMS, Kind.TYPEDEF)
+    what = "enum constant" if upper else "kernel function, struct, union, enum or typedef"
+    raise ExplainError(f"no {what} '{target}' in {btf.path}{did_you_mean(target, pool)}")
+
+
+def _table(header: Row, rows: Sequence[Row], right: int = 0) -> list[str]:
+    """Aligned columns; the first `right` columns are right-aligned, the last is not padded."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    out = []
+    for r in [header, *rows]:
+        cells = [c.rjust(w) if i < right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def _decl(btf: Btf, p: Param, i: int) -> str:
+    return btf._decl(p.type_id, p.name or f"arg{i}", 0).strip()
+
+
+def _pointee_hint(btf: Btf, names: Sequence[str], type_ids: Sequence[int]) -> list[str]:
+    """For each argument pointing to a struct: how to read its members."""
+    lines = []
+    for name, tid in zip(names, type_ids):
+        t = btf.strip(tid)
+        target = btf.strip(t.type_id) if t.kind == Kind.PTR else None
+        if target is not None and target.kind in _AGG and target.name:
+            tag = "union" if target.kind == Kind.UNION else "struct"
+            see = f"(engine explain {tag} {target.name})"
+            lines.append(f"  {name} is a {btf.type_str(tid)}: read {name}.MEMBER {see}")
+    return lines
+
+
+def _function(btf: Btf, name: str, params: Sequence[Param], ret: int) -> list[str]:
+    rtype = btf.type_str(ret) if ret else "void"
+    sig = ", ".join(_decl(btf, p, i) for i, p in enumerate(params)) or "void"
+    rows = [
+        (str(i), p.name or "(unnamed)", btf.type_str(p.type_id), str(btf.sizeof(p.type_id)))
+        for i, p in enumerate(params)
+    ]
+    named = [p.name for p in params if p.name]
+    binds = ", ".join(named) or "no arguments"
+    lines = [f"{name}({sig}) -> {rtype}", ""]
+    lines += _table(("#", "ARG", "TYPE", "SIZE"), rows, right=1) if rows else ["(no arguments)"]
+    lines += ["", "in a spec:", f"  kprobe: {name}      binds {binds}"]
+    ret_text = f" and ret ({rtype})" if ret else " (returns void: no ret)"
+    lines.append(f"  kretprobe: {name}   binds {binds} (saved at entry){ret_text}")
+    lines.append("  fentry/fexit bind the same names; the first attach alternative that works wins")
+    if len(params) > 6:
+        lines.append("  arguments after the 6th are on the stack: kprobes cannot read them")
+    return lines + _pointee_hint(btf, named, [p.type_id for p in params if p.name])
+
+
+def _raw_names(btf: Btf) -> list[str]:
+    return [n[len("btf_trace_") :] for n in btf.names(Kind.TYPEDEF) if n[:10] == "btf_trace_"]
+
+
+def _raw_tracepoint(btf: Btf, event: str) -> list[str]:
+    params = btf.raw_tracepoint(event)
+    if params is None:
+        pool = _raw_names(btf)
+        raise ExplainError(f"no raw tracepoint '{event}' in {btf.path}{did_you_mean(event, pool)}")
+    names = [p.name or f"arg{i}" for i, p in enumerate(params)]
+    sig = ", ".join(_decl(btf, p, i) for i, p in enumerate(params)) or "void"
+    rows = [(str(i), n, btf.type_str(p.type_id)) for i, (n, p) in enumerate(zip(names, params))]
+    lines = [f"raw tracepoint {event}({sig})", ""]
+    lines += _table(("#", "ARG", "TYPE"), rows, right=1)
+    lines += ["", "in a spec:", f"  raw_tracepoint: {event}   binds {', '.join(names)}"]
+    return lines + _pointee_hint(btf, names, [p.type_id for p in params])
+
+
+def _tracepoint(btf: Btf, target: str, live: bool) -> list[str]:
+    category, _, event = target.partition("/")
+    known = False
+    try:
+        known = live and tracefs.exists(category, event)
+    except tracefs.TracefsError:  # tracefs not mounted, or not root: BTF alone
+        live = False
+    if live and not known:
+        pool = tracefs.all_events()
+        raise ExplainError(f"no tracepoint '{target}' on this kernel{did_you_mean(target, pool)}")
+    fmt = tracefs.read_format(category, event) if live else None
+    records = btf.tracepoint_records(event)
+    if fmt is not None and len(records) > 1:  # keep the candidates tracefs agrees with
+        offsets = {f.name: f.offset for f in fmt.fields}
+        agree = [r for r in records if all(offsets.get(n) == f[0] for n, f in _fields(btf, r))]
+        records = agree or records[:1]
+    if not records:
+        if fmt is not None:
+            no = f"{btf.path} has no trace_event_raw_* record of it: specs cannot read it"
+            raise ExplainError(f"{target} is in tracefs, but {no}")
+        pool = _raw_names(btf)
+        raise ExplainError(f"no tracepoint '{target}' in {btf.path}{did_you_mean(event, pool)}")
+    merged = dict(_fields(btf, records[0]))
+    for other in records[1:]:
+        theirs = dict(_fields(btf, other))
+        merged = {k: v for k, v in merged.items() if theirs.get(k) == v}
+    rec = records[0]
+    lines = [f"tracepoint {target}: struct {rec.name} ({rec.size} bytes)"]
+    if len(records) > 1:
+        names = ", ".join(r.name for r in records)
+        lines.append(f"BTF does not say which record it is ({names}); fields they agree on:")
+    rows = []
+    for name, (off, size, ctype, data_loc, tid) in merged.items():
+        use, t = f"args.{name}", btf.strip(tid)
+        if data_loc:
+            use += "  (a string; the u32 holds length << 16 | offset)"
+        elif t.kind == Kind.PTR and btf.strip(t.type_id).kind not in _AGG:
+            use += f"  (cast: args.{name} as STRUCT)"
+        elif t.kind in _ENUMS:
+            use += "  (printed by name)"
+        elif t.kind == Kind.ARRAY and vt_of(btf, tid).char:
+            use += "  (a string)"
+        elif t.kind == Kind.ARRAY and size in (4, 16):
+            use += "  (an address? decode: inet)"
+        rows.append((str(off), str(size), name, ctype, use))
+    lines += _table(("OFFSET", "SIZE", "FIELD", "TYPE", "IN A SPEC"), rows, right=2)
+    use = f"  tracepoint: {target}   then args.FIELD in let, where and fields"
+    common = "  (offsets 0-7 are the common header: use the pid, tid and comm builtins)"
+    return [*lines, "", "in a spec:", use, common]
+
+
+def _fields(btf: Btf, record: BtfType) -> list[tuple[str, tuple[int, int, str, bool, int]]]:
+    """name -> (offset, size, C type, __data_loc, type id) of a trace_event_raw_* record."""
+    out = []
+    for m in record.members:
+        if m.name in ("ent", "__data") or not m.name:
+            continue
+        loc, off, size = m.name.startswith("__data_loc_"), m.bit_offset // 8, btf.sizeof(m.type_id)
+        ctype = "__data_loc char[]" if loc else btf.type_str(m.type_id)
+        out.append((m.name[11:] if loc else m.name, (off, size, ctype, loc, m.type_id)))
+    return out
+
+
+def _aggregate(btf: Btf, t: BtfType, expand: bool) -> list[str]:
+    tag = "union" if t.kind == Kind.UNION else "struct"
+    if t.kind == Kind.FWD:
+        return [f"{tag} {t.name}: only declared in {btf.path} (no members)"]
+    rows: list[Row] = []
+    _members(btf, t, 0, "", "", rows, expand)
+    lines = [f"{tag} {t.name or '(anonymous)'} ({t.size} bytes)"]
+    lines += _table(("OFFSET", "SIZE", "MEMBER", "TYPE", "NOTE"), rows, right=2)
+    cast = f"  cast a pointer to it: `p: args.PTR as {t.name or tag}`, then p.MEMBER (or p.a.b)"
+    anon = "  members of anonymous structs and unions are named directly: they are skipped in paths"
+    return [*lines, "", "in a spec:", cast, anon]
+
+
+def _members(
+    btf: Btf, t: BtfType, base: int, prefix: str, via: str, rows: list[Row], expand: bool
+) -> None:
+    for m in t.members:
+        bits, inner = base + m.bit_offset, btf.strip(m.type_id)
+        if not m.name and inner.kind in _AGG:
+            kind = "anon union" if inner.kind == Kind.UNION else "anon struct"
+            _members(btf, inner, bits, prefix, f"{via} > {kind}" if via else kind, rows, expand)
+            continue
+        start, width = bits % 8, m.bitfield_size
+        size = f"bits {start}:{start + width}" if width else str(btf.sizeof(m.type_id))
+        rows.append((str(bits // 8), size, prefix + m.name, btf.type_str(m.type_id), via))
+        if expand and not prefix and inner.kind in _AGG:
+            _members(btf, inner, bits, f"{m.name}.", via, rows, False)
+
+
+def _enum(btf: Btf, t: BtfType, constant: str) -> list[str]:
+    title = f"enum {t.name}" if t.name else "enum (anonymous)"
+    rows = [(str(e.value), e.name, "<-" if e.name == constant else "") for e in t.enumerators]
+    lines = [f"{title} ({t.size} bytes, {len(rows)} values)"]
+    lines += _table(("VALUE", "NAME", ""), rows, right=1)
+    first = t.enumerators[0].name if t.enumerators else "NAME"
+    example = t.name or constant or first
+    anon = "" if t.name else " (an anonymous enum is named by one of its constants)"
+    compare = f"  constants compare with numbers: `where: args.x == {constant or first}`"
+    decode = f"  print as names: `decode: {{enum: {example}}}`{anon}"
+    return [*lines, "", "in a spec:", compare, decode]
