@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import errno
 import socket
 from typing import Any
@@ -34,6 +35,34 @@ def errno_name(value: int) -> str:
     if value >= 0:
         return str(value)
     return errno.errorcode.get(-value, str(value))
+
+
+_KSYMS: list[tuple[int, str]] = []
+
+
+def ksym(address: int) -> str:
+    """A kernel address as symbol+offset from /proc/kallsyms (read once); hex if unknown."""
+    if not _KSYMS:
+        _KSYMS.extend(_read_kallsyms())
+    i = bisect.bisect_right(_KSYMS, (address, "\uffff")) - 1
+    if i < 0 or not address:
+        return hex(address)
+    base, name = _KSYMS[i]
+    return f"{name}+{address - base:#x}" if address != base else name
+
+
+def _read_kallsyms() -> list[tuple[int, str]]:
+    found = []
+    try:
+        with open("/proc/kallsyms", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1].lower() == "t":
+                    found.append((int(parts[0], 16), parts[2]))
+    except OSError:
+        return [(0, "?")]
+    found.sort()
+    return found or [(0, "?")]
 
 
 class State:

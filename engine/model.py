@@ -184,6 +184,7 @@ class CopyStr:
     base: str
     offset: int
     size: int
+    user: bool = False  # a user-space string (syscall arguments)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,15 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "cgroup_id": ("u64", "cgroup_id"),
 }
 HELPERS = ("transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet")
-DECODER_WIDTH = {"inet": 16, "ip_version": 2, "elapsed": 9, "enum": 12, "errno": 12, "hex": 18}
+DECODER_WIDTH = {
+    "inet": 16,
+    "ip_version": 2,
+    "elapsed": 9,
+    "enum": 12,
+    "errno": 12,
+    "hex": 18,
+    "ksym": 24,
+}
 
 
 class PlanError(Exception):
@@ -83,6 +91,7 @@ class VT:
     label: str = ""  # C spelling for messages
     char: bool = False  # char arrays and char pointers
     data_loc: bool = False
+    user: bool = False  # a user-space pointer (syscall arguments): read with *_user helpers
 
     @property
     def ctype(self) -> str:
@@ -230,6 +239,12 @@ class Resolver:
             return Val(int_vt(ctype), var=dest)
         if name == "comm":
             return Val(VT("comm", COMM_LEN, label="char[16]", char=True))
+        if name == "task":  # the current task_struct: task.real_parent.tgid and so on
+            task = self.btf.find("task_struct", Kind.STRUCT)
+            if task is not None:
+                dest = s.local()
+                s.emit(M.Builtin(dest, "u64", "task"))
+                return Val(VT("ptr", 8, btf=task.id, label="struct task_struct *"), var=dest)
         value = self.enum_lookup(name)
         if value is not None:
             return Val(VT("int", 8, True, label="enum constant"), var=str(value))
@@ -244,7 +259,7 @@ class Resolver:
 
     def known_names(self) -> list[str]:
         s = self.s
-        names = list(s.bindings) + list(s.params) + list(BUILTINS) + ["comm"]
+        names = list(s.bindings) + list(s.params) + list(BUILTINS) + ["comm", "task"]
         if s.record is not None:
             names.append("args")
         if s.ret is not None:
@@ -419,6 +434,12 @@ class Resolver:
 
     def cast(self, node: E.Cast) -> Val:
         val = self.rvalue(self.value(node.expr))
+        if val.vt.user:
+            raise PlanError(
+                f"a '{val.vt.label}' here points to user memory; only strings (decode: str) "
+                "can be read through it, not structs",
+                node.expr.col,
+            )
         if val.vt.kind not in ("ptr", "int") or val.vt.size != 8:
             raise PlanError(
                 f"only a pointer can be cast to a kernel type; got a '{val.vt.label}'",
@@ -851,6 +872,14 @@ class Planner:
     ) -> dict[str, tuple[int, VT]] | None:
         """A tracepoint's fields from BTF (trace_event_raw_*), cross-checked with tracefs."""
         records = self.btf.tracepoint_records(event)
+        if not records and self.tracefs_ok:
+            # No trace_event_raw_* record in BTF (the syscalls/* events): the running
+            # kernel's tracefs format is the record.
+            from engine import tracefs
+
+            if tracefs.exists(category, event):
+                own = tracefs.read_format(category, event)
+                return self.tracefs_fields(own, user=category == "syscalls")
         if not records:
             self.problem(
                 f"no tracepoint '{category}/{event}' in {self.btf.path}"
@@ -885,6 +914,27 @@ class Planner:
             theirs = self.record_fields(other)
             merged = {k: v for k, v in merged.items() if theirs.get(k) == v}
         return merged
+
+    def tracefs_fields(self, fmt: Any, user: bool) -> dict[str, tuple[int, VT]]:
+        """Typed fields from a tracefs format (sizes, signedness, `*` and `[N]` in the text)."""
+        out: dict[str, tuple[int, VT]] = {}
+        for f in fmt.event_fields:
+            base = f.type.replace("const ", "").replace("unsigned ", "").strip()
+            text = base.rstrip("*").strip() in ("char", "signed char")
+            if f.data_loc:
+                vt = VT("str", 4, label=f.decl or f.type, char=True, data_loc=True)
+            elif "*" in f.type:
+                pointee = 0
+                if text:
+                    char = self.btf.find("char", Kind.INT)
+                    pointee = char.id if char else 0
+                vt = VT("ptr", 8, btf=pointee, label=f.type, char=text, user=user)
+            elif f.array_len:
+                vt = VT("array", f.size, count=f.array_len, label=f.decl or f.type, char=text)
+            else:
+                vt = VT("int", f.size, f.signed, label=f.type)
+            out[f.name] = (f.offset, vt)
+        return out
 
     def record_fields(self, record: BtfType) -> dict[str, tuple[int, VT]]:
         out: dict[str, tuple[int, VT]] = {}
@@ -1039,7 +1089,7 @@ class Planner:
                 size = min(size, vt.size)
             elif vt.kind == "ptr":
                 ptr = r.rvalue(val)
-                steps.append(M.CopyStr(dest, ptr.var, 0, size))
+                steps.append(M.CopyStr(dest, ptr.var, 0, size, user=vt.user))
             else:
                 raise PlanError(f"decoder 'str' needs characters; got a '{vt.label}'", col)
             if decode not in (None, "str"):
@@ -1069,6 +1119,8 @@ class Planner:
             if decoder == "enum" or (decode is None and vt.btf and vt.kind == "int"):
                 enum_values = self.enum_values(enum_name, vt, col)
                 decoder = "enum"
+            if decoder == "ksym" and rv.vt.size != 8:
+                raise PlanError("decoder 'ksym' needs a kernel address (8 bytes)", col)
             if decoder == "elapsed" and rv.vt.size != 8:
                 raise PlanError("decoder 'elapsed' needs nanoseconds (a u64 such as ktime_ns)", col)
             steps.append(M.Store(dest, rv.var, swap))

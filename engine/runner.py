@@ -271,8 +271,10 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
     try:
         session = start(plan, config, mode, transport)
         names = ", ".join(p.name for p in plan.probes)
-        say(f"Tracing {names} ... Hit Ctrl-C to end.")
         loop = EventLoop(plan, config, session, decoder, columns, out, stop)
+        if mode == "events":
+            loop.open_buffer(session.bpf)  # before "Tracing": nothing sent after it is lost
+        say(f"Tracing {names} ... Hit Ctrl-C to end.")
         return loop.run(mode)
     finally:
         if session is not None:
@@ -337,7 +339,6 @@ class EventLoop:
             if mode == "events":
                 self.printer.header()
                 self.flush()
-                self.open_buffer(b)
             while not self.stop.requested and not self.broken:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
@@ -352,7 +353,7 @@ class EventLoop:
                         self.print_counts(clear=False)
                         next_report = now + self.config.interval
             if mode == "events" and not self.broken:
-                self.poll(b, timeout=0)  # what is already in the buffer
+                self.drain(b)  # what is already in the buffer, signalled or not
                 self.flush()
             if mode == "count" and not self.broken:
                 self.print_counts(clear=False)
@@ -374,8 +375,19 @@ class EventLoop:
     def poll(self, b: Any, timeout: int = POLL_MS) -> None:
         if self.session.program.transport == "ringbuf":
             b.ring_buffer_poll(timeout)
+            if self.session.program.wakeup_batch > 1:
+                # Batched wake-ups leave records unsignalled: read them at least every
+                # POLL_MS, so no event waits longer than that.
+                b.ring_buffer_consume()
         else:
             b.perf_buffer_poll(timeout)
+
+    def drain(self, b: Any) -> None:
+        """Everything still buffered, whether or not the kernel woke us for it."""
+        if self.session.program.transport == "ringbuf":
+            b.ring_buffer_consume()
+        else:
+            b.perf_buffer_poll(0)
 
     def on_event(self, *args: Any) -> None:
         data = args[-2]  # (cpu or ctx, data, size)
