@@ -182,7 +182,7 @@ FIELDS = (
     ('dev', 'DEV', 8),
     ('protocol', 'PROTO', 6),
     ('len', 'LEN', 5),
-    ('location', 'LOCATION', 18),
+    ('location', 'LOCATION', 24),
     ('reason', 'REASON', 12),
 )
 
@@ -196,7 +196,7 @@ def decode_event(ev, state):
         _d.text(ev.f_dev),
         hex(ev.f_protocol),
         ev.f_len,
-        hex(ev.f_location),
+        _d.ksym(ev.f_location),
         ENUM_REASON.get(ev.f_reason, ev.f_reason),
     )
 
