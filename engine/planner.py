@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 from engine import expr as E
 from engine import model as M
 from engine.btf import VMLINUX, Btf, BtfError, BtfType, Kind, Param
-from engine.errors import EngineError, Location, Problem, SpecError, did_you_mean
+from engine.errors import EngineError, Location, Problem, SpecError, UsageError, did_you_mean
 
 ATTACH_KINDS = ("kprobe", "kretprobe", "fentry", "fexit", "tracepoint", "raw_tracepoint")
 RETURN_KINDS = ("kretprobe", "fexit")
@@ -1210,8 +1210,11 @@ def load_btf(path: str | None) -> Btf:
         try:
             _BTF_CACHE[key] = Btf.load(key)
         except BtfError as exc:
-            hint = "" if path else "; pass --btf FILE (a vmlinux BTF of the target kernel)"
-            raise EngineError(f"{exc}{hint}") from None
+            if path:  # the user's --btf: a flag mistake
+                raise UsageError(f"--btf: {exc}") from None
+            raise EngineError(
+                f"{exc}; pass --btf FILE (a vmlinux BTF of the target kernel)"
+            ) from None
     return _BTF_CACHE[key]
 
 

@@ -1,5 +1,6 @@
-"""`engine run specs/opensnoop.yaml`: a syscall tracepoint (tracefs record, no BTF one), a
-user-space string read with the *_user helper, and the parent's pid through the `task` builtin.
+"""`engine run tests/specs/live/opensnoop.yaml`: a syscall tracepoint (a tracefs record; BTF
+has none), a user-space string read with the *_user helper, and the parent's pid through the
+`task` builtin.
 A child of this test opens a path nobody else opens; its row must be exact."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
-SPEC = "specs/opensnoop.yaml"
+SPEC = "tests/specs/live/opensnoop.yaml"
 SETPRIV_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 OPEN = "import os, sys\ntry:\n    open(sys.argv[1])\nexcept OSError:\n    pass\nprint(os.getpid())"
 

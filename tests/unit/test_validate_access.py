@@ -1,0 +1,68 @@
+"""`engine validate` is what CI pipelines run: it needs neither root nor bcc, and with
+`--btf FILE` it checks specs against another kernel's BTF, offline."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.btf import VMLINUX
+from engine.validate import run_validate
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+needs_btf = pytest.mark.skipif(not os.path.exists(VMLINUX), reason=f"no kernel BTF at {VMLINUX}")
+
+
+def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": "/"}
+    return subprocess.run(
+        [*NOBODY, sys.executable, "-m", "engine.cli", *args],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120,
+    )  # fmt: skip
+
+
+@needs_btf
+def test_validate_specs_as_nobody() -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to become nobody")
+    probe = as_nobody("--version")
+    if probe.returncode != 0:
+        pytest.skip(f"nobody cannot run the engine from {ROOT}: {probe.stderr.strip()[-200:]}")
+    done = as_nobody("validate", *SPECS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    n = len(SPECS)
+    assert done.stdout.splitlines()[-1] == f"{n} specs checked: {n} valid, 0 invalid"
+    assert "Traceback" not in done.stderr
+
+
+@needs_btf
+def test_validate_offline_with_btf_file(tmp_path: Path) -> None:
+    btf = tmp_path / "vmlinux.btf"
+    btf.write_bytes(Path(VMLINUX).read_bytes())  # another kernel's BTF, as a CI job has it
+    out = io.StringIO()
+    assert run_validate(SPECS, str(btf), "text", out) == 0, out.getvalue()
+    bad = tmp_path / "bad.yaml"
+    text = (ROOT / "specs" / "tcpconnect.yaml").read_text()
+    bad.write_text(text.replace("skc_dport, decode: be16", "skc_dprot, decode: be16"))
+    out = io.StringIO()
+    assert run_validate([str(bad)], str(btf), "text", out) == 1
+    assert "has no member 'skc_dprot'; did you mean 'skc_dport'?" in out.getvalue()
+
+
+def test_missing_btf_file_is_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "validate", "--btf", "/nonexistent", *SPECS],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/nonexistent" in lines[0], done.stderr
