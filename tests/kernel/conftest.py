@@ -308,6 +308,10 @@ class EngineProc:
                 f"stderr:\n{self.err.text()}"
             )
 
+    def wait_rows(self, found: Callable[[list[dict]], bool], timeout: float = 15.0) -> None:
+        """wait_stdout, with `found` given the stdout lines so far as JSON rows (-o json)."""
+        self.wait_stdout(lambda lines: found([json.loads(line) for line in lines]), timeout)
+
     def stop(self, sig: int = signal.SIGINT, timeout: float = STOP_TIMEOUT) -> Result:
         if self.proc.poll() is None:
             os.kill(self.engine_pid, sig)
