@@ -29,14 +29,15 @@ class ExplainError(EngineError):
 
 
 def run_explain(target: str, btf_path: str | None, expand: bool, out: TextIO) -> int:
-    """Print what `target` is and how a spec uses it; 0, or 1 with one line on stderr."""
+    """Print what `target` is and how a spec uses it; 0, or 1 (2 for a bad --btf) with one
+    line on stderr."""
     try:
         btf = load_btf(btf_path)
         live = btf_path is None or os.path.realpath(btf_path) == os.path.realpath(VMLINUX)
         lines = explain(btf, " ".join(target.split()), expand, live)
     except EngineError as exc:
         print(f"engine: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     out.write("\n".join(lines) + "\n")
     return 0
 

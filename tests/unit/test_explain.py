@@ -215,10 +215,10 @@ def test_bad_btf_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     bad = tmp_path / "vmlinux"
     bad.write_bytes(b"not btf at all, just text")
     code, lines, err = explain("tcp_v4_connect", capsys, btf=str(bad))
-    assert (code, lines) == (1, [])
-    assert err == f"engine: error: {bad}: not BTF (bad magic 6e6f)\n"
+    assert (code, lines) == (2, [])  # a bad --btf is a usage error
+    assert err == f"engine: error: --btf: {bad}: not BTF (bad magic 6e6f)\n"
     code, _, err = explain("tcp_v4_connect", capsys, btf=str(tmp_path / "absent"))
-    assert code == 1 and err.count("\n") == 1 and "cannot read BTF" in err
+    assert code == 2 and err.count("\n") == 1 and "cannot read BTF" in err
 
 
 def test_explicit_btf_file(capsys: pytest.CaptureFixture[str]) -> None:
