@@ -1,4 +1,8 @@
-"""Printing rows: bcc-style aligned table, JSON lines, or CSV. Data only goes to stdout."""
+"""Printing rows: bcc-style aligned table, JSON lines, or CSV. Data only goes to stdout.
+
+Rows are formatted with formats fixed up front and collected; `flush()` writes them at once,
+so a burst of events costs one write, not one per event.
+"""
 
 from __future__ import annotations
 
@@ -11,45 +15,74 @@ FORMATS = ("table", "json", "csv")
 
 
 class Printer:
-    """Writes a header once, then rows, in one of FORMATS; columns are (key, header, width)."""
+    """Header once, then rows, in one of FORMATS. Columns are (key, header, width, is_float)."""
 
-    def __init__(self, fmt: str, columns: Sequence[tuple[str, str, int]], out: TextIO) -> None:
+    def __init__(self, fmt: str, columns: Sequence[tuple[str, str, int, bool]], out: TextIO):
         self.fmt = fmt
-        self.columns = list(columns)
         self.out = out
-        self.keys = [key for key, _, _ in self.columns]
-        self._csv = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
-        self._table = " ".join(
-            f"{{:<{w}}}" if i < len(self.columns) - 1 else "{}"
-            for i, (_, _, w) in enumerate(self.columns)
+        self.headers = [h for _, h, _, _ in columns]
+        self.keys = [k for k, _, _, _ in columns]
+        self.floats = [i for i, c in enumerate(columns) if c[3]]
+        self.pending: list[str] = []
+        last = len(columns) - 1
+        self._row = (
+            " ".join(
+                (f"%-{w}.3f" if is_float else f"%-{w}s")
+                if i < last
+                else ("%.3f" if is_float else "%s")
+                for i, (_, _, w, is_float) in enumerate(columns)
+            )
+            + "\n"
         )
+        self._header = (
+            " ".join(f"%-{w}s" if i < last else "%s" for i, (_, _, w, _) in enumerate(columns))
+            + "\n"
+        )
+        self._buf = io.StringIO()
+        self._csv = csv.writer(self._buf, lineterminator="\n")
 
     def header(self) -> None:
         if self.fmt == "table":
-            self.out.write(self._table.format(*(h for _, h, _ in self.columns)) + "\n")
-        elif self._csv is not None:
-            self._csv.writerow(h for _, h, _ in self.columns)
+            self.pending.append(self._header % tuple(self.headers))
+        elif self.fmt == "csv":
+            self.pending.append(self._csv_line(self.headers))
 
     def row(self, values: Sequence[Any]) -> None:
         if self.fmt == "table":
-            self.out.write(self._table.format(*(_cell(v) for v in values)) + "\n")
+            self.pending.append(self._row % tuple(values))
         elif self.fmt == "json":
-            self.out.write(json.dumps(dict(zip(self.keys, values)), separators=(",", ":")) + "\n")
-        elif self._csv is not None:
-            self._csv.writerow(_cell(v) for v in values)
+            self.pending.append(json.dumps(dict(zip(self.keys, values)), separators=(",", ":")))
+            self.pending.append("\n")
+        else:
+            cells = list(values)
+            for i in self.floats:
+                cells[i] = f"{cells[i]:.3f}"
+            self.pending.append(self._csv_line(cells))
+
+    def _csv_line(self, cells: Sequence[Any]) -> str:
+        self._csv.writerow(cells)
+        text = self._buf.getvalue()
+        self._buf.seek(0)
+        self._buf.truncate()
+        return text
+
+    def flush(self) -> None:
+        """Write what is pending (BrokenPipeError propagates to the caller)."""
+        if self.pending:
+            text = "".join(self.pending)
+            self.pending.clear()
+            self.out.write(text)
+        self.out.flush()
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
-def render_rows(fmt: str, columns: Sequence[tuple[str, str, int]], rows: list[list[Any]]) -> str:
+def render_rows(
+    fmt: str, columns: Sequence[tuple[str, str, int, bool]], rows: list[list[Any]]
+) -> str:
     """A whole table as text (count mode prints this at the end or every interval)."""
     buf = io.StringIO()
     printer = Printer(fmt, columns, buf)
     printer.header()
     for r in rows:
         printer.row(r)
+    printer.flush()
     return buf.getvalue()

@@ -39,6 +39,7 @@ ENGINE_FLAGS = {
     "--ebpf",
     "--btf",
     "--wakeup",
+    "--buffer-pages",
     "--perf-buffer",
     "--decoder",
     "--alternative",

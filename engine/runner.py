@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from types import FrameType, ModuleType
 from typing import Any, Iterator, Mapping, TextIO
 
-from engine import capabilities, render
+from engine import capabilities, decoders, render
 from engine import model as M
 from engine.bind import OptionValue, bind
 from engine.errors import EngineError
 from engine.output import Printer, render_rows
+from engine.rows import RowMaker
 
 POLL_MS = 100
 
@@ -39,7 +40,7 @@ class RunConfig:
     verbose: bool = False
     transport: str = "auto"  # auto | ringbuf | perf
     ringbuf_pages: int = 64
-    wakeup_batch: int = 0
+    wakeup_batch: int = 32  # wake the reader every N events; unsignalled ones wait <= POLL_MS
     options: Mapping[str, OptionValue] = field(default_factory=dict)
 
 
@@ -187,10 +188,9 @@ class Session:
         return f"; compiler/verifier log in {path} (or run with -v)"
 
     def lost(self) -> int:
-        try:
-            return int(sum(v.value for v in self.bpf["lost"][0]))
-        except Exception:
-            return 0
+        """Events the BPF side could not hand over (ring buffer full), summed over CPUs."""
+        per_cpu = self.bpf["lost"][0]  # bcc gives plain ints for a u64 per-CPU array
+        return int(sum(getattr(v, "value", v) for v in per_cpu))
 
     def close(self) -> None:
         if self.bpf is not None:
@@ -304,7 +304,7 @@ def active_columns(plan: M.Plan, config: RunConfig) -> list[M.Column]:
 
 
 class EventLoop:
-    """Polls the buffer, decodes each event, prints the chosen columns."""
+    """Polls the buffer, turns each event into the chosen columns, prints them in batches."""
 
     def __init__(
         self,
@@ -322,13 +322,18 @@ class EventLoop:
         self.decoder = decoder
         self.out = out
         self.stop = stop
-        self.state = decoder._d.State()
-        names = [f.name for f in plan.fields]
-        self.picks = [names.index(c.field) for c in columns]
-        self.printer = Printer(config.fmt, [(c.field, c.header, c.width) for c in columns], out)
+        self.state = decoders.State()
         self.columns = columns
+        fields = {f.name: f for f in plan.fields}
+        self.printer = Printer(
+            config.fmt,
+            [(c.field, c.header, c.width, fields[c.field].decoder == "elapsed") for c in columns],
+            out,
+        )
+        self.rows = RowMaker(plan, plan.event, columns, self.state)
         self.lost_seen = 0
         self.perf_lost = 0
+        self.next_lost_check = 0.0
         self.broken = False
 
     def run(self, mode: str) -> int:
@@ -346,17 +351,19 @@ class EventLoop:
                 if mode == "events":
                     self.poll(b)
                     self.flush()
-                    self.check_lost()
+                    if now >= self.next_lost_check:  # a map read: once a second is enough
+                        self.check_lost()
+                        self.next_lost_check = now + 1.0
                 else:
                     time.sleep(POLL_MS / 1000)
                     if next_report is not None and now >= next_report:
-                        self.print_counts(clear=False)
+                        self.print_counts()
                         next_report = now + self.config.interval
             if mode == "events" and not self.broken:
                 self.drain(b)  # what is already in the buffer, signalled or not
                 self.flush()
             if mode == "count" and not self.broken:
-                self.print_counts(clear=False)
+                self.print_counts()
         except BrokenPipeError:
             self.broken = True
         self.check_lost(final=True)
@@ -370,7 +377,8 @@ class EventLoop:
         if self.session.program.transport == "ringbuf":
             b["events"].open_ring_buffer(self.on_event)
         else:
-            b["events"].open_perf_buffer(self.on_event, page_cnt=64, lost_cb=self.on_lost)
+            pages = self.config.ringbuf_pages
+            b["events"].open_perf_buffer(self.on_event, page_cnt=pages, lost_cb=self.on_lost)
 
     def poll(self, b: Any, timeout: int = POLL_MS) -> None:
         if self.session.program.transport == "ringbuf":
@@ -389,17 +397,9 @@ class EventLoop:
         else:
             b.perf_buffer_poll(0)
 
-    def on_event(self, *args: Any) -> None:
-        data = args[-2]  # (cpu or ctx, data, size)
-        if self.broken:
-            return
-        ev = ctypes.cast(data, ctypes.POINTER(self.decoder.Event)).contents
-        values = self.decoder.decode_event(ev, self.state)
-        try:
-            self.printer.row([values[i] for i in self.picks])
-        except BrokenPipeError:
-            self.broken = True
-            self.stop.requested = True
+    def on_event(self, _ctx: Any, data: int, size: int) -> None:
+        """Per event: copy the bytes once, unpack, format; written later in one batch."""
+        self.printer.row(self.rows.values(ctypes.string_at(data, size)))
 
     def on_lost(self, count: int) -> None:
         self.perf_lost += count
@@ -416,11 +416,12 @@ class EventLoop:
 
     def flush(self) -> None:
         try:
-            self.out.flush()
+            self.printer.flush()
         except BrokenPipeError:
             self.broken = True
+            self.stop.requested = True
 
-    def print_counts(self, clear: bool) -> None:
+    def print_counts(self) -> None:
         table = self.session.bpf["counts"]
         key_type = self.decoder.Key
         rows = []
@@ -429,9 +430,12 @@ class EventLoop:
             rows.append((v.value, self.decoder.decode_key(key, self.state)))
         rows.sort(key=lambda r: r[0], reverse=True)
         key_names = [s.name for s in self.plan.key.slots] if self.plan.key else []
-        cols = [(c.field, c.header, c.width) for c in self.columns]
+        fields = {f.name: f for f in self.plan.fields}
+        cols = [
+            (c.field, c.header, c.width, fields[c.field].decoder == "elapsed") for c in self.columns
+        ]
         count_key = self.plan.count_header.lower()
-        cols.append((count_key, self.plan.count_header, len(self.plan.count_header)))
+        cols.append((count_key, self.plan.count_header, len(self.plan.count_header), False))
         picks = [key_names.index(M.slot_name(c.field)) for c in self.columns]
         text = render_rows(
             self.config.fmt, cols, [[vals[i] for i in picks] + [n] for n, vals in rows]
@@ -443,5 +447,3 @@ class EventLoop:
             self.out.flush()
         except BrokenPipeError:
             self.broken = True
-        if clear:
-            table.clear()
