@@ -71,18 +71,11 @@ def engine(*flags: str) -> tuple[str, ...]:
     return (PY, "-m", "engine.cli", "run", SPEC, *flags)
 
 
-def wrapped(*wrap: str) -> Callable[..., tuple[str, ...]]:
-    def argv(*flags: str) -> tuple[str, ...]:
-        return (PY, "-m", "bench.engine_wrap", *wrap, "--", "run", SPEC, *flags)
-
-    return argv
-
-
 TOOLS: dict[str, Tool] = {
     t.name: t
     for t in (
         Tool("engine", engine(), "events", f"engine run {SPEC} (ring buffer, table to a file)"),
-        Tool("engine-w32", engine("--wakeup", "32"), "events", "engine ... --wakeup 32"),
+        Tool("engine-w1", engine("--wakeup", "1"), "events", "engine ... --wakeup 1 (per event)"),
         Tool("engine-perf", engine("--perf-buffer"), "events", "engine ... --perf-buffer"),
         Tool("engine-json", engine("-o", "json"), "events", "engine ... -o json"),
         Tool("engine-count", engine("-c"), "count", "engine ... -c (count in the kernel)"),
@@ -115,7 +108,7 @@ for _reader in ("lean", "mmap"):
             f"prototype reader '{_reader}' on the engine's BPF program, wakeup {_w}",
         )
         TOOLS[_t.name] = _t
-DEFAULT_TOOLS = "engine,engine-w32,engine-count,bpftrace,bcc"
+DEFAULT_TOOLS = "engine,engine-count,bpftrace,bcc"
 PEERS = ("bpftrace", "bcc")
 
 
@@ -452,17 +445,11 @@ def lost_check(n: int, workdir: Path, storm_timeout: float) -> list[dict[str, An
     """A 1-page ring buffer should lose events, and the engine must say how many:
     seen + reported lost == N. Each variant is tried up to 3 times until a storm overflows.
 
-    Run as shipped, and with --fix-lost (bench.engine_wrap: Session.lost() as proposed)."""
+    Wake-ups per event and batched (the default)."""
     results = []
-    for fix, flags in (
-        ((), ()),
-        ((), ("--wakeup", "32")),
-        (("--fix-lost",), ()),
-        (("--fix-lost",), ("--wakeup", "32")),
-    ):
-        wrap = ("--ringbuf-pages", "1", *fix)
-        argv = (PY, "-m", "bench.engine_wrap", *wrap, "--", "run", SPEC, *flags)
-        name = "engine-1page" + ("-w32" if flags else "") + ("+fix" if fix else "")
+    for flags in (("--wakeup", "1"), ()):
+        argv = engine("--buffer-pages", "1", *flags)
+        name = "engine-1page" + ("-w1" if flags else "")
         tool = Tool(name, argv, "events", "engine with a 1-page ring buffer")
         for attempt in range(3):
             t = trial(tool, attempt, n, workdir, storm_timeout)
