@@ -40,7 +40,7 @@ class Parser(argparse.ArgumentParser):
 
 def int_parser(ctype: str) -> Callable[[str], int]:
     """argparse type for an integer option: decimal or 0x hex, range-checked for its C type."""
-    from engine.planner import ctype_range
+    from engine.resolve import ctype_range
 
     lo, hi = ctype_range(ctype)
 

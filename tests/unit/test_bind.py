@@ -15,7 +15,7 @@ import pytest
 from engine import model as M
 from engine import render
 from engine.bind import bind, bind_expr
-from engine.planner import ctype_range
+from engine.resolve import ctype_range
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VMLINUX = pathlib.Path("/sys/kernel/btf/vmlinux")

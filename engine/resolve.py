@@ -1,0 +1,540 @@
+"""Resolve: spec expressions -> typed values and the C steps that compute them.
+
+Within one attach alternative (a `Scope`: its arguments, tracepoint record, `let` names and
+the steps emitted so far), a `Resolver` turns `sk.__sk_common.skc_dport` into loads at BTF
+offsets, `transport_header(skb) as icmphdr` into a pointer sum and a cast, and conditions into
+typed `model.CExpr` trees. Problems are `PlanError`s with the column inside the expression;
+the planner locates and collects them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from engine import expr as E
+from engine import model as M
+from engine.btf import Btf, BtfType, Kind
+from engine.errors import did_you_mean
+
+MAX_KPROBE_ARGS = 6
+COMM_LEN = 16
+BUILTINS: dict[str, tuple[str, str]] = {
+    "pid": ("u32", "tgid"),
+    "tgid": ("u32", "tgid"),
+    "tid": ("u32", "tid"),
+    "uid": ("u32", "uid"),
+    "gid": ("u32", "gid"),
+    "ktime_ns": ("u64", "ktime_ns"),
+    "boot_ns": ("u64", "boot_ns"),
+    "cpu": ("u32", "cpu"),
+    "cgroup_id": ("u64", "cgroup_id"),
+}
+HELPERS = ("transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet")
+
+
+class PlanError(Exception):
+    """A problem inside one expression, at a 0-based column of it ("" message = already said)."""
+
+    def __init__(self, message: str, col: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.col = col
+
+
+# --- value types ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VT:
+    """What a planner value is: an int, a pointer, a struct in memory, an array, ..."""
+
+    kind: str  # int ptr struct array inet str comm void
+    size: int = 0
+    signed: bool = False
+    btf: int = 0  # ptr: pointee id; struct: its id; array: element id; int: enum id or 0
+    count: int = 0
+    label: str = ""  # C spelling for messages
+    char: bool = False  # char arrays and char pointers
+    data_loc: bool = False
+    user: bool = False  # a user-space pointer (syscall arguments): read with *_user helpers
+
+    @property
+    def ctype(self) -> str:
+        if self.kind == "ptr":
+            return "u64"
+        return f"{'s' if self.signed else 'u'}{self.size * 8}"
+
+
+def int_vt(ctype: str) -> VT:
+    return VT("int", int(ctype[1:]) // 8, ctype[0] == "s", label=ctype)
+
+
+@dataclass(frozen=True)
+class Val:
+    """A value during planning: in a C local (rvalue), or in kernel memory at base+offset."""
+
+    vt: VT
+    var: str = ""  # rvalue: the local (or constant text of a generated number)
+    base: str = ""  # lvalue: local holding the base address
+    offset: int = 0
+    bits: tuple[int, int] = (0, 0)  # lvalue bitfield: (bit offset from `offset`, width)
+    parts: tuple[Val, ...] = ()  # inet: family (rvalue), v4 lvalue, v6 lvalue
+
+    @property
+    def is_lvalue(self) -> bool:
+        return bool(self.base)
+
+
+def is_char(t: BtfType) -> bool:
+    """Text, not bytes: kernel BTF gives `char` no CHAR encoding, so go by its name."""
+    return t.kind == Kind.INT and t.size == 1 and (t.is_char or t.name == "char")
+
+
+def vt_of(btf: Btf, type_id: int) -> VT:
+    """Planner type of a BTF type (typedefs and qualifiers skipped)."""
+    t = btf.strip(type_id)
+    label = btf.type_str(type_id)
+    if t.kind == Kind.INT:
+        return VT("int", t.size, t.signed, label=label, char=is_char(t))
+    if t.kind in (Kind.ENUM, Kind.ENUM64):
+        return VT("int", t.size, t.signed, btf=t.id, label=label)
+    if t.kind == Kind.PTR:
+        target = btf.strip(t.type_id)
+        return VT("ptr", 8, btf=target.id, label=label, char=is_char(target))
+    if t.kind in (Kind.STRUCT, Kind.UNION, Kind.FWD):
+        return VT("struct", t.size, btf=t.id, label=label)
+    if t.kind == Kind.ARRAY:
+        elem = btf.strip(t.type_id)
+        return VT(
+            "array",
+            btf.sizeof(t.id),
+            btf=elem.id,
+            count=t.nelems,
+            label=label,
+            char=is_char(elem),
+        )
+    return VT("void", label=label)
+
+
+# --- per-alternative code builder -------------------------------------------------------
+
+
+@dataclass
+class Scope:
+    """Names visible to expressions of one attach alternative, and the steps emitted so far."""
+
+    btf: Btf
+    kind: str
+    params: dict[str, tuple[int, int]]  # name -> (index, BTF type id)
+    ret: int | None  # BTF type id of the return value (return probes)
+    record: dict[str, tuple[int, VT]] | None  # tracepoint args: name -> (offset, type)
+    record_label: str = ""
+    steps: list[M.Step] = field(default_factory=list)
+    bindings: dict[str, Val] = field(default_factory=dict)
+    lazy: dict[str, E.Node] = field(default_factory=dict)  # `let` names not yet computed
+    failed: set[str] = field(default_factory=set)  # `let` names whose error was reported
+    stash: dict[str, int] = field(default_factory=dict)  # stash slot -> argument index
+    nargs: int = 0  # the function's argument count (fexit reads ret after them)
+    cache: dict[str, Val] = field(default_factory=dict)
+    loads: dict[tuple[str, int, int, str], str] = field(default_factory=dict)
+    counter: int = 0
+
+    def local(self) -> str:
+        self.counter += 1
+        return f"v{self.counter}"
+
+    def emit(self, step: M.Step) -> None:
+        self.steps.append(step)
+
+
+class Resolver:
+    """Turns expression trees into steps and typed values within a Scope."""
+
+    def __init__(self, scope: Scope, enum_lookup: Callable[[str], int | None]) -> None:
+        self.s = scope
+        self.btf = scope.btf
+        self.enum_lookup = enum_lookup
+
+    # -- names -------------------------------------------------------------------------------
+    def name(self, node: E.Name) -> Val:
+        s = self.s
+        if node.name in s.failed:
+            raise PlanError("")  # its own error was reported where it was bound
+        if node.name in s.bindings:
+            return s.bindings[node.name]
+        if node.name in s.lazy:  # a `let`: computed where first used, once
+            val = s.bindings[node.name] = self.value(s.lazy[node.name])
+            return val
+        if node.name in s.cache:
+            return s.cache[node.name]
+        val = self._fresh_name(node)
+        s.cache[node.name] = val
+        return val
+
+    def _fresh_name(self, node: E.Name) -> Val:
+        s = self.s
+        name = node.name
+        if name == "args" and s.record is not None:
+            return Val(VT("struct", label=s.record_label), base="ctx_addr")
+        if name == "ret" and s.ret is not None:
+            vt = vt_of(self.btf, s.ret) if s.ret else int_vt("s64")
+            dest = s.local()
+            # kretprobe: PT_REGS_RC; fexit: the slot after the arguments
+            s.emit(M.Arg(dest, vt.ctype, -1 if s.kind == "kretprobe" else s.nargs))
+            return Val(vt, var=dest)
+        if name in s.params:
+            index, type_id = s.params[name]
+            vt = vt_of(self.btf, type_id)
+            dest = s.local()
+            if s.kind == "kretprobe":
+                slot = f"a{index}"
+                s.stash[slot] = index
+                s.emit(M.Stashed(dest, vt.ctype, slot))
+            else:
+                if s.kind == "kprobe" and index >= MAX_KPROBE_ARGS:
+                    raise PlanError(
+                        f"argument '{name}' is passed on the stack; not supported", node.col
+                    )
+                s.emit(M.Arg(dest, vt.ctype, index))
+            return Val(vt, var=dest)
+        if name in BUILTINS:
+            ctype, which = BUILTINS[name]
+            dest = s.local()
+            s.emit(M.Builtin(dest, ctype, which))
+            return Val(int_vt(ctype), var=dest)
+        if name == "comm":
+            return Val(VT("comm", COMM_LEN, label="char[16]", char=True))
+        if name == "task":  # the current task_struct: task.real_parent.tgid and so on
+            task = self.btf.find("task_struct", Kind.STRUCT)
+            if task is not None:
+                dest = s.local()
+                s.emit(M.Builtin(dest, "u64", "task"))
+                return Val(VT("ptr", 8, btf=task.id, label="struct task_struct *"), var=dest)
+        value = self.enum_lookup(name)
+        if value is not None:
+            return Val(VT("int", 8, True, label="enum constant"), var=str(value))
+        raise PlanError(
+            f"unknown name '{name}'; expected {self.expected_names()}"
+            f"{did_you_mean(name, self.known_names()) or did_you_mean(name, self.enum_names())}",
+            node.col,
+        )
+
+    def enum_names(self) -> list[str]:
+        return self.btf.enum_names()
+
+    def known_names(self) -> list[str]:
+        s = self.s
+        names = list(s.bindings) + list(s.params) + list(BUILTINS) + ["comm", "task"]
+        if s.record is not None:
+            names.append("args")
+        if s.ret is not None:
+            names.append("ret")
+        return names
+
+    def expected_names(self) -> str:
+        s = self.s
+        what = []
+        if s.params:
+            what.append("an argument (" + ", ".join(s.params) + ")")
+        if s.record is not None:
+            what.append("args.FIELD")
+        if s.ret is not None:
+            what.append("ret")
+        if s.bindings:
+            what.append("a `let` name")
+        what.append("a builtin (pid, tid, uid, comm, ...) or an enum constant")
+        return ", ".join(what)
+
+    # -- values ------------------------------------------------------------------------------
+    def value(self, node: E.Node) -> Val:
+        if isinstance(node, E.Name):
+            return self.name(node)
+        if isinstance(node, E.Num):
+            return Val(VT("int", 8, True, label="integer"), var=str(node.value))
+        if isinstance(node, E.Attr):
+            return self.member(self.value(node.base), node)
+        if isinstance(node, E.Index):
+            return self.index(self.value(node.base), node)
+        if isinstance(node, E.Call):
+            return self.call(node)
+        if isinstance(node, E.Cast):
+            return self.cast(node)
+        if isinstance(node, E.Option):
+            raise PlanError(f"${node.name} can only be compared with a value", node.col)
+        raise PlanError("a comparison is not a value here", getattr(node, "col", 0))
+
+    def member(self, base: Val, node: E.Attr) -> Val:
+        s = self.s
+        if base.vt.label == s.record_label and s.record is not None and base.base == "ctx_addr":
+            if node.attr not in s.record:
+                raise PlanError(
+                    f"tracepoint {s.record_label} has no field '{node.attr}'; "
+                    f"fields: {', '.join(s.record)}"
+                    f"{did_you_mean(node.attr, s.record)}",
+                    node.col,
+                )
+            offset, vt = s.record[node.attr]
+            return Val(vt, base="ctx_addr", offset=offset)
+        if base.vt.kind == "ptr":
+            if not base.vt.btf or self.btf.strip(base.vt.btf).kind not in (Kind.STRUCT, Kind.UNION):
+                raise PlanError(
+                    f"'{node.attr}': a '{base.vt.label}' points to no struct; "
+                    "cast it first, e.g. `args.skaddr as sock`",
+                    node.col,
+                )
+            base = Val(vt_of(self.btf, base.vt.btf), base=self.rvalue(base).var)
+        if base.vt.kind != "struct" or not base.is_lvalue:
+            raise PlanError(f"'{node.attr}': a '{base.vt.label}' has no members", node.col)
+        hit = self.btf.member(base.vt.btf, node.attr)
+        if hit is None:
+            names = self.btf.member_names(base.vt.btf)
+            raise PlanError(
+                f"'{base.vt.label}' has no member '{node.attr}'{did_you_mean(node.attr, names)}",
+                node.col,
+            )
+        vt = vt_of(self.btf, hit.type_id)
+        if hit.bitfield_size:
+            byte = hit.bit_offset // 8
+            return Val(
+                VT("int", 0, vt.signed, label=f"{vt.label}:{hit.bitfield_size}"),
+                base=base.base,
+                offset=base.offset + byte,
+                bits=(hit.bit_offset % 8, hit.bitfield_size),
+            )
+        return Val(vt, base=base.base, offset=base.offset + hit.bit_offset // 8)
+
+    def index(self, base: Val, node: E.Index) -> Val:
+        if base.vt.kind == "array" and base.is_lvalue:
+            if node.index >= base.vt.count:
+                raise PlanError(
+                    f"index {node.index} is past the end of '{base.vt.label}'", node.col
+                )
+            elem = vt_of(self.btf, base.vt.btf)
+            return Val(elem, base=base.base, offset=base.offset + node.index * elem.size)
+        if base.vt.kind == "ptr" and base.vt.btf:
+            elem = vt_of(self.btf, base.vt.btf)
+            return Val(elem, base=self.rvalue(base).var, offset=node.index * elem.size)
+        raise PlanError(f"a '{base.vt.label}' cannot be indexed", node.col)
+
+    def rvalue(self, val: Val) -> Val:
+        """Read an lvalue scalar (int, pointer, bitfield) into a local."""
+        if not val.is_lvalue:
+            return val
+        s = self.s
+        if val.bits[1]:
+            shift, width = val.bits
+            size = (shift + width + 7) // 8
+            ctype = "s64" if val.vt.signed else "u64"
+            dest = s.local()
+            s.emit(M.LoadBits(dest, ctype, val.base, val.offset, size, shift, (1 << width) - 1))
+            return Val(VT("int", 8, val.vt.signed, label=val.vt.label), var=dest)
+        if val.vt.kind not in ("int", "ptr") or val.vt.size not in (1, 2, 4, 8):
+            raise PlanError(f"a '{val.vt.label}' is not a number or a pointer")
+        key = (val.base, val.offset, val.vt.size, val.vt.ctype)
+        dest = s.loads.get(key, "")
+        if not dest:  # the same memory read twice in one program is read once
+            dest = s.loads[key] = s.local()
+            s.emit(M.Load(dest, val.vt.ctype, val.base, val.offset, val.vt.size))
+        return Val(val.vt, var=dest)
+
+    def address(self, val: Val) -> str:
+        """A local holding the address of an lvalue."""
+        if val.offset == 0:
+            return val.base
+        dest = self.s.local()
+        self.s.emit(M.AddrOf(dest, val.base, val.offset))
+        return dest
+
+    def call(self, node: E.Call) -> Val:
+        if node.func not in HELPERS:
+            raise PlanError(
+                f"unknown helper '{node.func}'; helpers: {', '.join(HELPERS)}"
+                f"{did_you_mean(node.func, HELPERS)}",
+                node.col,
+            )
+        if node.func.endswith("_header"):
+            return self.skb_header(node)
+        if node.func in ("sock_saddr", "sock_daddr"):
+            if len(node.args) != 1:
+                raise PlanError(f"{node.func}(sk) takes one argument", node.col)
+            sk = node.args[0]
+            common = E.Attr(sk, "__sk_common", node.col)
+            names = (
+                ("skc_family", "skc_rcv_saddr", "skc_v6_rcv_saddr")
+                if node.func == "sock_saddr"
+                else ("skc_family", "skc_daddr", "skc_v6_daddr")
+            )
+            parts = tuple(E.Attr(common, n, node.col) for n in names)
+            return self.inet(node, parts)
+        if len(node.args) != 3:
+            raise PlanError("inet(family, v4_address, v6_address) takes three arguments", node.col)
+        return self.inet(node, node.args)
+
+    def inet(self, node: E.Call, parts: Sequence[E.Node]) -> Val:
+        family = self.rvalue(self.value(parts[0]))
+        v4, v6 = self.value(parts[1]), self.value(parts[2])
+        for val, size, what in ((v4, 4, "IPv4"), (v6, 16, "IPv6")):
+            if not val.is_lvalue or val.vt.size != size:
+                raise PlanError(
+                    f"the {what} address must be {size} bytes in kernel memory, "
+                    f"not a '{val.vt.label}'",
+                    node.col,
+                )
+        return Val(VT("inet", 18, label="inet address"), parts=(family, v4, v6))
+
+    def skb_header(self, node: E.Call) -> Val:
+        if len(node.args) != 1:
+            raise PlanError(f"{node.func}(skb) takes one argument", node.col)
+        skb = self.value(node.args[0])
+        target = self.btf.strip(skb.vt.btf) if skb.vt.kind == "ptr" and skb.vt.btf else None
+        if target is None or target.name != "sk_buff":
+            raise PlanError(
+                f"{node.func}() needs a 'struct sk_buff *', got a '{skb.vt.label}'", node.col
+            )
+        head = self.rvalue(self.member(skb, E.Attr(node.args[0], "head", node.col)))
+        off = self.rvalue(self.member(skb, E.Attr(node.args[0], node.func, node.col)))
+        dest = self.s.local()
+        self.s.emit(M.Sum(dest, head.var, off.var))
+        return Val(VT("ptr", 8, label="void *"), var=dest)
+
+    def cast(self, node: E.Cast) -> Val:
+        val = self.rvalue(self.value(node.expr))
+        if val.vt.user:
+            raise PlanError(
+                f"a '{val.vt.label}' here points to user memory; only strings (decode: str) "
+                "can be read through it, not structs",
+                node.expr.col,
+            )
+        if val.vt.kind not in ("ptr", "int") or val.vt.size != 8:
+            raise PlanError(
+                f"only a pointer can be cast to a kernel type; got a '{val.vt.label}'",
+                node.expr.col,
+            )
+        words = node.type_name.split()
+        name = words[-1]
+        kinds = {"struct": (Kind.STRUCT,), "union": (Kind.UNION,)}.get(
+            words[0], (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF)
+        )
+        t = self.btf.find(name, *kinds)
+        if t is None or self.btf.strip(t.id).kind not in (Kind.STRUCT, Kind.UNION):
+            names = self.btf.names(Kind.STRUCT, Kind.UNION)
+            raise PlanError(
+                f"unknown struct or union '{name}'{did_you_mean(name, names)}", node.col
+            )
+        target = self.btf.strip(t.id)
+        label = f"{'union' if target.kind == Kind.UNION else 'struct'} {target.name} *"
+        return Val(VT("ptr", 8, btf=target.id, label=label), var=val.var)
+
+    # -- conditions ----------------------------------------------------------------------------
+    def condition(
+        self,
+        node: E.Node,
+        operand: Callable[[E.Node], Val],
+        options: dict[str, M.Option],
+        top: bool = True,
+    ) -> M.CExpr:
+        if isinstance(node, E.BoolOp):
+            op = "&&" if node.op == "and" else "||"
+            inner_top = top and node.op == "and"
+            return M.CBool(
+                op, tuple(self.condition(v, operand, options, inner_top) for v in node.values)
+            )
+        if isinstance(node, E.Not):
+            return M.CNot(self.condition(node.operand, operand, options, False))
+        if isinstance(node, E.Compare):
+            return self.compare(node, operand, options, top)
+        val = self.number(operand(node), node)
+        return M.CCompare("!=", M.CVar(val.var, val.vt.ctype), M.CNum(0, val.vt.ctype))
+
+    def number(self, val: Val, node: E.Node) -> Val:
+        if val.vt.kind in ("inet", "comm", "str", "array", "struct"):
+            raise PlanError(
+                f"a '{val.vt.label}' cannot be compared (numbers only, for now)",
+                getattr(node, "col", 0),
+            )
+        return self.rvalue(val)
+
+    def compare(
+        self,
+        node: E.Compare,
+        operand: Callable[[E.Node], Val],
+        options: dict[str, M.Option],
+        top: bool,
+    ) -> M.CExpr:
+        left = self.number(operand(node.left), node.left)
+        lvar: M.CExpr = (
+            M.CNum(int(left.var), "s64")
+            if left.vt.label in ("integer", "enum constant")
+            else M.CVar(left.var, left.vt.ctype)
+        )
+        ctype = left.vt.ctype
+        if isinstance(node.right, E.Option):
+            opt = options.get(node.right.name)
+            if opt is None:
+                raise PlanError(
+                    f"unknown option ${node.right.name}; options: "
+                    f"{', '.join('$' + o for o in options) or 'none declared'}"
+                    f"{did_you_mean('$' + node.right.name, ['$' + o for o in options])}",
+                    node.right.col,
+                )
+            if opt.ctype == "bool":
+                raise PlanError(
+                    f"${opt.name} is a bool switch (for columns), not a value", node.right.col
+                )
+            if not top:
+                raise PlanError(
+                    f"a comparison with ${opt.name} can only be joined with `and` "
+                    "(it drops out when the option is not given)",
+                    node.col,
+                )
+            if opt.is_list != (node.op in ("in", "notin")):
+                want = "`in`" if opt.is_list else "==, !=, <, <=, > or >="
+                raise PlanError(
+                    f"${opt.name} is a {'list' if opt.is_list else 'single value'}; "
+                    f"compare it with {want}",
+                    node.col,
+                )
+            placeholder = M.COption(opt.name, opt.ctype, opt.is_list)
+            if opt.is_list:
+                return M.CIn(lvar, placeholder, negate=node.op == "notin")
+            return M.CCompare(node.op, lvar, placeholder)
+        if node.op in ("in", "notin"):
+            if not isinstance(node.right, E.ListOf) or not node.right.items:
+                raise PlanError("`in` needs a list such as [80, 443] or a list option", node.col)
+            nums = tuple(M.CNum(self.constant(item, ctype), ctype) for item in node.right.items)
+            return M.CIn(lvar, nums, negate=node.op == "notin")
+        right = operand(node.right)
+        if right.vt.label in ("integer", "enum constant"):
+            return M.CCompare(node.op, lvar, M.CNum(self.constant(node.right, ctype), ctype))
+        rval = self.number(right, node.right)
+        return M.CCompare(node.op, lvar, M.CVar(rval.var, rval.vt.ctype))
+
+    def constant(self, node: E.Node, ctype: str) -> int:
+        if isinstance(node, E.Num):
+            value = node.value
+        elif isinstance(node, E.Name):
+            found = self.enum_lookup(node.name)
+            if found is None:
+                raise PlanError(
+                    f"unknown constant '{node.name}'"
+                    f"{did_you_mean(node.name, self.btf.enum_names())}",
+                    node.col,
+                )
+            value = found
+        else:
+            raise PlanError("expected an integer or an enum constant", getattr(node, "col", 0))
+        lo, hi = ctype_range(ctype)
+        if not lo <= value <= hi:
+            raise PlanError(f"{value} does not fit a {ctype} ({lo}..{hi})", node.col)
+        return value
+
+
+def ctype_range(ctype: str) -> tuple[int, int]:
+    bits = int(ctype[1:])
+    if ctype[0] == "s":
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+# --- the planner ------------------------------------------------------------------------------
