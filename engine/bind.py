@@ -13,8 +13,9 @@ from dataclasses import replace
 from typing import Mapping, Sequence, Union
 
 from engine import model as M
+from engine.errors import UsageError
 
-OptionValue = Union[int, bool, Sequence[int], None]
+OptionValue = Union[int, bool, str, Sequence[int], None]
 _USES = ("base", "src", "left", "right", "family", "v4_base", "v6_base")
 
 
@@ -38,6 +39,7 @@ def bind(
     if mode == "count" and plan.key is None:
         raise ValueError("this spec declares no output.count")
     wanted = {c.field for c in plan.count_by} if mode == "count" else {f.name for f in plan.fields}
+    flags = {o.name: "/".join(f for f in (o.short, o.long) if f) for o in plan.options}
     probes = []
     for probe in plan.probes:
         index = (choices or {}).get(probe.name, 0)
@@ -57,11 +59,11 @@ def bind(
             functions,
             alt.stash,
             alt.steps,
-            bind_expr(alt.where, values),
+            bind_expr(alt.where, values, flags),
             alt.fields,
             alt.filter_fields,
         )
-        filt = bind_expr(probe.filter, values)
+        filt = bind_expr(probe.filter, values, flags)
         filtered = {f for f in alt.filter_fields if f"ev.{M.slot_name(f)}" in slots_read(filt)}
         pre = select(alt, filtered, set())
         defined = {s.dest for s in pre}
@@ -88,6 +90,8 @@ def slots_read(expr: M.CExpr) -> set[str]:
         return slots_read(expr.left) | slots_read(expr.right)
     if isinstance(expr, M.CIn):
         return slots_read(expr.left)
+    if isinstance(expr, M.CStrEq):
+        return {expr.slot}
     if isinstance(expr, M.CBool):
         return set().union(*(slots_read(t) for t in expr.terms))
     if isinstance(expr, M.CNot):
@@ -126,10 +130,12 @@ def select(alt: M.Alternative, names: set[str], defined: set[str]) -> tuple[M.St
     return tuple(reversed(keep))
 
 
-def bind_expr(expr: M.CExpr, values: Mapping[str, OptionValue]) -> M.CExpr:
+def bind_expr(
+    expr: M.CExpr, values: Mapping[str, OptionValue], flags: Mapping[str, str] | None = None
+) -> M.CExpr:
     """Replace option placeholders by constants; a term whose option is unset becomes true."""
     if isinstance(expr, M.CBool):
-        terms = [bind_expr(t, values) for t in expr.terms]
+        terms = [bind_expr(t, values, flags) for t in expr.terms]
         if expr.op == "&&":
             terms = [t for t in terms if not isinstance(t, M.CTrue)]
             if not terms:
@@ -138,7 +144,7 @@ def bind_expr(expr: M.CExpr, values: Mapping[str, OptionValue]) -> M.CExpr:
             return M.CTrue()
         return terms[0] if len(terms) == 1 else M.CBool(expr.op, tuple(terms))
     if isinstance(expr, M.CNot):
-        inner = bind_expr(expr.term, values)
+        inner = bind_expr(expr.term, values, flags)
         return M.CNot(inner)
     if isinstance(expr, M.CCompare) and isinstance(expr.right, M.COption):
         value = values.get(expr.right.option)
@@ -146,6 +152,18 @@ def bind_expr(expr: M.CExpr, values: Mapping[str, OptionValue]) -> M.CExpr:
             return M.CTrue()
         assert isinstance(value, int)
         return M.CCompare(expr.op, expr.left, M.CNum(int(value), expr.right.ctype))
+    if isinstance(expr, M.CStrEq) and isinstance(expr.value, M.COption):
+        text = values.get(expr.value.option)
+        if text is None:
+            return M.CTrue()
+        data = str(text).encode()
+        if len(data) >= expr.size:
+            flag = (flags or {}).get(expr.value.option, f"option '{expr.value.option}'")
+            raise UsageError(
+                f"{flag}: '{text}' is longer than the field holds "
+                f"({expr.size - 1} characters), so nothing would match"
+            )
+        return replace(expr, value=data)
     if isinstance(expr, M.CIn) and isinstance(expr.values, M.COption):
         value = values.get(expr.values.option)
         if value is None:

@@ -56,6 +56,15 @@ def int_parser(ctype: str) -> Callable[[str], int]:
     return parse
 
 
+def str_parser(text: str) -> str:
+    """argparse type for a string option: printable ASCII, as a filter compares bytes."""
+    if not text or len(text) > 255 or not all(" " <= c <= "~" for c in text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not 1 to 255 printable ASCII characters"
+        )
+    return text
+
+
 def list_parser(ctype: str) -> Callable[[str], list[int]]:
     one = int_parser(ctype)
 
@@ -97,7 +106,13 @@ def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
         if opt.ctype == "bool":
             group.add_argument(*flags, dest=f"opt_{opt.name}", action="store_true", help=opt.help)
         else:
-            kind = list_parser(opt.ctype) if opt.is_list else int_parser(opt.ctype)
+            kind: Callable[[str], Any]
+            if opt.ctype == "str":
+                kind = str_parser
+            elif opt.is_list:
+                kind = list_parser(opt.ctype)
+            else:
+                kind = int_parser(opt.ctype)
             group.add_argument(
                 *flags,
                 dest=f"opt_{opt.name}",
@@ -259,6 +274,8 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         program = bind(plan, mode="count" if ns.count else "events", options=values)
         sys.stdout.write(render.render_c(program))
         return 0
+    # Option values meet the plan (a string longer than its field, ...) before the kernel does.
+    bind(plan, mode="count" if ns.count else "events", options=values)
     config = runner.RunConfig(
         fmt=ns.output,
         count=ns.count,

@@ -39,6 +39,14 @@ class Num:
 
 
 @dataclass(frozen=True)
+class Str:
+    """A string constant, compared with a string field in a filter (ASCII, as all expressions)."""
+
+    value: str
+    col: int
+
+
+@dataclass(frozen=True)
 class Name:
     name: str
     col: int
@@ -109,7 +117,7 @@ class Cast:
     col: int
 
 
-Node = Union[Num, Name, Option, Attr, Index, Call, ListOf, Compare, BoolOp, Not, Cast]
+Node = Union[Num, Str, Name, Option, Attr, Index, Call, ListOf, Compare, BoolOp, Not, Cast]
 
 _COMPARE_OPS: dict[type, str] = {
     ast.Eq: "==",
@@ -169,8 +177,10 @@ def _convert(node: ast.expr, options: set[int], depth: int) -> Node:
     col = node.col_offset
     sub = depth + 1
     if isinstance(node, ast.Constant):
+        if isinstance(node.value, str):
+            return Str(node.value, col)
         if isinstance(node.value, bool) or not isinstance(node.value, int):
-            raise ExprError(f"only integer constants are allowed, not {node.value!r}", col)
+            raise ExprError(f"only integers and strings are allowed, not {node.value!r}", col)
         return Num(node.value, col)
     if isinstance(node, ast.UnaryOp):
         if isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):

@@ -53,6 +53,16 @@ class CIn:
 
 
 @dataclass(frozen=True)
+class CStrEq:
+    """A char slot equal to a string: `size` bytes, NUL-terminated unless the value fills it."""
+
+    slot: str
+    value: Union[bytes, COption]
+    size: int
+    negate: bool = False
+
+
+@dataclass(frozen=True)
 class CBool:
     op: str  # && ||
     terms: tuple[CExpr, ...]
@@ -68,7 +78,7 @@ class CTrue:
     pass
 
 
-CExpr = Union[CVar, CNum, COption, CCompare, CIn, CBool, CNot, CTrue]
+CExpr = Union[CVar, CNum, COption, CCompare, CIn, CStrEq, CBool, CNot, CTrue]
 
 # --- steps: C statements in a probe function, one kind each ------------------------------
 

@@ -266,10 +266,9 @@ class Planner:
             if isinstance(n, E.Name) and n.name in fields:
                 f = fields[n.name]
                 if f.count or f.ctype.startswith("struct"):
-                    kind = "inet" if f.decoder == "inet" else "str"
-                    return Val(
-                        VT(kind, label=f"{f.decoder} field"), var=f"ev.{M.slot_name(n.name)}"
-                    )
+                    kind = "str" if f.decoder == "str" else f.decoder
+                    vt = VT(kind, f.count, count=f.count, label=f"{f.decoder} field '{f.name}'")
+                    return Val(vt, var=f"ev.{M.slot_name(n.name)}")
                 return Val(int_vt(f.ctype), var=f"ev.{M.slot_name(n.name)}")
             if isinstance(n, E.Name) and self.enum_lookup(n.name) is None:
                 raise PlanError(

@@ -112,6 +112,12 @@ def c_expr(expr: M.CExpr) -> str:
             return "(1)" if expr.negate else "(0)"
         terms = " || ".join(f"{left} == {c_number(v)}" for v in expr.values)
         return f"(!({terms}))" if expr.negate else f"({terms})"
+    if isinstance(expr, M.CStrEq):
+        if isinstance(expr.value, M.COption):
+            raise ValueError(f"option ${expr.value.option} is not bound")
+        data = expr.value + (b"\0" if len(expr.value) < expr.size else b"")
+        text = "(" + " && ".join(f"{expr.slot}[{i}] == {b}" for i, b in enumerate(data)) + ")"
+        return f"(!{text})" if expr.negate else text
     if isinstance(expr, M.CBool):
         return "(" + f" {expr.op} ".join(c_expr(t) for t in expr.terms) + ")"
     if isinstance(expr, M.CNot):

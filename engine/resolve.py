@@ -260,6 +260,8 @@ class Resolver:
             return self.call(node)
         if isinstance(node, E.Cast):
             return self.cast(node)
+        if isinstance(node, E.Str):
+            raise PlanError("a string can only be compared with a string field", node.col)
         if isinstance(node, E.Option):
             raise PlanError(f"${node.name} can only be compared with a value", node.col)
         raise PlanError("a comparison is not a value here", getattr(node, "col", 0))
@@ -462,7 +464,19 @@ class Resolver:
         options: dict[str, M.Option],
         top: bool,
     ) -> M.CExpr:
-        left = self.number(operand(node.left), node.left)
+        first = operand(node.left)
+        if first.vt.kind == "comm":
+            raise PlanError(
+                "comm can be compared in the probe's `filter`, as a field, not here", node.col
+            )
+        if first.vt.kind == "str" and first.vt.count:
+            return self.string_compare(node, first, options, top)
+        if isinstance(node.right, E.Str):
+            raise PlanError(
+                f"a string can only be compared with a string field, not a '{first.vt.label}'",
+                node.right.col,
+            )
+        left = self.number(first, node.left)
         lvar: M.CExpr = (
             M.CNum(int(left.var), "s64")
             if left.vt.label in ("integer", "enum constant")
@@ -481,6 +495,11 @@ class Resolver:
             if opt.ctype == "bool":
                 raise PlanError(
                     f"${opt.name} is a bool switch (for columns), not a value", node.right.col
+                )
+            if opt.ctype == "str":
+                raise PlanError(
+                    f"${opt.name} is a string; compare it with a string field such as comm",
+                    node.right.col,
                 )
             if not top:
                 raise PlanError(
@@ -509,6 +528,38 @@ class Resolver:
             return M.CCompare(node.op, lvar, M.CNum(self.constant(node.right, ctype), ctype))
         rval = self.number(right, node.right)
         return M.CCompare(node.op, lvar, M.CVar(rval.var, rval.vt.ctype))
+
+    def string_compare(
+        self, node: E.Compare, left: Val, options: dict[str, M.Option], top: bool
+    ) -> M.CExpr:
+        """`comm == "curl"`: byte compares in C, with the string's bytes as numbers."""
+        size = left.vt.count
+        if node.op not in ("==", "!="):
+            raise PlanError("strings compare with == or != only", node.col)
+        right = node.right
+        value: bytes | M.COption
+        if isinstance(right, E.Str):
+            value = right.value.encode()
+            if len(value) >= size:
+                raise PlanError(
+                    f"'{right.value[:40]}' is longer than the field holds "
+                    f"({size - 1} characters), so it never matches",
+                    right.col,
+                )
+        elif isinstance(right, E.Option) and right.name in options:
+            opt = options[right.name]
+            if opt.ctype != "str":
+                raise PlanError(f"${opt.name} is a {opt.ctype}, not a string", right.col)
+            if not top:
+                raise PlanError(
+                    f"a comparison with ${opt.name} can only be joined with `and` "
+                    "(it drops out when the option is not given)",
+                    node.col,
+                )
+            value = M.COption(opt.name, "str", False)
+        else:
+            raise PlanError('compare a string field with a "string" or a string $option', node.col)
+        return M.CStrEq(left.var, value, size, negate=node.op == "!=")
 
     def constant(self, node: E.Node, ctype: str) -> int:
         if isinstance(node, E.Num):

@@ -11,6 +11,7 @@ struct event_t {
     u32 f_uid;
     char f_comm[16];
     u32 f_pid;
+    s32 f_ppid;
     s32 f_old_pid;
     char f_filename[128];
 };
@@ -19,8 +20,9 @@ _Static_assert(__builtin_offsetof(struct event_t, f_time) == 0, "event_t.f_time 
 _Static_assert(__builtin_offsetof(struct event_t, f_uid) == 8, "event_t.f_uid offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_comm) == 12, "event_t.f_comm offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_pid) == 28, "event_t.f_pid offset");
-_Static_assert(__builtin_offsetof(struct event_t, f_old_pid) == 32, "event_t.f_old_pid offset");
-_Static_assert(__builtin_offsetof(struct event_t, f_filename) == 36, "event_t.f_filename offset");
+_Static_assert(__builtin_offsetof(struct event_t, f_ppid) == 32, "event_t.f_ppid offset");
+_Static_assert(__builtin_offsetof(struct event_t, f_old_pid) == 36, "event_t.f_old_pid offset");
+_Static_assert(__builtin_offsetof(struct event_t, f_filename) == 40, "event_t.f_filename offset");
 
 struct key_t {
     char f_comm[16];

@@ -11,6 +11,7 @@ struct event_t {
     u32 f_uid;
     char f_comm[16];
     u32 f_pid;
+    s32 f_ppid;
     s32 f_old_pid;
     char f_filename[128];
 };
@@ -19,8 +20,9 @@ _Static_assert(__builtin_offsetof(struct event_t, f_time) == 0, "event_t.f_time 
 _Static_assert(__builtin_offsetof(struct event_t, f_uid) == 8, "event_t.f_uid offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_comm) == 12, "event_t.f_comm offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_pid) == 28, "event_t.f_pid offset");
-_Static_assert(__builtin_offsetof(struct event_t, f_old_pid) == 32, "event_t.f_old_pid offset");
-_Static_assert(__builtin_offsetof(struct event_t, f_filename) == 36, "event_t.f_filename offset");
+_Static_assert(__builtin_offsetof(struct event_t, f_ppid) == 32, "event_t.f_ppid offset");
+_Static_assert(__builtin_offsetof(struct event_t, f_old_pid) == 36, "event_t.f_old_pid offset");
+_Static_assert(__builtin_offsetof(struct event_t, f_filename) == 40, "event_t.f_filename offset");
 
 BPF_RINGBUF_OUTPUT(events, 64);
 BPF_PERCPU_ARRAY(lost, u64, 1);
@@ -47,9 +49,15 @@ int p0_exec_tracepoint_sched_sched_process_exec(void *ctx)
     bpf_get_current_comm(&ev.f_comm, 16);
     u32 v3 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v3;
-    s32 v4 = 0;
-    bpf_probe_read_kernel(&v4, 4, (void *)(ctx_addr + 16));
-    ev.f_old_pid = v4;
+    u64 v4 = (u64)bpf_get_current_task();
+    u64 v5 = 0;
+    bpf_probe_read_kernel(&v5, 8, (void *)(v4 + 1280));
+    s32 v6 = 0;
+    bpf_probe_read_kernel(&v6, 4, (void *)(v5 + 1268));
+    ev.f_ppid = v6;
+    s32 v7 = 0;
+    bpf_probe_read_kernel(&v7, 4, (void *)(ctx_addr + 16));
+    ev.f_old_pid = v7;
     {
         u32 loc = 0;
         bpf_probe_read_kernel(&loc, 4, (void *)(ctx_addr + 8));

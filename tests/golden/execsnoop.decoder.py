@@ -15,6 +15,7 @@ class Event(ctypes.Structure):
         ("f_uid", ctypes.c_uint32),
         ("f_comm", ctypes.c_char * 16),
         ("f_pid", ctypes.c_uint32),
+        ("f_ppid", ctypes.c_int32),
         ("f_old_pid", ctypes.c_int32),
         ("f_filename", ctypes.c_char * 128),
     ]
@@ -25,8 +26,9 @@ assert Event.f_time.offset == 0
 assert Event.f_uid.offset == 8
 assert Event.f_comm.offset == 12
 assert Event.f_pid.offset == 28
-assert Event.f_old_pid.offset == 32
-assert Event.f_filename.offset == 36
+assert Event.f_ppid.offset == 32
+assert Event.f_old_pid.offset == 36
+assert Event.f_filename.offset == 40
 
 class Key(ctypes.Structure):
     _fields_ = [
@@ -43,6 +45,7 @@ FIELDS = (
     ('uid', 'UID', 6),
     ('comm', 'PCOMM', 16),
     ('pid', 'PID', 7),
+    ('ppid', 'PPID', 7),
     ('old_pid', 'OLD_PID', 7),
     ('filename', 'FILENAME', 128),
 )
@@ -55,6 +58,7 @@ def decode_event(ev, state):
         ev.f_uid,
         _d.text(ev.f_comm),
         ev.f_pid,
+        ev.f_ppid,
         ev.f_old_pid,
         _d.text(ev.f_filename),
     )

@@ -34,8 +34,8 @@ def test_exec_of_bin_true(engine) -> None:
     assert result.code == 0, result.stderr
     # comm is already the new program's; filename is the path as given to execve().
     assert rows == [
-        {"uid": os.getuid(), "comm": "true", "pid": child.pid, "old_pid": child.pid,
-         "filename": "/bin/true"},
+        {"uid": os.getuid(), "comm": "true", "pid": child.pid, "ppid": os.getpid(),
+         "old_pid": child.pid, "filename": "/bin/true"},
     ]  # fmt: skip
 
 
@@ -49,8 +49,8 @@ def test_exec_of_a_script(engine, tmp_path: Path) -> None:
     _, rows = execs(e, child.pid)
     # The tracepoint fires once, for the script's path; comm is its name, cut to 15 bytes.
     assert rows == [
-        {"comm": "hello-from-engi", "pid": child.pid, "old_pid": child.pid,
-         "filename": str(script)},
+        {"comm": "hello-from-engi", "pid": child.pid, "ppid": os.getpid(),
+         "old_pid": child.pid, "filename": str(script)},
     ]  # fmt: skip
 
 
@@ -63,8 +63,21 @@ def test_uid_filter(engine) -> None:
         assert as_nobody.wait(10) == 0
     result, rows = execs(e, as_nobody.pid)
     assert rows == [
-        {"uid": nobody, "comm": "true", "pid": as_nobody.pid, "old_pid": as_nobody.pid,
-         "filename": "/bin/true"},
+        {"uid": nobody, "comm": "true", "pid": as_nobody.pid, "ppid": os.getpid(),
+         "old_pid": as_nobody.pid, "filename": "/bin/true"},
     ]  # fmt: skip
     assert all(r["uid"] == nobody for r in result.json_rows())
     assert not any(r["pid"] == as_root.pid for r in result.json_rows())
+
+
+def test_name_filter_compares_comm_exactly(engine) -> None:
+    """-n/--name: a string option compared with comm in the kernel, byte by byte."""
+    e = engine(SPEC, "-o", "json", "-n", "true")
+    with subprocess.Popen(["/bin/echo", "-n"]) as other:
+        assert other.wait(10) == 0
+    with subprocess.Popen(["/bin/true"]) as child:
+        assert child.wait(10) == 0
+    result, rows = execs(e, child.pid)
+    assert [(r["comm"], r["filename"]) for r in rows] == [("true", "/bin/true")]
+    assert {r["comm"] for r in result.json_rows()} == {"true"}
+    assert not any(r["pid"] == other.pid for r in result.json_rows())
