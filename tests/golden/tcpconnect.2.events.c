@@ -10,7 +10,7 @@ struct event_t {
     u64 f_time;
     u32 f_uid;
     u32 f_pid;
-    char f_task[16];
+    char f_comm[16];
     u16 f_ip;
     struct inet_addr f_saddr;
     struct inet_addr f_daddr;
@@ -20,7 +20,7 @@ _Static_assert(sizeof(struct event_t) == 72, "event_t size differs from the deco
 _Static_assert(__builtin_offsetof(struct event_t, f_time) == 0, "event_t.f_time offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_uid) == 8, "event_t.f_uid offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_pid) == 12, "event_t.f_pid offset");
-_Static_assert(__builtin_offsetof(struct event_t, f_task) == 16, "event_t.f_task offset");
+_Static_assert(__builtin_offsetof(struct event_t, f_comm) == 16, "event_t.f_comm offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_ip) == 32, "event_t.f_ip offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_saddr) == 34, "event_t.f_saddr offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_daddr) == 52, "event_t.f_daddr offset");
@@ -65,7 +65,7 @@ int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
     ev.f_time = v5;
     u32 v6 = (u32)bpf_get_current_uid_gid();
     ev.f_uid = v6;
-    bpf_get_current_comm(&ev.f_task, 16);
+    bpf_get_current_comm(&ev.f_comm, 16);
     u16 v9 = 0;
     bpf_probe_read_kernel(&v9, 2, (void *)(v8 + 16));
     ev.f_ip = v9;

@@ -14,7 +14,7 @@ class Event(ctypes.Structure):
         ("f_time", ctypes.c_uint64),
         ("f_uid", ctypes.c_uint32),
         ("f_pid", ctypes.c_uint32),
-        ("f_task", ctypes.c_char * 16),
+        ("f_comm", ctypes.c_char * 16),
         ("f_ip", ctypes.c_uint16),
         ("f_saddr", InetAddr),
         ("f_daddr", InetAddr),
@@ -26,7 +26,7 @@ assert ctypes.sizeof(Event) == 72
 assert Event.f_time.offset == 0
 assert Event.f_uid.offset == 8
 assert Event.f_pid.offset == 12
-assert Event.f_task.offset == 16
+assert Event.f_comm.offset == 16
 assert Event.f_ip.offset == 32
 assert Event.f_saddr.offset == 34
 assert Event.f_daddr.offset == 52
@@ -50,7 +50,7 @@ FIELDS = (
     ('time', 'TIME(s)', 9),
     ('uid', 'UID', 6),
     ('pid', 'PID', 6),
-    ('task', 'COMM', 12),
+    ('comm', 'COMM', 12),
     ('ip', 'IP', 2),
     ('saddr', 'SADDR', 16),
     ('daddr', 'DADDR', 16),
@@ -64,7 +64,7 @@ def decode_event(ev, state):
         state.elapsed(ev.f_time),
         ev.f_uid,
         ev.f_pid,
-        _d.text(ev.f_task),
+        _d.text(ev.f_comm),
         _d.ip_version(ev.f_ip),
         _d.inet(ev.f_saddr),
         _d.inet(ev.f_daddr),

@@ -23,7 +23,7 @@ SPEC = "specs/tcpconnect.yaml"
 HAS_KPROBES = os.path.isdir("/sys/bus/event_source/devices/kprobe")
 NOBODY = 65534
 
-COLUMNS = ["pid", "task", "ip", "saddr", "daddr", "dport"]
+COLUMNS = ["pid", "comm", "ip", "saddr", "daddr", "dport"]
 TABLE_HEADER = "PID    COMM         IP SADDR            DADDR            DPORT"
 TABLE_HEADER_TU = "TIME(s)   UID    PID    COMM         IP SADDR            DADDR            DPORT"
 CSV_HEADER = "PID,COMM,IP,SADDR,DADDR,DPORT"
@@ -37,7 +37,7 @@ def expected(child, listener: int = 0, **extra: object) -> dict:
     addr = child.listen[listener]
     row = {
         "pid": child.pid,
-        "task": child.comm,
+        "comm": child.comm,
         "ip": LOOPBACK[addr],
         "saddr": addr,
         "daddr": addr,
@@ -84,7 +84,7 @@ def test_json_ipv4_and_ipv6(engine, conn_child):
     assert rows_of(rows, v6.pid) == [expected(v6)]
     assert rows_of(rows, v4.pid)[0] == {
         "pid": v4.pid,
-        "task": "conn-test",
+        "comm": "conn-test",
         "ip": 4,
         "saddr": "127.0.0.1",
         "daddr": "127.0.0.1",
@@ -341,7 +341,7 @@ def test_connect_right_after_tracing_is_seen(engine, transport):
     assert result.json_rows() == [
         {
             "pid": me,
-            "task": comm,
+            "comm": comm,
             "ip": 4,
             "saddr": "127.0.0.1",
             "daddr": "127.0.0.1",

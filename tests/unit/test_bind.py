@@ -162,7 +162,7 @@ def test_filter_fields_are_computed_before_the_filter(plan: M.Plan) -> None:
     probe = bind(plan, options={"pid": 1, "uid": 0, "port": [80]}).probes[0]
     assert {s.dest for s in probe.pre} >= {ev("pid"), ev("uid"), ev("dport")}
     assert not {s.dest for s in probe.post} & {ev("pid"), ev("uid"), ev("dport")}
-    assert ev("task") in {s.dest for s in probe.post}
+    assert ev("comm") in {s.dest for s in probe.post}
     # only what the bound filter still reads comes first: with -p alone, the pid
     only_pid = bind(plan, options={"pid": 1}).probes[0]
     assert {s.dest for s in only_pid.pre if s.dest.startswith("ev.")} == {ev("pid")}
@@ -178,7 +178,7 @@ def test_count_mode_reads_only_the_key(plan: M.Plan, index: int) -> None:
     assert "ktime_ns" not in {getattr(s, "which", "") for s in steps(count)}
     dests = {s.dest for s in steps(count)}
     assert {ev("saddr"), ev("daddr"), ev("dport")} <= dests
-    assert not dests & {ev("task"), ev("time"), ev("ip")}
+    assert not dests & {ev("comm"), ev("time"), ev("ip")}
     assert f"__builtin_memcpy(&key.{ev('dport')[3:]}" in render.render_c(count)
 
 

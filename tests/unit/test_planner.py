@@ -148,7 +148,7 @@ def test_tracepoint_where_uses_btf_enum_constants(tcp: M.Plan, btf: Btf) -> None
 
 def test_tcpconnect_event_layout(tcp: M.Plan) -> None:
     assert tcp.event.size == 72
-    names = ["time", "uid", "pid", "task", "ip", "saddr", "daddr", "dport"]
+    names = ["time", "uid", "pid", "comm", "ip", "saddr", "daddr", "dport"]
     assert [s.name for s in tcp.event.slots] == [ev(n)[3:] for n in names]
     assert [f.name for f in tcp.fields] == names
     assert tcp.key is not None
