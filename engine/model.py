@@ -378,6 +378,11 @@ class Program:
     key: Layout | None
     fields: tuple[Field, ...] = field(default=())
 
+    @property
+    def output(self) -> str:
+        """Which output partials render: count, ringbuf or perf."""
+        return "count" if self.mode == "count" else self.transport
+
 
 def with_filter(probe: Probe, expr: CExpr) -> Probe:
     return replace(probe, filter=expr)
