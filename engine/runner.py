@@ -146,7 +146,8 @@ class Session:
             try:
                 self.bpf = bcc.BPF(text=text)
             except Exception as exc:
-                detail = self._log_detail(log, text)
+                log.seek(0)
+                detail = self.save_log(log.read())
                 raise EngineError(f"compiling the generated C failed ({exc}){detail}") from None
 
     def attach(self) -> None:
@@ -163,7 +164,7 @@ class Session:
 
     @staticmethod
     def _attach_one(b: Any, fn: M.Function) -> None:
-        if fn.kind in ("kprobe",):
+        if fn.kind == "kprobe":
             b.attach_kprobe(event=fn.target, fn_name=fn.name)
         elif fn.kind == "kretprobe":
             b.attach_kretprobe(event=fn.target, fn_name=fn.name)
@@ -176,15 +177,16 @@ class Session:
         elif fn.kind == "fexit":
             b.attach_kretfunc(fn_name=fn.name)
 
-    def _log_detail(self, log: TextIO, text: str) -> str:
-        log.seek(0)
-        content = log.read()
+    def save_log(self, content: str) -> str:
+        """Compiler or verifier output: on stderr with -v, else in a file named in the error."""
+        if not content.strip():
+            return ""
         if self.verbose:
             sys.stderr.write(content)
             return ""
         fd, path = tempfile.mkstemp(prefix="engine-", suffix=".log")
         with os.fdopen(fd, "w") as f:
-            f.write(content + "\n--- generated C ---\n" + text)
+            f.write(content + "\n--- generated C ---\n" + render.render_c(self.program))
         return f"; compiler/verifier log in {path} (or run with -v)"
 
     def lost(self) -> int:
@@ -228,12 +230,9 @@ def start(plan: M.Plan, config: RunConfig, mode: str, transport: str) -> Session
             session.attach()
             return session
         except AttachError as exc:
+            reason = f"{exc}{session.save_log(exc.log)}"
             session.close()
-            index = choices[exc.probe]
-            reason = exc.log.strip().splitlines()[-1] if exc.log.strip() else str(exc)
-            if "verifier" in exc.log.lower() or "permission denied" in exc.log.lower():
-                reason = str(exc)
-            excluded[(exc.probe, index)] = f"attach failed: {reason}"
+            excluded[(exc.probe, choices[exc.probe])] = f"attach failed: {reason}"
             say(
                 f"probe '{exc.probe}': {exc.fn.kind} {exc.fn.target} failed to attach "
                 f"({reason}); trying the next alternative"

@@ -71,7 +71,7 @@ def test_signal_stops_event_mode(engine, bpf, conn_child, sig):
     assert mine == [
         {
             "pid": child.pid,
-            "task": "conn-test",
+            "comm": "conn-test",
             "ip": 4,
             "saddr": "127.0.0.1",
             "daddr": "127.0.0.1",
