@@ -14,6 +14,7 @@ from typing import Any, Callable, NoReturn, Sequence
 from engine import __version__
 from engine import model as M
 from engine.errors import EngineError, SpecError, UsageError
+from engine.output import FORMATS
 
 EXAMPLES = """\
 examples:
@@ -139,7 +140,7 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
         p.add_argument(
             "-o",
             "--output",
-            choices=("table", "json", "csv"),
+            choices=FORMATS,
             default="table",
             help="output format (default: table)",
         )

@@ -9,7 +9,7 @@ data: names in it are generated or validated identifiers, and numbers are ints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import ClassVar, Union
 
 # --- typed expression trees (filters and `where`) -----------------------------------------
@@ -382,7 +382,3 @@ class Program:
     def output(self) -> str:
         """Which output partials render: count, ringbuf or perf."""
         return "count" if self.mode == "count" else self.transport
-
-
-def with_filter(probe: Probe, expr: CExpr) -> Probe:
-    return replace(probe, filter=expr)
