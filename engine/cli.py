@@ -8,6 +8,7 @@ stderr and exit 2 (flags) or 1 (spec, kernel); never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Callable, NoReturn, Sequence
 
@@ -335,33 +336,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def dispatch(args: list[str]) -> int:
+    """Run one verb; the exit code."""
+    if args and args[0] in ("run", "render"):
+        return cmd_with_spec(args[0], args[1:])
+    ns = build_parser().parse_args(args)
+    if ns.verb is None:
+        build_parser().print_help()
+        return 2
+    if ns.verb == "validate":
+        from engine.validate import run_validate
+
+        code = run_validate(ns.specs, ns.btf, ns.format, sys.stdout)
+        if ns.compile and code == 0:
+            from engine.verify import compile_check
+
+            code = compile_check(ns.specs, sys.stdout)
+        return code
+    if ns.verb == "doctor":
+        from engine.doctor import run_doctor
+
+        return run_doctor(ns.json, sys.stdout)
+    from engine.explain import run_explain
+
+    return run_explain(" ".join(ns.target), ns.btf, ns.expand, sys.stdout)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: user mistakes end as one line and an exit code, never a traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if args and args[0] in ("run", "render"):
-            return cmd_with_spec(args[0], args[1:])
-        ns = build_parser().parse_args(args)
-        if ns.verb is None:
-            build_parser().print_help()
-            return 2
-        if ns.verb == "validate":
-            from engine.validate import run_validate
-
-            code = run_validate(ns.specs, ns.btf, ns.format, sys.stdout)
-            if ns.compile and code == 0:
-                from engine.verify import compile_check
-
-                code = compile_check(ns.specs, sys.stdout)
-            return code
-        if ns.verb == "doctor":
-            from engine.doctor import run_doctor
-
-            return run_doctor(ns.json, sys.stdout)
-        if ns.verb == "explain":
-            from engine.explain import run_explain
-
-            return run_explain(" ".join(ns.target), ns.btf, ns.expand, sys.stdout)
-        return 2
+        code = dispatch(args)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
+        return code
     except SpecError as exc:
         for problem in exc.problems:
             print(problem.format(), file=sys.stderr)
@@ -371,6 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`engine ... | head`): nothing is wrong; stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

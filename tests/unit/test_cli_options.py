@@ -130,3 +130,21 @@ def test_run_not_root_exit_1_one_line():
     assert "root" in lines[0] and "CAP_BPF" in lines[0], r.stderr
     assert lines[0].startswith("engine: error: "), r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", "--format", "json", *map(str, sorted(REPO.glob("tests/specs/bad/*.yaml")))],
+        ["render", "specs/tcpconnect.yaml"],
+        ["explain", "struct sk_buff"],
+    ],
+)  # fmt: skip
+def test_closed_stdout_is_quiet(argv: list[str]) -> None:
+    """`engine ... | head -c 20`: no traceback, no 'Exception ignored' noise."""
+    engine = [sys.executable, "-m", "engine.cli", *argv]
+    done = subprocess.run(
+        ["bash", "-c", 'set -o pipefail; "$@" | head -c 20 >/dev/null', "sh", *engine],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr and "Exception" not in done.stderr, done.stderr
