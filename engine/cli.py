@@ -97,7 +97,7 @@ def positive(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be above 0")
+        raise argparse.ArgumentTypeError(f"{text} must be above 0 seconds")
     return value
 
 

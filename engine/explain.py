@@ -54,7 +54,7 @@ def explain(btf: Btf, target: str, expand: bool = False, live: bool = True) -> l
             pool = btf.names(*kinds) + (btf.enum_names() if kinds is _ENUMS else [])
             raise ExplainError(f"no {target} in {btf.path}{did_you_mean(words[1], pool)}")
         return _enum(btf, t, "") if words[0] == "enum" else _aggregate(btf, t, expand)
-    if len(words) != 1 or not target:
+    if len(words) != 1 or not target or target in ("struct", "union", "enum"):
         raise ExplainError(f"cannot explain '{target}'; {_USAGE}")
     if target.startswith("raw:"):
         return _raw_tracepoint(btf, target[4:])
