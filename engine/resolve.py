@@ -33,13 +33,11 @@ BUILTINS: dict[str, tuple[str, str]] = {
 HELPERS = ("transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet")
 
 
-class PlanError(Exception):
-    """A problem inside one expression, at a 0-based column of it ("" message = already said)."""
+class PlanError(E.ExprError):
+    """A meaning problem inside one expression, at a 0-based column ("" message = already said).
 
-    def __init__(self, message: str, col: int = 0) -> None:
-        super().__init__(message)
-        self.message = message
-        self.col = col
+    Same shape as a parse error (message, column); only the stage differs.
+    """
 
 
 # --- value types ------------------------------------------------------------------------------

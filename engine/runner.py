@@ -262,7 +262,8 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
     transport = config.transport
     if transport == "auto":
         transport = "ringbuf" if capabilities.probe("ringbuf").ok else "perf"
-    decoder = render.load_decoder(plan)
+    # Events decode through engine.rows; only count mode reads keys with the ctypes decoder.
+    decoder = render.load_decoder(plan) if mode == "count" else None
     columns = active_columns(plan, config)
     stop = Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -310,7 +311,7 @@ class EventLoop:
         plan: M.Plan,
         config: RunConfig,
         session: Session,
-        decoder: ModuleType,
+        decoder: ModuleType | None,
         columns: list[M.Column],
         out: TextIO,
         stop: Stop,
@@ -422,6 +423,7 @@ class EventLoop:
 
     def print_counts(self) -> None:
         table = self.session.bpf["counts"]
+        assert self.decoder is not None  # loaded for count mode
         key_type = self.decoder.Key
         rows = []
         for k, v in table.items():
