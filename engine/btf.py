@@ -204,6 +204,13 @@ class Btf:
                 data = f.read()
         except OSError as e:
             raise BtfError(f"{path}: cannot read BTF: {e.strerror or e}") from None
+        if data[:6] == b"\xfd7zXZ\x00":  # xz-compressed, as the test fixtures are shipped
+            import lzma
+
+            try:
+                data = lzma.decompress(data)
+            except lzma.LZMAError as e:
+                raise BtfError(f"{path}: cannot decompress BTF: {e}") from None
         return cls(data, path)
 
     @classmethod
