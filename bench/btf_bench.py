@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Callable
 
-from engine.btf import VMLINUX, Btf, BtfError, Kind
+from engine.kernel.btf import VMLINUX, Btf, BtfError, Kind
 
 
 def _sock_dport(btf: Btf) -> object:

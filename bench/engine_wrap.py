@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = p.parse_args(args[:split])
     engine_argv = args[split + 1 :]
 
-    from engine import cli, runner
+    from engine import cli
+    from engine.runtime import runner
 
     if opts.profile:
         real_loop = runner.EventLoop.run

@@ -4,7 +4,7 @@ would buy, measured with the engine's own generated BPF program (tcpconnect, rin
     python -m bench.proto_reader --reader lean|mmap [--wakeup N] [--pages P]
 
 The BPF side is the engine's, unchanged: load + schema + plan + bind + render + bcc load
-through engine.runner.start (so --wakeup N is the template's batched wake-up). Only the
+through engine.runtime.runner.start (so --wakeup N is the template's batched wake-up). Only the
 user-space reader differs from `engine run`:
 
   lean  libbpf ring_buffer__poll with our own ctypes callback (no bcc wrapper frame), the
@@ -48,9 +48,11 @@ class Stop:
 
 
 def start(wakeup: int, pages: int) -> Any:
-    from engine import planner, render, runner
-    from engine.loader import load_document
-    from engine.schema import check_schema
+    from engine.codegen import render
+    from engine.plan import planner
+    from engine.runtime import runner
+    from engine.spec.loader import load_document
+    from engine.spec.schema import check_schema
 
     doc = load_document(SPEC)
     problems = check_schema(doc)

@@ -46,8 +46,10 @@ def per_call(fn: Callable[[], Any], n: int, rounds: int = 5) -> float:
 
 
 def build() -> tuple[Any, Any, Any, list[Any]]:
-    from engine import planner, render, runner
-    from engine.loader import load_document
+    from engine.codegen import render
+    from engine.plan import planner
+    from engine.runtime import runner
+    from engine.spec.loader import load_document
 
     plan = planner.plan(load_document(SPEC), None)
     decoder = render.load_decoder(plan)
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.n
 
     from bench.proto_reader import make_formatter
-    from engine import runner
+    from engine.runtime import runner
 
     plan, decoder, config, columns = build()
     ev = sample_event(decoder)

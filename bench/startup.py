@@ -29,10 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
-from engine import planner, render, runner, capabilities
-from engine.bind import bind
-from engine.loader import load_document
-from engine.schema import check_schema
+from engine.plan import planner
+from engine.codegen import render
+from engine.runtime import runner
+from engine.kernel import capabilities
+from engine.plan.bind import bind
+from engine.spec.loader import load_document
+from engine.spec.schema import check_schema
 from engine.cli import spec_parser
 t = {"import": time.perf_counter() - t0}
 spec, want_probe, want_clang = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"

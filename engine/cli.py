@@ -13,9 +13,9 @@ import sys
 from typing import Any, Callable, NoReturn, Sequence
 
 from engine import __version__
-from engine import model as M
 from engine.errors import EngineError, SpecError, UsageError
-from engine.output import FORMATS
+from engine.plan import model as M
+from engine.runtime.output import FORMATS
 
 EXAMPLES = """\
 examples:
@@ -42,7 +42,7 @@ class Parser(argparse.ArgumentParser):
 
 def int_parser(ctype: str) -> Callable[[str], int]:
     """argparse type for an integer option: decimal or 0x hex, range-checked for its C type."""
-    from engine.resolve import ctype_range
+    from engine.plan.resolve import ctype_range
 
     lo, hi = ctype_range(ctype)
 
@@ -216,9 +216,9 @@ def option_values(plan: M.Plan, ns: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_with_spec(verb: str, argv: list[str]) -> int:
     """`run` and `render`: find the spec first, then parse the spec's flags."""
-    from engine import planner
-    from engine.loader import load_document
-    from engine.schema import check_schema
+    from engine.plan import planner
+    from engine.spec.loader import load_document
+    from engine.spec.schema import check_schema
 
     pre = spec_parser(verb, None)
     pre_args = [a for a in argv if a not in ("-h", "--help")]
@@ -246,8 +246,8 @@ def cmd_with_spec(verb: str, argv: list[str]) -> int:
 
 
 def cmd_render(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int:
-    from engine import render
-    from engine.bind import bind
+    from engine.codegen import render
+    from engine.plan.bind import bind
 
     if ns.decoder:
         sys.stdout.write(render.render_decoder(plan))
@@ -265,8 +265,9 @@ def cmd_render(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> 
 
 
 def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int:
-    from engine import render, runner
-    from engine.bind import bind
+    from engine.codegen import render
+    from engine.plan.bind import bind
+    from engine.runtime import runner
 
     if ns.interval and not ns.count:
         raise UsageError("--interval goes with -c/--count")
@@ -345,19 +346,19 @@ def dispatch(args: list[str]) -> int:
         build_parser().print_help()
         return 2
     if ns.verb == "validate":
-        from engine.validate import run_validate
+        from engine.verbs.validate import run_validate
 
         code = run_validate(ns.specs, ns.btf, ns.format, sys.stdout)
         if ns.compile and code == 0:
-            from engine.verify import compile_check
+            from engine.verbs.verify import compile_check
 
             code = compile_check(ns.specs, sys.stdout)
         return code
     if ns.verb == "doctor":
-        from engine.doctor import run_doctor
+        from engine.verbs.doctor import run_doctor
 
         return run_doctor(ns.json, sys.stdout)
-    from engine.explain import run_explain
+    from engine.verbs.explain import run_explain
 
     return run_explain(" ".join(ns.target), ns.btf, ns.expand, sys.stdout)
 

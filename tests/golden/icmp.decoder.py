@@ -2,7 +2,7 @@
 
 import ctypes
 
-from engine import decoders as _d
+from engine.runtime import decoders as _d
 
 
 class InetAddr(ctypes.Structure):

@@ -26,10 +26,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
 
 
 def plan_spec(path: pathlib.Path, btf: str | None = str(FIXTURE)) -> Any:
-    from engine import planner
+    from engine.plan import planner
     from engine.errors import SpecError
-    from engine.loader import load_document
-    from engine.schema import check_schema
+    from engine.spec.loader import load_document
+    from engine.spec.schema import check_schema
 
     document = load_document(str(path))
     problems = check_schema(document)
@@ -41,8 +41,8 @@ def plan_spec(path: pathlib.Path, btf: str | None = str(FIXTURE)) -> Any:
 def renders(btf: str | None = str(FIXTURE)) -> Iterator[tuple[str, str]]:
     """(golden file name, its fresh text) for every spec, alternative and mode;
     `btf=None` plans against the running kernel instead of the fixture."""
-    from engine import render
-    from engine.bind import bind
+    from engine.codegen import render
+    from engine.plan.bind import bind
 
     for path in sorted(SPECS.glob("*.yaml")):
         plan = plan_spec(path, btf)

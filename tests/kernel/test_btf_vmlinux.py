@@ -1,4 +1,4 @@
-"""engine.btf against this kernel's /sys/kernel/btf/vmlinux, bpftool's raw dump and tracefs.
+"""engine.kernel.btf against this kernel's /sys/kernel/btf/vmlinux, bpftool's raw dump and tracefs.
 
 bpftool (libbpf) is the reference decoder: every type we decode must equal its raw dump.
 tracefs is the reference for tracepoint records: every event's BTF record candidates must
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from engine import tracefs
-from engine.btf import VMLINUX, Btf, BtfType, Kind
+from engine.kernel import tracefs
+from engine.kernel.btf import VMLINUX, Btf, BtfType, Kind
 
 pytestmark = pytest.mark.kernel
 

@@ -1,4 +1,4 @@
-"""engine.capabilities against the running kernel: real loads and attaches, nothing left behind.
+"""engine.kernel.capabilities on the running kernel: real loads and attaches, none left behind.
 
 The expectations are this project's machines (kernel 6.18 without CONFIG_KPROBES, fentry refused
 with EPERM); where the kprobe PMU exists the kprobe and fentry expectations flip to "works".
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import capabilities
-from engine.capabilities import FEATURES, NEEDS_ROOT, can_attach, probe, probe_all
 from engine.errors import UsageError
+from engine.kernel import capabilities
+from engine.kernel.capabilities import FEATURES, NEEDS_ROOT, can_attach, probe, probe_all
 
 pytestmark = [
     pytest.mark.kernel,
@@ -137,7 +137,8 @@ def test_unprivileged_without_capabilities(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_doctor_json_as_nobody() -> None:
     code = (
-        "import sys; from engine.doctor import run_doctor; sys.exit(run_doctor(True, sys.stdout))"
+        "import sys; from engine.verbs.doctor import run_doctor; "
+        "sys.exit(run_doctor(True, sys.stdout))"
     )
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO),
            "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip

@@ -1,4 +1,4 @@
-"""`engine validate --compile` (engine.verify.compile_check) against the running kernel.
+"""`engine validate --compile` (engine.verbs.verify.compile_check) against the running kernel.
 
 Every attach alternative of every spec, in every output mode, is compiled with bcc and each of
 its functions loaded through the verifier, kprobe alternatives included (they load here even
@@ -14,10 +14,12 @@ from typing import Callable
 
 import pytest
 
-from engine import capabilities, planner, verify
-from engine import model as M
 from engine.errors import EngineError
-from engine.loader import load_document
+from engine.kernel import capabilities
+from engine.plan import model as M
+from engine.plan import planner
+from engine.spec.loader import load_document
+from engine.verbs import verify
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import planner, render
-from engine.loader import load_document
-from engine.verify import compile_check
+from engine.codegen import render
+from engine.plan import planner
+from engine.spec.loader import load_document
+from engine.verbs.verify import compile_check
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from engine.btf import Btf
+from engine.kernel.btf import Btf
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 

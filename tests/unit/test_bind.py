@@ -1,4 +1,4 @@
-"""engine.bind: options become typed constants or drop out; only needed steps are kept.
+"""engine.plan.bind: options become typed constants or drop out; only needed steps are kept.
 
 The option-binding tests use hand-built trees (no kernel). The tcpconnect tests plan the real
 spec against /sys/kernel/btf/vmlinux and skip where it is absent.
@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from engine import model as M
-from engine import render
-from engine.bind import bind, bind_expr
-from engine.resolve import ctype_range
+from engine.codegen import render
+from engine.plan import model as M
+from engine.plan.bind import bind, bind_expr
+from engine.plan.resolve import ctype_range
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VMLINUX = pathlib.Path("/sys/kernel/btf/vmlinux")
@@ -111,8 +111,8 @@ needs_btf = pytest.mark.skipif(not VMLINUX.exists(), reason=f"plans against {VML
 def plan() -> M.Plan:
     if not VMLINUX.exists():
         pytest.skip(f"plans against {VMLINUX}")
-    from engine import planner
-    from engine.loader import load_document
+    from engine.plan import planner
+    from engine.spec.loader import load_document
 
     return planner.plan(load_document(str(ROOT / "specs" / "tcpconnect.yaml")))
 
@@ -190,7 +190,7 @@ def test_count_mode_without_options_skips_dropped_filter_fields(plan: M.Plan) ->
 
 @needs_btf
 def test_every_step_local_is_defined_before_use(plan: M.Plan) -> None:
-    from engine.bind import uses
+    from engine.plan.bind import uses
 
     for index in range(2):
         for mode in ("events", "count"):

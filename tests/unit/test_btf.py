@@ -1,4 +1,4 @@
-"""engine.btf against a small BTF blob built by hand, byte by byte, as btf.rst describes it."""
+"""engine.kernel.btf against a small BTF blob built by hand, byte by byte, as in btf.rst."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.btf import Btf, BtfError, Kind, Member, Param
+from engine.kernel.btf import Btf, BtfError, Kind, Member, Param
 
 
 class Blob:

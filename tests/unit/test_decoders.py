@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from engine import decoders as d
+from engine.runtime import decoders as d
 
 
 class InetAddr(ctypes.Structure):

@@ -8,8 +8,9 @@ import platform
 
 import pytest
 
-from engine import capabilities, doctor
-from engine.capabilities import FEATURES, Probe
+from engine.kernel import capabilities
+from engine.kernel.capabilities import FEATURES, Probe
+from engine.verbs import doctor
 
 KPROBE_GONE = Probe(False, "no kprobe PMU: kernel built without CONFIG_KPROBES", "use a tracepoint")
 

@@ -1,4 +1,4 @@
-"""engine.explain against this machine's kernel BTF (/sys/kernel/btf/vmlinux).
+"""engine.verbs.explain against this machine's kernel BTF (/sys/kernel/btf/vmlinux).
 
 Offsets asserted here are this kernel's (6.18) and stable across recent kernels for these
 types. Without root, tracefs is unreadable and explain answers from BTF alone; the output is
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import cli, tracefs
-from engine.btf import VMLINUX
-from engine.explain import run_explain
+from engine import cli
+from engine.kernel import tracefs
+from engine.kernel.btf import VMLINUX
+from engine.verbs.explain import run_explain
 
 pytestmark = pytest.mark.skipif(not os.path.exists(VMLINUX), reason=f"no kernel BTF at {VMLINUX}")
 

@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 
-from engine import model as M
+from engine.plan import model as M
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -13,10 +13,11 @@ import pathlib
 
 import pytest
 
-from engine import model as M
-from engine import planner, render
-from engine.loader import load_document
-from engine.planner import layout
+from engine.codegen import render
+from engine.plan import model as M
+from engine.plan import planner
+from engine.plan.planner import layout
+from engine.spec.loader import load_document
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VMLINUX = pathlib.Path("/sys/kernel/btf/vmlinux")

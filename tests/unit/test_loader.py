@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 from engine.errors import Location, Problem, SpecError
-from engine.loader import (
+from engine.spec.loader import (
     EMPTY_SPEC,
     MAX_BYTES,
     Document,

@@ -64,8 +64,8 @@ def test_installed_engine_renders_outside_the_tree(wheel: Path, tmp_path: Path) 
         capture_output=True,
     )
     code = (
-        "import engine, engine.render as r, engine.schema as s;"
-        "from engine import model as M;"
+        "import engine, engine.codegen.render as r, engine.spec.schema as s;"
+        "from engine.plan import model as M;"
         f"assert engine.__file__.startswith({str(target)!r}), engine.__file__;"
         "lay = M.Layout('event_t', (M.Slot('pid', 'u32', 0, 0, 4),), 4);"
         "p = M.Program('t', 'events', 'ringbuf', 8, 0, (), lay, None);"

@@ -1,6 +1,6 @@
 """The planner against this kernel's BTF: offsets, stashes, bitfields, constants, layouts.
 
-Every expected offset is looked up independently through engine.btf (and tracefs where
+Every expected offset is looked up independently through engine.kernel.btf (and tracefs where
 readable), so the tests hold on any kernel with BTF; they skip where
 /sys/kernel/btf/vmlinux is absent.
 """
@@ -11,10 +11,10 @@ import pathlib
 
 import pytest
 
-from engine import model as M
-from engine import planner
-from engine.btf import Btf, Kind
-from engine.loader import load_document
+from engine.kernel.btf import Btf, Kind
+from engine.plan import model as M
+from engine.plan import planner
+from engine.spec.loader import load_document
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VMLINUX = pathlib.Path("/sys/kernel/btf/vmlinux")
@@ -129,7 +129,7 @@ def test_tracepoint_loads_skaddr_at_its_offset(tcp: M.Plan, btf: Btf) -> None:
     record = btf.tracepoint_records("inet_sock_set_state")[0]
     assert {m.name: m.bit_offset // 8 for m in record.members}["skaddr"] == 8
     try:
-        from engine import tracefs
+        from engine.kernel import tracefs
 
         fmt = tracefs.read_format("sock", "inet_sock_set_state")
     except Exception:
@@ -237,7 +237,7 @@ output:
 
 
 def problems(tmp_path: pathlib.Path, text: str) -> list[str]:
-    from engine.validate import validate_path
+    from engine.verbs.validate import validate_path
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)

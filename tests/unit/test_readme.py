@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.btf import VMLINUX
-from engine.validate import validate_path
+from engine.kernel.btf import VMLINUX
+from engine.verbs.validate import validate_path
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"^( *)```yaml\n(.*?)^\1```", re.S | re.M)

@@ -1,4 +1,4 @@
-"""The expression-to-C emitter (engine.render.c_expr / c_number), on hand-built trees.
+"""The expression-to-C emitter (engine.codegen.render.c_expr / c_number), on hand-built trees.
 
 No kernel needed. What must hold: every sub-expression is parenthesized (so `and`/`or`/`not`
 nesting can never be re-associated by C precedence), `in` lists expand to ==-chains,
@@ -12,9 +12,9 @@ import re
 
 import pytest
 
-from engine import model as M
-from engine.render import c_expr, c_number
-from engine.resolve import ctype_range
+from engine.codegen.render import c_expr, c_number
+from engine.plan import model as M
+from engine.plan.resolve import ctype_range
 
 CTYPES = ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64")
 A, B, C = M.CVar("ev.a", "u32"), M.CVar("ev.b", "u16"), M.CVar("v3", "s64")

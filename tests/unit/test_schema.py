@@ -7,8 +7,8 @@ import pathlib
 import pytest
 
 from engine.errors import Problem
-from engine.loader import load_document, load_text
-from engine.schema import check_schema, load_schema
+from engine.spec.loader import load_document, load_text
+from engine.spec.schema import check_schema, load_schema
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

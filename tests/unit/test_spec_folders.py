@@ -15,9 +15,9 @@ import re
 import pytest
 
 from engine.errors import Problem, SpecError
-from engine.loader import load_document
-from engine.schema import check_schema
-from engine.validate import validate_path
+from engine.spec.loader import load_document
+from engine.spec.schema import check_schema
+from engine.verbs.validate import validate_path
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BAD = sorted((ROOT / "tests" / "specs" / "bad").glob("*.yaml"))

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import expr as E
-from engine import model as M
-from engine.bind import bind, bind_expr
+from engine.codegen.render import c_expr
 from engine.errors import UsageError
-from engine.render import c_expr
-from engine.validate import validate_path
+from engine.plan import model as M
+from engine.plan.bind import bind, bind_expr
+from engine.spec import expr as E
+from engine.verbs.validate import validate_path
 
 COMM = "ev.f_comm"
 needs_btf = pytest.mark.skipif(
@@ -96,8 +96,8 @@ def test_string_mistakes_are_located(tmp_path: Path, filt: str, message: str) ->
 
 @needs_btf
 def test_file_names_compare_too(tmp_path: Path) -> None:
-    from engine import planner
-    from engine.loader import load_document
+    from engine.plan import planner
+    from engine.spec.loader import load_document
 
     spec = tmp_path / "s.yaml"
     spec.write_text(SPEC.replace("FILTER", 'comm != "sh" and file == "/bin/true"'))

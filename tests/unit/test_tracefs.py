@@ -1,4 +1,4 @@
-"""engine.tracefs: parsing real format files (copied from kernel 6.18) and a fake tracefs tree."""
+"""engine.kernel.tracefs: real format files (copied from kernel 6.18) and a fake tracefs tree."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import tracefs
 from engine.errors import EngineError
-from engine.tracefs import Field, TracefsError, parse_field, parse_format
+from engine.kernel import tracefs
+from engine.kernel.tracefs import Field, TracefsError, parse_field, parse_format
 
 INET_SOCK_SET_STATE = """\
 name: inet_sock_set_state

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.btf import VMLINUX
-from engine.validate import run_validate
+from engine.kernel.btf import VMLINUX
+from engine.verbs.validate import run_validate
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))

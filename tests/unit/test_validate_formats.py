@@ -8,9 +8,9 @@ import pathlib
 
 import pytest
 
-from engine import planner
 from engine.errors import EngineError, Location, Problem, UsageError
-from engine.validate import run_validate, validate_path
+from engine.plan import planner
+from engine.verbs.validate import run_validate, validate_path
 
 GOOD = "name: x\nprobes:\n  - name: p\n    attach:\n      - tracepoint: a/b\n    fields:\n"
 GOOD += "      pid: tgid\noutput:\n  columns: [pid]\n"
@@ -131,7 +131,7 @@ def test_github_escaping(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
     """Workflow commands: % CR LF in the message; also : and , in properties."""
     path = str(tmp_path / "a,b:c%.yaml")
     problem = Problem("100% wrong,\r\nreally: yes", Location(path, 2, 3))
-    monkeypatch.setattr("engine.validate.validate_path", lambda path, btf: [problem])
+    monkeypatch.setattr("engine.verbs.validate.validate_path", lambda path, btf: [problem])
     status, text = run([path], "github")
     assert status == 1
     escaped = str(tmp_path).replace(":", "%3A").replace(",", "%2C") + "/a%2Cb%3Ac%25.yaml"

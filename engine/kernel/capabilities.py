@@ -306,7 +306,7 @@ def _attach_legacy_kprobe(stack: ExitStack, kprobe_events: str, target: str, ret
 
 def _attach_tracing(stack: ExitStack, kind: str, target: str) -> str:
     """fentry/fexit: a TRACING prog bound to the BTF id of FUNC `target`, attached via raw_tp."""
-    from engine.btf import Btf, BtfError, Kind  # lazy: only this probe needs to parse BTF
+    from engine.kernel.btf import Btf, BtfError, Kind  # lazy: only this probe needs to parse BTF
 
     try:
         found = Btf.load(path=VMLINUX).find(target, Kind.FUNC)

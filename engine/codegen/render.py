@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from engine import model as M
+from engine.plan import model as M
 
 CTYPES = {
     "u8": "ctypes.c_uint8",

@@ -2,7 +2,7 @@
 
 One `Session` owns the bcc object and every attachment and detaches all of it on every exit
 path (the good part of bcc's own design). Alternatives are chosen by really probing the
-kernel for each target (engine.capabilities, the same code `engine doctor` runs); if the
+kernel for each target (engine.kernel.capabilities, the same code `engine doctor` runs); if the
 real attach still fails, the next alternative is tried.
 """
 
@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from types import FrameType, ModuleType
 from typing import Any, Iterator, Mapping, TextIO
 
-from engine import capabilities, decoders, render
-from engine import model as M
-from engine.bind import OptionValue, bind
+from engine.codegen import render
 from engine.errors import EngineError
-from engine.output import Printer, render_rows
-from engine.rows import RowMaker
+from engine.kernel import capabilities
+from engine.plan import model as M
+from engine.plan.bind import OptionValue, bind
+from engine.runtime import decoders
+from engine.runtime.output import Printer, render_rows
+from engine.runtime.rows import RowMaker
 
 POLL_MS = 100
 
@@ -121,7 +123,7 @@ def import_bcc() -> Any:
 
 
 def kfunc_style() -> str:
-    """How the installed bcc names fentry/fexit programs (see engine.bind.bind)."""
+    """How the installed bcc names fentry/fexit programs (see engine.plan.bind.bind)."""
     bcc = import_bcc()
     version = str(getattr(bcc, "__version__", "0.0"))
     try:
@@ -262,7 +264,7 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
     transport = config.transport
     if transport == "auto":
         transport = "ringbuf" if capabilities.probe("ringbuf").ok else "perf"
-    # Events decode through engine.rows; only count mode reads keys with the ctypes decoder.
+    # Events decode through engine.runtime.rows; only count mode reads keys with the ctypes decoder.
     decoder = render.load_decoder(plan) if mode == "count" else None
     columns = active_columns(plan, config)
     stop = Stop()

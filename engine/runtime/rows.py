@@ -12,8 +12,8 @@ import socket
 import struct
 from typing import Any, Callable, Sequence
 
-from engine import decoders
-from engine import model as M
+from engine.plan import model as M
+from engine.runtime import decoders
 
 STRUCT_CODES = {
     "u8": "B", "u16": "H", "u32": "I", "u64": "Q", "s8": "b", "s16": "h", "s32": "i", "s64": "q",

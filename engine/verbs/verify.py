@@ -12,13 +12,15 @@ import re
 from dataclasses import replace
 from typing import Any, TextIO
 
-from engine import capabilities, planner, render
-from engine import model as M
-from engine.bind import bind
+from engine.codegen import render
 from engine.errors import EngineError, SpecError
-from engine.loader import load_document
-from engine.runner import captured_stderr, import_bcc, kfunc_style
-from engine.schema import check_schema
+from engine.kernel import capabilities
+from engine.plan import model as M
+from engine.plan import planner
+from engine.plan.bind import bind
+from engine.runtime.runner import captured_stderr, import_bcc, kfunc_style
+from engine.spec.loader import load_document
+from engine.spec.schema import check_schema
 
 PROG_TYPES = {
     "kprobe": "KPROBE",

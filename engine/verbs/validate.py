@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, TextIO, Tuple
 
-from engine import planner
 from engine.errors import Problem, SpecError, UsageError
-from engine.loader import load_document
-from engine.schema import check_schema
+from engine.plan import planner
+from engine.spec.loader import load_document
+from engine.spec.schema import check_schema
 
 FORMATS = ("text", "json", "github")
 

@@ -12,8 +12,8 @@ from dataclasses import fields as dc_fields
 from dataclasses import replace
 from typing import Mapping, Sequence, Union
 
-from engine import model as M
 from engine.errors import UsageError
+from engine.plan import model as M
 
 OptionValue = Union[int, bool, str, Sequence[int], None]
 _USES = ("base", "src", "left", "right", "family", "v4_base", "v6_base")

@@ -1,6 +1,6 @@
 """`engine doctor`: what this machine offers the engine, measured, with a fix for each gap.
 
-The measurements come from engine.capabilities (real loads and attaches); this module only
+The measurements come from engine.kernel.capabilities (real loads and attaches); this module only
 decides what is required and prints the result as a table for people or JSON for scripts.
 """
 
@@ -10,8 +10,8 @@ import json
 import platform
 from typing import Mapping, TextIO
 
-from engine import capabilities
-from engine.capabilities import Probe
+from engine.kernel import capabilities
+from engine.kernel.capabilities import Probe
 
 # What tracepoint-based specs need; kprobes, fentry and raw tracepoints are optional because
 # every spec lists a tracepoint alternative. Events need one of the two buffers.

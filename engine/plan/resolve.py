@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from engine import expr as E
-from engine import model as M
-from engine.btf import Btf, BtfType, Kind
 from engine.errors import did_you_mean
+from engine.kernel.btf import Btf, BtfType, Kind
+from engine.plan import model as M
+from engine.spec import expr as E
 
 MAX_KPROBE_ARGS = 6
 COMM_LEN = 16

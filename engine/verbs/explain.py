@@ -13,11 +13,11 @@ import os
 import sys
 from typing import Sequence, TextIO
 
-from engine import tracefs
-from engine.btf import VMLINUX, Btf, BtfType, Kind, Param
 from engine.errors import EngineError, did_you_mean
-from engine.planner import load_btf
-from engine.resolve import vt_of
+from engine.kernel import tracefs
+from engine.kernel.btf import VMLINUX, Btf, BtfType, Kind, Param
+from engine.plan.planner import load_btf
+from engine.plan.resolve import vt_of
 
 _AGG = (Kind.STRUCT, Kind.UNION)
 _ENUMS = (Kind.ENUM, Kind.ENUM64)

@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from engine.errors import Problem, did_you_mean
-from engine.loader import Document, PathItem, quote, type_name
+from engine.spec.loader import Document, PathItem, quote, type_name
 
 _TYPE_NAMES = {
     "object": "a mapping",

@@ -11,11 +11,10 @@ import contextlib
 import os
 from typing import Any, Iterator, Sequence
 
-from engine import expr as E
-from engine import model as M
-from engine.btf import VMLINUX, Btf, BtfError, BtfType, Kind, Param
 from engine.errors import EngineError, Location, Problem, SpecError, UsageError, did_you_mean
-from engine.resolve import (
+from engine.kernel.btf import VMLINUX, Btf, BtfError, BtfType, Kind, Param
+from engine.plan import model as M
+from engine.plan.resolve import (
     COMM_LEN,
     VT,
     PlanError,
@@ -25,6 +24,7 @@ from engine.resolve import (
     int_vt,
     vt_of,
 )
+from engine.spec import expr as E
 
 ATTACH_KINDS = ("kprobe", "kretprobe", "fentry", "fexit", "tracepoint", "raw_tracepoint")
 RETURN_KINDS = ("kretprobe", "fexit")
@@ -341,7 +341,7 @@ class Planner:
         """A did-you-mean spelled CATEGORY/EVENT: from tracefs when readable, else BTF event
         names (which carry no category, so the spec's own category is kept)."""
         if self.tracefs_ok:
-            from engine import tracefs
+            from engine.kernel import tracefs
 
             with contextlib.suppress(tracefs.TracefsError):
                 return did_you_mean(f"{category}/{event}", tracefs.all_events())
@@ -363,7 +363,7 @@ class Planner:
         if not records and self.tracefs_ok:
             # No trace_event_raw_* record in BTF (the syscalls/* events): the running
             # kernel's tracefs format is the record.
-            from engine import tracefs
+            from engine.kernel import tracefs
 
             if tracefs.exists(category, event):
                 own = tracefs.read_format(category, event)
@@ -376,7 +376,7 @@ class Planner:
             )
             return None
         if self.tracefs_ok:
-            from engine import tracefs
+            from engine.kernel import tracefs
 
             fmt: tracefs.EventFormat | None = None
             if not tracefs.exists(category, event):
@@ -723,7 +723,7 @@ def check(document: Any, btf_path: str | None) -> list[Problem]:
 
 
 def _tracefs_readable() -> bool:
-    from engine import tracefs
+    from engine.kernel import tracefs
 
     try:
         tracefs.events_dir()

@@ -1,0 +1,1 @@
+"""codegen: Program -> BPF C and the Python decoder, through templates/."""

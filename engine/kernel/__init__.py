@@ -1,0 +1,1 @@
+"""kernel: what the kernel offers: BTF types, tracefs formats, feature probes."""

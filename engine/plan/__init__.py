@@ -1,0 +1,1 @@
+"""plan: spec + BTF -> Plan (resolved, typed), and bind: Plan + a run's choices -> Program."""

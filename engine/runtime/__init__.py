@@ -1,0 +1,1 @@
+"""runtime: load with bcc, attach, poll, decode and print."""

@@ -1,0 +1,1 @@
+"""spec: YAML with locations, the JSON Schema check, the expression parser."""

@@ -1,0 +1,1 @@
+"""verbs: validate, verify (--compile), explain, doctor."""
