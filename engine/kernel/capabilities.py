@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable
 
+from engine.attach import KINDS as ATTACH_KINDS
 from engine.errors import UsageError
 
 
@@ -37,7 +38,7 @@ FEATURES = (
     "root", "bcc", "btf", "headers", "tracefs", "tracepoint", "raw_tracepoint",
     "kprobe", "kretprobe", "fentry", "fexit", "ringbuf", "perf_buffer",
 )  # fmt: skip
-KINDS = ("kprobe", "kretprobe", "tracepoint", "raw_tracepoint", "fentry", "fexit")
+KINDS = tuple(ATTACH_KINDS)  # every attach kind is a feature measured by can_attach
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 PROG_NAME = b"engine_probe"  # how our programs and maps show up in `bpftool prog list`

@@ -12,6 +12,7 @@ from dataclasses import fields as dc_fields
 from dataclasses import replace
 from typing import Mapping, Sequence, Union
 
+from engine.attach import KINDS, legacy_name
 from engine.errors import UsageError
 from engine.plan import model as M
 
@@ -47,10 +48,7 @@ def bind(
         functions = alt.functions
         if kfunc_style == "legacy":
             functions = tuple(
-                replace(fn, name=fn.name.replace("__vmlinux__", "__", 1))
-                if fn.kind in ("fentry", "fexit")
-                else fn
-                for fn in functions
+                replace(fn, name=legacy_name(KINDS[fn.kind], fn.name)) for fn in functions
             )
         alt = M.Alternative(
             alt.index,

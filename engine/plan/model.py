@@ -106,6 +106,7 @@ class Arg:
     dest: str
     ctype: str
     index: int
+    access: str = "regs"  # engine.attach.ArgAccess value: how the C reads it
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import contextlib
 import os
 from typing import Any, Iterator, Sequence
 
+from engine.attach import KINDS, Target, kind_of
 from engine.errors import EngineError, Location, Problem, SpecError, UsageError, did_you_mean
 from engine.kernel.btf import VMLINUX, Btf, BtfError, BtfType, Kind, Param
 from engine.plan import model as M
@@ -26,9 +27,6 @@ from engine.plan.resolve import (
 )
 from engine.spec import expr as E
 
-ATTACH_KINDS = ("kprobe", "kretprobe", "fentry", "fexit", "tracepoint", "raw_tracepoint")
-RETURN_KINDS = ("kretprobe", "fexit")
-FUNCTION_KINDS = ("kprobe", "kretprobe", "fentry", "fexit")
 DEFAULT_STR = 64
 # Flags of `engine run` / `engine render` themselves; spec options may not take them
 # (tests/unit/test_planner.py checks this set against the CLI's parsers).
@@ -290,12 +288,13 @@ class Planner:
     def attach_target(
         self, alt: dict[str, Any], path: tuple[Any, ...]
     ) -> tuple[str, tuple[str, ...], Scope] | None:
-        kind = next(k for k in ATTACH_KINDS if k in alt)
+        ak = kind_of(alt)
+        kind = ak.name
         raw = alt[kind]
         targets = tuple(raw) if isinstance(raw, list) else (raw,)
         tpath = (*path, kind)
         btf = self.btf
-        if kind in FUNCTION_KINDS:
+        if ak.target is Target.FUNCTION:
             found: list[tuple[str, tuple[Param, ...], int]] = []
             for i, t in enumerate(targets):
                 fn = btf.function(t)
@@ -315,11 +314,11 @@ class Planner:
                 for pname, (i, tid) in list(params.items()):
                     if other.get(pname) != (i, btf.type_str(tid)):
                         del params[pname]  # differs between targets: not usable
-            ret = found[0][2] if kind in RETURN_KINDS else None
-            if kind in RETURN_KINDS and ret == 0:
+            ret = found[0][2] if ak.returns else None
+            if ak.returns and ret == 0:
                 ret = None
             return kind, targets, Scope(btf, kind, params, ret, None, nargs=len(found[0][1]))
-        if kind == "raw_tracepoint":
+        if ak.target is Target.RAW_TRACEPOINT:
             rparams = btf.raw_tracepoint(targets[0])
             if rparams is None:
                 self.problem(
@@ -506,15 +505,15 @@ class Planner:
             self.merge_field(fields, f, fpath)
         if len(self.problems) > before:
             return None
+        ak = KINDS[kind]
         fnames = (f"p{pindex}_{pname}_{kind}_{t.replace('/', '_')}" for t in targets)
         functions: list[M.Function] = []
         for t, fn in zip(targets, fnames):
-            tgt = t.replace("/", ":")
-            if kind == "kretprobe" and scope.stash:
-                functions.append(M.Function(fn + "_entry", "kprobe", t, "entry"))
-            if kind in ("fentry", "fexit"):
-                prefix = "kfunc" if kind == "fentry" else "kretfunc"
-                fn = f"{prefix}__vmlinux__{t}"
+            tgt = t.replace("/", ":") if ak.tracefs_target else t
+            if ak.entry and scope.stash:
+                functions.append(M.Function(fn + "_entry", ak.entry, t, "entry"))
+            if ak.prefix:
+                fn = f"{ak.prefix}{t}"
             functions.append(M.Function(fn, kind, tgt, "main"))
         filter_fields = tuple(
             sorted(

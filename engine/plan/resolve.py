@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from engine.attach import KINDS, ArgAccess, AttachKind
 from engine.errors import did_you_mean
 from engine.kernel.btf import Btf, BtfType, Kind
 from engine.plan import model as M
 from engine.spec import expr as E
 
-MAX_KPROBE_ARGS = 6
 COMM_LEN = 16
 BUILTINS: dict[str, tuple[str, str]] = {
     "pid": ("u32", "tgid"),
@@ -31,6 +31,11 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "cgroup_id": ("u64", "cgroup_id"),
 }
 HELPERS = ("transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet")
+
+
+def _ret_access(access: ArgAccess) -> str:
+    """Where a return probe's value is: a stash-using kretprobe still reads PT_REGS_RC."""
+    return ArgAccess.REGS.value if access is ArgAccess.STASH else access.value
 
 
 class PlanError(E.ExprError):
@@ -138,6 +143,10 @@ class Scope:
     loads: dict[tuple[str, int, int, str], str] = field(default_factory=dict)
     counter: int = 0
 
+    @property
+    def attach(self) -> AttachKind:
+        return KINDS[self.kind]
+
     def local(self) -> str:
         self.counter += 1
         return f"v{self.counter}"
@@ -178,23 +187,25 @@ class Resolver:
         if name == "ret" and s.ret is not None:
             vt = vt_of(self.btf, s.ret) if s.ret else int_vt("s64")
             dest = s.local()
-            # kretprobe: PT_REGS_RC; fexit: the slot after the arguments
-            s.emit(M.Arg(dest, vt.ctype, -1 if s.kind == "kretprobe" else s.nargs))
+            # in registers: PT_REGS_RC; in the ctx array (fexit): the slot after the arguments
+            access = s.attach.args
+            where = -1 if access in (ArgAccess.REGS, ArgAccess.STASH) else s.nargs
+            s.emit(M.Arg(dest, vt.ctype, where, _ret_access(access)))
             return Val(vt, var=dest)
         if name in s.params:
             index, type_id = s.params[name]
             vt = vt_of(self.btf, type_id)
             dest = s.local()
-            if s.kind == "kretprobe":
+            if s.attach.max_args and index >= s.attach.max_args:
+                raise PlanError(
+                    f"argument '{name}' is passed on the stack; not supported", node.col
+                )
+            if s.attach.args is ArgAccess.STASH:
                 slot = f"a{index}"
                 s.stash[slot] = index
                 s.emit(M.Stashed(dest, vt.ctype, slot))
             else:
-                if s.kind == "kprobe" and index >= MAX_KPROBE_ARGS:
-                    raise PlanError(
-                        f"argument '{name}' is passed on the stack; not supported", node.col
-                    )
-                s.emit(M.Arg(dest, vt.ctype, index))
+                s.emit(M.Arg(dest, vt.ctype, index, s.attach.args.value))
             return Val(vt, var=dest)
         if name in BUILTINS:
             ctype, which = BUILTINS[name]

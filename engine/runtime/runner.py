@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import FrameType, ModuleType
 from typing import Any, Iterator, Mapping, TextIO
 
+from engine.attach import KINDS
 from engine.codegen import render
 from engine.errors import EngineError
 from engine.kernel import capabilities
@@ -57,7 +58,7 @@ def say(message: str) -> None:
 def probe_alternative(alt: M.Alternative) -> str | None:
     """None when every function of the alternative can attach here, else the reason."""
     for fn in alt.functions:
-        target = fn.target.replace(":", "/") if fn.kind == "tracepoint" else fn.target
+        target = fn.target.replace(":", "/") if KINDS[fn.kind].tracefs_target else fn.target
         result = capabilities.can_attach(fn.kind, target)
         if not result.ok:
             return f"{fn.kind} {target}: {result.detail}"
@@ -166,18 +167,8 @@ class Session:
 
     @staticmethod
     def _attach_one(b: Any, fn: M.Function) -> None:
-        if fn.kind == "kprobe":
-            b.attach_kprobe(event=fn.target, fn_name=fn.name)
-        elif fn.kind == "kretprobe":
-            b.attach_kretprobe(event=fn.target, fn_name=fn.name)
-        elif fn.kind == "tracepoint":
-            b.attach_tracepoint(tp=fn.target, fn_name=fn.name)
-        elif fn.kind == "raw_tracepoint":
-            b.attach_raw_tracepoint(tp=fn.target, fn_name=fn.name)
-        elif fn.kind == "fentry":
-            b.attach_kfunc(fn_name=fn.name)
-        elif fn.kind == "fexit":
-            b.attach_kretfunc(fn_name=fn.name)
+        kind = KINDS[fn.kind]
+        getattr(b, kind.bcc_attach)(**kind.bcc_kwargs(fn.name, fn.target))
 
     def save_log(self, content: str) -> str:
         """Compiler or verifier output: on stderr with -v, else in a file named in the error."""

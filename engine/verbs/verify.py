@@ -12,6 +12,7 @@ import re
 from dataclasses import replace
 from typing import Any, TextIO
 
+from engine.attach import KINDS
 from engine.codegen import render
 from engine.errors import EngineError, SpecError
 from engine.kernel import capabilities
@@ -22,15 +23,8 @@ from engine.runtime.runner import captured_stderr, import_bcc, kfunc_style
 from engine.spec.loader import load_document
 from engine.spec.schema import check_schema
 
-PROG_TYPES = {
-    "kprobe": "KPROBE",
-    "kretprobe": "KPROBE",
-    "tracepoint": "TRACEPOINT",
-    "raw_tracepoint": "RAW_TRACEPOINT",
-    "fentry": "TRACING",
-    "fexit": "TRACING",
-}
-TRACING = ("fentry", "fexit")
+# Kinds bcc loads itself at compile time (it must, to resolve their BTF target).
+TRACING = tuple(name for name, k in KINDS.items() if k.prog_type == "TRACING")
 CLANG = re.compile(r"^/virtual/main\.c:(\d+):\d+: (?:fatal )?error: (.*)$")
 
 
@@ -97,7 +91,7 @@ def check_one(
             for fn in alt.functions:
                 start = log.seek(0, 2)
                 try:
-                    b.load_func(fn.name.encode(), getattr(bcc.BPF, PROG_TYPES[fn.kind]))
+                    b.load_func(fn.name.encode(), getattr(bcc.BPF, KINDS[fn.kind].prog_type))
                 except Exception as exc:
                     reason = meaningful(_read(log, start), str(exc), text)
                     return False, f"compiled; verifier rejected {fn.name}: {reason}"
