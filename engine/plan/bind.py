@@ -8,7 +8,6 @@ every column.
 
 from __future__ import annotations
 
-from dataclasses import fields as dc_fields
 from dataclasses import replace
 from typing import Mapping, Sequence, Union
 
@@ -17,7 +16,6 @@ from engine.errors import UsageError
 from engine.plan import model as M
 
 OptionValue = Union[int, bool, str, Sequence[int], None]
-_USES = ("base", "src", "left", "right", "family", "v4_base", "v6_base")
 
 
 def bind(
@@ -98,14 +96,8 @@ def slots_read(expr: M.CExpr) -> set[str]:
 
 
 def uses(step: M.Step) -> set[str]:
-    """The generated locals a step reads."""
-    found = set()
-    for f in dc_fields(step):
-        if f.name in _USES:
-            value = getattr(step, f.name)
-            if isinstance(value, str) and value.startswith("v"):
-                found.add(value)
-    return found
+    """The generated locals a step reads (what the step itself declares)."""
+    return set(step.reads())
 
 
 def select(alt: M.Alternative, names: set[str], defined: set[str]) -> tuple[M.Step, ...]:

@@ -9,6 +9,7 @@ data: names in it are generated or validated identifiers, and numbers are ints.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Union
 
@@ -82,9 +83,33 @@ CExpr = Union[CVar, CNum, COption, CCompare, CIn, CStrEq, CBool, CNot, CTrue]
 
 # --- steps: C statements in a probe function, one kind each ------------------------------
 
+_NUMBER = re.compile(r"-?[0-9]")
+
+
+class StepBase:
+    """What every step says about itself: the locals it reads and the name it defines, so
+    selecting the steps a field needs walks declared dependencies, not naming conventions."""
+
+    dest: str
+    reads_from: ClassVar[tuple[str, ...]] = ()  # attributes holding locals (or (slot, local) pairs)
+
+    def reads(self) -> frozenset[str]:
+        found: set[str] = set()
+        for attr in self.reads_from:
+            value = getattr(self, attr)
+            if isinstance(value, str):
+                found.add(value)
+            else:
+                found.update(v for _, v in value)
+        # `v3.f_ts` reads local v3 (a state value's member)
+        return frozenset(v.split(".")[0] for v in found if v and not _NUMBER.match(v))
+
+    def writes(self) -> str:
+        return self.dest
+
 
 @dataclass(frozen=True)
-class Builtin:
+class Builtin(StepBase):
     kind: ClassVar[str] = "builtin"
     dest: str
     ctype: str
@@ -92,14 +117,14 @@ class Builtin:
 
 
 @dataclass(frozen=True)
-class Comm:
+class Comm(StepBase):
     kind: ClassVar[str] = "comm"
     dest: str  # event slot, char[16]
     size: int
 
 
 @dataclass(frozen=True)
-class Arg:
+class Arg(StepBase):
     """A function argument (kprobe/fentry/raw tracepoint) or the return value (`index` -1)."""
 
     kind: ClassVar[str] = "arg"
@@ -110,7 +135,7 @@ class Arg:
 
 
 @dataclass(frozen=True)
-class Stashed:
+class Stashed(StepBase):
     """An entry argument read back from the kretprobe/fexit stash."""
 
     kind: ClassVar[str] = "stashed"
@@ -120,10 +145,11 @@ class Stashed:
 
 
 @dataclass(frozen=True)
-class Load:
+class Load(StepBase):
     """`dest = *(ctype *)(base + offset)` through bpf_probe_read_kernel."""
 
     kind: ClassVar[str] = "load"
+    reads_from: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
     ctype: str
     base: str
@@ -132,10 +158,11 @@ class Load:
 
 
 @dataclass(frozen=True)
-class LoadBits:
+class LoadBits(StepBase):
     """A bitfield: read `size` bytes, shift right, mask."""
 
     kind: ClassVar[str] = "loadbits"
+    reads_from: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
     ctype: str
     base: str
@@ -146,40 +173,44 @@ class LoadBits:
 
 
 @dataclass(frozen=True)
-class AddrOf:
+class AddrOf(StepBase):
     """`u64 dest = base + offset` (an address; nothing read)."""
 
     kind: ClassVar[str] = "addr"
+    reads_from: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
     base: str
     offset: int
 
 
 @dataclass(frozen=True)
-class Sum:
+class Sum(StepBase):
     """`u64 dest = left + right` (e.g. skb->head + skb->transport_header)."""
 
     kind: ClassVar[str] = "sum"
+    reads_from: ClassVar[tuple[str, ...]] = ("left", "right")
     dest: str
     left: str
     right: str
 
 
 @dataclass(frozen=True)
-class Store:
+class Store(StepBase):
     """`ev.slot = src`, byte-swapped first when `swap` is 16/32/64."""
 
     kind: ClassVar[str] = "store"
+    reads_from: ClassVar[tuple[str, ...]] = ("src",)
     dest: str
     src: str
     swap: int = 0
 
 
 @dataclass(frozen=True)
-class Copy:
+class Copy(StepBase):
     """Copy `size` bytes of kernel memory into an event array slot."""
 
     kind: ClassVar[str] = "copy"
+    reads_from: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
     base: str
     offset: int
@@ -187,10 +218,11 @@ class Copy:
 
 
 @dataclass(frozen=True)
-class CopyStr:
+class CopyStr(StepBase):
     """A NUL-terminated string into an event char slot (`deref`: base holds a char *)."""
 
     kind: ClassVar[str] = "copystr"
+    reads_from: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
     base: str
     offset: int
@@ -199,10 +231,11 @@ class CopyStr:
 
 
 @dataclass(frozen=True)
-class DataLocStr:
+class DataLocStr(StepBase):
     """A tracepoint `__data_loc char[]` string: the u32 at `offset` locates it in the record."""
 
     kind: ClassVar[str] = "datalocstr"
+    reads_from: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
     base: str
     offset: int
@@ -210,16 +243,90 @@ class DataLocStr:
 
 
 @dataclass(frozen=True)
-class Inet:
+class Inet(StepBase):
     """An address by family: 4 bytes at v4, or 16 at v6, into `dest.addr`; family kept."""
 
     kind: ClassVar[str] = "inet"
+    reads_from: ClassVar[tuple[str, ...]] = ("family", "v4_base", "v6_base")
     dest: str
     family: str  # a local holding the family
     v4_base: str
     v4_offset: int
     v6_base: str
     v6_offset: int
+
+
+@dataclass(frozen=True)
+class StateKey(StepBase):
+    """`struct state_<map>_key_t dest = {...}`: a state map's key from locals, member by member."""
+
+    kind: ClassVar[str] = "statekey"
+    reads_from: ClassVar[tuple[str, ...]] = ("parts",)
+    dest: str
+    map: str
+    parts: tuple[tuple[str, str], ...]  # (key slot, local or constant text)
+
+
+@dataclass(frozen=True)
+class StateRead(StepBase):
+    """Look a key up: `take` deletes it, `get` keeps it; a missing key drops the event unless
+    a default is given (`defaults`: value slot -> constant text). `dest` is the value struct."""
+
+    kind: ClassVar[str] = "stateread"
+    reads_from: ClassVar[tuple[str, ...]] = ("key",)
+    dest: str
+    map: str
+    key: str  # the StateKey local
+    delete: bool
+    defaults: tuple[tuple[str, str], ...] = ()
+    has_default: bool = False
+
+
+@dataclass(frozen=True)
+class StateHas(StepBase):
+    """`u64 dest = key present in the map` (nothing deleted)."""
+
+    kind: ClassVar[str] = "statehas"
+    reads_from: ClassVar[tuple[str, ...]] = ("key",)
+    dest: str
+    map: str
+    key: str
+
+
+@dataclass(frozen=True)
+class StatePut(StepBase):
+    """Store a value struct under a key; a failed update is counted (engine_errors[index])."""
+
+    kind: ClassVar[str] = "stateput"
+    reads_from: ClassVar[tuple[str, ...]] = ("key", "parts")
+    dest: str  # the value struct local this step declares and fills
+    map: str
+    key: str
+    parts: tuple[tuple[str, str], ...]  # (value slot, local); slot "" never occurs
+    comm: tuple[str, ...] = ()  # value slots filled with the current task's comm
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class StateDelete(StepBase):
+    """Delete a key (a path that ends a pairing without reading the value)."""
+
+    kind: ClassVar[str] = "statedelete"
+    reads_from: ClassVar[tuple[str, ...]] = ("key",)
+    dest: str  # unused local name, so every step has one
+    map: str
+    key: str
+
+
+@dataclass(frozen=True)
+class CopyLocal(StepBase):
+    """Copy `size` bytes from a generated local's member (a state value) into an event slot."""
+
+    kind: ClassVar[str] = "copylocal"
+    reads_from: ClassVar[tuple[str, ...]] = ("src",)
+    dest: str
+    src: str
+    size: int
 
 
 Step = Union[
@@ -236,6 +343,12 @@ Step = Union[
     CopyStr,
     DataLocStr,
     Inet,
+    StateKey,
+    StateRead,
+    StateHas,
+    StatePut,
+    StateDelete,
+    CopyLocal,
 ]
 
 
