@@ -379,6 +379,19 @@ class Layout:
     size: int
 
 
+@dataclass(frozen=True)
+class StateMap:
+    """A spec's `state` map: `struct state_<name>_key_t` -> `struct state_<name>_val_t`."""
+
+    name: str
+    key: Layout
+    value: Layout
+    members: tuple[str, ...]  # the value's member names in the spec ("value" for one)
+    size: int
+    lru: bool
+    index: int  # its counter in engine_errors (failed updates)
+
+
 # --- fields and output ------------------------------------------------------------------------
 
 
@@ -414,6 +427,30 @@ class Option:
     metavar: str
 
 
+@dataclass(frozen=True)
+class Aggregation:
+    """An in-kernel aggregation of the emitting probes' events, keyed by zero or more fields.
+
+    `kind`: count sum min max avg log2 linear. `value` names the field aggregated (not for
+    count). `by` lists the key columns, each possibly switched by a bool option. Active when
+    `switch` ("" = always, "-c" = the engine's -c/--count, else a bool option) is on and
+    `unless` is off."""
+
+    name: str
+    kind: str
+    value: str
+    by: tuple[Column, ...]
+    header: str
+    unit: str
+    size: int
+    switch: str = ""
+    unless: str = ""
+    low: int = 0  # linear: the first bucket's lower bound
+    high: int = 0  # linear: the bound past the last regular bucket
+    step: int = 0  # linear: bucket width
+    signed: bool = False  # the value field is signed (min/max/sum compare as s64)
+
+
 # --- attach alternatives and probes -------------------------------------------------------
 
 
@@ -444,6 +481,7 @@ class Alternative:
     where: CExpr
     fields: tuple[FieldCode, ...]  # each field's own steps, in field order
     filter_fields: tuple[str, ...]  # fields the probe filter reads (computed first)
+    stores: tuple[Step, ...] = ()  # `store`/`delete` into state maps, after the filter
 
 
 @dataclass(frozen=True)
@@ -452,6 +490,7 @@ class Probe:
     index: int
     alternatives: tuple[Alternative, ...]
     filter: CExpr
+    emits: bool = True  # a probe without fields only stores state: it sends nothing
 
 
 @dataclass(frozen=True)
@@ -466,6 +505,8 @@ class Plan:
     count_by: tuple[Column, ...]
     count_header: str
     key: Layout | None
+    states: tuple[StateMap, ...] = ()
+    aggregations: tuple[Aggregation, ...] = ()
 
 
 # --- what a run fixes: the render model ------------------------------------------------

@@ -25,9 +25,18 @@ from engine.plan.resolve import (
     int_vt,
     vt_of,
 )
+from engine.plan.state import StateResolver, plan_states, uses_state
 from engine.spec import expr as E
 
 DEFAULT_STR = 64
+# output.aggregations: the spec key -> the model's kind, how errors name it, its header
+AGG_KEYS = ("count", "sum", "min", "max", "avg", "hist", "lhist")
+AGG_KINDS = {"count": "count", "sum": "sum", "min": "min", "max": "max", "avg": "avg",
+             "hist": "log2", "lhist": "linear"}  # fmt: skip
+AGG_WORDS = {"sum": "a sum", "min": "a min", "max": "a max", "avg": "an average",
+             "hist": "a histogram", "lhist": "a histogram"}  # fmt: skip
+AGG_HEADERS = {"count": "COUNT"}
+NOT_NUMBERS = ("str", "inet", "hex", "ksym", "elapsed", "bool", "enum", "errno", "ip_version")
 # Flags of `engine run` / `engine render` themselves; spec options may not take them
 # (tests/unit/test_planner.py checks this set against the CLI's parsers).
 ENGINE_FLAGS = {
@@ -71,6 +80,7 @@ class Planner:
         self.tracefs_ok = tracefs_ok
         self.problems: list[Problem] = []
         self.options: dict[str, M.Option] = {}
+        self.states: dict[str, M.StateMap] = {}
         self._lines: list[str] | None = None
 
     # -- locations ---------------------------------------------------------------------------
@@ -115,13 +125,20 @@ class Planner:
     # -- whole spec --------------------------------------------------------------------------
     def plan(self) -> M.Plan:
         self.plan_options()
+        self.states = plan_states(self.data.get("state") or {}, self.problem)
         fields: dict[str, M.Field] = {}
         probes = [self.plan_probe(i, p, fields) for i, p in enumerate(self.data["probes"])]
         columns = self.plan_columns(
-            self.data["output"]["columns"], ("output", "columns"), fields, probes
+            self.data["output"].get("columns", []), ("output", "columns"), fields, probes
         )
         count = self.data["output"].get("count") or {}
         count_by = self.plan_columns(count.get("by", []), ("output", "count", "by"), fields, probes)
+        aggregations = self.plan_aggregations(fields, probes)
+        if count_by:
+            header = count.get("header", "COUNT")
+            aggregations.insert(
+                0, M.Aggregation("count", "count", "", count_by, header, "", 10240, switch="-c")
+            )
         if self.problems:
             # Fields are planned once per alternative: say each mistake once.
             self.problems = list(dict.fromkeys(self.problems))
@@ -146,7 +163,72 @@ class Planner:
             count_by=count_by,
             count_header=count.get("header", "COUNT"),
             key=key,
+            states=tuple(self.states.values()),
+            aggregations=tuple(aggregations),
         )
+
+    def plan_aggregations(
+        self, fields: dict[str, M.Field], probes: list[M.Probe | None]
+    ) -> list[M.Aggregation]:
+        """`output.aggregations`: each a kind over a field, keyed by columns."""
+        out: list[M.Aggregation] = []
+        seen: set[str] = set()
+        for i, spec in enumerate(self.data["output"].get("aggregations") or []):
+            path = ("output", "aggregations", i)
+            kind = next(k for k in AGG_KEYS if k in spec)
+            name = spec.get("name", kind)
+            if name in seen:
+                self.problem(f"aggregation '{name}' is declared twice; name one", (*path, "name"))
+            seen.add(name)
+            value, low, high, step = "", 0, 0, 0
+            if kind == "lhist":
+                lin = spec["lhist"]
+                value, low, high, step = lin["value"], lin["min"], lin["max"], lin["step"]
+                if high <= low or (high - low) % step or (high - low) // step > 1000:
+                    self.problem(
+                        f"lhist needs min < max with (max - min) a multiple of step and at "
+                        f"most 1000 buckets; got min {low}, max {high}, step {step}",
+                        (*path, "lhist"),
+                    )
+            elif kind != "count":
+                value = spec[kind]
+            signed = False
+            if value:
+                f = fields.get(value)
+                vpath = (*path, "lhist", "value") if kind == "lhist" else (*path, kind)
+                if f is None:
+                    if all(p is not None for p in probes):
+                        self.problem(
+                            f"no field '{value}'; fields: {', '.join(fields)}"
+                            f"{did_you_mean(value, fields)}",
+                            vpath,
+                        )
+                elif f.count or f.ctype.startswith("struct") or f.decoder in NOT_NUMBERS:
+                    self.problem(
+                        f"{AGG_WORDS[kind]} needs a number; '{value}' is a {f.decoder} field",
+                        vpath,
+                    )
+                else:
+                    signed = f.ctype.startswith("s")
+            by = self.plan_columns(spec.get("by", []), (*path, "by"), fields, probes)
+            for key in ("if", "unless"):
+                option = spec.get(key, "")
+                if option and (option not in self.options or self.options[option].ctype != "bool"):
+                    bools = [o for o, v in self.options.items() if v.ctype == "bool"]
+                    self.problem(
+                        f"`{key}` needs a bool option; '{option}' is not one"
+                        f"{did_you_mean(option, bools)}",
+                        (*path, key),
+                    )
+            header = spec.get("header", AGG_HEADERS.get(kind, value.upper() or "COUNT"))
+            out.append(
+                M.Aggregation(
+                    name, AGG_KINDS[kind], value, by, header, spec.get("unit", value),
+                    spec.get("size", 10240), spec.get("if", ""), spec.get("unless", ""),
+                    low, high, step, signed,
+                )
+            )  # fmt: skip
+        return out
 
     def plan_options(self) -> None:
         seen: dict[str, str] = {}
@@ -182,7 +264,7 @@ class Planner:
     def plan_columns(
         self,
         items: list[Any],
-        path: tuple[str, ...],
+        path: tuple[str | int, ...],
         fields: dict[str, M.Field],
         probes: list[M.Probe | None],
     ) -> tuple[M.Column, ...]:
@@ -225,7 +307,7 @@ class Planner:
             for k, v in (spec.get("let") or {}).items()
         }
         field_specs = {}
-        for fname, raw in spec["fields"].items():
+        for fname, raw in (spec.get("fields") or {}).items():
             fpath = (*base, "fields", fname)
             fspec: dict[str, Any] = {"value": raw} if isinstance(raw, str) else raw
             vpath = fpath if isinstance(raw, str) else (*fpath, "value")
@@ -255,7 +337,7 @@ class Planner:
         filt: M.CExpr = M.CTrue()
         if filter_node is not None:
             filt = self.plan_filter(filter_node, fields, (*base, "filter"))
-        return M.Probe(name, index, tuple(alternatives), filt)
+        return M.Probe(name, index, tuple(alternatives), filt, emits=bool(field_specs))
 
     def plan_filter(
         self, node: E.Node, fields: dict[str, M.Field], path: tuple[Any, ...]
@@ -455,6 +537,7 @@ class Planner:
         if target is None:
             return None
         kind, targets, scope = target
+        scope.states = self.states
         resolver = Resolver(scope, self.enum_lookup)
         before = len(self.problems)
         own_lets = {
@@ -482,6 +565,14 @@ class Planner:
             scope.loads.clear()
         scope.bindings.clear()
         scope.lazy = {k: n for k, (n, _) in all_lets if n is not None and k not in scope.failed}
+        # State reads run first, on every path: a `take` deletes its key even when the
+        # event is then dropped by `where` or the filter.
+        for lname, (node, lpath) in all_lets:
+            if lname in scope.lazy and uses_state(node):
+                try:
+                    resolver.name(E.Name(lname, 0))
+                except PlanError as exc:
+                    self.problem(exc.message, lpath, exc.col)
 
         where: M.CExpr = M.CTrue()
         if where_node is not None:
@@ -503,6 +594,9 @@ class Planner:
                 continue
             codes.append(M.FieldCode(fname, tuple(scope.steps[mark:]) + tuple(steps)))
             self.merge_field(fields, f, fpath)
+        mark = len(scope.steps)
+        self.plan_stores(resolver, probe_path)
+        stores = tuple(scope.steps[mark:])
         if len(self.problems) > before:
             return None
         ak = KINDS[kind]
@@ -532,7 +626,56 @@ class Planner:
             where,
             tuple(codes),
             filter_fields,
+            stores,
         )
+
+    def plan_stores(self, resolver: Resolver, probe_path: tuple[Any, ...]) -> None:
+        """The probe's `store` and `delete`, resolved in this alternative's scope."""
+        spec = self.data["probes"][probe_path[1]]
+        sr = StateResolver(resolver, self.states)
+        for verb in ("store", "delete"):
+            for sname, item in (spec.get(verb) or {}).items():
+                path = (*probe_path, verb, sname)
+                smap = self.states.get(sname)
+                if smap is None:
+                    self.problem(
+                        f"no state map '{sname}'; state maps: "
+                        f"{', '.join(self.states) or 'none declared (top-level `state:`)'}"
+                        f"{did_you_mean(sname, self.states)}",
+                        path,
+                        key=True,
+                    )
+                    continue
+                try:
+                    if verb == "delete":
+                        key = self.parse_in(item, path)
+                        if key is not None:
+                            sr.delete(smap, key)
+                        continue
+                    key = self.parse_in(item["key"], (*path, "key"))
+                    raw = item["value"]
+                    if isinstance(raw, dict):
+                        value: Any = {
+                            k: self.parse_in(v, (*path, "value", k)) for k, v in raw.items()
+                        }
+                        if any(v is None for v in value.values()):
+                            continue
+                    else:
+                        value = self.parse_in(raw, (*path, "value"))
+                    if key is None or value is None:
+                        continue
+                    sr.store(smap, key, value, 0)
+                except PlanError as exc:
+                    self.problem(exc.message, path if verb == "delete" else (*path, "key"), exc.col)
+
+    def parse_in(self, raw: Any, path: tuple[Any, ...]) -> E.Node | None:
+        """An expression, or a list of them (a multi-part key) as one tuple node."""
+        if isinstance(raw, list):
+            items = [self.parse(str(x), (*path, i)) for i, x in enumerate(raw)]
+            if any(i is None for i in items):
+                return None
+            return E.ListOf(tuple(i for i in items if i is not None), 0)
+        return self.parse(str(raw), path)
 
     def field_code(
         self, r: Resolver, name: str, spec: dict[str, Any], val: Val, node: E.Node
@@ -571,6 +714,9 @@ class Planner:
             size = spec.get("size", vt.count if vt.kind == "array" else DEFAULT_STR)
             if vt.data_loc:
                 steps.append(M.DataLocStr(dest, val.base, val.offset, size))
+            elif val.var and vt.count:  # a comm kept in a state map
+                size = vt.count
+                steps.append(M.CopyLocal(dest, val.var, size))
             elif vt.kind == "array" and val.is_lvalue:
                 steps.append(M.CopyStr(dest, r.address(val), 0, min(size, vt.size)))
                 size = min(size, vt.size)

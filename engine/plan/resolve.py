@@ -10,10 +10,13 @@ the planner locates and collects them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from engine.attach import KINDS, ArgAccess, AttachKind
 from engine.errors import did_you_mean
+
+if TYPE_CHECKING:
+    from engine.plan.state import StateResolver
 from engine.kernel.btf import Btf, BtfType, Kind
 from engine.plan import model as M
 from engine.spec import expr as E
@@ -30,7 +33,11 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "cpu": ("u32", "cpu"),
     "cgroup_id": ("u64", "cgroup_id"),
 }
-HELPERS = ("transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet")
+STATE_HELPERS = ("take", "get", "has")  # engine.plan.state
+HELPERS = (
+    "transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet",
+    *STATE_HELPERS,
+)  # fmt: skip
 
 
 def _ret_access(access: ArgAccess) -> str:
@@ -61,6 +68,7 @@ class VT:
     char: bool = False  # char arrays and char pointers
     data_loc: bool = False
     user: bool = False  # a user-space pointer (syscall arguments): read with *_user helpers
+    state: str = ""  # a state map's value (kind "state"): the map's name
 
     @property
     def ctype(self) -> str:
@@ -142,6 +150,7 @@ class Scope:
     cache: dict[str, Val] = field(default_factory=dict)
     loads: dict[tuple[str, int, int, str], str] = field(default_factory=dict)
     counter: int = 0
+    states: dict[str, M.StateMap] = field(default_factory=dict)  # the spec's state maps
 
     @property
     def attach(self) -> AttachKind:
@@ -277,6 +286,8 @@ class Resolver:
 
     def member(self, base: Val, node: E.Attr) -> Val:
         s = self.s
+        if base.vt.kind == "state":
+            return self.state().member(base, node)
         if base.vt.label == s.record_label and s.record is not None and base.base == "ctx_addr":
             if node.attr not in s.record:
                 raise PlanError(
@@ -357,7 +368,14 @@ class Resolver:
         self.s.emit(M.AddrOf(dest, val.base, val.offset))
         return dest
 
+    def state(self) -> StateResolver:
+        from engine.plan.state import StateResolver
+
+        return StateResolver(self, self.s.states)
+
     def call(self, node: E.Call) -> Val:
+        if node.func in STATE_HELPERS:
+            return self.state().call(node)
         if node.func not in HELPERS:
             raise PlanError(
                 f"unknown helper '{node.func}'; helpers: {', '.join(HELPERS)}"

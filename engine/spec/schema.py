@@ -231,7 +231,8 @@ def _exactly_one_key(
     got = " and ".join(given) if given else "none"
     noun = checker.noun(_schema(error))
     article = "an" if noun[:1] in "aeiou" else "a"
-    message = f"{article} {noun} names exactly one of {', '.join(keys)}; got {got}"
+    how = "exactly one" if error.validator == "oneOf" else "at least one"
+    message = f"{article} {noun} names {how} of {', '.join(keys)}; got {got}"
     return _Finding(message, path, missing=frozenset(keys) if not given else frozenset())
 
 

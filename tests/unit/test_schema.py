@@ -73,7 +73,7 @@ def test_schema_is_package_data_and_cached() -> None:
 
 def test_unknown_key_in_probe_is_located_at_the_key() -> None:
     assert check("    filter:", "    fliter:") == [
-        "16:5: unknown key 'fliter' in probe; expected one of attach, fields, filter, let, name;"
+        "16:5: unknown key 'fliter' in probe; expected one of attach, delete, fields, filter, let, name, store;"
         " did you mean 'filter'?"
     ]
 
@@ -81,22 +81,29 @@ def test_unknown_key_in_probe_is_located_at_the_key() -> None:
 def test_unknown_key_at_top_level_without_suggestion() -> None:
     assert check("output:", "colour: red\noutput:") == [
         "17:1: unknown key 'colour' at the top level;"
-        " expected one of description, name, options, output, probes"
+        " expected one of description, name, options, output, probes, state"
     ]
 
 
 def test_misspelt_required_key_says_it_once() -> None:
     """`feilds` is unknown and `fields` is missing: one mistake, one line."""
     assert check("    fields:", "    feilds:") == [
-        "12:5: unknown key 'feilds' in probe; expected one of attach, fields, filter, let, name;"
+        "12:5: unknown key 'feilds' in probe; expected one of attach, delete, fields, filter, let, name, store;"
         " did you mean 'fields'?"
     ]
 
 
 def test_missing_required_key_at_the_parent() -> None:
     assert check("name: tcpconnect\n", "") == ["1:1: missing required key 'name'"]
+    attach = BASE[BASE.index("    attach:") : BASE.index("    fields:")]
+    assert check(attach, "") == ["5:5: missing required key 'attach'"]
+    # A probe without fields is fine (it only stores state); an output without columns
+    # must aggregate.
     fields = BASE[BASE.index("    fields:") : BASE.index("    filter:")]
-    assert check(fields, "") == ["5:5: missing required key 'fields'"]
+    assert check(fields, "") == []
+    assert check("  columns: [pid, {field: task, if: pid}, dport]\n", "") == [
+        "18:3: an output names at least one of columns, aggregations; got none"
+    ]
 
 
 def test_missing_probes_and_output() -> None:
@@ -344,7 +351,7 @@ def test_wrong_type_of_section() -> None:
     assert check("output:\n", "output: []\nx:\n") == [
         "17:9: expected a mapping, got a list",
         "18:1: unknown key 'x' at the top level;"
-        " expected one of description, name, options, output, probes",
+        " expected one of description, name, options, output, probes, state",
     ]
 
 

@@ -41,7 +41,7 @@ def run(paths: list[str], fmt: str) -> tuple[int, str]:
 
 
 TYPO = (
-    "9:3: error: unknown key 'colums' in output; expected one of columns, count;"
+    "9:3: error: unknown key 'colums' in output; expected one of aggregations, columns, count;"
     " did you mean 'columns'? [$.output.colums]"
 )
 
@@ -85,8 +85,8 @@ def test_json(specs: dict[str, str]) -> None:
                         "line": 9,
                         "col": 3,
                         "path": "$.output.colums",
-                        "message": "unknown key 'colums' in output; expected one of columns,"
-                        " count; did you mean 'columns'?",
+                        "message": "unknown key 'colums' in output; expected one of aggregations,"
+                        " columns, count; did you mean 'columns'?",
                     }
                 ],
             },
@@ -121,7 +121,7 @@ def test_github(specs: dict[str, str]) -> None:
     assert text.splitlines() == [
         f"{good}: ok",
         f"::error file={typo},line=9,col=3,title=engine validate::unknown key 'colums' in output;"
-        " expected one of columns, count; did you mean 'columns'? [$.output.colums]",
+        " expected one of aggregations, columns, count; did you mean 'columns'? [$.output.colums]",
         "::error file=/no/such/spec.yaml,title=engine validate::no such file",
         "3 specs checked: 1 valid, 2 invalid",
     ]

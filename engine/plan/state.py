@@ -1,0 +1,253 @@
+"""State shared between events and probes: the spec's `state` maps, `store`, and the
+`take()`, `get()` and `has()` helpers.
+
+A state map is a BPF hash (LRU by default, so keys whose pairing event never comes cannot
+fill it) declared in the spec with typed keys and values. A probe stores into it; another
+reads it back: `take(start, tid)` reads and deletes, `get(start, tid)` reads, `has(start,
+tid)` tests. A missing key drops the event unless `get` is given a default. Reads run first
+in the probe's body, before any `where` or filter, so a `take` deletes its key on every path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from engine.errors import did_you_mean
+from engine.plan import model as M
+from engine.plan.resolve import STATE_HELPERS, VT, PlanError, Resolver, Val, int_vt
+from engine.spec import expr as E
+
+INT_TYPES = ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64")
+COMM_LEN = 16
+DEFAULT_SIZE = 10240
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str  # the spec's name ("value" for a single-value map)
+    ctype: str  # u8..s64, or "char" for comm
+    count: int  # 16 for comm, else 0
+
+
+def parse_type(text: str) -> Member | None:
+    """A state key or value type: an integer type, or `comm` (the task name, char[16])."""
+    if text in INT_TYPES:
+        return Member("", text, 0)
+    if text == "comm":
+        return Member("", "char", COMM_LEN)
+    return None
+
+
+def plan_states(spec: dict[str, Any], problem: Callable[..., None]) -> dict[str, M.StateMap]:
+    """The top-level `state:` maps, with their key and value layouts."""
+    from engine.plan.planner import layout
+
+    maps: dict[str, M.StateMap] = {}
+    for index, (name, item) in enumerate(spec.items()):
+        path: tuple[Any, ...] = ("state", name)
+        raw_key = item["key"]
+        keys: Sequence[str] = raw_key if isinstance(raw_key, list) else [raw_key]
+        key_members = []
+        for i, text in enumerate(keys):
+            m = parse_type(str(text))
+            if m is None or m.count:
+                where: tuple[Any, ...] = (
+                    (*path, "key", i) if isinstance(raw_key, list) else (*path, "key")
+                )
+                problem(f"a state key part is an integer type ({', '.join(INT_TYPES)})", where)
+                continue
+            key_members.append((key_slot(i), m.ctype, 0))
+        raw_value = item["value"]
+        values = raw_value if isinstance(raw_value, dict) else {"value": raw_value}
+        value_members = []
+        for vname, text in values.items():
+            m = parse_type(str(text))
+            if m is None:
+                where = (*path, "value", vname) if isinstance(raw_value, dict) else (*path, "value")
+                problem(f"a state value is an integer type ({', '.join(INT_TYPES)}) or comm", where)
+                continue
+            value_members.append((value_slot(vname), m.ctype, m.count))
+        maps[name] = M.StateMap(
+            name,
+            layout(f"state_{name}_key_t", key_members),
+            layout(f"state_{name}_val_t", value_members),
+            tuple(values),
+            int(item.get("size", DEFAULT_SIZE)),
+            bool(item.get("lru", True)),
+            index,
+        )
+    return maps
+
+
+def key_slot(i: int) -> str:
+    return f"k{i}"
+
+
+def value_slot(name: str) -> str:
+    return M.slot_name(name)
+
+
+def uses_state(node: E.Node | None) -> bool:
+    """Whether an expression calls take/get/has (such `let`s run first, on every path)."""
+    if node is None:
+        return False
+    if isinstance(node, E.Call):
+        return node.func in STATE_HELPERS or any(uses_state(a) for a in node.args)
+    return any(uses_state(child) for child in _children(node))
+
+
+def _children(node: E.Node) -> tuple[E.Node, ...]:
+    if isinstance(node, (E.Attr, E.Index)):
+        return (node.base,)
+    if isinstance(node, E.Cast):
+        return (node.expr,)
+    if isinstance(node, E.ListOf):
+        return node.items
+    if isinstance(node, E.Compare):
+        return (node.left, node.right)
+    if isinstance(node, E.BoolOp):
+        return node.values
+    if isinstance(node, E.Not):
+        return (node.operand,)
+    return tuple(getattr(node, a) for a in ("left", "right", "operand") if hasattr(node, a))
+
+
+class StateResolver:
+    """Resolves state helpers and stores within one alternative's Resolver."""
+
+    def __init__(self, r: Resolver, maps: dict[str, M.StateMap]) -> None:
+        self.r = r
+        self.maps = maps
+
+    def the_map(self, node: E.Node, what: str) -> M.StateMap:
+        if not isinstance(node, E.Name):
+            raise PlanError(f"{what}: the first argument names a state map", _col(node))
+        found = self.maps.get(node.name)
+        if found is None:
+            declared = ", ".join(self.maps) or "none declared (top-level `state:`)"
+            raise PlanError(
+                f"no state map '{node.name}'; state maps: {declared}"
+                f"{did_you_mean(node.name, self.maps)}",
+                node.col,
+            )
+        return found
+
+    def key(self, smap: M.StateMap, node: E.Node) -> str:
+        """Emit the key struct for `node` (one expression, or a tuple for a multi-part key)."""
+        items = node.items if isinstance(node, E.ListOf) else (node,)
+        if len(items) != len(smap.key.slots):
+            raise PlanError(
+                f"state '{smap.name}' has {len(smap.key.slots)}-part keys "
+                f"({', '.join(s.ctype for s in smap.key.slots)}); this key has {len(items)}",
+                _col(node),
+            )
+        parts = []
+        for item, slot in zip(items, smap.key.slots):
+            val = self.r.number(self.r.value(item), item)
+            if val.vt.label not in ("integer", "enum constant") and val.vt.size > slot.size:
+                raise PlanError(
+                    f"this key is a {val.vt.ctype} ({val.vt.size} bytes) but state "
+                    f"'{smap.name}' keys are {slot.ctype}; use a {slot.ctype} value or declare "
+                    f"`key: {val.vt.ctype}`",
+                    _col(item),
+                )
+            if val.vt.label in ("integer", "enum constant"):
+                parts.append((slot.name, str(self.r.constant(item, slot.ctype))))
+            else:
+                parts.append((slot.name, val.var))
+        dest = self.r.s.local()
+        self.r.s.emit(M.StateKey(dest, smap.name, tuple(parts)))
+        return dest
+
+    def call(self, node: E.Call) -> Val:
+        what = f"{node.func}(MAP, KEY{', DEFAULT' if node.func == 'get' else ''})"
+        most = 3 if node.func == "get" else 2
+        if not 2 <= len(node.args) <= most:
+            raise PlanError(f"{what} takes {'2 or 3' if most == 3 else 2} arguments", node.col)
+        smap = self.the_map(node.args[0], what)
+        key = self.key(smap, node.args[1])
+        s = self.r.s
+        dest = s.local()
+        if node.func == "has":
+            s.emit(M.StateHas(dest, smap.name, key))
+            return Val(int_vt("u64"), var=dest)
+        defaults: tuple[tuple[str, str], ...] = ()
+        has_default = len(node.args) == 3
+        if has_default:
+            if len(smap.value.slots) != 1 or smap.value.slots[0].count:
+                raise PlanError(
+                    f"a default fits a map with one integer value; '{smap.name}' holds "
+                    f"{', '.join(m for m in smap.members)}",
+                    _col(node.args[2]),
+                )
+            slot = smap.value.slots[0]
+            defaults = ((slot.name, str(self.r.constant(node.args[2], slot.ctype))),)
+        s.emit(M.StateRead(dest, smap.name, key, node.func == "take", defaults, has_default))
+        return self.value_of(smap, dest)
+
+    def value_of(self, smap: M.StateMap, dest: str) -> Val:
+        if smap.members == ("value",):
+            slot = smap.value.slots[0]
+            return self.member_val(slot, f"{dest}.{slot.name}")
+        return Val(VT("state", label=f"state '{smap.name}' value", state=smap.name), var=dest)
+
+    @staticmethod
+    def member_val(slot: M.Slot, var: str) -> Val:
+        if slot.count:
+            vt = VT("str", slot.count, count=slot.count, label="char[16]", char=True)
+            return Val(vt, var=var)
+        return Val(int_vt(slot.ctype), var=var)
+
+    def member(self, base: Val, node: E.Attr) -> Val:
+        smap = self.maps[base.vt.state]
+        if node.attr not in smap.members:
+            raise PlanError(
+                f"state '{smap.name}' values have no '{node.attr}'; they hold "
+                f"{', '.join(smap.members)}{did_you_mean(node.attr, smap.members)}",
+                node.col,
+            )
+        slot = smap.value.slots[smap.members.index(node.attr)]
+        return self.member_val(slot, f"{base.var}.{slot.name}")
+
+    def store(self, smap: M.StateMap, key_node: E.Node, value: Any, col: int) -> None:
+        """`store: {MAP: {key: K, value: V}}`: V an expression, or a mapping per member."""
+        key = self.key(smap, key_node)
+        values: dict[str, E.Node] = value if isinstance(value, dict) else {"value": value}
+        missing = [m for m in smap.members if m not in values]
+        extra = [m for m in values if m not in smap.members]
+        if missing or extra:
+            raise PlanError(
+                f"state '{smap.name}' values hold {', '.join(smap.members)}; "
+                + (f"missing {', '.join(missing)}" if missing else f"no {', '.join(extra)}")
+                + (did_you_mean(extra[0], smap.members) if extra else ""),
+                col,
+            )
+        parts, comm = [], []
+        for name, slot in zip(smap.members, smap.value.slots):
+            node = values[name]
+            if slot.count:
+                if not (isinstance(node, E.Name) and node.name == "comm"):
+                    raise PlanError(
+                        f"state '{smap.name}' member '{name}' is a comm (char[16]); store `comm`",
+                        _col(node),
+                    )
+                comm.append(slot.name)
+                continue
+            val = self.r.number(self.r.value(node), node)
+            text = (
+                str(self.r.constant(node, slot.ctype))
+                if val.vt.label in ("integer", "enum constant")
+                else val.var
+            )
+            parts.append((slot.name, text))
+        dest = self.r.s.local()
+        self.r.s.emit(M.StatePut(dest, smap.name, key, tuple(parts), tuple(comm), smap.index))
+
+    def delete(self, smap: M.StateMap, key_node: E.Node) -> None:
+        key = self.key(smap, key_node)
+        self.r.s.emit(M.StateDelete(self.r.s.local(), smap.name, key))
+
+
+def _col(node: E.Node) -> int:
+    return int(getattr(node, "col", 0))
