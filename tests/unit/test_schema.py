@@ -73,8 +73,8 @@ def test_schema_is_package_data_and_cached() -> None:
 
 def test_unknown_key_in_probe_is_located_at_the_key() -> None:
     assert check("    filter:", "    fliter:") == [
-        "16:5: unknown key 'fliter' in probe; expected one of attach, delete, fields, filter, let, name, store;"
-        " did you mean 'filter'?"
+        "16:5: unknown key 'fliter' in probe; expected one of attach, delete, fields, filter,"
+        " let, name, store; did you mean 'filter'?"
     ]
 
 
@@ -88,8 +88,8 @@ def test_unknown_key_at_top_level_without_suggestion() -> None:
 def test_misspelt_required_key_says_it_once() -> None:
     """`feilds` is unknown and `fields` is missing: one mistake, one line."""
     assert check("    fields:", "    feilds:") == [
-        "12:5: unknown key 'feilds' in probe; expected one of attach, delete, fields, filter, let, name, store;"
-        " did you mean 'fields'?"
+        "12:5: unknown key 'feilds' in probe; expected one of attach, delete, fields, filter,"
+        " let, name, store; did you mean 'fields'?"
     ]
 
 
