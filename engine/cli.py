@@ -156,7 +156,12 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
             "--interval",
             type=positive,
             metavar="SECONDS",
-            help="with -c: print counts every SECONDS",
+            help="aggregations (-c, or the spec's): print them every SECONDS, and on exit",
+        )
+        p.add_argument(
+            "--clear",
+            action="store_true",
+            help="with --interval: reset the aggregations after each print (like bcc's tools)",
         )
         p.add_argument(
             "--duration",
@@ -269,8 +274,6 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
     from engine.plan.bind import bind
     from engine.runtime import runner
 
-    if ns.interval and not ns.count:
-        raise UsageError("--interval goes with -c/--count")
     if ns.wakeup < 0:
         raise UsageError("--wakeup: N must be 0 or more")
     if ns.ebpf:
@@ -278,7 +281,12 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         sys.stdout.write(render.render_c(program))
         return 0
     # Option values meet the plan (a string longer than its field, ...) before the kernel does.
-    bind(plan, mode="count" if ns.count else "events", options=values)
+    program = bind(plan, mode="count" if ns.count else "events", options=values)
+    if (ns.interval or ns.clear) and not program.aggregations:
+        flag = "--interval" if ns.interval else "--clear"
+        raise UsageError(
+            f"{flag} goes with an aggregation (-c/--count, or the spec's output.aggregations)"
+        )
     config = runner.RunConfig(
         fmt=ns.output,
         count=ns.count,
@@ -289,6 +297,7 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         wakeup_batch=ns.wakeup,
         ringbuf_pages=ns.buffer_pages,
         options=values,
+        clear=ns.clear,
     )
     return runner.run(plan, config)
 

@@ -16,6 +16,7 @@ from engine.errors import UsageError
 from engine.plan import model as M
 
 OptionValue = Union[int, bool, str, Sequence[int], None]
+BUCKETED = ("log2", "linear")  # histogram kinds: the key gains a bucket slot
 
 
 def bind(
@@ -37,8 +38,14 @@ def bind(
     values = dict(options or {})
     if mode == "count" and plan.key is None:
         raise ValueError("this spec declares no output.count")
-    wanted = {c.field for c in plan.count_by} if mode == "count" else {f.name for f in plan.fields}
     flags = {o.name: "/".join(f for f in (o.short, o.long) if f) for o in plan.options}
+    sinks, errors = bind_sinks(plan, mode, values, transport, ringbuf_pages, wakeup_batch)
+    errors = [f"state '{st.name}': failed updates" for st in plan.states] + errors
+    aggs = [s for s in sinks if isinstance(s, M.AggSink)]
+    if aggs:
+        wanted = {c.field for a in aggs for c in a.by} | {a.agg.value for a in aggs} - {""}
+    else:
+        wanted = {f.name for f in plan.fields}
     probes = []
     for probe in plan.probes:
         index = (choices or {}).get(probe.name, 0)
@@ -48,26 +55,18 @@ def bind(
             functions = tuple(
                 replace(fn, name=legacy_name(KINDS[fn.kind], fn.name)) for fn in functions
             )
-        alt = M.Alternative(
-            alt.index,
-            alt.kind,
-            alt.targets,
-            functions,
-            alt.stash,
-            alt.steps,
-            bind_expr(alt.where, values, flags),
-            alt.fields,
-            alt.filter_fields,
-        )
+        alt = replace(alt, functions=functions, where=bind_expr(alt.where, values, flags))
         filt = bind_expr(probe.filter, values, flags)
         filtered = {f for f in alt.filter_fields if f"ev.{M.slot_name(f)}" in slots_read(filt)}
         pre = select(alt, filtered, set())
         defined = {s.dest for s in pre}
-        post = select(alt, wanted - filtered, defined)
-        probes.append(M.ProgramProbe(probe.name, alt, pre, filt, post))
+        emitted = (wanted - filtered) if probe.emits else set()
+        post = select(alt, emitted, defined, alt.stores)
+        probes.append(M.ProgramProbe(probe.name, alt, pre, filt, post, probe.emits))
+    shown = "count" if mode == "count" else ("aggregate" if aggs else "events")
     return M.Program(
         name=plan.name,
-        mode=mode,
+        mode=shown,
         transport=transport,
         ringbuf_pages=ringbuf_pages,
         wakeup_batch=wakeup_batch,
@@ -75,7 +74,52 @@ def bind(
         event=plan.event,
         key=plan.key,
         fields=plan.fields,
+        sinks=tuple(sinks),
+        states=plan.states,
+        errors=tuple(errors),
     )
+
+
+def active(agg: M.Aggregation, count: bool, values: Mapping[str, OptionValue]) -> bool:
+    """-c turns on the spec's `output.count` (and only it); bool options the others."""
+    if agg.switch == "-c":
+        return count
+    if count:
+        return False
+    if agg.switch and not values.get(agg.switch):
+        return False
+    return not (agg.unless and values.get(agg.unless))
+
+
+def bind_sinks(
+    plan: M.Plan,
+    mode: str,
+    values: Mapping[str, OptionValue],
+    transport: str,
+    ringbuf_pages: int,
+    wakeup_batch: int,
+) -> tuple[list[M.Sink], list[str]]:
+    """Where events go this run: the active aggregations, or else the event stream."""
+    from engine.plan.planner import layout
+
+    fields = {f.name: f for f in plan.fields}
+    sinks: list[M.Sink] = []
+    errors: list[str] = []
+    for agg in plan.aggregations:
+        if not active(agg, mode == "count", values):
+            continue
+        by = tuple(c for c in agg.by if not c.option or values.get(c.option))
+        members = [(M.slot_name(c.field), fields[c.field].ctype, fields[c.field].count) for c in by]
+        if agg.kind in BUCKETED:
+            members.append(("bucket", "u32", 0))
+        key = layout(f"agg_{agg.name}_key_t", members)
+        value_ctype = "s64" if agg.signed and agg.kind in ("sum", "min", "max") else "u64"
+        index = len(plan.states) + len(errors)
+        sinks.append(M.AggSink(agg, key, by, value_ctype, index))
+        errors.append(f"aggregation '{agg.name}': events dropped, more than {agg.size} keys")
+    if not sinks:
+        sinks.append(M.EventSink(transport, ringbuf_pages, wakeup_batch))
+    return sinks, errors
 
 
 def slots_read(expr: M.CExpr) -> set[str]:
@@ -100,16 +144,19 @@ def uses(step: M.Step) -> set[str]:
     return set(step.reads())
 
 
-def select(alt: M.Alternative, names: set[str], defined: set[str]) -> tuple[M.Step, ...]:
-    """The steps that fill the event slots of `names`, with everything they depend on.
+def select(
+    alt: M.Alternative, names: set[str], defined: set[str], always: tuple[M.Step, ...] = ()
+) -> tuple[M.Step, ...]:
+    """The steps that fill the event slots of `names`, with everything they depend on, then
+    the `always` steps (state stores) with theirs.
 
     Fields share locals (`sk` is read once for saddr, daddr and dport), so selection walks
     the steps backwards from the wanted slots, in program order, skipping what the
     `where` steps or an earlier selection (`defined`) already computed.
     """
-    ordered = [s for f in alt.fields for s in f.steps]
+    ordered = [s for f in alt.fields for s in f.steps] + list(always)
     have = defined | {s.dest for s in alt.steps}
-    need = {f"ev.{M.slot_name(n)}" for n in names}
+    need = {f"ev.{M.slot_name(n)}" for n in names} | {s.dest for s in always}
     keep: list[M.Step] = []
     for step in reversed(ordered):
         if step.dest in need and step.dest not in have:

@@ -518,22 +518,87 @@ class ProgramProbe:
     alternative: Alternative
     pre: tuple[Step, ...]  # field steps the filter needs
     filter: CExpr
-    post: tuple[Step, ...]  # the other field steps (events) or key steps (count)
+    post: tuple[Step, ...]  # the other field steps the sinks need, then state stores
+    emits: bool = True  # sends the event to the sinks (a store-only probe does not)
+
+
+@dataclass(frozen=True)
+class EventSink:
+    """Every event to user space, through the ring buffer or the per-CPU perf buffer."""
+
+    transport: str  # ringbuf | perf
+    ringbuf_pages: int
+    wakeup_batch: int  # 0: wake the reader on every event
+
+    @property
+    def maps_partial(self) -> str:
+        """templates/partials/maps_<this>.c.j2 declares its maps."""
+        return self.transport
+
+    @property
+    def emit_partial(self) -> str:
+        """templates/partials/emit_<this>.c.j2 sends one event."""
+        return self.transport
+
+
+@dataclass(frozen=True)
+class AggSink:
+    """One active aggregation: a per-CPU hash from its key to its value, updated in the kernel.
+
+    Per-CPU values make every update race-free without atomics (user space merges the CPUs);
+    an event whose key does not fit is counted in engine_errors[index] and reported."""
+
+    agg: Aggregation
+    key: Layout  # struct agg_<name>_key_t: the active `by` slots, then `bucket` for histograms
+    by: tuple[Column, ...]  # the active key columns
+    value_ctype: str  # u64, or s64 for a signed field's sum/min/max
+    index: int  # its counter in engine_errors
+
+    @property
+    def maps_partial(self) -> str:
+        return "agg_avg" if self.agg.kind == "avg" else "agg"  # avg keeps {sum, count}
+
+    @property
+    def emit_partial(self) -> str:
+        return f"agg_{self.agg.kind}"
+
+    @property
+    def top_bucket(self) -> int:
+        """A linear histogram's bucket for values at or above its max."""
+        return (self.agg.high - self.agg.low) // self.agg.step + 1 if self.agg.step else 0
+
+    @property
+    def map(self) -> str:
+        return f"agg_{self.agg.name}"
+
+
+Sink = Union[EventSink, AggSink]
 
 
 @dataclass(frozen=True)
 class Program:
     name: str
-    mode: str  # events | count
-    transport: str  # ringbuf | perf
+    mode: str  # events | count (-c) | aggregate
+    transport: str  # ringbuf | perf (events)
     ringbuf_pages: int
     wakeup_batch: int  # 0: wake the reader on every event
     probes: tuple[ProgramProbe, ...]
     event: Layout
     key: Layout | None
     fields: tuple[Field, ...] = field(default=())
+    sinks: tuple[Sink, ...] = ()
+    states: tuple[StateMap, ...] = ()
+    errors: tuple[str, ...] = ()  # what each engine_errors counter counts, by index
 
     @property
-    def output(self) -> str:
-        """Which output partials render: count, ringbuf or perf."""
-        return "count" if self.mode == "count" else self.transport
+    def layouts(self) -> tuple[Layout, ...]:
+        """Every struct the C declares: the event, state keys and values, aggregation keys."""
+        out = [self.event]
+        for st in self.states:
+            out += [st.key, st.value]
+        out += [s.key for s in self.sinks if isinstance(s, AggSink)]
+        return tuple(out)
+
+    @property
+    def aggregations(self) -> tuple[AggSink, ...]:
+        return tuple(s for s in self.sinks if isinstance(s, AggSink))

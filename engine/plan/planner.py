@@ -50,6 +50,7 @@ ENGINE_FLAGS = {
     "--verbose",
     "--duration",
     "--interval",
+    "--clear",
     "--ebpf",
     "--btf",
     "--wakeup",

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import Any, Iterator, Mapping, TextIO
 
 from engine.attach import KINDS
@@ -26,8 +26,9 @@ from engine.kernel import capabilities
 from engine.plan import model as M
 from engine.plan.bind import OptionValue, bind
 from engine.runtime import decoders
-from engine.runtime.output import Printer, render_rows
+from engine.runtime.output import Printer
 from engine.runtime.rows import RowMaker
+from engine.runtime.sinks import AggregatePrinter
 
 POLL_MS = 100
 
@@ -44,6 +45,7 @@ class RunConfig:
     transport: str = "auto"  # auto | ringbuf | perf
     ringbuf_pages: int = 64
     wakeup_batch: int = 32  # wake the reader every N events; unsignalled ones wait <= POLL_MS
+    clear: bool = False  # aggregations: reset after each --interval print
     options: Mapping[str, OptionValue] = field(default_factory=dict)
 
 
@@ -182,6 +184,16 @@ class Session:
             f.write(content + "\n--- generated C ---\n" + render.render_c(self.program))
         return f"; compiler/verifier log in {path} (or run with -v)"
 
+    def errors(self) -> list[int]:
+        """engine_errors: per counter (Program.errors), summed over CPUs."""
+        if not self.program.errors:
+            return []
+        table = self.bpf["engine_errors"]
+        return [
+            int(sum(getattr(v, "value", v) for v in table[i]))
+            for i in range(len(self.program.errors))
+        ]
+
     def lost(self) -> int:
         """Events the BPF side could not hand over (ring buffer full), summed over CPUs."""
         per_cpu = self.bpf["lost"][0]  # bcc gives plain ints for a u64 per-CPU array
@@ -255,8 +267,6 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
     transport = config.transport
     if transport == "auto":
         transport = "ringbuf" if capabilities.probe("ringbuf").ok else "perf"
-    # Events decode through engine.runtime.rows; only count mode reads keys with the ctypes decoder.
-    decoder = render.load_decoder(plan) if mode == "count" else None
     columns = active_columns(plan, config)
     stop = Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -264,7 +274,8 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
     try:
         session = start(plan, config, mode, transport)
         names = ", ".join(p.name for p in plan.probes)
-        loop = EventLoop(plan, config, session, decoder, columns, out, stop)
+        loop = EventLoop(plan, config, session, columns, out, stop)
+        mode = "aggregate" if session.program.aggregations else "events"
         if mode == "events":
             loop.open_buffer(session.bpf)  # before "Tracing": nothing sent after it is lost
         say(f"Tracing {names} ... Hit Ctrl-C to end.")
@@ -292,8 +303,7 @@ def check_privileges() -> None:
 
 
 def active_columns(plan: M.Plan, config: RunConfig) -> list[M.Column]:
-    cols = plan.count_by if config.count else plan.columns
-    return [c for c in cols if not c.option or config.options.get(c.option)]
+    return [c for c in plan.columns if not c.option or config.options.get(c.option)]
 
 
 class EventLoop:
@@ -304,7 +314,6 @@ class EventLoop:
         plan: M.Plan,
         config: RunConfig,
         session: Session,
-        decoder: ModuleType | None,
         columns: list[M.Column],
         out: TextIO,
         stop: Stop,
@@ -312,7 +321,6 @@ class EventLoop:
         self.plan = plan
         self.config = config
         self.session = session
-        self.decoder = decoder
         self.out = out
         self.stop = stop
         self.state = decoders.State()
@@ -324,6 +332,8 @@ class EventLoop:
             out,
         )
         self.rows = RowMaker(plan, plan.event, columns, self.state)
+        self.aggregates = AggregatePrinter(session.program, config.fmt, out, self.state)
+        self.errors_seen = [0] * len(session.program.errors)
         self.lost_seen = 0
         self.perf_lost = 0
         self.next_lost_check = 0.0
@@ -351,15 +361,17 @@ class EventLoop:
                     time.sleep(POLL_MS / 1000)
                     if next_report is not None and now >= next_report:
                         self.print_counts()
+                        self.check_errors()
                         next_report = now + self.config.interval
             if mode == "events" and not self.broken:
                 self.drain(b)  # what is already in the buffer, signalled or not
                 self.flush()
-            if mode == "count" and not self.broken:
+            if mode == "aggregate" and not self.broken:
                 self.print_counts()
         except BrokenPipeError:
             self.broken = True
         self.check_lost(final=True)
+        self.check_errors()
         if self.broken:
             with contextlib.suppress(OSError):
                 devnull = os.open(os.devnull, os.O_WRONLY)
@@ -415,29 +427,15 @@ class EventLoop:
             self.stop.requested = True
 
     def print_counts(self) -> None:
-        table = self.session.bpf["counts"]
-        assert self.decoder is not None  # loaded for count mode
-        key_type = self.decoder.Key
-        rows = []
-        for k, v in table.items():
-            key = key_type.from_buffer_copy(bytes(k))
-            rows.append((v.value, self.decoder.decode_key(key, self.state)))
-        rows.sort(key=lambda r: r[0], reverse=True)
-        key_names = [s.name for s in self.plan.key.slots] if self.plan.key else []
-        fields = {f.name: f for f in self.plan.fields}
-        cols = [
-            (c.field, c.header, c.width, fields[c.field].decoder == "elapsed") for c in self.columns
-        ]
-        count_key = self.plan.count_header.lower()
-        cols.append((count_key, self.plan.count_header, len(self.plan.count_header), False))
-        picks = [key_names.index(M.slot_name(c.field)) for c in self.columns]
-        text = render_rows(
-            self.config.fmt, cols, [[vals[i] for i in picks] + [n] for n, vals in rows]
-        )
         try:
-            if self.config.fmt == "table":
-                self.out.write("\n")
-            self.out.write(text)
-            self.out.flush()
+            self.aggregates.print(self.session.bpf, clear=self.config.clear)
         except BrokenPipeError:
             self.broken = True
+
+    def check_errors(self) -> None:
+        """Failed state updates and dropped aggregation keys, once each, with their cause."""
+        counts = self.session.errors()
+        for i, (n, seen) in enumerate(zip(counts, self.errors_seen)):
+            if n > seen:
+                say(f"{self.session.program.errors[i]}: {n - seen}")
+                self.errors_seen[i] = n

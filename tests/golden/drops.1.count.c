@@ -26,19 +26,28 @@ _Static_assert(__builtin_offsetof(struct event_t, f_len) == 48, "event_t.f_len o
 _Static_assert(__builtin_offsetof(struct event_t, f_location) == 56, "event_t.f_location offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_reason) == 64, "event_t.f_reason offset");
 
-struct key_t {
+struct agg_count_key_t {
     u32 f_reason;
 };
-_Static_assert(sizeof(struct key_t) == 4, "key_t size differs from the decoder");
-_Static_assert(__builtin_offsetof(struct key_t, f_reason) == 0, "key_t.f_reason offset");
+_Static_assert(sizeof(struct agg_count_key_t) == 4, "agg_count_key_t size differs from the decoder");
+_Static_assert(__builtin_offsetof(struct agg_count_key_t, f_reason) == 0, "agg_count_key_t.f_reason offset");
 
-BPF_HASH(counts, struct key_t, u64, 10240);
+BPF_PERCPU_HASH(agg_count, struct agg_count_key_t, u64, 10240);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
 static __always_inline void count_lost(void)
 {
     int zero = 0;
     u64 *n = lost.lookup(&zero);
+    if (n)
+        *n += 1;
+}
+
+BPF_PERCPU_ARRAY(engine_errors, u64, 1);
+
+static __always_inline void count_error(int i)
+{
+    u64 *n = engine_errors.lookup(&i);
     if (n)
         *n += 1;
 }
@@ -55,9 +64,16 @@ int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     ev.f_reason = v2;
-    struct key_t key;
-    __builtin_memset(&key, 0, sizeof(key));
-    __builtin_memcpy(&key.f_reason, &ev.f_reason, sizeof(key.f_reason));
-    counts.increment(key);
+    {
+        struct agg_count_key_t key;
+        __builtin_memset(&key, 0, sizeof(key));
+        __builtin_memcpy(&key.f_reason, &ev.f_reason, sizeof(key.f_reason));
+        u64 zero = 0;
+        u64 *val = agg_count.lookup_or_try_init(&key, &zero);
+        if (val)
+            *val += 1;
+        else
+            count_error(0);
+    }
     return 0;
 }

@@ -24,19 +24,28 @@ _Static_assert(__builtin_offsetof(struct event_t, f_ppid) == 32, "event_t.f_ppid
 _Static_assert(__builtin_offsetof(struct event_t, f_old_pid) == 36, "event_t.f_old_pid offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_filename) == 40, "event_t.f_filename offset");
 
-struct key_t {
+struct agg_count_key_t {
     char f_comm[16];
 };
-_Static_assert(sizeof(struct key_t) == 16, "key_t size differs from the decoder");
-_Static_assert(__builtin_offsetof(struct key_t, f_comm) == 0, "key_t.f_comm offset");
+_Static_assert(sizeof(struct agg_count_key_t) == 16, "agg_count_key_t size differs from the decoder");
+_Static_assert(__builtin_offsetof(struct agg_count_key_t, f_comm) == 0, "agg_count_key_t.f_comm offset");
 
-BPF_HASH(counts, struct key_t, u64, 10240);
+BPF_PERCPU_HASH(agg_count, struct agg_count_key_t, u64, 10240);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
 static __always_inline void count_lost(void)
 {
     int zero = 0;
     u64 *n = lost.lookup(&zero);
+    if (n)
+        *n += 1;
+}
+
+BPF_PERCPU_ARRAY(engine_errors, u64, 1);
+
+static __always_inline void count_error(int i)
+{
+    u64 *n = engine_errors.lookup(&i);
     if (n)
         *n += 1;
 }
@@ -49,9 +58,16 @@ int p0_exec_tracepoint_sched_sched_process_exec(void *ctx)
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     bpf_get_current_comm(&ev.f_comm, 16);
-    struct key_t key;
-    __builtin_memset(&key, 0, sizeof(key));
-    __builtin_memcpy(&key.f_comm, &ev.f_comm, sizeof(key.f_comm));
-    counts.increment(key);
+    {
+        struct agg_count_key_t key;
+        __builtin_memset(&key, 0, sizeof(key));
+        __builtin_memcpy(&key.f_comm, &ev.f_comm, sizeof(key.f_comm));
+        u64 zero = 0;
+        u64 *val = agg_count.lookup_or_try_init(&key, &zero);
+        if (val)
+            *val += 1;
+        else
+            count_error(0);
+    }
     return 0;
 }

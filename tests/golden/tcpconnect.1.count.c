@@ -26,23 +26,32 @@ _Static_assert(__builtin_offsetof(struct event_t, f_saddr) == 34, "event_t.f_sad
 _Static_assert(__builtin_offsetof(struct event_t, f_daddr) == 52, "event_t.f_daddr offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_dport) == 70, "event_t.f_dport offset");
 
-struct key_t {
+struct agg_count_key_t {
     struct inet_addr f_saddr;
     struct inet_addr f_daddr;
     u16 f_dport;
 };
-_Static_assert(sizeof(struct key_t) == 38, "key_t size differs from the decoder");
-_Static_assert(__builtin_offsetof(struct key_t, f_saddr) == 0, "key_t.f_saddr offset");
-_Static_assert(__builtin_offsetof(struct key_t, f_daddr) == 18, "key_t.f_daddr offset");
-_Static_assert(__builtin_offsetof(struct key_t, f_dport) == 36, "key_t.f_dport offset");
+_Static_assert(sizeof(struct agg_count_key_t) == 38, "agg_count_key_t size differs from the decoder");
+_Static_assert(__builtin_offsetof(struct agg_count_key_t, f_saddr) == 0, "agg_count_key_t.f_saddr offset");
+_Static_assert(__builtin_offsetof(struct agg_count_key_t, f_daddr) == 18, "agg_count_key_t.f_daddr offset");
+_Static_assert(__builtin_offsetof(struct agg_count_key_t, f_dport) == 36, "agg_count_key_t.f_dport offset");
 
-BPF_HASH(counts, struct key_t, u64, 10240);
+BPF_PERCPU_HASH(agg_count, struct agg_count_key_t, u64, 10240);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
 static __always_inline void count_lost(void)
 {
     int zero = 0;
     u64 *n = lost.lookup(&zero);
+    if (n)
+        *n += 1;
+}
+
+BPF_PERCPU_ARRAY(engine_errors, u64, 1);
+
+static __always_inline void count_error(int i)
+{
+    u64 *n = engine_errors.lookup(&i);
     if (n)
         *n += 1;
 }
@@ -96,12 +105,19 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
         bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v5 + 0));
     else if (ev.f_daddr.family == 10)
         bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v5 + 56));
-    struct key_t key;
-    __builtin_memset(&key, 0, sizeof(key));
-    __builtin_memcpy(&key.f_saddr, &ev.f_saddr, sizeof(key.f_saddr));
-    __builtin_memcpy(&key.f_daddr, &ev.f_daddr, sizeof(key.f_daddr));
-    __builtin_memcpy(&key.f_dport, &ev.f_dport, sizeof(key.f_dport));
-    counts.increment(key);
+    {
+        struct agg_count_key_t key;
+        __builtin_memset(&key, 0, sizeof(key));
+        __builtin_memcpy(&key.f_saddr, &ev.f_saddr, sizeof(key.f_saddr));
+        __builtin_memcpy(&key.f_daddr, &ev.f_daddr, sizeof(key.f_daddr));
+        __builtin_memcpy(&key.f_dport, &ev.f_dport, sizeof(key.f_dport));
+        u64 zero = 0;
+        u64 *val = agg_count.lookup_or_try_init(&key, &zero);
+        if (val)
+            *val += 1;
+        else
+            count_error(0);
+    }
     return 0;
 }
 
@@ -148,11 +164,18 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
         bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v5 + 0));
     else if (ev.f_daddr.family == 10)
         bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v5 + 56));
-    struct key_t key;
-    __builtin_memset(&key, 0, sizeof(key));
-    __builtin_memcpy(&key.f_saddr, &ev.f_saddr, sizeof(key.f_saddr));
-    __builtin_memcpy(&key.f_daddr, &ev.f_daddr, sizeof(key.f_daddr));
-    __builtin_memcpy(&key.f_dport, &ev.f_dport, sizeof(key.f_dport));
-    counts.increment(key);
+    {
+        struct agg_count_key_t key;
+        __builtin_memset(&key, 0, sizeof(key));
+        __builtin_memcpy(&key.f_saddr, &ev.f_saddr, sizeof(key.f_saddr));
+        __builtin_memcpy(&key.f_daddr, &ev.f_daddr, sizeof(key.f_daddr));
+        __builtin_memcpy(&key.f_dport, &ev.f_dport, sizeof(key.f_dport));
+        u64 zero = 0;
+        u64 *val = agg_count.lookup_or_try_init(&key, &zero);
+        if (val)
+            *val += 1;
+        else
+            count_error(0);
+    }
     return 0;
 }

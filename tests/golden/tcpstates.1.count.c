@@ -32,21 +32,30 @@ _Static_assert(__builtin_offsetof(struct event_t, f_dport) == 76, "event_t.f_dpo
 _Static_assert(__builtin_offsetof(struct event_t, f_oldstate) == 80, "event_t.f_oldstate offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_newstate) == 84, "event_t.f_newstate offset");
 
-struct key_t {
+struct agg_count_key_t {
     s32 f_oldstate;
     s32 f_newstate;
 };
-_Static_assert(sizeof(struct key_t) == 8, "key_t size differs from the decoder");
-_Static_assert(__builtin_offsetof(struct key_t, f_oldstate) == 0, "key_t.f_oldstate offset");
-_Static_assert(__builtin_offsetof(struct key_t, f_newstate) == 4, "key_t.f_newstate offset");
+_Static_assert(sizeof(struct agg_count_key_t) == 8, "agg_count_key_t size differs from the decoder");
+_Static_assert(__builtin_offsetof(struct agg_count_key_t, f_oldstate) == 0, "agg_count_key_t.f_oldstate offset");
+_Static_assert(__builtin_offsetof(struct agg_count_key_t, f_newstate) == 4, "agg_count_key_t.f_newstate offset");
 
-BPF_HASH(counts, struct key_t, u64, 10240);
+BPF_PERCPU_HASH(agg_count, struct agg_count_key_t, u64, 10240);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
 static __always_inline void count_lost(void)
 {
     int zero = 0;
     u64 *n = lost.lookup(&zero);
+    if (n)
+        *n += 1;
+}
+
+BPF_PERCPU_ARRAY(engine_errors, u64, 1);
+
+static __always_inline void count_error(int i)
+{
+    u64 *n = engine_errors.lookup(&i);
     if (n)
         *n += 1;
 }
@@ -70,10 +79,17 @@ int p0_change_tracepoint_sock_inet_sock_set_state(void *ctx)
     s32 v9 = 0;
     bpf_probe_read_kernel(&v9, 4, (void *)(ctx_addr + 20));
     ev.f_newstate = v9;
-    struct key_t key;
-    __builtin_memset(&key, 0, sizeof(key));
-    __builtin_memcpy(&key.f_oldstate, &ev.f_oldstate, sizeof(key.f_oldstate));
-    __builtin_memcpy(&key.f_newstate, &ev.f_newstate, sizeof(key.f_newstate));
-    counts.increment(key);
+    {
+        struct agg_count_key_t key;
+        __builtin_memset(&key, 0, sizeof(key));
+        __builtin_memcpy(&key.f_oldstate, &ev.f_oldstate, sizeof(key.f_oldstate));
+        __builtin_memcpy(&key.f_newstate, &ev.f_newstate, sizeof(key.f_newstate));
+        u64 zero = 0;
+        u64 *val = agg_count.lookup_or_try_init(&key, &zero);
+        if (val)
+            *val += 1;
+        else
+            count_error(0);
+    }
     return 0;
 }

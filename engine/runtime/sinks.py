@@ -1,0 +1,259 @@
+"""Reading and printing in-kernel aggregations (the `AggSink`s of a Program).
+
+Each aggregation is a per-CPU hash; reading it merges the CPUs per key (sum, min, max, or
+sum/count for avg), decodes the key with the same struct layout and decoders as events
+(engine.runtime.rows), and, for histograms, gathers the buckets of each key. One registry
+entry per kind says how CPUs merge and how it prints, so a new aggregation is one entry here
+and one template partial.
+"""
+
+# ruff: noqa: UP031 -- the tables copy bcc's printf formats, so they stay % formats
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, TextIO
+
+from engine.plan import model as M
+from engine.runtime import decoders
+from engine.runtime.output import render_rows
+from engine.runtime.rows import getter, struct_format
+
+SUM_BUCKET = 0xFFFFFFFF  # a histogram key's running sum lives under this bucket
+STARS = 40
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one aggregation kind merges per-CPU values and prints."""
+
+    merge: Callable[[Sequence[Any]], Any]
+    histogram: bool = False
+
+
+def _avg(values: Sequence[Any]) -> tuple[int, int]:
+    return sum(v.sum for v in values), sum(v.count for v in values)
+
+
+KINDS: dict[str, Kind] = {
+    "count": Kind(sum),
+    "sum": Kind(sum),
+    "min": Kind(min),
+    "max": Kind(max),
+    "avg": Kind(_avg),
+    "log2": Kind(sum, histogram=True),
+    "linear": Kind(sum, histogram=True),
+}
+
+
+@dataclass
+class Series:
+    """One key of an aggregation: its decoded key values and merged value (or buckets)."""
+
+    key: tuple[Any, ...]
+    value: Any = 0  # count/sum/min/max: an int; avg: (sum, count)
+    buckets: dict[int, int] | None = None  # histograms: bucket index -> count
+    total: int = 0  # histograms: the sum of the values
+
+    @property
+    def count(self) -> int:
+        return sum(self.buckets.values()) if self.buckets is not None else 0
+
+
+class Reader:
+    """Reads one AggSink's map into Series."""
+
+    def __init__(self, sink: M.AggSink, fields: dict[str, M.Field], state: decoders.State):
+        self.sink = sink
+        self.kind = KINDS[sink.agg.kind]
+        fmt, index = struct_format(sink.key)
+        self.unpack = struct.Struct(fmt).unpack_from
+        self.getters = [
+            getter(fields[c.field], index[M.slot_name(c.field)], state) for c in sink.by
+        ]
+        self.bucket_at = index.get("bucket", -1)
+
+    def read(self, bpf: Any) -> list[Series]:
+        table = bpf[self.sink.map]
+        found: dict[tuple[Any, ...], Series] = {}
+        for k, per_cpu in table.items():
+            t = self.unpack(bytes(k))
+            key = tuple(g(t) for g in self.getters)
+            merged = self.kind.merge([_plain(v) for v in per_cpu])
+            if not self.kind.histogram:
+                found[key] = Series(key, merged)
+                continue
+            s = found.setdefault(key, Series(key, buckets={}))
+            bucket = t[self.bucket_at]
+            if bucket == SUM_BUCKET:
+                s.total += merged
+            elif merged:
+                assert s.buckets is not None
+                s.buckets[bucket] = s.buckets.get(bucket, 0) + merged
+        return [s for s in found.values() if not self.kind.histogram or s.buckets]
+
+    def clear(self, bpf: Any) -> None:
+        bpf[self.sink.map].clear()
+
+
+def _plain(v: Any) -> Any:
+    """A per-CPU leaf as Python: ints stay ints; {sum, count} structs stay structs."""
+    return getattr(v, "value", v)
+
+
+# --- bucket bounds ----------------------------------------------------------------------------
+
+
+def log2_bounds(i: int) -> tuple[int, int]:
+    """bcc's bucket i (bpf_log2l): 1 holds 0 and 1, then 2^(i-1) .. 2^i - 1, inclusive."""
+    low, high = (1 << i) >> 1, (1 << i) - 1
+    return (low - 1, high) if low == high else (low, high)
+
+
+def linear_bounds(agg: M.Aggregation, i: int) -> tuple[int | None, int | None]:
+    """Bucket 0 is below min, the top one at or above max; None is unbounded."""
+    top = (agg.high - agg.low) // agg.step + 1
+    if i == 0:
+        return None, agg.low - 1
+    if i >= top:
+        return agg.high, None
+    low = agg.low + (i - 1) * agg.step
+    return low, low + agg.step - 1
+
+
+def bounds(agg: M.Aggregation, i: int) -> tuple[int | None, int | None]:
+    return log2_bounds(i) if agg.kind == "log2" else linear_bounds(agg, i)
+
+
+# --- printing ---------------------------------------------------------------------------------
+
+
+def stars(val: int, val_max: int, width: int) -> str:
+    """bcc's bar (table._stars): floor(width * val / val_max) stars, at most `width`."""
+    return "*" * min(width, int(width * val / val_max)) if val_max else ""
+
+
+def log2_table(buckets: dict[int, int], unit: str) -> str:
+    """A log2 histogram exactly as bcc's print_log2_hist prints it."""
+    if not buckets:
+        return ""
+    idx_max = max(i for i, v in buckets.items() if v > 0)
+    val_max = max(buckets.values())
+    if idx_max <= 32:
+        header, body, width = (
+            "     %-19s : count     distribution",
+            "%10d -> %-10d : %-8d |%-*s|",
+            STARS,
+        )
+    else:
+        header = "               %-29s : count     distribution"
+        body, width = "%20d -> %-20d : %-8d |%-*s|", STARS // 2
+    lines = [header % unit]
+    for i in range(1, idx_max + 1):
+        low, high = log2_bounds(i)
+        val = buckets.get(i, 0)
+        lines.append(body % (low, high, val, width, stars(val, val_max, width)))
+    return "\n".join(lines) + "\n"
+
+
+def linear_table(agg: M.Aggregation, buckets: dict[int, int], unit: str) -> str:
+    """A linear histogram in the same shape, one line per bucket from the first to the last
+    non-empty one; the outer buckets read `< min` and `>= max`."""
+    if not buckets:
+        return ""
+    first, last = min(buckets), max(buckets)
+    val_max = max(buckets.values())
+    lines = ["     %-19s : count     distribution" % unit]
+    for i in range(first, last + 1):
+        low, high = linear_bounds(agg, i)
+        if low is None:
+            label = "%-24s" % f"< {agg.low}"
+        elif high is None:
+            label = "%-24s" % f">= {agg.high}"
+        else:
+            label = "%10d -> %-10d" % (low, high)
+        val = buckets.get(i, 0)
+        lines.append("%s : %-8d |%-*s|" % (label, val, STARS, stars(val, val_max, STARS)))
+    return "\n".join(lines) + "\n"
+
+
+class AggregatePrinter:
+    """Prints every active aggregation of a Program in table, json or csv."""
+
+    def __init__(self, program: M.Program, fmt: str, out: TextIO, state: decoders.State):
+        fields = {f.name: f for f in program.fields}
+        self.fields = fields
+        self.fmt = fmt
+        self.out = out
+        self.readers = [Reader(s, fields, state) for s in program.aggregations]
+
+    def print(self, bpf: Any, clear: bool = False) -> None:
+        parts = []
+        for reader in self.readers:
+            series = reader.read(bpf)
+            parts.append(self.render(reader.sink, series))
+            if clear:
+                reader.clear(bpf)
+        self.out.write("".join(parts))
+        self.out.flush()
+
+    def render(self, sink: M.AggSink, series: list[Series]) -> str:
+        if KINDS[sink.agg.kind].histogram:
+            return self.render_hist(sink, series)
+        agg = sink.agg
+        cols = [
+            (c.field, c.header, c.width, self.fields[c.field].decoder == "elapsed") for c in sink.by
+        ]
+        value_key = agg.header.lower()
+        cols.append((value_key, agg.header, len(agg.header), False))
+        if agg.kind == "avg":
+            rows = [(s.value[0] // s.value[1] if s.value[1] else 0, s.key) for s in series]
+        else:
+            rows = [(s.value, s.key) for s in series]
+        rows.sort(key=lambda r: r[0], reverse=True)
+        text = render_rows(self.fmt, cols, [[*key, v] for v, key in rows])
+        return ("\n" + text) if self.fmt == "table" else text
+
+    def render_hist(self, sink: M.AggSink, series: list[Series]) -> str:
+        agg = sink.agg
+        names = [c.field for c in sink.by]
+        series = sorted(series, key=lambda s: tuple(str(k) for k in s.key))
+        if self.fmt == "json":
+            lines = []
+            for s in series:
+                assert s.buckets is not None
+                obj: dict[str, Any] = {"aggregation": agg.name, **dict(zip(names, s.key))}
+                obj["unit"] = agg.unit
+                obj["buckets"] = [
+                    {"min": bounds(agg, i)[0], "max": bounds(agg, i)[1], "count": n}
+                    for i, n in sorted(s.buckets.items())
+                ]
+                obj["count"] = s.count
+                obj["sum"] = s.total
+                lines.append(json.dumps(obj, separators=(",", ":")) + "\n")
+            return "".join(lines)
+        if self.fmt == "csv":
+            cols = [(n, n, 0, False) for n in names] + [
+                ("min", "min", 0, False), ("max", "max", 0, False), ("count", "count", 0, False)
+            ]  # fmt: skip
+            rows = []
+            for s in series:
+                assert s.buckets is not None
+                for i, n in sorted(s.buckets.items()):
+                    low, high = bounds(agg, i)
+                    rows.append(
+                        [*s.key, "" if low is None else low, "" if high is None else high, n]
+                    )
+            return render_rows("csv", cols, rows)
+        out = []
+        for s in series:
+            assert s.buckets is not None
+            head = ", ".join(f"{h} = {v}" for h, v in zip(names, s.key))
+            table = (
+                log2_table(s.buckets, agg.unit)
+                if agg.kind == "log2"
+                else linear_table(agg, s.buckets, agg.unit)
+            )
+            out.append(("\n" + head + "\n" if head else "\n") + table)
+        return "".join(out)
