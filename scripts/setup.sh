@@ -17,7 +17,8 @@ as_root() { if is_root; then "$@"; else sudo "$@"; fi; }
 
 # --- 1. distribution packages -------------------------------------------------
 packages=(python3-bpfcc python3-venv python3-pip bpftool iputils-ping iproute2 util-linux procps make)
-[ "${ENGINE_SETUP_BENCH:-0}" = 1 ] && packages+=(bpftrace)
+# The oracles the real-kernel tests compare with: bcc's shipped tools and bpftrace.
+packages+=(bpfcc-tools bpftrace)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

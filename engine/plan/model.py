@@ -83,7 +83,7 @@ CExpr = Union[CVar, CNum, COption, CCompare, CIn, CStrEq, CBool, CNot, CTrue]
 
 # --- steps: C statements in a probe function, one kind each ------------------------------
 
-_NUMBER = re.compile(r"-?[0-9]")
+_NUMBER = re.compile(r"\(?-?[0-9]")  # constants: 5, -5, (-5LL)
 
 
 class StepBase:
@@ -257,6 +257,19 @@ class Inet(StepBase):
 
 
 @dataclass(frozen=True)
+class Arith(StepBase):
+    """`ctype dest = left OP right` computed in `ctype` (unary - and ~: `left` is "")."""
+
+    kind: ClassVar[str] = "arith"
+    reads_from: ClassVar[tuple[str, ...]] = ("left", "right")
+    dest: str
+    ctype: str
+    op: str
+    left: str
+    right: str
+
+
+@dataclass(frozen=True)
 class StateKey(StepBase):
     """`struct state_<map>_key_t dest = {...}`: a state map's key from locals, member by member."""
 
@@ -343,6 +356,7 @@ Step = Union[
     CopyStr,
     DataLocStr,
     Inet,
+    Arith,
     StateKey,
     StateRead,
     StateHas,

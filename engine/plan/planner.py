@@ -82,6 +82,7 @@ class Planner:
         self.problems: list[Problem] = []
         self.options: dict[str, M.Option] = {}
         self.states: dict[str, M.StateMap] = {}
+        self.broken: set[str] = set()  # fields whose expression did not parse
         self._lines: list[str] | None = None
 
     # -- locations ---------------------------------------------------------------------------
@@ -198,7 +199,7 @@ class Planner:
                 f = fields.get(value)
                 vpath = (*path, "lhist", "value") if kind == "lhist" else (*path, kind)
                 if f is None:
-                    if all(p is not None for p in probes):
+                    if all(p is not None for p in probes) and value not in self.broken:
                         self.problem(
                             f"no field '{value}'; fields: {', '.join(fields)}"
                             f"{did_you_mean(value, fields)}",
@@ -278,7 +279,7 @@ class Planner:
             name = spec["field"]
             f = fields.get(name)
             if f is None:
-                if all(p is not None for p in probes):
+                if all(p is not None for p in probes) and name not in self.broken:
                     self.problem(
                         f"no field '{name}'; fields: {', '.join(fields)}"
                         f"{did_you_mean(name, fields)}",
@@ -313,6 +314,8 @@ class Planner:
             fspec: dict[str, Any] = {"value": raw} if isinstance(raw, str) else raw
             vpath = fpath if isinstance(raw, str) else (*fpath, "value")
             field_specs[fname] = (fspec, fpath, vpath, self.parse(fspec["value"], vpath, True))
+            if field_specs[fname][3] is None:
+                self.broken.add(fname)  # said once where it is; columns naming it stay quiet
         filter_node = None
         if "filter" in spec:
             filter_node = self.parse(spec["filter"], (*base, "filter"))

@@ -278,6 +278,14 @@ class Resolver:
             return self.call(node)
         if isinstance(node, E.Cast):
             return self.cast(node)
+        if isinstance(node, E.BinOp):
+            from engine.plan.arith import binop
+
+            return binop(self, node)
+        if isinstance(node, E.Unary):
+            from engine.plan.arith import unary
+
+            return unary(self, node)
         if isinstance(node, E.Str):
             raise PlanError("a string can only be compared with a string field", node.col)
         if isinstance(node, E.Option):

@@ -117,7 +117,33 @@ class Cast:
     col: int
 
 
-Node = Union[Num, Str, Name, Option, Attr, Index, Call, ListOf, Compare, BoolOp, Not, Cast]
+@dataclass(frozen=True)
+class BinOp:
+    """Arithmetic or bit operation: + - * / % << >> & | ^ (`//` is `/`)."""
+
+    op: str
+    left: Node
+    right: Node
+    col: int  # the operator's column
+
+
+@dataclass(frozen=True)
+class Unary:
+    """`-x` or `~x` on an expression."""
+
+    op: str
+    operand: Node
+    col: int
+
+
+Node = Union[
+    Num, Str, Name, Option, Attr, Index, Call, ListOf, Compare, BoolOp, Not, Cast, BinOp, Unary
+]
+
+_BIN_OPS: dict[type, str] = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "/", ast.Mod: "%",
+    ast.LShift: "<<", ast.RShift: ">>", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^",
+}  # fmt: skip
 
 _COMPARE_OPS: dict[type, str] = {
     ast.Eq: "==",
@@ -168,7 +194,11 @@ def _parse_plain(text: str) -> Node:
         raise ExprError(f"syntax error: {exc.msg}", col) from None
     except (ValueError, MemoryError, RecursionError):
         raise ExprError("expression cannot be parsed (too deeply nested?)") from None
-    return _convert(tree.body, options, 0)
+    _SOURCE.append(text)
+    try:
+        return _convert(tree.body, options, 0)
+    finally:
+        _SOURCE.pop()
 
 
 def _convert(node: ast.expr, options: set[int], depth: int) -> Node:
@@ -189,7 +219,18 @@ def _convert(node: ast.expr, options: set[int], depth: int) -> Node:
                 return Num(-value, col)
         if isinstance(node.op, ast.Not):
             return Not(_convert(node.operand, options, sub), col)
-        raise ExprError("only `not` and a minus sign before a number are allowed here", col)
+        if isinstance(node.op, (ast.USub, ast.Invert)):
+            op = "-" if isinstance(node.op, ast.USub) else "~"
+            return Unary(op, _convert(node.operand, options, sub), col)
+        raise ExprError("only `not`, `-` and `~` can stand before a value", col)
+    if isinstance(node, ast.BinOp):
+        bop = _BIN_OPS.get(type(node.op))
+        if bop is None:
+            raise ExprError("`**` and `@` are not allowed; use * and shifts", col)
+        left = _convert(node.left, options, sub)
+        right = _convert(node.right, options, sub)
+        # the operator's column: just past the left operand, skipping spaces and parentheses
+        return BinOp(bop, left, right, _operator_col(node))
     if isinstance(node, ast.Name):
         if col in options:
             return Option(node.id[1:], col)
@@ -217,6 +258,19 @@ def _convert(node: ast.expr, options: set[int], depth: int) -> Node:
     raise ExprError(f"{_describe(node)} is not allowed in an expression", col)
 
 
+_SOURCE: list[str] = []  # the text being converted (a stack: parse is re-entrant)
+
+
+def _operator_col(node: ast.BinOp) -> int:
+    """Where a binary operator stands (errors such as a division by zero point at it): the
+    first character after the left operand that is not a space or a closing parenthesis."""
+    col = int(node.left.end_col_offset or node.col_offset)
+    text = _SOURCE[-1] if _SOURCE else ""
+    while col < len(text) and text[col] in " )":
+        col += 1
+    return col
+
+
 def _compare(node: ast.Compare, options: set[int], depth: int) -> Node:
     """`a < b < c` becomes `a < b and b < c`, as in Python."""
     terms: list[Node] = []
@@ -233,7 +287,6 @@ def _compare(node: ast.Compare, options: set[int], depth: int) -> Node:
 
 def _describe(node: ast.AST) -> str:
     names = {
-        "BinOp": "arithmetic",
         "Lambda": "a lambda",
         "IfExp": "a conditional expression",
         "Dict": "a mapping",
@@ -269,8 +322,11 @@ def names_in(node: Node) -> list[Name]:
         elif isinstance(n, BoolOp):
             for v in n.values:
                 walk(v)
-        elif isinstance(n, Not):
+        elif isinstance(n, (Not, Unary)):
             walk(n.operand)
+        elif isinstance(n, BinOp):
+            walk(n.left)
+            walk(n.right)
 
     walk(node)
     return found

@@ -1,0 +1,92 @@
+"""Arithmetic in expressions (engine.plan.arith): C's width and signedness rules, the
+validation errors clang or the verifier would otherwise hit, and the C it becomes."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from engine.codegen import render
+from engine.errors import SpecError
+from engine.plan import planner
+from engine.plan.arith import common, fold, promoted, wrap
+from engine.plan.bind import bind
+from engine.spec.loader import load_text
+from engine.spec.schema import check_schema
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURE = str(ROOT / "tests" / "fixtures" / "btf" / "linux-6.18.44-fc.btf.xz")
+
+SPEC = """\
+name: t
+probes:
+  - name: p
+    attach:
+      - tracepoint: sock/inet_sock_set_state
+    fields:
+      x: {value: EXPR}
+output:
+  columns: [x]
+"""
+
+
+def plan(expr: str):  # type: ignore[no-untyped-def]
+    doc = load_text(SPEC.replace("EXPR", expr), "t.yaml")
+    assert check_schema(doc) == []
+    return planner.plan(doc, FIXTURE)
+
+
+def problems(expr: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        plan(expr)
+    return [f"{p.location.col}: {p.message}" for p in info.value.problems]
+
+
+def c_of(expr: str) -> str:
+    return render.render_c(bind(plan(expr)))
+
+
+def test_type_rules() -> None:
+    assert promoted("u8") == "s32" and promoted("u16") == "s32" and promoted("u32") == "u32"
+    assert common("u32", "s32") == "u32"
+    assert common("s64", "u32") == "s64"
+    assert common("u64", "s64") == "u64"
+    assert wrap(-1, "u32") == 0xFFFFFFFF and wrap(0x80000000, "s32") == -(1 << 31)
+    assert fold("/", -7, 2) == -3 and fold("%", -7, 2) == -1  # C truncates toward zero
+
+
+def test_field_type_follows_the_operands() -> None:
+    f = plan("args.sport + args.dport").fields[0]  # u16 + u16 -> s32 (promotion)
+    assert f.ctype == "s32"
+    assert plan("ktime_ns - 5").fields[0].ctype == "u64"
+    assert plan("args.oldstate * 2").fields[0].ctype == "s32"
+    assert plan("(ktime_ns >> 10) & 0xff").fields[0].ctype == "u64"
+
+
+def test_rendered_c_is_typed() -> None:
+    text = c_of("(ktime_ns - 5) / 1000")
+    assert "u64 v2 = (u64)((u64)v1 - (u64)5ULL);" in text
+    assert "u64 v3 = (u64)((u64)v2 / (u64)1000ULL);" in text
+    assert "~" in c_of("~ktime_ns")
+
+
+def test_constants_fold() -> None:
+    text = c_of("ktime_ns + (1 << 12)")
+    assert "(u64)4096ULL" in text and "<<" not in text
+
+
+def test_validation_errors() -> None:
+    assert problems("ktime_ns / 0") == ["27: division by zero (`/ 0`)"]
+    assert problems("ktime_ns % (2 - 2)") == ["27: division by zero (`% 0`)"]
+    assert problems("args.sport << 32") == ["29: a s32 shifted by 32: the amount must be 0..31"]
+    assert problems("ktime_ns >> 64") == ["27: a u64 shifted by 64: the amount must be 0..63"]
+    assert problems("args.oldstate / 2") == [
+        "32: `/` on a signed s32: BPF has no signed division; divide unsigned values "
+        "(a difference of u64 times is unsigned)"
+    ]
+    assert problems("1 / 0") == ["20: division by zero (`/ 0`)"]
+    assert problems("ktime_ns + 99999999999999999999")[0].endswith(
+        "does not fit a u64 (0..18446744073709551615)"
+    )
+    assert problems("ktime_ns ** 2") == ["18: `**` and `@` are not allowed; use * and shifts"]
