@@ -26,6 +26,7 @@ from engine.plan.resolve import (
     vt_of,
 )
 from engine.plan.state import StateResolver, plan_states, uses_state
+from engine.runtime.decoders import REGISTRY
 from engine.spec import expr as E
 
 DEFAULT_STR = 64
@@ -58,16 +59,6 @@ ENGINE_FLAGS = {
     "--perf-buffer",
     "--decoder",
     "--alternative",
-}
-
-DECODER_WIDTH = {
-    "inet": 16,
-    "ip_version": 2,
-    "elapsed": 9,
-    "enum": 12,
-    "errno": 12,
-    "hex": 18,
-    "ksym": 24,
 }
 
 
@@ -769,7 +760,9 @@ class Planner:
             )
         else:
             raise PlanError(f"a '{vt.label}' can't be a field", col)
-        natural = DECODER_WIDTH.get(decoder, count if ctype == "char" else 6)
+        if decoder not in REGISTRY:
+            raise PlanError(f"unknown decoder '{decoder}'", col)
+        natural = REGISTRY[decoder].width or count
         width = spec.get("width", max(len(header), natural))
         return (M.Field(name, ctype, count, decoder, header, width, enum_values), steps)
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import bisect
 import errno
 import socket
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from engine.plan.model import Field
 
 _FAMILIES: dict[int, int] = {int(socket.AF_INET): 4, int(socket.AF_INET6): 6}
 
@@ -15,14 +19,14 @@ def text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-def inet(addr: Any) -> str:
-    """An inet_addr slot {family, addr[16]} as printable text, by family."""
-    raw = bytes(addr.addr)
-    if addr.family == socket.AF_INET:
+def inet(addr: tuple[int, bytes]) -> str:
+    """An inet_addr slot (family, addr[16]) as printable text, by family."""
+    family, raw = addr
+    if family == socket.AF_INET:
         return socket.inet_ntop(socket.AF_INET, raw[:4])
-    if addr.family == socket.AF_INET6:
+    if family == socket.AF_INET6:
         return socket.inet_ntop(socket.AF_INET6, raw)
-    return f"family{addr.family}"
+    return f"family{family}"
 
 
 def ip_version(family: int) -> int:
@@ -75,3 +79,83 @@ class State:
         if self.first_ns is None:
             self.first_ns = ns
         return round((ns - self.first_ns) / 1e9, 6)
+
+
+def syscall_name(number: int) -> str:
+    """A syscall number as its name (bcc's table for this machine), else the number."""
+    try:
+        from bcc.syscall import syscall_name as bcc_name
+    except ImportError:
+        return str(number)
+    return bcc_name(number).decode("utf-8", "replace")
+
+
+# --- the registry: every decoder a spec may name -----------------------------------------
+
+Convert = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """How a field's raw value prints, and how wide its column is by default.
+
+    Raw values are what `struct` unpacks: ints, bytes for char and u8 arrays, and
+    (family, 16 bytes) for an address. `make(field, state)` returns the converter for one
+    field (an enum's table, an elapsed time's first timestamp, ...)."""
+
+    width: int  # natural column width; 0: the field's own size (strings)
+    make: Callable[[Field | FieldInfo, State], Convert]
+    cached: bool = False  # pure in its bytes: rows caches text by raw value
+    spelled: bool = True  # a spec may name it (int, enum... are chosen by type too)
+
+
+def _const(fn: Convert) -> Callable[[Field | FieldInfo, State], Convert]:
+    return lambda field, state: fn
+
+
+def _enum(field: Field | FieldInfo, state: State) -> Convert:
+    names = dict(field.enum_values)
+    return lambda v: names.get(v, v)
+
+
+def _hex(field: Field | FieldInfo, state: State) -> Convert:
+    return (lambda v: bytes(v).hex()) if field.count else hex
+
+
+REGISTRY: dict[str, Decoder] = {
+    "int": Decoder(6, _const(lambda v: v), spelled=False),
+    "str": Decoder(0, _const(text), cached=True),
+    "inet": Decoder(16, _const(inet), cached=True),
+    "ip_version": Decoder(2, _const(ip_version)),
+    "enum": Decoder(12, _enum),
+    "errno": Decoder(12, _const(errno_name)),
+    "bool": Decoder(6, _const(bool)),
+    "hex": Decoder(18, _hex),
+    "elapsed": Decoder(9, lambda field, state: state.elapsed),
+    "ksym": Decoder(24, _const(ksym)),
+    "syscall": Decoder(16, _const(syscall_name)),
+}
+# Spelled in specs but applied while reading (a byte swap in the kernel), then printed as int.
+BYTE_ORDER = ("be16", "be32", "be64")
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """What a converter needs of a field (generated decoder modules build these)."""
+
+    count: int
+    enum_values: tuple[tuple[int, str], ...] = ()
+
+
+def raw(value: Any) -> Any:
+    """A ctypes slot as `struct` would unpack it: arrays as bytes, an address as a pair."""
+    if hasattr(value, "family") and hasattr(value, "addr"):
+        return (value.family, bytes(value.addr))
+    if isinstance(value, (int, bytes)):
+        return value
+    return bytes(value)
+
+
+def converter(name: str, field: Field | FieldInfo, state: State) -> Convert:
+    """The converter of decoder `name` for `field`; an unknown name is a bug, not a default."""
+    return REGISTRY[name].make(field, state)

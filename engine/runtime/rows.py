@@ -8,7 +8,6 @@ columns shown, and text (comm, addresses) cached by its raw bytes.
 
 from __future__ import annotations
 
-import socket
 import struct
 from typing import Any, Callable, Sequence
 
@@ -60,39 +59,18 @@ class Cache(dict[Any, str]):
         return value
 
 
-def _inet(key: tuple[int, bytes]) -> str:
-    family, raw = key
-    if family == socket.AF_INET:
-        return socket.inet_ntop(socket.AF_INET, raw[:4])
-    if family == socket.AF_INET6:
-        return socket.inet_ntop(socket.AF_INET6, raw)
-    return f"family{family}"
-
-
 def getter(f: M.Field, i: int, state: decoders.State) -> Getter:
-    """How column value `f` comes out of the unpacked tuple (item `i` onwards)."""
-    d = f.decoder
-    if d == "str":
-        text = Cache(decoders.text)
-        return lambda t: text[t[i]]
-    if d == "inet":
-        addr = Cache(_inet)
+    """How column value `f` comes out of the unpacked tuple (item `i` onwards), through the
+    decoder registry; text that depends only on the bytes (comm, addresses) is cached."""
+    spec = decoders.REGISTRY[f.decoder]
+    convert = spec.make(f, state)
+    if f.decoder == "inet":  # unpacked as two items: family, then the 16 address bytes
+        addr = Cache(convert)
         return lambda t: addr[(t[i], t[i + 1])]
-    if d == "hex":
-        return (lambda t: t[i].hex()) if f.count else (lambda t: hex(t[i]))
-    if d == "enum":
-        names = dict(f.enum_values)
-        return lambda t: names.get(t[i], t[i])
-    convert: Callable[[Any], Any] | None = {
-        "ip_version": decoders.ip_version,
-        "errno": decoders.errno_name,
-        "bool": bool,
-        "elapsed": state.elapsed,
-        "ksym": decoders.ksym,
-    }.get(d)
-    if convert is not None:
-        return lambda t: convert(t[i])
-    return lambda t: t[i]
+    if spec.cached:
+        text = Cache(convert)
+        return lambda t: text[t[i]]
+    return lambda t: convert(t[i])
 
 
 class RowMaker:

@@ -38,7 +38,6 @@ class Key(ctypes.Structure):
 
 assert ctypes.sizeof(Key) == 16
 assert Key.f_comm.offset == 0
-
 # name, header, width, and how the raw slot becomes a printable value
 FIELDS = (
     ('time', 'TIME(s)', 9),
@@ -50,22 +49,40 @@ FIELDS = (
     ('filename', 'FILENAME', 128),
 )
 
+# each field's decoder (engine.runtime.decoders.REGISTRY), with what it needs of the field
+DECODERS = (
+    ('f_time', 'elapsed', _d.FieldInfo(0, (
+    ))),
+    ('f_uid', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_comm', 'str', _d.FieldInfo(16, (
+    ))),
+    ('f_pid', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_ppid', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_old_pid', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_filename', 'str', _d.FieldInfo(128, (
+    ))),
+)
+
+
+def _decode(ev, state, names):
+    return tuple(
+        _d.converter(decoder, info, state)(_d.raw(getattr(ev, slot)))
+        for slot, decoder, info in DECODERS
+        if slot in names
+    )
+
 
 def decode_event(ev, state):
     """The event's field values, in FIELDS order."""
-    return (
-        state.elapsed(ev.f_time),
-        ev.f_uid,
-        _d.text(ev.f_comm),
-        ev.f_pid,
-        ev.f_ppid,
-        ev.f_old_pid,
-        _d.text(ev.f_filename),
-    )
+    return _decode(ev, state, {s for s, _, _ in DECODERS})
 
 
 def decode_key(ev, state):
     """The count key's field values, in Key order."""
-    return (
-        _d.text(ev.f_comm),
-    )
+    return _decode(ev, state, {
+        'f_comm',
+    })

@@ -25,7 +25,6 @@ assert Event.f_tgid.offset == 8
 assert Event.f_pid.offset == 12
 assert Event.f_comm.offset == 16
 assert Event.f_seq.offset == 32
-
 # name, header, width, and how the raw slot becomes a printable value
 FIELDS = (
     ('time', 'TIME(s)', 9),
@@ -35,13 +34,29 @@ FIELDS = (
     ('seq', 'SEQ', 6),
 )
 
+# each field's decoder (engine.runtime.decoders.REGISTRY), with what it needs of the field
+DECODERS = (
+    ('f_time', 'elapsed', _d.FieldInfo(0, (
+    ))),
+    ('f_tgid', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_pid', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_comm', 'str', _d.FieldInfo(16, (
+    ))),
+    ('f_seq', 'int', _d.FieldInfo(0, (
+    ))),
+)
+
+
+def _decode(ev, state, names):
+    return tuple(
+        _d.converter(decoder, info, state)(_d.raw(getattr(ev, slot)))
+        for slot, decoder, info in DECODERS
+        if slot in names
+    )
+
 
 def decode_event(ev, state):
     """The event's field values, in FIELDS order."""
-    return (
-        state.elapsed(ev.f_time),
-        ev.f_tgid,
-        ev.f_pid,
-        _d.text(ev.f_comm),
-        ev.f_seq,
-    )
+    return _decode(ev, state, {s for s, _, _ in DECODERS})

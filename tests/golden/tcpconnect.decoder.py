@@ -44,7 +44,6 @@ assert ctypes.sizeof(Key) == 38
 assert Key.f_saddr.offset == 0
 assert Key.f_daddr.offset == 18
 assert Key.f_dport.offset == 36
-
 # name, header, width, and how the raw slot becomes a printable value
 FIELDS = (
     ('time', 'TIME(s)', 9),
@@ -57,25 +56,44 @@ FIELDS = (
     ('dport', 'DPORT', 4),
 )
 
+# each field's decoder (engine.runtime.decoders.REGISTRY), with what it needs of the field
+DECODERS = (
+    ('f_time', 'elapsed', _d.FieldInfo(0, (
+    ))),
+    ('f_uid', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_pid', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_comm', 'str', _d.FieldInfo(16, (
+    ))),
+    ('f_ip', 'ip_version', _d.FieldInfo(0, (
+    ))),
+    ('f_saddr', 'inet', _d.FieldInfo(0, (
+    ))),
+    ('f_daddr', 'inet', _d.FieldInfo(0, (
+    ))),
+    ('f_dport', 'int', _d.FieldInfo(0, (
+    ))),
+)
+
+
+def _decode(ev, state, names):
+    return tuple(
+        _d.converter(decoder, info, state)(_d.raw(getattr(ev, slot)))
+        for slot, decoder, info in DECODERS
+        if slot in names
+    )
+
 
 def decode_event(ev, state):
     """The event's field values, in FIELDS order."""
-    return (
-        state.elapsed(ev.f_time),
-        ev.f_uid,
-        ev.f_pid,
-        _d.text(ev.f_comm),
-        _d.ip_version(ev.f_ip),
-        _d.inet(ev.f_saddr),
-        _d.inet(ev.f_daddr),
-        ev.f_dport,
-    )
+    return _decode(ev, state, {s for s, _, _ in DECODERS})
 
 
 def decode_key(ev, state):
     """The count key's field values, in Key order."""
-    return (
-        _d.inet(ev.f_saddr),
-        _d.inet(ev.f_daddr),
-        ev.f_dport,
-    )
+    return _decode(ev, state, {
+        'f_saddr',
+        'f_daddr',
+        'f_dport',
+    })

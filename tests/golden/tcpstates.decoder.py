@@ -48,41 +48,6 @@ class Key(ctypes.Structure):
 assert ctypes.sizeof(Key) == 8
 assert Key.f_oldstate.offset == 0
 assert Key.f_newstate.offset == 4
-
-ENUM_OLDSTATE = {
-    1: 'TCP_ESTABLISHED',
-    2: 'TCP_SYN_SENT',
-    3: 'TCP_SYN_RECV',
-    4: 'TCP_FIN_WAIT1',
-    5: 'TCP_FIN_WAIT2',
-    6: 'TCP_TIME_WAIT',
-    7: 'TCP_CLOSE',
-    8: 'TCP_CLOSE_WAIT',
-    9: 'TCP_LAST_ACK',
-    10: 'TCP_LISTEN',
-    11: 'TCP_CLOSING',
-    12: 'TCP_NEW_SYN_RECV',
-    13: 'TCP_BOUND_INACTIVE',
-    14: 'TCP_MAX_STATES',
-}
-
-ENUM_NEWSTATE = {
-    1: 'TCP_ESTABLISHED',
-    2: 'TCP_SYN_SENT',
-    3: 'TCP_SYN_RECV',
-    4: 'TCP_FIN_WAIT1',
-    5: 'TCP_FIN_WAIT2',
-    6: 'TCP_TIME_WAIT',
-    7: 'TCP_CLOSE',
-    8: 'TCP_CLOSE_WAIT',
-    9: 'TCP_LAST_ACK',
-    10: 'TCP_LISTEN',
-    11: 'TCP_CLOSING',
-    12: 'TCP_NEW_SYN_RECV',
-    13: 'TCP_BOUND_INACTIVE',
-    14: 'TCP_MAX_STATES',
-}
-
 # name, header, width, and how the raw slot becomes a printable value
 FIELDS = (
     ('time', 'TIME(s)', 9),
@@ -98,27 +63,77 @@ FIELDS = (
     ('newstate', 'NEWSTATE', 12),
 )
 
+# each field's decoder (engine.runtime.decoders.REGISTRY), with what it needs of the field
+DECODERS = (
+    ('f_time', 'elapsed', _d.FieldInfo(0, (
+    ))),
+    ('f_skaddr', 'hex', _d.FieldInfo(0, (
+    ))),
+    ('f_pid', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_comm', 'str', _d.FieldInfo(16, (
+    ))),
+    ('f_ip', 'ip_version', _d.FieldInfo(0, (
+    ))),
+    ('f_saddr', 'inet', _d.FieldInfo(0, (
+    ))),
+    ('f_sport', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_daddr', 'inet', _d.FieldInfo(0, (
+    ))),
+    ('f_dport', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_oldstate', 'enum', _d.FieldInfo(0, (
+        (1, 'TCP_ESTABLISHED'),
+        (2, 'TCP_SYN_SENT'),
+        (3, 'TCP_SYN_RECV'),
+        (4, 'TCP_FIN_WAIT1'),
+        (5, 'TCP_FIN_WAIT2'),
+        (6, 'TCP_TIME_WAIT'),
+        (7, 'TCP_CLOSE'),
+        (8, 'TCP_CLOSE_WAIT'),
+        (9, 'TCP_LAST_ACK'),
+        (10, 'TCP_LISTEN'),
+        (11, 'TCP_CLOSING'),
+        (12, 'TCP_NEW_SYN_RECV'),
+        (13, 'TCP_BOUND_INACTIVE'),
+        (14, 'TCP_MAX_STATES'),
+    ))),
+    ('f_newstate', 'enum', _d.FieldInfo(0, (
+        (1, 'TCP_ESTABLISHED'),
+        (2, 'TCP_SYN_SENT'),
+        (3, 'TCP_SYN_RECV'),
+        (4, 'TCP_FIN_WAIT1'),
+        (5, 'TCP_FIN_WAIT2'),
+        (6, 'TCP_TIME_WAIT'),
+        (7, 'TCP_CLOSE'),
+        (8, 'TCP_CLOSE_WAIT'),
+        (9, 'TCP_LAST_ACK'),
+        (10, 'TCP_LISTEN'),
+        (11, 'TCP_CLOSING'),
+        (12, 'TCP_NEW_SYN_RECV'),
+        (13, 'TCP_BOUND_INACTIVE'),
+        (14, 'TCP_MAX_STATES'),
+    ))),
+)
+
+
+def _decode(ev, state, names):
+    return tuple(
+        _d.converter(decoder, info, state)(_d.raw(getattr(ev, slot)))
+        for slot, decoder, info in DECODERS
+        if slot in names
+    )
+
 
 def decode_event(ev, state):
     """The event's field values, in FIELDS order."""
-    return (
-        state.elapsed(ev.f_time),
-        hex(ev.f_skaddr),
-        ev.f_pid,
-        _d.text(ev.f_comm),
-        _d.ip_version(ev.f_ip),
-        _d.inet(ev.f_saddr),
-        ev.f_sport,
-        _d.inet(ev.f_daddr),
-        ev.f_dport,
-        ENUM_OLDSTATE.get(ev.f_oldstate, ev.f_oldstate),
-        ENUM_NEWSTATE.get(ev.f_newstate, ev.f_newstate),
-    )
+    return _decode(ev, state, {s for s, _, _ in DECODERS})
 
 
 def decode_key(ev, state):
     """The count key's field values, in Key order."""
-    return (
-        ENUM_OLDSTATE.get(ev.f_oldstate, ev.f_oldstate),
-        ENUM_NEWSTATE.get(ev.f_newstate, ev.f_newstate),
-    )
+    return _decode(ev, state, {
+        'f_oldstate',
+        'f_newstate',
+    })

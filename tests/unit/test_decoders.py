@@ -22,9 +22,24 @@ def addr(family: int, raw: bytes) -> InetAddr:
 
 
 def test_inet_by_family() -> None:
-    assert d.inet(addr(socket.AF_INET, bytes([127, 0, 0, 1]))) == "127.0.0.1"
-    assert d.inet(addr(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, "::1"))) == "::1"
-    assert d.inet(addr(0, b"")) == "family0"
+    """Through `raw`, as a generated decoder reads a ctypes slot, and as struct unpacks it."""
+    assert d.inet(d.raw(addr(socket.AF_INET, bytes([127, 0, 0, 1])))) == "127.0.0.1"
+    six = socket.inet_pton(socket.AF_INET6, "::1")
+    assert d.inet(d.raw(addr(socket.AF_INET6, six))) == "::1"
+    assert d.inet((socket.AF_INET6, six)) == "::1"
+    assert d.inet(d.raw(addr(0, b""))) == "family0"
+
+
+def test_every_decoder_the_schema_names_is_registered() -> None:
+    import json
+    import pathlib
+
+    schema = json.loads(
+        (pathlib.Path(__file__).resolve().parents[2] / "engine" / "spec.schema.json").read_text()
+    )
+    named = set(schema["$defs"]["decoder"]["oneOf"][0]["enum"])
+    spelled = {n for n, dec in d.REGISTRY.items() if dec.spelled}
+    assert named == spelled | set(d.BYTE_ORDER)
 
 
 def test_ip_version_errno_text() -> None:
