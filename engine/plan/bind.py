@@ -82,11 +82,9 @@ def bind(
 
 def active(agg: M.Aggregation, count: bool, values: Mapping[str, OptionValue]) -> bool:
     """-c turns on the spec's `output.count` (and only it); bool options the others."""
-    if agg.switch == "-c":
-        return count
-    if count:
-        return False
-    if agg.switch and not values.get(agg.switch):
+    if agg.by_count or count:
+        return agg.by_count and count
+    if not all(values.get(w) for w in agg.when):
         return False
     return not (agg.unless and values.get(agg.unless))
 

@@ -447,8 +447,8 @@ class Aggregation:
 
     `kind`: count sum min max avg log2 linear. `value` names the field aggregated (not for
     count). `by` lists the key columns, each possibly switched by a bool option. Active when
-    `switch` ("" = always, "-c" = the engine's -c/--count, else a bool option) is on and
-    `unless` is off."""
+    every bool option of `when` is on and `unless` is off; the spec's `output.count` is
+    `by_count`: active with the engine's -c/--count, and then alone."""
 
     name: str
     kind: str
@@ -457,12 +457,13 @@ class Aggregation:
     header: str
     unit: str
     size: int
-    switch: str = ""
+    when: tuple[str, ...] = ()
     unless: str = ""
     low: int = 0  # linear: the first bucket's lower bound
     high: int = 0  # linear: the bound past the last regular bucket
     step: int = 0  # linear: bucket width
     signed: bool = False  # the value field is signed (min/max/sum compare as s64)
+    by_count: bool = False
 
 
 # --- attach alternatives and probes -------------------------------------------------------

@@ -130,7 +130,7 @@ class Planner:
         if count_by:
             header = count.get("header", "COUNT")
             aggregations.insert(
-                0, M.Aggregation("count", "count", "", count_by, header, "", 10240, switch="-c")
+                0, M.Aggregation("count", "count", "", count_by, header, "", 10240, by_count=True)
             )
         if self.problems:
             # Fields are planned once per alternative: say each mistake once.
@@ -204,20 +204,25 @@ class Planner:
                 else:
                     signed = f.ctype.startswith("s")
             by = self.plan_columns(spec.get("by", []), (*path, "by"), fields, probes)
-            for key in ("if", "unless"):
-                option = spec.get(key, "")
-                if option and (option not in self.options or self.options[option].ctype != "bool"):
-                    bools = [o for o, v in self.options.items() if v.ctype == "bool"]
-                    self.problem(
-                        f"`{key}` needs a bool option; '{option}' is not one"
-                        f"{did_you_mean(option, bools)}",
-                        (*path, key),
-                    )
+            raw_when = spec.get("if", [])
+            when = [raw_when] if isinstance(raw_when, str) else list(raw_when)
+            for key, names in (("if", when), ("unless", [spec.get("unless", "")])):
+                for j, option in enumerate(names):
+                    if option and (
+                        option not in self.options or self.options[option].ctype != "bool"
+                    ):
+                        bools = [o for o, v in self.options.items() if v.ctype == "bool"]
+                        at = (*path, key, j) if isinstance(spec.get(key), list) else (*path, key)
+                        self.problem(
+                            f"`{key}` needs a bool option; '{option}' is not one"
+                            f"{did_you_mean(option, bools)}",
+                            at,
+                        )
             header = spec.get("header", AGG_HEADERS.get(kind, value.upper() or "COUNT"))
             out.append(
                 M.Aggregation(
                     name, AGG_KINDS[kind], value, by, header, spec.get("unit", value),
-                    spec.get("size", 10240), spec.get("if", ""), spec.get("unless", ""),
+                    spec.get("size", 10240), tuple(when), spec.get("unless", ""),
                     low, high, step, signed,
                 )
             )  # fmt: skip

@@ -189,30 +189,40 @@ class AggregatePrinter:
         self.readers = [Reader(s, fields, state) for s in program.aggregations]
 
     def print(self, bpf: Any, clear: bool = False) -> None:
-        parts = []
+        """Every aggregation; plain ones keyed by the same fields share one table, a column
+        each (syscount -L prints COUNT and TIME side by side)."""
+        parts: list[str] = []
+        groups: dict[tuple[str, ...], list[tuple[M.AggSink, list[Series]]]] = {}
         for reader in self.readers:
             series = reader.read(bpf)
-            parts.append(self.render(reader.sink, series))
+            if KINDS[reader.sink.agg.kind].histogram:
+                parts.append(self.render_hist(reader.sink, series))
+            else:
+                by = tuple(c.field for c in reader.sink.by)
+                groups.setdefault(by, []).append((reader.sink, series))
             if clear:
                 reader.clear(bpf)
+        parts[:0] = [self.render_table(group) for group in groups.values()]
         self.out.write("".join(parts))
         self.out.flush()
 
-    def render(self, sink: M.AggSink, series: list[Series]) -> str:
-        if KINDS[sink.agg.kind].histogram:
-            return self.render_hist(sink, series)
-        agg = sink.agg
-        cols = [
-            (c.field, c.header, c.width, self.fields[c.field].decoder == "elapsed") for c in sink.by
-        ]
-        value_key = agg.header.lower()
-        cols.append((value_key, agg.header, len(agg.header), False))
-        if agg.kind == "avg":
-            rows = [(s.value[0] // s.value[1] if s.value[1] else 0, s.key) for s in series]
-        else:
-            rows = [(s.value, s.key) for s in series]
-        rows.sort(key=lambda r: r[0], reverse=True)
-        text = render_rows(self.fmt, cols, [[*key, v] for v, key in rows])
+    def render_table(self, group: list[tuple[M.AggSink, list[Series]]]) -> str:
+        """One row per key, one column per aggregation, sorted by the first (descending)."""
+        by = group[0][0].by
+        cols = [(c.field, c.header, c.width, self.fields[c.field].decoder == "elapsed") for c in by]
+        values: dict[tuple[Any, ...], list[Any]] = {}
+        for n, (sink, series) in enumerate(group):
+            agg = sink.agg
+            cols.append((agg.header.lower(), agg.header, max(len(agg.header), 8), False))
+            for s in series:
+                row = values.setdefault(s.key, [0] * len(group))
+                row[n] = (
+                    (s.value[0] // s.value[1] if s.value[1] else 0)
+                    if agg.kind == "avg"
+                    else s.value
+                )
+        rows = sorted(values.items(), key=lambda kv: kv[1][0], reverse=True)
+        text = render_rows(self.fmt, cols, [[*key, *vals] for key, vals in rows])
         return ("\n" + text) if self.fmt == "table" else text
 
     def render_hist(self, sink: M.AggSink, series: list[Series]) -> str:

@@ -1,0 +1,102 @@
+"""`specs/syscount.yaml` against bcc's own syscount, on the same traffic at the same time.
+
+A child waits until both tools trace it, then makes 777 getppid() calls and exits. Both
+must count exactly 777 for getppid; with -L the engine's latency sum is a positive total
+(a time, so only its shape is asserted), in one table with the counts as bcc prints it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
+
+SPEC = "specs/syscount.yaml"
+N = 777
+CHILD = f"import os, sys\nsys.stdin.readline()\nfor _ in range({N}):\n    os.getppid()\n"
+
+
+def start_child() -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-I", "-c", CHILD], stdin=subprocess.PIPE, text=True, cwd="/"
+    )
+
+
+def bcc_syscount(pid: int) -> subprocess.Popen[str]:
+    tool = shutil.which("syscount-bpfcc")
+    if tool is None:
+        pytest.fail("syscount-bpfcc is missing: scripts/setup.sh installs bpfcc-tools")
+    return subprocess.Popen(
+        [tool, "-p", str(pid), "-T", "500"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_line(proc: subprocess.Popen[str], word: str, timeout: float = 60) -> list[str]:
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if word in line:
+            return seen
+    pytest.fail(f"no {word!r} from {proc.args}: {''.join(seen)}")
+
+
+def test_counts_equal_bccs_syscount(engine) -> None:
+    child = start_child()
+    try:
+        bcc = bcc_syscount(child.pid)
+        wait_line(bcc, "Tracing")
+        e = engine(SPEC, "-p", str(child.pid), "-o", "json")
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.wait(timeout=30) == 0
+        result = e.stop()
+        os.killpg(bcc.pid, signal.SIGINT)
+        out, _ = bcc.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert result.code == 0, result.stderr
+    ours = {r["syscall"]: r["count"] for r in result.json_rows()}
+    theirs = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            theirs[parts[0]] = int(parts[1])
+    assert ours["getppid"] == N
+    assert theirs["getppid"] == N
+    assert ours["getppid"] == theirs["getppid"]
+
+
+def test_latency_sits_next_to_the_count(engine) -> None:
+    child = start_child()
+    try:
+        e = engine(SPEC, "-p", str(child.pid), "-L")
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.wait(timeout=30) == 0
+        result = e.stop()
+    finally:
+        child.kill()
+    assert result.code == 0, result.stderr
+    lines = result.out_lines
+    header = next(ln for ln in lines if ln.startswith("SYSCALL"))
+    assert header.split() == ["SYSCALL", "COUNT", "TIME(us)"]
+    row = next(ln.split() for ln in lines if ln.startswith("getppid "))
+    assert int(row[1]) == N
+    assert int(row[2]) >= 0
