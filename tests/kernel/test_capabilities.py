@@ -93,10 +93,10 @@ def libbpf_attaches(kind: str, function: str) -> tuple[bool, str]:
     insns = (Insn * 2)(Insn(code=0xB7), Insn(code=0x95))
     opts = ProgLoadOpts(sz=ctypes.sizeof(ProgLoadOpts), expected_attach_type=attach_type,
                         attach_btf_id=btf_id)  # fmt: skip
+    tracing = 26  # BPF_PROG_TYPE_TRACING
     prog = lib.bpf_prog_load(
-        26, b"h2_reference", b"GPL", ctypes.addressof(insns), 2, ctypes.addressof(opts)
-    )  # fmt: skip
-    # 26: BPF_PROG_TYPE_TRACING
+        tracing, b"h2_reference", b"GPL", ctypes.addressof(insns), 2, ctypes.addressof(opts)
+    )
     if prog < 0:
         return False, f"bpf_prog_load: {os.strerror(-prog)}"
     try:
