@@ -1,7 +1,8 @@
 """engine.plan.bind: options become typed constants or drop out; only needed steps are kept.
 
 The option-binding tests use hand-built trees (no kernel). The tcpconnect tests plan the real
-spec against /sys/kernel/btf/vmlinux and skip where it is absent.
+spec against the committed BTF fixture. Locals in the rendered C are checked by parsing the C
+(declared before use, in scope, once), not with bind's own dependency walk.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from typing import Any
 
 import pytest
+from btf_fixture import BTF
 
 from engine.codegen import render
 from engine.plan import model as M
@@ -18,7 +20,6 @@ from engine.plan.bind import bind, bind_expr
 from engine.plan.resolve import ctype_range
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-VMLINUX = pathlib.Path("/sys/kernel/btf/vmlinux")
 
 
 def ev(name: str) -> str:
@@ -104,17 +105,13 @@ def test_option_values_reach_c_only_as_integers(ctype: str) -> None:
 
 # --- bind() on the real tcpconnect plan --------------------------------------------------------
 
-needs_btf = pytest.mark.skipif(not VMLINUX.exists(), reason=f"plans against {VMLINUX}")
-
 
 @pytest.fixture(scope="module")
 def plan() -> M.Plan:
-    if not VMLINUX.exists():
-        pytest.skip(f"plans against {VMLINUX}")
     from engine.plan import planner
     from engine.spec.loader import load_document
 
-    return planner.plan(load_document(str(ROOT / "specs" / "tcpconnect.yaml")))
+    return planner.plan(load_document(str(ROOT / "specs" / "tcpconnect.yaml")), BTF)
 
 
 def steps(program: M.Program) -> list[M.Step]:
@@ -125,7 +122,6 @@ def kinds(program: M.Program) -> set[str]:
     return {s.kind for s in steps(program)}
 
 
-@needs_btf
 def test_dport_is_swapped_once_and_filtered_in_host_order(plan: M.Plan) -> None:
     for index in range(2):
         program = bind(plan, options={"port": [80, 443]}, choices={"connect": index})
@@ -137,7 +133,6 @@ def test_dport_is_swapped_once_and_filtered_in_host_order(plan: M.Plan) -> None:
         assert "20480" not in text  # htons(80): the filter never compares network order
 
 
-@needs_btf
 def test_unset_options_leave_no_filter(plan: M.Plan) -> None:
     for index in range(2):
         program = bind(plan, choices={"connect": index})
@@ -145,7 +140,6 @@ def test_unset_options_leave_no_filter(plan: M.Plan) -> None:
         assert f"{ev('pid')} ==" not in render.render_c(program)
 
 
-@needs_btf
 def test_set_options_become_typed_constants(plan: M.Plan) -> None:
     program = bind(plan, options={"pid": 1234, "uid": 0, "port": None})
     assert program.probes[0].filter == M.CBool(
@@ -157,7 +151,6 @@ def test_set_options_become_typed_constants(plan: M.Plan) -> None:
     )
 
 
-@needs_btf
 def test_filter_fields_are_computed_before_the_filter(plan: M.Plan) -> None:
     probe = bind(plan, options={"pid": 1, "uid": 0, "port": [80]}).probes[0]
     assert {s.dest for s in probe.pre} >= {ev("pid"), ev("uid"), ev("dport")}
@@ -168,7 +161,6 @@ def test_filter_fields_are_computed_before_the_filter(plan: M.Plan) -> None:
     assert {s.dest for s in only_pid.pre if s.dest.startswith("ev.")} == {ev("pid")}
 
 
-@needs_btf
 @pytest.mark.parametrize("index", [0, 1])
 def test_count_mode_reads_only_the_key(plan: M.Plan, index: int) -> None:
     events = bind(plan, mode="events", choices={"connect": index})
@@ -182,27 +174,98 @@ def test_count_mode_reads_only_the_key(plan: M.Plan, index: int) -> None:
     assert f"__builtin_memcpy(&key.{ev('dport')[3:]}" in render.render_c(count)
 
 
-@needs_btf
 def test_count_mode_without_options_skips_dropped_filter_fields(plan: M.Plan) -> None:
     count = bind(plan, mode="count")
     assert not {s.dest for s in steps(count)} & {ev("uid"), ev("pid")}
 
 
-@needs_btf
-def test_every_step_local_is_defined_before_use(plan: M.Plan) -> None:
-    from engine.plan.bind import uses
+# --- every generated local is declared before use: an oracle that reads the C ----------------
 
-    for index in range(2):
-        for mode in ("events", "count"):
-            opts: dict[str, Any] = {"pid": 3, "port": [1]}
-            program = bind(plan, mode=mode, options=opts, choices={"connect": index})
-            defined: set[str] = {"ctx_addr"}
-            for s in steps(program):
-                assert uses(s) <= defined, (index, mode, s)
-                defined.add(s.dest)
+LOCAL = re.compile(r"\bv\d+\b")
+DECL = re.compile(
+    r"^\s*(?:const\s+)?(?:[us](?:8|16|32|64)|char|int|void|struct\s+\w+)\s*\**\s*(v\d+)\b"
+)
+FUNCTION = re.compile(r"^int (\w+)\(.*\)\n\{\n(.*?)^\}", re.S | re.M)
 
 
-@needs_btf
+def local_problems(c: str) -> list[str]:
+    """Uses of a generated local (vN) in the C that are not declared before, in an enclosing
+    block of the same function; and locals declared twice. Empty when the C is sound."""
+    problems = []
+    functions = FUNCTION.findall(c)
+    assert functions, "no BPF function found in the C"
+    for name, body in functions:
+        scopes: list[set[str]] = [set()]
+        for number, raw in enumerate(body.splitlines(), 1):
+            line = raw.split("//", 1)[0]
+            decl = DECL.match(line)
+            used = LOCAL.findall(line)
+            if decl:
+                if any(decl.group(1) in scope for scope in scopes):
+                    problems.append(f"{name}:{number}: {decl.group(1)} declared again: {raw}")
+                used = used[1:]  # the declared name itself
+            for var in used:
+                if not any(var in scope for scope in scopes):
+                    problems.append(f"{name}:{number}: {var} used before its declaration: {raw}")
+            if decl:
+                scopes[-1].add(decl.group(1))
+            for ch in line:
+                if ch == "{":
+                    scopes.append(set())
+                elif ch == "}":
+                    scopes.pop()
+    return problems
+
+
+def test_the_local_oracle_can_fail() -> None:
+    good = "int f(void *ctx)\n{\n    u64 v1 = 0;\n    if (v1) {\n        u8 v2 = v1;\n    }\n}\n"
+    assert local_problems(good) == []
+    used_first = good.replace("u64 v1 = 0;", "u64 v3 = v1;")
+    assert local_problems(used_first) == [
+        "f:1: v1 used before its declaration:     u64 v3 = v1;",
+        "f:2: v1 used before its declaration:     if (v1) {",
+        "f:3: v1 used before its declaration:         u8 v2 = v1;",
+    ]
+    out_of_block = good.replace("    }\n}", "    }\n    ev.x = v2;\n}")
+    assert local_problems(out_of_block) == ["f:5: v2 used before its declaration:     ev.x = v2;"]
+    twice = good.replace("u8 v2 = v1;", "u8 v1 = 2;")
+    assert local_problems(twice) == ["f:3: v1 declared again:         u8 v1 = 2;"]
+
+
+SPECS = sorted((ROOT / "specs").glob("*.yaml")) + sorted(
+    (ROOT / "tests" / "specs" / "good").glob("*.yaml")
+)
+
+
+def every_option_set(plan: M.Plan) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for o in plan.options:
+        if o.ctype == "bool":
+            values[o.name] = True
+        elif o.ctype == "str":
+            values[o.name] = "x"
+        else:
+            values[o.name] = [1, 2] if o.is_list else 3
+    return values
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[f"{p.parent.name}/{p.name}" for p in SPECS])
+def test_every_step_local_is_defined_before_use(path: pathlib.Path) -> None:
+    """Each spec, alternative and mode, with no option and with every option given."""
+    from engine.plan import planner
+    from engine.spec.loader import load_document
+
+    plan = planner.plan(load_document(str(path)), BTF)
+    width = max(len(p.alternatives) for p in plan.probes)
+    for index in range(width):
+        choices = {p.name: min(index, len(p.alternatives) - 1) for p in plan.probes}
+        for mode in ("events", "count") if plan.key else ("events",):
+            for opts in ({}, every_option_set(plan)):
+                program = bind(plan, mode=mode, options=opts, choices=choices)
+                c = render.render_c(program)
+                assert local_problems(c) == [], (index, mode, opts)
+
+
 def test_choices_pick_the_alternative(plan: M.Plan) -> None:
     first = bind(plan).probes[0].alternative
     second = bind(plan, choices={"connect": 1}).probes[0].alternative

@@ -1,4 +1,5 @@
-"""engine.kernel.btf against a small BTF blob built by hand, byte by byte, as in btf.rst."""
+"""engine.kernel.btf against a small BTF blob built by hand, byte by byte, as in btf.rst
+(tests/btfwriter.py, the writer the other tests share)."""
 
 from __future__ import annotations
 
@@ -6,91 +7,9 @@ import struct
 from pathlib import Path
 
 import pytest
+from btfwriter import Blob
 
 from engine.kernel.btf import Btf, BtfError, Kind, Member, Param
-
-
-class Blob:
-    """Builds BTF: a 24-byte header, the type records, then the string section."""
-
-    def __init__(self, order: str = "<") -> None:
-        self.order = order
-        self.strs = bytearray(b"\0")
-        self.offsets: dict[str, int] = {}
-        self.types = bytearray()
-        self.count = 0
-
-    def s(self, name: str) -> int:
-        if not name:
-            return 0
-        if name not in self.offsets:
-            self.offsets[name] = len(self.strs)
-            self.strs += name.encode() + b"\0"
-        return self.offsets[name]
-
-    def add(
-        self,
-        kind: Kind,
-        name: str = "",
-        st: int = 0,
-        items: list[int] | None = None,
-        vlen: int = 0,
-        kflag: bool = False,
-    ) -> int:
-        info = (kflag << 31) | (int(kind) << 24) | vlen
-        words = [self.s(name), info, st, *(items or [])]
-        self.types += struct.pack(f"{self.order}{len(words)}I", *words)
-        self.count += 1
-        return self.count
-
-    def int_(self, name: str, size: int, bits: int, enc: int = 0) -> int:
-        return self.add(Kind.INT, name, size, [(enc << 24) | bits])
-
-    def struct(
-        self, name: str, size: int, members: list[tuple[str, int, int, int]], union: bool = False
-    ) -> int:
-        """members: (name, type id, bit offset, bitfield size); kind_flag set if any bitfield."""
-        kflag = any(m[3] for m in members)
-        items: list[int] = []
-        for mname, tid, bit_off, bsz in members:
-            items += [self.s(mname), tid, (bsz << 24 | bit_off) if kflag else bit_off]
-        kind = Kind.UNION if union else Kind.STRUCT
-        return self.add(kind, name, size, items, vlen=len(members), kflag=kflag)
-
-    def enum(
-        self, name: str, values: list[tuple[str, int]], signed: bool = False, size: int = 4
-    ) -> int:
-        items: list[int] = []
-        for n, v in values:
-            items += [self.s(n), v & 0xFFFFFFFF]
-        return self.add(Kind.ENUM, name, size, items, vlen=len(values), kflag=signed)
-
-    def enum64(self, name: str, values: list[tuple[str, int]], signed: bool = False) -> int:
-        items: list[int] = []
-        for n, v in values:
-            v &= (1 << 64) - 1
-            items += [self.s(n), v & 0xFFFFFFFF, v >> 32]
-        return self.add(Kind.ENUM64, name, 8, items, vlen=len(values), kflag=signed)
-
-    def proto(self, ret: int, params: list[tuple[str, int]]) -> int:
-        items: list[int] = []
-        for n, t in params:
-            items += [self.s(n), t]
-        return self.add(Kind.FUNC_PROTO, "", ret, items, vlen=len(params))
-
-    def bytes(self) -> bytes:
-        header = struct.pack(
-            f"{self.order}HBBIIIII",
-            0xEB9F,
-            1,
-            0,
-            24,
-            0,
-            len(self.types),
-            len(self.types),
-            len(self.strs),
-        )
-        return header + bytes(self.types) + bytes(self.strs)
 
 
 def build(order: str = "<") -> tuple[Blob, dict[str, int]]:

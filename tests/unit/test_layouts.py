@@ -12,6 +12,7 @@ import ctypes
 import pathlib
 
 import pytest
+from btf_fixture import BTF
 
 from engine.codegen import render
 from engine.plan import model as M
@@ -20,7 +21,6 @@ from engine.plan.planner import layout
 from engine.spec.loader import load_document
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-VMLINUX = pathlib.Path("/sys/kernel/btf/vmlinux")
 SPECS = sorted((ROOT / "specs").glob("*.yaml")) + sorted(
     (ROOT / "tests" / "specs" / "good").glob("*.yaml")
 )
@@ -36,10 +36,9 @@ def compare(structure: type[ctypes.Structure], lay: M.Layout) -> None:
         assert (member.offset, member.size) == (slot.offset, slot.size), slot
 
 
-@pytest.mark.skipif(not VMLINUX.exists(), reason=f"plans against {VMLINUX}")
 @pytest.mark.parametrize("path", SPECS, ids=[f"{p.parent.name}/{p.name}" for p in SPECS])
 def test_decoder_matches_plan(path: pathlib.Path) -> None:
-    plan = planner.plan(load_document(str(path)))
+    plan = planner.plan(load_document(str(path)), BTF)
     decoder = render.load_decoder(plan)
     compare(decoder.Event, plan.event)
     if plan.key is not None:
@@ -49,9 +48,8 @@ def test_decoder_matches_plan(path: pathlib.Path) -> None:
     assert [f[0] for f in decoder.FIELDS] == [f.name for f in plan.fields]
 
 
-@pytest.mark.skipif(not VMLINUX.exists(), reason=f"plans against {VMLINUX}")
 def test_tcpconnect_event_is_72_bytes() -> None:
-    plan = planner.plan(load_document(str(ROOT / "specs" / "tcpconnect.yaml")))
+    plan = planner.plan(load_document(str(ROOT / "specs" / "tcpconnect.yaml")), BTF)
     decoder = render.load_decoder(plan)
     assert plan.event.size == ctypes.sizeof(decoder.Event) == 72
 

@@ -3,10 +3,10 @@ string's bytes as numbers; nothing of the text reaches C. Mistakes are located e
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from btf_fixture import BTF
 
 from engine.codegen.render import c_expr
 from engine.errors import UsageError
@@ -16,9 +16,6 @@ from engine.spec import expr as E
 from engine.verbs.validate import validate_path
 
 COMM = "ev.f_comm"
-needs_btf = pytest.mark.skipif(
-    not os.path.exists("/sys/kernel/btf/vmlinux"), reason="needs kernel BTF"
-)
 
 SPEC = """\
 name: strings
@@ -65,11 +62,10 @@ def problems(tmp_path: Path, filt: str) -> list[str]:
     spec = tmp_path / "s.yaml"
     spec.write_text(SPEC.replace("FILTER", filt))
     return [
-        f"{p.location.line}:{p.location.col}: {p.message}" for p in validate_path(str(spec), None)
+        f"{p.location.line}:{p.location.col}: {p.message}" for p in validate_path(str(spec), BTF)
     ]
 
 
-@needs_btf
 @pytest.mark.parametrize(
     ("filt", "message"),
     [
@@ -94,14 +90,13 @@ def test_string_mistakes_are_located(tmp_path: Path, filt: str, message: str) ->
     assert problems(tmp_path, filt) == [message]
 
 
-@needs_btf
 def test_file_names_compare_too(tmp_path: Path) -> None:
     from engine.plan import planner
     from engine.spec.loader import load_document
 
     spec = tmp_path / "s.yaml"
     spec.write_text(SPEC.replace("FILTER", 'comm != "sh" and file == "/bin/true"'))
-    plan = planner.plan(load_document(str(spec)))
+    plan = planner.plan(load_document(str(spec)), BTF)
     program = bind(plan)
     filt = program.probes[0].filter
     assert isinstance(filt, M.CBool)

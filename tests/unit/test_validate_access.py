@@ -1,9 +1,9 @@
 """`engine validate` is what CI pipelines run: it needs neither root nor bcc, and with
-`--btf FILE` it checks specs against another kernel's BTF, offline."""
+`--btf FILE` it checks specs against another kernel's BTF, offline (tests/unit/test_btf_flag.py
+checks against a synthetic kernel that the file is what is used)."""
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
@@ -11,15 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from engine.kernel.btf import VMLINUX
-from engine.verbs.validate import run_validate
+from btf_fixture import BTF
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-needs_btf = pytest.mark.skipif(not os.path.exists(VMLINUX), reason=f"no kernel BTF at {VMLINUX}")
 
 
 def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
@@ -30,32 +26,17 @@ def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@needs_btf
 def test_validate_specs_as_nobody() -> None:
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to become nobody")
     probe = as_nobody("--version")
     if probe.returncode != 0:
         pytest.skip(f"nobody cannot run the engine from {ROOT}: {probe.stderr.strip()[-200:]}")
-    done = as_nobody("validate", *SPECS)
+    done = as_nobody("validate", "--btf", BTF, *SPECS)
     assert done.returncode == 0, done.stdout + done.stderr
     n = len(SPECS)
     assert done.stdout.splitlines()[-1] == f"{n} specs checked: {n} valid, 0 invalid"
     assert "Traceback" not in done.stderr
-
-
-@needs_btf
-def test_validate_offline_with_btf_file(tmp_path: Path) -> None:
-    btf = tmp_path / "vmlinux.btf"
-    btf.write_bytes(Path(VMLINUX).read_bytes())  # another kernel's BTF, as a CI job has it
-    out = io.StringIO()
-    assert run_validate(SPECS, str(btf), "text", out) == 0, out.getvalue()
-    bad = tmp_path / "bad.yaml"
-    text = (ROOT / "specs" / "tcpconnect.yaml").read_text()
-    bad.write_text(text.replace("skc_dport, decode: be16", "skc_dprot, decode: be16"))
-    out = io.StringIO()
-    assert run_validate([str(bad)], str(btf), "text", out) == 1
-    assert "has no member 'skc_dprot'; did you mean 'skc_dport'?" in out.getvalue()
 
 
 def test_missing_btf_file_is_one_line() -> None:

@@ -1,0 +1,85 @@
+"""The planner and `engine explain` on the running kernel: BTF and tracefs together.
+
+The unit tests plan against the committed BTF fixture, which never reads tracefs. Here the
+live plan (no --btf) must read each tracepoint field at the offset the kernel's own tracefs
+format file gives, and explain must consult tracefs where BTF has no record (syscalls/*).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+
+import pytest
+
+from engine.kernel import tracefs
+from engine.kernel.btf import VMLINUX
+from engine.plan import model as M
+from engine.plan import planner
+from engine.spec.loader import load_document
+from engine.verbs.explain import run_explain
+
+pytestmark = pytest.mark.kernel
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def live() -> None:
+    if not os.path.exists(VMLINUX):
+        pytest.skip(f"{VMLINUX} is absent: kernel built without CONFIG_DEBUG_INFO_BTF")
+    try:
+        tracefs.events_dir()
+    except tracefs.TracefsError as exc:
+        pytest.skip(f"tracefs unreadable (needs root): {exc}")
+
+
+def test_tracepoint_loads_match_tracefs(live: None) -> None:
+    """tcpconnect's tracepoint alternative reads skaddr, protocol and the states at the
+    offsets and sizes tracefs declares on this kernel."""
+    plan = planner.plan(load_document(str(ROOT / "specs" / "tcpconnect.yaml")))
+    alt = plan.probes[0].alternatives[1]
+    assert alt.kind == "tracepoint"
+    fmt = tracefs.read_format("sock", "inet_sock_set_state")
+    declared = {(f.offset, f.size) for f in fmt.fields}
+    loads = [s for s in planner.iter_steps(alt) if isinstance(s, M.Load) and s.base == "ctx_addr"]
+    assert loads, "the tracepoint alternative reads nothing from its record"
+    assert {(s.offset, s.size) for s in loads} <= declared
+    skaddr = fmt.field("skaddr")
+    assert skaddr is not None
+    assert [s.offset for s in loads if s.size == 8] == [skaddr.offset]
+
+
+def test_tracepoint_without_btf_record(live: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """syscalls/* have no BTF record: explain says so in one line (moved from the unit tests:
+    it needs the live tracefs)."""
+    out = io.StringIO()
+    code = run_explain("syscalls/sys_enter_openat", None, False, out)
+    assert (code, out.getvalue()) == (1, "")
+    assert capsys.readouterr().err == (
+        "engine: error: syscalls/sys_enter_openat is in tracefs, but "
+        f"{VMLINUX} has no trace_event_raw_* record of it: specs cannot read it\n"
+    )
+
+
+def test_explain_shared_class_event_lists_its_fields(
+    live: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """sched/sched_wakeup is a DEFINE_EVENT: on the live kernel tracefs settles its record
+    (moved from the unit tests, where a BTF file alone leaves the class open)."""
+    out = io.StringIO()
+    assert run_explain("sched/sched_wakeup", None, False, out) == 0
+    comm = tracefs.read_format("sched", "sched_wakeup").field("comm")
+    assert comm is not None
+    rows = [" ".join(line.split()) for line in out.getvalue().splitlines()]
+    assert f"{comm.offset} 16 comm char[16] args.comm (a string)" in rows
+    assert capsys.readouterr().err == ""
+
+
+def test_explain_defaults_to_the_running_kernel(capsys: pytest.CaptureFixture[str]) -> None:
+    if not os.path.exists(VMLINUX):
+        pytest.skip(f"{VMLINUX} is absent: kernel built without CONFIG_DEBUG_INFO_BTF")
+    out = io.StringIO()
+    assert run_explain("struct sock_common", None, False, out) == 0
+    assert out.getvalue().startswith("struct sock_common (")
+    assert capsys.readouterr().err == ""
