@@ -52,7 +52,7 @@ def renders(btf: str | None = str(FIXTURE)) -> Iterator[tuple[str, str]]:
             choices = {p.name: min(n, len(p.alternatives) - 1) for p in plan.probes}
             for mode in ("events", "count") if plan.key else ("events",):
                 program = bind(plan, mode=mode, options=OPTIONS.get(plan.name, {}), choices=choices)
-                yield f"{plan.name}.{n + 1}.{mode}.c", render.render_c(program)
+                yield f"{plan.name}.{n + 1}.{program.mode}.c", render.render_c(program)
 
 
 def golden_files() -> list[pathlib.Path]:

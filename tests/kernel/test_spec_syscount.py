@@ -70,6 +70,8 @@ def test_counts_equal_bccs_syscount(engine) -> None:
         out, _ = bcc.communicate(timeout=30)
     finally:
         child.kill()
+        if child.stdin is not None:
+            child.stdin.close()
     assert result.code == 0, result.stderr
     ours = {r["syscall"]: r["count"] for r in result.json_rows()}
     theirs = {}
@@ -93,6 +95,8 @@ def test_latency_sits_next_to_the_count(engine) -> None:
         result = e.stop()
     finally:
         child.kill()
+        if child.stdin is not None:
+            child.stdin.close()
     assert result.code == 0, result.stderr
     lines = result.out_lines
     header = next(ln for ln in lines if ln.startswith("SYSCALL"))
