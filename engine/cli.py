@@ -221,9 +221,7 @@ def option_values(plan: M.Plan, ns: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_with_spec(verb: str, argv: list[str]) -> int:
     """`run` and `render`: find the spec first, then parse the spec's flags."""
-    from engine.plan import planner
-    from engine.spec.loader import load_document
-    from engine.spec.schema import check_schema
+    from engine.pipeline import plan_spec
 
     pre = spec_parser(verb, None)
     pre_args = [a for a in argv if a not in ("-h", "--help")]
@@ -236,11 +234,7 @@ def cmd_with_spec(verb: str, argv: list[str]) -> int:
     btf = None
     if "--btf" in argv and argv.index("--btf") + 1 < len(argv):
         btf = argv[argv.index("--btf") + 1]
-    document = load_document(spec)
-    problems = check_schema(document)
-    if problems:
-        raise SpecError(problems)
-    plan = planner.plan(document, btf)
+    plan = plan_spec(spec, btf)
     ns = spec_parser(verb, plan).parse_args(argv)
     values = option_values(plan, ns)
     if ns.count and plan.key is None:

@@ -59,7 +59,13 @@ def environment() -> jinja2.Environment:
     env.filters["slot"] = M.slot_name
     env.tests["ctrue"] = lambda e: isinstance(e, M.CTrue)
     env.globals["ctypes_names"] = CTYPES
+    env.globals["fail"] = _fail
     return env
+
+
+def _fail(message: str) -> str:
+    """A template reached a case it has no text for: a bug, never silently empty C."""
+    raise TypeError(message)
 
 
 def render_c(program: M.Program) -> str:

@@ -101,7 +101,7 @@ class Planner:
     def problem(
         self, message: str, path: Sequence[str | int], col: int = 0, key: bool = False
     ) -> None:
-        if message:
+        if message:  # an AlreadyReported error has none: it was said where its `let` is
             self.problems.append(Problem(message, self.where(path, col, key)))
 
     def parse(self, text: str, path: Sequence[str | int], cast: bool = False) -> E.Node | None:
@@ -858,15 +858,6 @@ def plan(document: Any, btf_path: str | None = None) -> M.Plan:
     btf = load_btf(btf_path)
     live = btf_path is None or os.path.realpath(btf_path) == os.path.realpath(VMLINUX)
     return Planner(document, btf, tracefs_ok=live and _tracefs_readable()).plan()
-
-
-def check(document: Any, btf_path: str | None) -> list[Problem]:
-    """Semantic problems of a schema-valid document (empty when it plans)."""
-    try:
-        plan(document, btf_path)
-    except SpecError as exc:
-        return exc.problems
-    return []
 
 
 def _tracefs_readable() -> bool:

@@ -46,10 +46,17 @@ def _ret_access(access: ArgAccess) -> str:
 
 
 class PlanError(E.ExprError):
-    """A meaning problem inside one expression, at a 0-based column ("" message = already said).
+    """A meaning problem inside one expression, at a 0-based column.
 
     Same shape as a parse error (message, column); only the stage differs.
     """
+
+
+class AlreadyReported(PlanError):
+    """The expression uses a `let` whose own error was already reported where it is bound."""
+
+    def __init__(self) -> None:
+        super().__init__("")
 
 
 # --- value types ------------------------------------------------------------------------------
@@ -176,7 +183,7 @@ class Resolver:
     def name(self, node: E.Name) -> Val:
         s = self.s
         if node.name in s.failed:
-            raise PlanError("")  # its own error was reported where it was bound
+            raise AlreadyReported()  # its own error was reported where it was bound
         if node.name in s.bindings:
             return s.bindings[node.name]
         if node.name in s.lazy:  # a `let`: computed where first used, once

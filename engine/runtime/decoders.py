@@ -8,6 +8,8 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from engine.errors import EngineError
+
 if TYPE_CHECKING:
     from engine.plan.model import Field
 
@@ -56,6 +58,8 @@ def ksym(address: int) -> str:
 
 
 def _read_kallsyms() -> list[tuple[int, str]]:
+    """Text symbols from /proc/kallsyms; unreadable or hidden (all addresses 0, as for
+    non-root with kptr_restrict) is an error, not a column of `?+0x...`."""
     found = []
     try:
         with open("/proc/kallsyms", encoding="utf-8") as f:
@@ -63,10 +67,14 @@ def _read_kallsyms() -> list[tuple[int, str]]:
                 parts = line.split()
                 if len(parts) >= 3 and parts[1].lower() == "t":
                     found.append((int(parts[0], 16), parts[2]))
-    except OSError:
-        return [(0, "?")]
+    except OSError as exc:
+        raise EngineError(f"decoder 'ksym': cannot read /proc/kallsyms ({exc.strerror})") from None
+    if not any(address for address, _ in found):
+        raise EngineError(
+            "decoder 'ksym': /proc/kallsyms shows no addresses (kernel.kptr_restrict); run as root"
+        )
     found.sort()
-    return found or [(0, "?")]
+    return found
 
 
 class State:
@@ -113,6 +121,13 @@ def _const(fn: Convert) -> Callable[[Field | FieldInfo, State], Convert]:
     return lambda field, state: fn
 
 
+def _ksym_ready() -> Convert:
+    """Read kallsyms when the column is set up, so an unreadable one fails before tracing."""
+    if not _KSYMS:
+        _KSYMS.extend(_read_kallsyms())
+    return ksym
+
+
 def _enum(field: Field | FieldInfo, state: State) -> Convert:
     names = dict(field.enum_values)
     return lambda v: names.get(v, v)
@@ -132,7 +147,7 @@ REGISTRY: dict[str, Decoder] = {
     "bool": Decoder(6, _const(bool)),
     "hex": Decoder(18, _hex),
     "elapsed": Decoder(9, lambda field, state: state.elapsed),
-    "ksym": Decoder(24, _const(ksym)),
+    "ksym": Decoder(24, lambda field, state: _ksym_ready()),
     "syscall": Decoder(16, _const(syscall_name)),
 }
 # Spelled in specs but applied while reading (a byte swap in the kernel), then printed as int.

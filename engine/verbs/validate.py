@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, TextIO, Tuple
 
-from engine.errors import Problem, SpecError, UsageError
-from engine.plan import planner
-from engine.spec.loader import load_document
-from engine.spec.schema import check_schema
+from engine.errors import Problem, UsageError
+from engine.pipeline import problems_of
 
 FORMATS = ("text", "json", "github")
 
@@ -25,14 +23,7 @@ def validate_path(path: str, btf_path: str | None) -> List[Problem]:
     An EngineError from the planner (BTF unreadable, say) is not the spec's fault and
     propagates to the caller.
     """
-    try:
-        document = load_document(path)
-        problems = check_schema(document)
-        if problems:
-            return problems
-        return list(planner.check(document, btf_path))
-    except SpecError as error:
-        return error.problems
+    return problems_of(path, btf_path)
 
 
 def run_validate(paths: List[str], btf_path: str | None, fmt: str, out: TextIO) -> int:

@@ -16,12 +16,10 @@ from engine.attach import KINDS
 from engine.codegen import render
 from engine.errors import EngineError, SpecError
 from engine.kernel import capabilities
+from engine.pipeline import plan_spec
 from engine.plan import model as M
-from engine.plan import planner
 from engine.plan.bind import bind
 from engine.runtime.runner import captured_stderr, import_bcc, kfunc_style
-from engine.spec.loader import load_document
-from engine.spec.schema import check_schema
 
 # Kinds bcc loads itself at compile time (it must, to resolve their BTF target).
 TRACING = tuple(name for name, k in KINDS.items() if k.prog_type == "TRACING")
@@ -39,11 +37,7 @@ def compile_check(paths: list[str], out: TextIO) -> int:
     checked = failed = 0
     for path in paths:
         try:
-            document = load_document(path)
-            problems = check_schema(document)
-            if problems:
-                raise SpecError(problems)
-            plan = planner.plan(document)
+            plan = plan_spec(path)
         except SpecError as exc:
             out.writelines(p.format() + "\n" for p in exc.problems)
             failed += 1

@@ -26,16 +26,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
 
 
 def plan_spec(path: pathlib.Path, btf: str | None = str(FIXTURE)) -> Any:
-    from engine.plan import planner
-    from engine.errors import SpecError
-    from engine.spec.loader import load_document
-    from engine.spec.schema import check_schema
+    from engine import pipeline
 
-    document = load_document(str(path))
-    problems = check_schema(document)
-    if problems:
-        raise SpecError(problems)
-    return planner.plan(document, btf)
+    return pipeline.plan_spec(str(path), btf)
 
 
 def renders(btf: str | None = str(FIXTURE)) -> Iterator[tuple[str, str]]:

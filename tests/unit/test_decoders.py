@@ -77,3 +77,47 @@ def test_ksym_names_an_address() -> None:
     assert d.ksym(found[0]) == "tcp_v4_connect"
     assert d.ksym(found[0] + 1) == "tcp_v4_connect+0x1"
     assert d.ksym(0) == "0x0"
+
+
+def test_hidden_kallsyms_is_an_error_not_question_marks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    import builtins
+    import io
+
+    from engine.errors import EngineError
+
+    hidden = "0000000000000000 T tcp_v4_connect\n0000000000000000 t foo\n"
+    real_open = builtins.open
+    monkeypatch.setattr(
+        builtins,
+        "open",
+        lambda path, *a, **k: (
+            io.StringIO(hidden) if path == "/proc/kallsyms" else real_open(path, *a, **k)
+        ),
+    )
+    monkeypatch.setattr(d, "_KSYMS", [])
+    with pytest.raises(EngineError, match="kptr_restrict"):
+        d.converter("ksym", d.FieldInfo(0), d.State())
+
+
+def test_an_unknown_step_kind_is_an_error_not_empty_c() -> None:
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from engine.codegen import render
+    from engine.plan import model as M
+
+    @dataclass(frozen=True)
+    class Bogus(M.StepBase):
+        kind: ClassVar[str] = "bogus"
+        dest: str = "v1"
+
+    lay = M.Layout("event_t", (M.Slot("f_pid", "u32", 0, 0, 4),), 4)
+    alt = M.Alternative(0, "tracepoint", ("a/b",), (M.Function("f", "tracepoint", "a:b", "main"),),
+                        (), (Bogus(),), M.CTrue(), (), ())  # fmt: skip
+    probe = M.ProgramProbe("p", alt, (), M.CTrue(), ())
+    program = M.Program("t", "events", "ringbuf", 8, 0, (probe,), lay, None,
+                        sinks=(M.EventSink("ringbuf", 8, 0),))  # fmt: skip
+    with pytest.raises(TypeError, match="no template for step kind bogus"):
+        render.render_c(program)

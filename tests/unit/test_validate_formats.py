@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from engine.errors import EngineError, Location, Problem, UsageError
+from engine.errors import EngineError, Location, Problem, SpecError, UsageError
 from engine.plan import planner
 from engine.verbs.validate import run_validate, validate_path
 
@@ -19,7 +19,7 @@ GOOD += "      pid: tgid\noutput:\n  columns: [pid]\n"
 @pytest.fixture(autouse=True)
 def no_semantics(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests are about formatting: keep the kernel's BTF out of them."""
-    monkeypatch.setattr(planner, "check", lambda document, btf_path: [])
+    monkeypatch.setattr(planner, "plan", lambda document, btf_path: None)
 
 
 @pytest.fixture
@@ -155,11 +155,11 @@ def test_semantics_run_only_on_schema_clean_specs(
     calls: list[str] = []
     semantic = Problem("no kernel function 'x'", Location(specs["good.yaml"], 5, 21))
 
-    def check(document: object, btf_path: str | None) -> list[Problem]:
+    def plan(document: object, btf_path: str | None) -> object:
         calls.append(getattr(document, "file", ""))
-        return [semantic]
+        raise SpecError([semantic])
 
-    monkeypatch.setattr(planner, "check", check)
+    monkeypatch.setattr(planner, "plan", plan)
     assert validate_path(specs["good.yaml"], None) == [semantic]
     assert validate_path(specs["typo.yaml"], None)[0].message.startswith("unknown key 'colums'")
     assert calls == [specs["good.yaml"]]
@@ -168,9 +168,9 @@ def test_semantics_run_only_on_schema_clean_specs(
 def test_planner_engine_errors_propagate(
     specs: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def check(document: object, btf_path: str | None) -> list[Problem]:
+    def plan(document: object, btf_path: str | None) -> object:
         raise EngineError("cannot read BTF: /nope: no such file")
 
-    monkeypatch.setattr(planner, "check", check)
+    monkeypatch.setattr(planner, "plan", plan)
     with pytest.raises(EngineError, match="cannot read BTF"):
         run([specs["good.yaml"]], "text")
