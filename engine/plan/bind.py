@@ -153,7 +153,7 @@ def select(
     `where` steps or an earlier selection (`defined`) already computed.
     """
     ordered = [s for f in alt.fields for s in f.steps] + list(always)
-    have = defined | {s.dest for s in alt.steps}
+    have = defined | {s.dest for s in alt.steps} | {s.dest for s in alt.state_steps}
     need = {f"ev.{M.slot_name(n)}" for n in names} | {s.dest for s in always}
     keep: list[M.Step] = []
     for step in reversed(ordered):

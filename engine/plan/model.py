@@ -497,6 +497,7 @@ class Alternative:
     fields: tuple[FieldCode, ...]  # each field's own steps, in field order
     filter_fields: tuple[str, ...]  # fields the probe filter reads (computed first)
     stores: tuple[Step, ...] = ()  # `store`/`delete` into state maps, after the filter
+    state_steps: tuple[Step, ...] = ()  # state reads (take/get/has): after `where`, first
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ AGG_KINDS = {"count": "count", "sum": "sum", "min": "min", "max": "max", "avg": 
 AGG_WORDS = {"sum": "a sum", "min": "a min", "max": "a max", "avg": "an average",
              "hist": "a histogram", "lhist": "a histogram"}  # fmt: skip
 AGG_HEADERS = {"count": "COUNT"}
-NOT_NUMBERS = ("str", "inet", "hex", "ksym", "elapsed", "bool", "enum", "errno", "ip_version")
+NOT_NUMBERS = ("str", "inet", "hex", "ksym", "elapsed", "bool", "enum", "errno", "ip_version",
+               "ms", "secs", "syscall")  # fmt: skip
 # Flags of `engine run` / `engine render` themselves; spec options may not take them
 # (tests/unit/test_planner.py checks this set against the CLI's parsers).
 ENGINE_FLAGS = {
@@ -565,15 +566,6 @@ class Planner:
             scope.loads.clear()
         scope.bindings.clear()
         scope.lazy = {k: n for k, (n, _) in all_lets if n is not None and k not in scope.failed}
-        # State reads run first, on every path: a `take` deletes its key even when the
-        # event is then dropped by `where` or the filter.
-        for lname, (node, lpath) in all_lets:
-            if lname in scope.lazy and uses_state(node):
-                try:
-                    resolver.name(E.Name(lname, 0))
-                except PlanError as exc:
-                    self.problem(exc.message, lpath, exc.col)
-
         where: M.CExpr = M.CTrue()
         if where_node is not None:
             try:
@@ -581,6 +573,16 @@ class Planner:
             except PlanError as exc:
                 self.problem(exc.message, (*path, "where"), exc.col)
         where_steps = tuple(scope.steps)
+        # State reads run right after `where` (which says whether this is the probe's event
+        # at all) and before the filter: a `take` deletes its key on every path on which the
+        # event is the probe's, reported or not.
+        for lname, (node, lpath) in all_lets:
+            if lname in scope.lazy and lname not in scope.bindings and uses_state(node):
+                try:
+                    resolver.name(E.Name(lname, 0))
+                except PlanError as exc:
+                    self.problem(exc.message, lpath, exc.col)
+        state_steps = tuple(scope.steps[len(where_steps) :])
         codes = []
         for fname, (fspec, fpath, vpath, node) in field_specs.items():
             if node is None:
@@ -627,6 +629,7 @@ class Planner:
             tuple(codes),
             filter_fields,
             stores,
+            state_steps,
         )
 
     def plan_stores(self, resolver: Resolver, probe_path: tuple[Any, ...]) -> None:
@@ -754,8 +757,10 @@ class Planner:
                 decoder = "enum"
             if decoder == "ksym" and rv.vt.size != 8:
                 raise PlanError("decoder 'ksym' needs a kernel address (8 bytes)", col)
-            if decoder == "elapsed" and rv.vt.size != 8:
-                raise PlanError("decoder 'elapsed' needs nanoseconds (a u64 such as ktime_ns)", col)
+            if decoder in ("elapsed", "ms", "secs") and rv.vt.size != 8:
+                raise PlanError(
+                    f"decoder '{decoder}' needs nanoseconds (a u64 such as ktime_ns)", col
+                )
             steps.append(M.Store(dest, rv.var, swap))
         elif vt.kind == "struct":
             raise PlanError(

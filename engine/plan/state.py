@@ -4,8 +4,9 @@
 A state map is a BPF hash (LRU by default, so keys whose pairing event never comes cannot
 fill it) declared in the spec with typed keys and values. A probe stores into it; another
 reads it back: `take(start, tid)` reads and deletes, `get(start, tid)` reads, `has(start,
-tid)` tests. A missing key drops the event unless `get` is given a default. Reads run first
-in the probe's body, before any `where` or filter, so a `take` deletes its key on every path.
+tid)` tests. A missing key drops the event unless `get` is given a default. Reads run right
+after the alternative's `where` (which says whether the event is the probe's at all) and
+before the probe's filter, so a `take` deletes its key on every path the event takes.
 """
 
 from __future__ import annotations

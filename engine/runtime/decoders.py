@@ -114,6 +114,7 @@ class Decoder:
     width: int  # natural column width; 0: the field's own size (strings)
     make: Callable[[Field | FieldInfo, State], Convert]
     cached: bool = False  # pure in its bytes: rows caches text by raw value
+    decimal: bool = False  # prints a number with decimals (tables: %.3f)
     spelled: bool = True  # a spec may name it (int, enum... are chosen by type too)
 
 
@@ -146,7 +147,10 @@ REGISTRY: dict[str, Decoder] = {
     "errno": Decoder(12, _const(errno_name)),
     "bool": Decoder(6, _const(bool)),
     "hex": Decoder(18, _hex),
-    "elapsed": Decoder(9, lambda field, state: state.elapsed),
+    "elapsed": Decoder(9, lambda field, state: state.elapsed, decimal=True),
+    # nanoseconds shown in a larger unit, with decimals (bcc's LAT(ms), AGE(s))
+    "ms": Decoder(8, _const(lambda ns: round(ns / 1e6, 3)), decimal=True),
+    "secs": Decoder(8, _const(lambda ns: round(ns / 1e9, 3)), decimal=True),
     "ksym": Decoder(24, lambda field, state: _ksym_ready()),
     "syscall": Decoder(16, _const(syscall_name)),
 }

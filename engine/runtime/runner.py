@@ -328,7 +328,10 @@ class EventLoop:
         fields = {f.name: f for f in plan.fields}
         self.printer = Printer(
             config.fmt,
-            [(c.field, c.header, c.width, fields[c.field].decoder == "elapsed") for c in columns],
+            [
+                (c.field, c.header, c.width, decoders.REGISTRY[fields[c.field].decoder].decimal)
+                for c in columns
+            ],
             out,
         )
         self.rows = RowMaker(plan, plan.event, columns, self.state)

@@ -209,7 +209,10 @@ class AggregatePrinter:
     def render_table(self, group: list[tuple[M.AggSink, list[Series]]]) -> str:
         """One row per key, one column per aggregation, sorted by the first (descending)."""
         by = group[0][0].by
-        cols = [(c.field, c.header, c.width, self.fields[c.field].decoder == "elapsed") for c in by]
+        cols = [
+            (c.field, c.header, c.width, decoders.REGISTRY[self.fields[c.field].decoder].decimal)
+            for c in by
+        ]
         values: dict[tuple[Any, ...], list[Any]] = {}
         for n, (sink, series) in enumerate(group):
             agg = sink.agg

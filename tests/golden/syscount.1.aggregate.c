@@ -81,18 +81,18 @@ int p0_enter_tracepoint_raw_syscalls_sys_enter(void *ctx)
 int p1_exit_tracepoint_raw_syscalls_sys_exit(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u32 v4 = (u32)bpf_get_current_pid_tgid();
-    struct state_start_key_t v5;
-    __builtin_memset(&v5, 0, sizeof(v5));
-    v5.k0 = v4;
-    struct state_start_val_t v6;
+    u32 v4 = bpf_get_current_pid_tgid() >> 32;
+    u32 v5 = (u32)bpf_get_current_pid_tgid();
+    struct state_start_key_t v6;
     __builtin_memset(&v6, 0, sizeof(v6));
-    struct state_start_val_t *v6_p = state_start.lookup(&v5);
-    if (!v6_p)
+    v6.k0 = v5;
+    struct state_start_val_t v7;
+    __builtin_memset(&v7, 0, sizeof(v7));
+    struct state_start_val_t *v7_p = state_start.lookup(&v6);
+    if (!v7_p)
         return 0; // no state stored for this key: nothing to pair with
-    v6 = *v6_p;
-    state_start.delete(&v5);
-    u32 v7 = bpf_get_current_pid_tgid() >> 32;
+    v7 = *v7_p;
+    state_start.delete(&v6);
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     s64 v8 = 0;
