@@ -60,9 +60,21 @@ def test_readme_has_its_examples() -> None:
     assert all(is_spec(b) for _, b in yaml_blocks("README.md"))
 
 
+DOC_SPECS = [b for _, b in yaml_blocks("docs/spec.md") if is_spec(b)]
+
+
 def test_docs_examples_are_all_found() -> None:
-    """docs/spec.md's yaml blocks: the two parts of the seed specs it explains."""
-    assert len(yaml_blocks("docs/spec.md")) == len(DOC_PARTS) == 2
+    """docs/spec.md's yaml blocks: the two parts of the seed specs it explains, and the
+    worked example of state and aggregations (a whole spec)."""
+    assert len(yaml_blocks("docs/spec.md")) == 3
+    assert len(DOC_PARTS) == 2 and len(DOC_SPECS) == 1
+
+
+@pytest.mark.parametrize("index", range(len(DOC_SPECS)))
+def test_docs_spec_validates(index: int, tmp_path: Path) -> None:
+    spec = tmp_path / f"docs-{index}.yaml"
+    spec.write_text(DOC_SPECS[index])
+    assert [p.format() for p in validate_path(str(spec), BTF)] == []
 
 
 def shows(spec: Any, part: Any) -> bool:
