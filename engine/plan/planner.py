@@ -128,6 +128,7 @@ class Planner:
         count = self.data["output"].get("count") or {}
         count_by = self.plan_columns(count.get("by", []), ("output", "count", "by"), fields, probes)
         aggregations = self.plan_aggregations(fields, probes)
+        self.check_state_use()
         if count_by:
             header = count.get("header", "COUNT")
             aggregations.insert(
@@ -160,6 +161,23 @@ class Planner:
             states=tuple(self.states.values()),
             aggregations=tuple(aggregations),
         )
+
+    def check_state_use(self) -> None:
+        """A state map nothing stores into can never be read: a mistake, said at its name."""
+        stored = {
+            name
+            for spec in self.data["probes"]
+            for verb in ("store",)
+            for name in (spec.get(verb) or {})
+        }
+        for name in self.states:
+            if name not in stored:
+                self.problem(
+                    f"state '{name}' is never stored into: add `store: {{{name}: "
+                    "{key: ..., value: ...}}` to the probe that starts the pairing",
+                    ("state", name),
+                    key=True,
+                )
 
     def plan_aggregations(
         self, fields: dict[str, M.Field], probes: list[M.Probe | None]
