@@ -64,6 +64,10 @@ def bind(
         post = select(alt, emitted, defined, alt.stores)
         probes.append(M.ProgramProbe(probe.name, alt, pre, filt, post, probe.emits))
     shown = "count" if mode == "count" else ("aggregate" if aggs else "events")
+    # a return probe's stash map is declared only when its alternative is the one chosen
+    stashes = {
+        s.map for p in probes for s in p.alternative.stash_steps if isinstance(s, M.StateKey)
+    }
     return M.Program(
         name=plan.name,
         mode=shown,
@@ -75,7 +79,7 @@ def bind(
         key=plan.key,
         fields=plan.fields,
         sinks=tuple(sinks),
-        states=plan.states,
+        states=tuple(st for st in plan.states if not st.stash or st.name in stashes),
         errors=tuple(errors),
     )
 
@@ -153,7 +157,7 @@ def select(
     `where` steps or an earlier selection (`defined`) already computed.
     """
     ordered = [s for f in alt.fields for s in f.steps] + list(always)
-    have = defined | {s.dest for s in alt.steps} | {s.dest for s in alt.state_steps}
+    have = defined | {s.dest for s in (*alt.stash_steps, *alt.steps, *alt.state_steps)}
     need = {f"ev.{M.slot_name(n)}" for n in names} | {s.dest for s in always}
     keep: list[M.Step] = []
     for step in reversed(ordered):

@@ -404,6 +404,7 @@ class StateMap:
     size: int
     lru: bool
     index: int  # its counter in engine_errors (failed updates)
+    stash: bool = False  # made by the engine for a return probe's entry arguments
 
 
 # --- fields and output ------------------------------------------------------------------------
@@ -498,6 +499,8 @@ class Alternative:
     filter_fields: tuple[str, ...]  # fields the probe filter reads (computed first)
     stores: tuple[Step, ...] = ()  # `store`/`delete` into state maps, after the filter
     state_steps: tuple[Step, ...] = ()  # state reads (take/get/has): after `where`, first
+    entry_steps: tuple[Step, ...] = ()  # a return probe's entry function: store arguments
+    stash_steps: tuple[Step, ...] = ()  # its return function, before anything: take them
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from engine.runtime.decoders import REGISTRY
 from engine.spec import expr as E
 
 DEFAULT_STR = 64
+MAX_STASH = 6  # a return probe keeps at most the register-passed arguments
 # output.aggregations: the spec key -> the model's kind, how errors name it, its header
 AGG_KEYS = ("count", "sum", "min", "max", "avg", "hist", "lhist")
 AGG_KINDS = {"count": "count", "sum": "sum", "min": "min", "max": "max", "avg": "avg",
@@ -75,6 +76,7 @@ class Planner:
         self.options: dict[str, M.Option] = {}
         self.states: dict[str, M.StateMap] = {}
         self.broken: set[str] = set()  # fields whose expression did not parse
+        self.stashes: set[str] = set()  # state maps the engine made for return probes
         self._lines: list[str] | None = None
 
     # -- locations ---------------------------------------------------------------------------
@@ -171,7 +173,7 @@ class Planner:
             for name in (spec.get(verb) or {})
         }
         for name in self.states:
-            if name not in stored:
+            if name not in stored and name not in self.stashes:
                 self.problem(
                     f"state '{name}' is never stored into: add `store: {{{name}: "
                     "{key: ..., value: ...}}` to the probe that starts the pairing",
@@ -620,6 +622,14 @@ class Planner:
         if len(self.problems) > before:
             return None
         ak = KINDS[kind]
+        entry_steps: tuple[M.Step, ...] = ()
+        stash_steps: tuple[M.Step, ...] = ()
+        if scope.stash:
+            try:
+                entry_steps, stash_steps = self.stash_state(pname, scope)
+            except PlanError as exc:
+                self.problem(exc.message, ("state", f"stash_{pname}"), key=True)
+                return None
         fnames = (f"p{pindex}_{pname}_{kind}_{t.replace('/', '_')}" for t in targets)
         functions: list[M.Function] = []
         for t, fn in zip(targets, fnames):
@@ -648,7 +658,48 @@ class Planner:
             filter_fields,
             stores,
             state_steps,
+            entry_steps,
+            stash_steps,
         )
+
+    def stash_state(
+        self, pname: str, scope: Scope
+    ) -> tuple[tuple[M.Step, ...], tuple[M.Step, ...]]:
+        """A return probe's entry arguments, kept in a state map like any other: the entry
+        function stores them by thread id, the return function takes them first of all (so
+        the key is deleted on every path, before `where` or a filter can return)."""
+        name = f"stash_{pname}"
+        smap = self.states.get(name)
+        if smap is not None and name not in self.stashes:
+            raise PlanError(
+                f"state '{name}' is the name the engine gives this return probe's saved "
+                "arguments; rename the state map"
+            )
+        if smap is None:
+            self.stashes.add(name)
+            members = [f"a{i}" for i in range(MAX_STASH)]
+            smap = self.states[name] = M.StateMap(
+                name,
+                layout(f"state_{name}_key_t", [("k0", "u32", 0)]),
+                layout(f"state_{name}_val_t", [(M.slot_name(m), "u64", 0) for m in members]),
+                tuple(members),
+                10240,
+                True,
+                len(self.states),
+                stash=True,
+            )
+        slots = sorted(scope.stash.items(), key=lambda kv: kv[1])
+        entry: list[M.Step] = [M.Builtin("tid", "u32", "tid")]
+        entry += [M.Arg(f"arg{i}", "u64", i, "regs") for _, i in slots]
+        entry.append(M.StateKey("key", name, (("k0", "tid"),)))
+        parts = tuple((M.slot_name(slot), f"arg{i}") for slot, i in slots)
+        entry.append(M.StatePut("st", name, "key", parts, (), smap.index))
+        first: tuple[M.Step, ...] = (
+            M.Builtin("tid", "u32", "tid"),
+            M.StateKey("key", name, (("k0", "tid"),)),
+            M.StateRead("st", name, "key", True),
+        )
+        return tuple(entry), first
 
     def plan_stores(self, resolver: Resolver, probe_path: tuple[Any, ...]) -> None:
         """The probe's `store` and `delete`, resolved in this alternative's scope."""

@@ -26,6 +26,28 @@ _Static_assert(__builtin_offsetof(struct event_t, f_saddr) == 34, "event_t.f_sad
 _Static_assert(__builtin_offsetof(struct event_t, f_daddr) == 52, "event_t.f_daddr offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_dport) == 70, "event_t.f_dport offset");
 
+struct state_stash_connect_key_t {
+    u32 k0;
+};
+_Static_assert(sizeof(struct state_stash_connect_key_t) == 4, "state_stash_connect_key_t size differs from the decoder");
+_Static_assert(__builtin_offsetof(struct state_stash_connect_key_t, k0) == 0, "state_stash_connect_key_t.k0 offset");
+
+struct state_stash_connect_val_t {
+    u64 f_a0;
+    u64 f_a1;
+    u64 f_a2;
+    u64 f_a3;
+    u64 f_a4;
+    u64 f_a5;
+};
+_Static_assert(sizeof(struct state_stash_connect_val_t) == 48, "state_stash_connect_val_t size differs from the decoder");
+_Static_assert(__builtin_offsetof(struct state_stash_connect_val_t, f_a0) == 0, "state_stash_connect_val_t.f_a0 offset");
+_Static_assert(__builtin_offsetof(struct state_stash_connect_val_t, f_a1) == 8, "state_stash_connect_val_t.f_a1 offset");
+_Static_assert(__builtin_offsetof(struct state_stash_connect_val_t, f_a2) == 16, "state_stash_connect_val_t.f_a2 offset");
+_Static_assert(__builtin_offsetof(struct state_stash_connect_val_t, f_a3) == 24, "state_stash_connect_val_t.f_a3 offset");
+_Static_assert(__builtin_offsetof(struct state_stash_connect_val_t, f_a4) == 32, "state_stash_connect_val_t.f_a4 offset");
+_Static_assert(__builtin_offsetof(struct state_stash_connect_val_t, f_a5) == 40, "state_stash_connect_val_t.f_a5 offset");
+
 BPF_RINGBUF_OUTPUT(events, 64);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
@@ -37,30 +59,47 @@ static __always_inline void count_lost(void)
         *n += 1;
 }
 
+BPF_PERCPU_ARRAY(engine_errors, u64, 1);
+
+static __always_inline void count_error(int i)
+{
+    u64 *n = engine_errors.lookup(&i);
+    if (n)
+        *n += 1;
+}
+BPF_TABLE("lru_hash", struct state_stash_connect_key_t, struct state_stash_connect_val_t, state_stash_connect, 10240);
+
 // probe 'connect': kretprobe tcp_v4_connect, tcp_v6_connect
-struct stash_connect_t {
-    u64 a0;
-};
-BPF_HASH(stash_connect, u32, struct stash_connect_t, 10240);
 
 // entry of tcp_v4_connect: keep the arguments the return probe reads, by thread id
 int p0_connect_kretprobe_tcp_v4_connect_entry(struct pt_regs *ctx)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct stash_connect_t st = {};
-    st.a0 = PT_REGS_PARM1(ctx);
-    stash_connect.update(&tid, &st);
+    u64 arg0 = (u64)PT_REGS_PARM1(ctx);
+    struct state_stash_connect_key_t key;
+    __builtin_memset(&key, 0, sizeof(key));
+    key.k0 = tid;
+    struct state_stash_connect_val_t st;
+    __builtin_memset(&st, 0, sizeof(st));
+    st.f_a0 = arg0;
+    if (state_stash_connect.update(&key, &st) < 0)
+        count_error(0);
     return 0;
 }
 
 int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct stash_connect_t *sp = stash_connect.lookup(&tid);
-    if (!sp)
-        return 0; // entry not seen
-    struct stash_connect_t st = *sp;
-    stash_connect.delete(&tid); // on every path, before any filter can return
+    struct state_stash_connect_key_t key;
+    __builtin_memset(&key, 0, sizeof(key));
+    key.k0 = tid;
+    struct state_stash_connect_val_t st;
+    __builtin_memset(&st, 0, sizeof(st));
+    struct state_stash_connect_val_t *st_p = state_stash_connect.lookup(&key);
+    if (!st_p)
+        return 0; // no state stored for this key: nothing to pair with
+    st = *st_p;
+    state_stash_connect.delete(&key);
     s32 v1 = (s32)PT_REGS_RC(ctx);
     if (!(v1 == 0))
         return 0;
@@ -68,7 +107,7 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
     __builtin_memset(&ev, 0, sizeof(ev));
     u32 v4 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v4;
-    u64 v5 = (u64)st.a0;
+    u64 v5 = (u64)st.f_a0;
     u16 v7 = 0;
     bpf_probe_read_kernel(&v7, 2, (void *)(v5 + 12));
     ev.f_dport = __builtin_bswap16(v7);
@@ -101,20 +140,31 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
 int p0_connect_kretprobe_tcp_v6_connect_entry(struct pt_regs *ctx)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct stash_connect_t st = {};
-    st.a0 = PT_REGS_PARM1(ctx);
-    stash_connect.update(&tid, &st);
+    u64 arg0 = (u64)PT_REGS_PARM1(ctx);
+    struct state_stash_connect_key_t key;
+    __builtin_memset(&key, 0, sizeof(key));
+    key.k0 = tid;
+    struct state_stash_connect_val_t st;
+    __builtin_memset(&st, 0, sizeof(st));
+    st.f_a0 = arg0;
+    if (state_stash_connect.update(&key, &st) < 0)
+        count_error(0);
     return 0;
 }
 
 int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct stash_connect_t *sp = stash_connect.lookup(&tid);
-    if (!sp)
-        return 0; // entry not seen
-    struct stash_connect_t st = *sp;
-    stash_connect.delete(&tid); // on every path, before any filter can return
+    struct state_stash_connect_key_t key;
+    __builtin_memset(&key, 0, sizeof(key));
+    key.k0 = tid;
+    struct state_stash_connect_val_t st;
+    __builtin_memset(&st, 0, sizeof(st));
+    struct state_stash_connect_val_t *st_p = state_stash_connect.lookup(&key);
+    if (!st_p)
+        return 0; // no state stored for this key: nothing to pair with
+    st = *st_p;
+    state_stash_connect.delete(&key);
     s32 v1 = (s32)PT_REGS_RC(ctx);
     if (!(v1 == 0))
         return 0;
@@ -122,7 +172,7 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
     __builtin_memset(&ev, 0, sizeof(ev));
     u32 v4 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v4;
-    u64 v5 = (u64)st.a0;
+    u64 v5 = (u64)st.f_a0;
     u16 v7 = 0;
     bpf_probe_read_kernel(&v7, 2, (void *)(v5 + 12));
     ev.f_dport = __builtin_bswap16(v7);

@@ -47,7 +47,7 @@ static __always_inline void count_lost(void)
         *n += 1;
 }
 
-BPF_PERCPU_ARRAY(engine_errors, u64, 1);
+BPF_PERCPU_ARRAY(engine_errors, u64, 2);
 
 static __always_inline void count_error(int i)
 {
@@ -103,7 +103,7 @@ int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
         if (val)
             *val += 1;
         else
-            count_error(0);
+            count_error(1);
     }
     return 0;
 }

@@ -37,6 +37,15 @@ static __always_inline void count_lost(void)
         *n += 1;
 }
 
+BPF_PERCPU_ARRAY(engine_errors, u64, 1);
+
+static __always_inline void count_error(int i)
+{
+    u64 *n = engine_errors.lookup(&i);
+    if (n)
+        *n += 1;
+}
+
 // probe 'connect': tracepoint sock/inet_sock_set_state
 
 int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
