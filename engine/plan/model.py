@@ -267,6 +267,11 @@ class Arith(StepBase):
     op: str
     left: str
     right: str
+    via: str = ""  # the type the operands are computed in, when not ctype (unsigned division)
+
+    @property
+    def operand_ctype(self) -> str:
+        return self.via or self.ctype
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from engine.codegen import render
 from engine.errors import SpecError
 from engine.plan import planner
-from engine.plan.arith import common, fold, promoted, wrap
+from engine.plan.arith import common, fold, literal_type, promoted, wrap
 from engine.plan.bind import bind
 from engine.spec.loader import load_text
 from engine.spec.schema import check_schema
@@ -86,7 +86,37 @@ def test_validation_errors() -> None:
         "(a difference of u64 times is unsigned)"
     ]
     assert problems("1 / 0") == ["20: division by zero (`/ 0`)"]
-    assert problems("ktime_ns + 99999999999999999999")[0].endswith(
-        "does not fit a u64 (0..18446744073709551615)"
-    )
+    assert problems("ktime_ns + 99999999999999999999") == [
+        "29: 99999999999999999999 does not fit 64 bits (-9223372036854775808..18446744073709551615)"
+    ]
     assert problems("ktime_ns ** 2") == ["18: `**` and `@` are not allowed; use * and shifts"]
+
+
+def test_constants_take_c_literal_types() -> None:
+    """A constant is typed as C types a decimal literal (s32, s64, u64), then the usual
+    arithmetic conversions apply; a negative constant with an unsigned operand wraps as in C."""
+    assert literal_type(5) == "s32" and literal_type(-(1 << 31)) == "s32"
+    assert literal_type(1 << 31) == "s64" and literal_type(1 << 63) == "u64"
+    assert plan("args.sport + 3000000000").fields[0].ctype == "s64"  # C: int + long
+    assert plan("args.family & 0xffffffff").fields[0].ctype == "s64"
+    assert plan("ktime_ns + -1").fields[0].ctype == "u64"
+    assert "u64 v2 = (u64)((u64)v1 + (u64)18446744073709551615ULL);" in c_of("ktime_ns + -1")
+
+
+def test_division_of_values_that_cannot_be_negative_is_unsigned() -> None:
+    """u16 / 2 is an s32 division in C, but neither side can be negative: BPF's unsigned
+    divide gives C's value, and the result keeps C's type."""
+    assert plan("args.sport / 2").fields[0].ctype == "s32"
+    assert "s32 v2 = (s32)((u32)v1 / (u32)2);" in c_of("args.sport / 2")
+    assert "s32 v2 = (s32)((u32)v1 % (u32)7);" in c_of("args.sport % 7")
+    assert problems("args.sport / -2")[0].startswith("29: `/` on a signed s32")
+
+
+def test_pointers_are_not_numbers() -> None:
+    msg = (
+        "arithmetic on a 'const void *' is not supported (numbers only; C would scale a "
+        "pointer by its pointee's size)"
+    )
+    assert problems("args.skaddr + 1") == [f"23: {msg}"]  # at the member
+    assert problems("-args.skaddr") == [f"24: {msg}"]
+    assert problems("1 << args.skaddr") == [f"28: {msg}"]
