@@ -21,7 +21,7 @@ size). Expressions whose operands are all constants are folded here, exactly, th
 from __future__ import annotations
 
 from engine.plan import model as M
-from engine.plan.resolve import VT, PlanError, Resolver, Val, ctype_range, int_vt
+from engine.plan.resolve import VT, PlanError, Resolver, Val, int_vt
 from engine.spec import expr as E
 
 CONSTANT = ("integer", "enum constant")
@@ -110,7 +110,7 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
             if ctype[0] == "s":
                 via = "u" + ctype[1:]  # both >= 0: the unsigned quotient is C's
     parts = []
-    for val, side in ((left, node.left), (right, node.right)):
+    for val in (left, right):
         if is_constant(val):
             value = int(val.var)
             if val is right and node.op in ("<<", ">>"):

@@ -190,16 +190,13 @@ def linear_table(agg: M.Aggregation, buckets: dict[int, int], unit: str) -> str:
         lines = ["     %-19s : count     distribution" % unit]
     for i in range(0 if buckets.get(0) else 1, idx_max + 1):
         low, high = linear_bounds(agg, i)
-        if low is None:
-            label = f"< {agg.low}"
-        elif high is None:
-            label = f">= {agg.high}"
+        if low is None or high is None:
+            text = f"< {agg.low}" if low is None else f">= {agg.high}"
+            label = ("        %-10s" if agg.step == 1 else "%-24s") % text
+        elif agg.step == 1:
+            label = "        %-10d" % low
         else:
-            label = ""
-        if agg.step == 1:
-            label = "        %-10s" % label if label else "        %-10d" % low
-        else:
-            label = "%-24s" % label if label else "%10d -> %-10d" % (low, high)
+            label = "%10d -> %-10d" % (low, high)
         val = buckets.get(i, 0)
         lines.append("%s : %-8d |%-*s|" % (label, val, STARS, stars(val, val_max, STARS)))
     return "\n".join(lines) + "\n"
