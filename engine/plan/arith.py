@@ -76,8 +76,8 @@ def fold(op: str, a: int, b: int) -> int:
 
 
 def binop(r: Resolver, node: E.BinOp) -> Val:
-    left = r.number(r.value(node.left), node.left)
-    right = r.number(r.value(node.right), node.right)
+    left = r.number(r.leaf(node.left), node.left)
+    right = r.number(r.leaf(node.right), node.right)
     if is_constant(left) and is_constant(right):
         a, b = int(left.var), int(right.var)
         if op_divides(node.op) and b == 0:
@@ -151,7 +151,7 @@ def never_negative(val: Val) -> bool:
 
 
 def unary(r: Resolver, node: E.Unary) -> Val:
-    val = r.number(r.value(node.operand), node.operand)
+    val = r.number(r.leaf(node.operand), node.operand)
     if is_constant(val):
         v = int(val.var)
         return Val(INTEGER, var=str(-v if node.op == "-" else ~v))
@@ -175,3 +175,39 @@ def _literal(value: int, ctype: str) -> str:
 
 def _col(node: E.Node) -> int:
     return int(getattr(node, "col", 0))
+
+
+def inline(expr: M.CExpr, steps: list[M.Step]) -> M.CExpr:
+    """A filter's arithmetic folded into its one C expression: each local an `arith` step
+    computed becomes that computation (CArith). A filter reads only the event's slots, so any
+    other step means it named something else, which only a `where` can read."""
+    arith = {s.dest: s for s in steps if isinstance(s, M.Arith)}
+    if len(arith) != len(steps):
+        raise PlanError(
+            "the filter can use this probe's fields and $options; put other conditions in "
+            "an alternative's `where`"
+        )
+
+    def part(text: str) -> str | M.CArith:
+        step = arith.get(text)
+        if step is None:
+            return text
+        left = part(step.left) if step.left else None
+        return M.CArith(step.op, left, part(step.right), step.ctype, step.via)
+
+    def walk(e: M.CExpr) -> M.CExpr:
+        if isinstance(e, M.CVar) and e.name in arith:
+            found = part(e.name)
+            assert isinstance(found, M.CArith)
+            return found
+        if isinstance(e, M.CCompare):
+            return M.CCompare(e.op, walk(e.left), walk(e.right))
+        if isinstance(e, M.CIn):
+            return M.CIn(walk(e.left), e.values, e.negate)
+        if isinstance(e, M.CBool):
+            return M.CBool(e.op, tuple(walk(t) for t in e.terms))
+        if isinstance(e, M.CNot):
+            return M.CNot(walk(e.term))
+        return e
+
+    return walk(expr)

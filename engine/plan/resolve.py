@@ -178,6 +178,8 @@ class Resolver:
         self.s = scope
         self.btf = scope.btf
         self.enum_lookup = enum_lookup
+        # how an arithmetic operand resolves: a filter sees its probe's fields here
+        self.leaf: Callable[[E.Node], Val] = self.value
 
     # -- names -------------------------------------------------------------------------------
     def name(self, node: E.Name) -> Val:

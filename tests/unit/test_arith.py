@@ -120,3 +120,52 @@ def test_pointers_are_not_numbers() -> None:
     assert problems("args.skaddr + 1") == [f"23: {msg}"]  # at the member
     assert problems("-args.skaddr") == [f"24: {msg}"]
     assert problems("1 << args.skaddr") == [f"28: {msg}"]
+
+
+FILTER_SPEC = """\
+name: t
+probes:
+  - name: p
+    attach:
+      - tracepoint: sock/inet_sock_set_state
+        where: (args.sport >> 8) == 7
+    fields:
+      x: args.sport
+      t: ktime_ns
+    filter: FILTER
+output:
+  columns: [x, t]
+"""
+
+
+def filter_c(text: str) -> str:
+    doc = load_text(FILTER_SPEC.replace("FILTER", text), "t.yaml")
+    c = render.render_c(bind(planner.plan(doc, FIXTURE)))
+    return next(line.strip() for line in c.splitlines() if "ev.f_" in line and "if (!" in line)
+
+
+def test_arithmetic_in_a_filter_is_one_typed_expression() -> None:
+    """A filter is a single C condition over the event's slots, so its arithmetic is inlined
+    as a typed tree (CArith), with the same casts as the `arith` step."""
+    assert filter_c("t / 1000 > 5 and (x & 1) == 0") == (
+        "if (!((((u64)((u64)ev.f_t / (u64)1000ULL)) > 5ULL) && "
+        "(((s32)((s32)ev.f_x & (s32)1)) == 0)))"
+    )
+    assert filter_c("-x < 0") == "if (!(((s32)(-(s32)ev.f_x)) < 0))"
+    assert filter_c("x / 2 == 3") == "if (!(((s32)((u32)ev.f_x / (u32)2)) == 3))"
+
+
+def test_filter_errors() -> None:
+    def errors(text: str) -> list[str]:
+        doc = load_text(FILTER_SPEC.replace("FILTER", text), "t.yaml")
+        with pytest.raises(SpecError) as info:
+            planner.plan(doc, FIXTURE)
+        return [f"{p.location.col}: {p.message}" for p in info.value.problems]
+
+    assert errors("t % 0 == 1") == ["15: division by zero (`% 0`)"]
+    assert errors("x << 40 == 1") == ["15: a s32 shifted by 40: the amount must be 0..31"]
+    # names other than fields used to reach the C as undeclared locals
+    assert errors("task.pid + x > 0") == [
+        "13: the filter can use this probe's fields and $options; put other conditions in "
+        "an alternative's `where`"
+    ]
