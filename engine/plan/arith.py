@@ -20,6 +20,8 @@ size). Expressions whose operands are all constants are folded here, exactly, th
 
 from __future__ import annotations
 
+from typing import Callable
+
 from engine.plan import model as M
 from engine.plan.resolve import VT, PlanError, Resolver, Val, int_vt
 from engine.spec import expr as E
@@ -93,8 +95,10 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
             b = int(right.var)
             width = int(ctype[1:])
             if not 0 <= b < width:
+                article = "an" if ctype[0] == "s" else "a"
                 raise PlanError(
-                    f"a {ctype} shifted by {b}: the amount must be 0..{width - 1}", node.col
+                    f"{article} {ctype} shifted by {b}: the amount must be 0..{width - 1}",
+                    node.col,
                 )
     else:
         ctype = common(operand_type(left, node.left), operand_type(right, node.right))
@@ -177,16 +181,31 @@ def _col(node: E.Node) -> int:
     return int(getattr(node, "col", 0))
 
 
+FILTER_ONLY = (
+    "the filter can use this probe's fields and $options; put other conditions in an "
+    "alternative's `where`"
+)
+
+
+def fields_only(operand: Callable[[E.Node], Val]) -> Callable[[E.Node], Val]:
+    """A filter's operands: fields, constants and arithmetic on them; a member path, an index
+    or a call would need steps that a filter (one C expression) cannot hold."""
+
+    def leaf(node: E.Node) -> Val:
+        if isinstance(node, (E.Attr, E.Index, E.Call, E.Cast)):
+            raise PlanError(FILTER_ONLY, _col(node))
+        return operand(node)
+
+    return leaf
+
+
 def inline(expr: M.CExpr, steps: list[M.Step]) -> M.CExpr:
     """A filter's arithmetic folded into its one C expression: each local an `arith` step
     computed becomes that computation (CArith). A filter reads only the event's slots, so any
     other step means it named something else, which only a `where` can read."""
     arith = {s.dest: s for s in steps if isinstance(s, M.Arith)}
     if len(arith) != len(steps):
-        raise PlanError(
-            "the filter can use this probe's fields and $options; put other conditions in "
-            "an alternative's `where`"
-        )
+        raise PlanError(FILTER_ONLY)
 
     def part(text: str) -> str | M.CArith:
         step = arith.get(text)

@@ -79,7 +79,7 @@ def test_constants_fold() -> None:
 def test_validation_errors() -> None:
     assert problems("ktime_ns / 0") == ["27: division by zero (`/ 0`)"]
     assert problems("ktime_ns % (2 - 2)") == ["27: division by zero (`% 0`)"]
-    assert problems("args.sport << 32") == ["29: a s32 shifted by 32: the amount must be 0..31"]
+    assert problems("args.sport << 32") == ["29: an s32 shifted by 32: the amount must be 0..31"]
     assert problems("ktime_ns >> 64") == ["27: a u64 shifted by 64: the amount must be 0..63"]
     assert problems("args.oldstate / 2") == [
         "32: `/` on a signed s32: BPF has no signed division; divide unsigned values "
@@ -163,9 +163,9 @@ def test_filter_errors() -> None:
         return [f"{p.location.col}: {p.message}" for p in info.value.problems]
 
     assert errors("t % 0 == 1") == ["15: division by zero (`% 0`)"]
-    assert errors("x << 40 == 1") == ["15: a s32 shifted by 40: the amount must be 0..31"]
+    assert errors("x << 40 == 1") == ["15: an s32 shifted by 40: the amount must be 0..31"]
     # names other than fields used to reach the C as undeclared locals
     assert errors("task.pid + x > 0") == [
-        "13: the filter can use this probe's fields and $options; put other conditions in "
+        "18: the filter can use this probe's fields and $options; put other conditions in "
         "an alternative's `where`"
     ]
