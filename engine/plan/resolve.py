@@ -617,6 +617,8 @@ class Resolver:
                     node.col,
                 )
             value = found
+        elif isinstance(node, (E.BinOp, E.Unary)) and self.value(node).vt.label == "integer":
+            value = int(self.value(node).var)  # a constant expression, folded: 1 << 4
         else:
             raise PlanError("expected an integer or an enum constant", getattr(node, "col", 0))
         lo, hi = ctype_range(ctype)

@@ -169,3 +169,14 @@ def test_filter_errors() -> None:
         "18: the filter can use this probe's fields and $options; put other conditions in "
         "an alternative's `where`"
     ]
+
+
+def test_a_constant_expression_compares_like_a_literal() -> None:
+    """`x == 1 << 4` and `x in [1 << 4, 3]`: the folded constant is range-checked against the
+    field's type as a literal is."""
+    assert filter_c("x == 1 << 4") == "if (!(ev.f_x == 16U))"
+    assert filter_c("x in [1 << 4, 3]") == "if (!(ev.f_x == 16U || ev.f_x == 3U))"
+    doc = load_text(FILTER_SPEC.replace("FILTER", "x == 1 << 20"), "t.yaml")
+    with pytest.raises(SpecError) as info:
+        planner.plan(doc, FIXTURE)
+    assert [p.message for p in info.value.problems] == ["1048576 does not fit a u16 (0..65535)"]
