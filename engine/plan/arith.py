@@ -78,8 +78,8 @@ def fold(op: str, a: int, b: int) -> int:
 
 
 def binop(r: Resolver, node: E.BinOp) -> Val:
-    left = r.number(r.leaf(node.left), node.left)
-    right = r.number(r.leaf(node.right), node.right)
+    left = operand_val(r, node.left)
+    right = operand_val(r, node.right)
     if is_constant(left) and is_constant(right):
         a, b = int(left.var), int(right.var)
         if op_divides(node.op) and b == 0:
@@ -128,6 +128,16 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
     return Val(int_vt(ctype), var=dest)
 
 
+def operand_val(r: Resolver, node: E.Node) -> Val:
+    """An operand read into a local. A bitfield narrower than 32 bits is read into a 64-bit
+    local but computes as C promotes it, as an s32 (`ip.version - 5` is -1, not 2^64 - 1)."""
+    raw = r.leaf(node)
+    val = r.number(raw, node)
+    if raw.is_lvalue and 0 < raw.bits[1] < 32:
+        return Val(int_vt("s32"), var=val.var)
+    return val
+
+
 def operand_type(val: Val, node: E.Node) -> str:
     """An operand's type after promotion; a constant's is its literal type (and must be one)."""
     if is_constant(val):
@@ -155,7 +165,7 @@ def never_negative(val: Val) -> bool:
 
 
 def unary(r: Resolver, node: E.Unary) -> Val:
-    val = r.number(r.leaf(node.operand), node.operand)
+    val = operand_val(r, node.operand)
     if is_constant(val):
         v = int(val.var)
         return Val(INTEGER, var=str(-v if node.op == "-" else ~v))

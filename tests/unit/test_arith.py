@@ -180,3 +180,25 @@ def test_a_constant_expression_compares_like_a_literal() -> None:
     with pytest.raises(SpecError) as info:
         planner.plan(doc, FIXTURE)
     assert [p.message for p in info.value.problems] == ["1048576 does not fit a u16 (0..65535)"]
+
+
+def test_a_narrow_bitfield_promotes_to_s32() -> None:
+    """C promotes a 4-bit bitfield to int: ip.version - 5 is -1, not 2^64 - 1 (the engine
+    reads bitfields into 64-bit locals, so the type is set by the arithmetic)."""
+    spec = """\
+name: t
+probes:
+  - name: p
+    attach:
+      - tracepoint: net/net_dev_queue
+        let:
+          skb: args.skbaddr as sk_buff
+          ip: network_header(skb) as iphdr
+    fields:
+      x: ip.version - 5
+output:
+  columns: [x]
+"""
+    p = planner.plan(load_text(spec, "t.yaml"), FIXTURE)
+    assert p.fields[0].ctype == "s32"
+    assert "s32 v10 = (s32)((s32)v9 - (s32)5);" in render.render_c(bind(p))
