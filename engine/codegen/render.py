@@ -130,4 +130,15 @@ def c_expr(expr: M.CExpr) -> str:
         return f"(!{c_expr(expr.term)})"
     if isinstance(expr, M.COption):
         raise ValueError(f"option ${expr.option} is not bound")
+    if isinstance(expr, M.CArith):
+        cast = expr.via or expr.ctype
+        right = f"({cast}){c_arith_operand(expr.right)}"
+        if expr.left is None:
+            return f"(({expr.ctype})({expr.op}{right}))"
+        left = f"({cast}){c_arith_operand(expr.left)}"
+        return f"(({expr.ctype})({left} {expr.op} {right}))"
     raise TypeError(f"not an expression: {expr!r}")
+
+
+def c_arith_operand(part: str | M.CArith) -> str:
+    return c_expr(part) if isinstance(part, M.CArith) else part

@@ -1,21 +1,29 @@
 """Arithmetic and bit operations on typed integers, with C's rules made explicit.
 
 Types: an operand narrower than 4 bytes is first widened to s32 (C's integer promotion).
-Then both take a common type: the wider of the two; at equal width, unsigned wins; an integer
-literal takes the other operand's type (and must fit it). Shifts keep the (promoted) left
-operand's type. The result is computed in that type and wraps as C's does.
+A constant (a literal, an enum constant, or a folded constant expression) has the type C gives
+a decimal literal of its value: s32 if it fits, else s64, else u64. Then both operands take a
+common type (C's usual arithmetic conversions): the wider of the two; at equal width, unsigned
+wins. Shifts keep the (promoted) left operand's type. The result is computed in that type and
+wraps as C's does: `ktime_ns + -1` is `ktime_ns - 1`, `args.sport + 3000000000` is an s64.
 
 Refused at validation, since clang or the verifier would refuse (or the result is undefined):
 a constant division or modulo by zero, a constant shift by a negative amount or by the
 type's width or more, and signed division or modulo (BPF has no signed divide: use unsigned
-values, e.g. a difference of u64 timestamps). A division by a variable that is 0 gives 0,
-as BPF defines it. Expressions whose operands are all constants are folded here.
+values, e.g. a difference of u64 timestamps), unless both operands are known not to be
+negative (a u8 or u16 promoted to s32, a constant >= 0): then the division is done unsigned,
+which gives C's value. A division by a variable that is 0 gives 0 (and `%` by 0 leaves the
+dividend), as BPF defines it. Arithmetic on pointers is refused (C would scale by the pointee's
+size). Expressions whose operands are all constants are folded here, exactly, then wrapped to
+64 bits.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 from engine.plan import model as M
-from engine.plan.resolve import VT, PlanError, Resolver, Val, ctype_range, int_vt
+from engine.plan.resolve import VT, PlanError, Resolver, Val, int_vt
 from engine.spec import expr as E
 
 CONSTANT = ("integer", "enum constant")
@@ -24,6 +32,14 @@ INTEGER = VT("int", 8, True, label="integer")
 
 def is_constant(val: Val) -> bool:
     return val.vt.label in CONSTANT
+
+
+def literal_type(value: int) -> str:
+    """The type C gives a decimal literal of this value: int, long, or (clang's extension for
+    literals past long) unsigned long."""
+    if -(1 << 31) <= value < 1 << 31:
+        return "s32"
+    return "s64" if -(1 << 63) <= value < 1 << 63 else "u64"
 
 
 def promoted(ctype: str) -> str:
@@ -62,8 +78,8 @@ def fold(op: str, a: int, b: int) -> int:
 
 
 def binop(r: Resolver, node: E.BinOp) -> Val:
-    left = r.number(r.value(node.left), node.left)
-    right = r.number(r.value(node.right), node.right)
+    left = operand_val(r, node.left)
+    right = operand_val(r, node.right)
     if is_constant(left) and is_constant(right):
         a, b = int(left.var), int(right.var)
         if op_divides(node.op) and b == 0:
@@ -71,54 +87,89 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
         if node.op in ("<<", ">>") and not 0 <= b < 64:
             raise PlanError(f"a shift by {b} is outside 0..63", node.col)
         return Val(INTEGER, var=str(wrap(fold(node.op, a, b), "s64")))
+    via = ""
     if node.op in ("<<", ">>"):
-        ctype = promoted(left.vt.ctype) if not is_constant(left) else promoted(right.vt.ctype)
-        if is_constant(left):
-            ctype = "s64"
+        operand_type(right, node.right)  # refuses pointers
+        ctype = "s64" if is_constant(left) else operand_type(left, node.left)
         if is_constant(right):
             b = int(right.var)
             width = int(ctype[1:])
             if not 0 <= b < width:
+                article = "an" if ctype[0] == "s" else "a"
                 raise PlanError(
-                    f"a {ctype} shifted by {b}: the amount must be 0..{width - 1}", node.col
+                    f"{article} {ctype} shifted by {b}: the amount must be 0..{width - 1}",
+                    node.col,
                 )
     else:
-        if is_constant(left):
-            ctype = promoted(right.vt.ctype)
-        elif is_constant(right):
-            ctype = promoted(left.vt.ctype)
-        else:
-            ctype = common(promoted(left.vt.ctype), promoted(right.vt.ctype))
+        ctype = common(operand_type(left, node.left), operand_type(right, node.right))
         if op_divides(node.op):
             if is_constant(right) and int(right.var) == 0:
                 raise PlanError(f"division by zero (`{node.op} 0`)", node.col)
-            if ctype[0] == "s":
+            if ctype[0] == "s" and not (never_negative(left) and never_negative(right)):
                 raise PlanError(
                     f"`{node.op}` on a signed {ctype}: BPF has no signed division; divide "
                     "unsigned values (a difference of u64 times is unsigned)",
                     node.col,
                 )
+            if ctype[0] == "s":
+                via = "u" + ctype[1:]  # both >= 0: the unsigned quotient is C's
     parts = []
-    for val, side in ((left, node.left), (right, node.right)):
+    for val in (left, right):
         if is_constant(val):
-            lo, hi = ctype_range(ctype)
             value = int(val.var)
-            if not lo <= value <= hi:
-                raise PlanError(f"{value} does not fit a {ctype} ({lo}..{hi})", _col(side))
-            parts.append(_literal(value, ctype))
+            if val is right and node.op in ("<<", ">>"):
+                parts.append(_literal(value, ctype))  # checked above: 0..width-1
+                continue
+            parts.append(_literal(wrap(value, ctype), ctype))  # C's conversion to ctype
         else:
             parts.append(val.var)
     dest = r.s.local()
-    r.s.emit(M.Arith(dest, ctype, node.op, parts[0], parts[1]))
+    r.s.emit(M.Arith(dest, ctype, node.op, parts[0], parts[1], via))
     return Val(int_vt(ctype), var=dest)
 
 
+def operand_val(r: Resolver, node: E.Node) -> Val:
+    """An operand read into a local. A bitfield narrower than 32 bits is read into a 64-bit
+    local but computes as C promotes it, as an s32 (`ip.version - 5` is -1, not 2^64 - 1)."""
+    raw = r.leaf(node)
+    val = r.number(raw, node)
+    if raw.is_lvalue and 0 < raw.bits[1] < 32:
+        return Val(int_vt("s32"), var=val.var)
+    return val
+
+
+def operand_type(val: Val, node: E.Node) -> str:
+    """An operand's type after promotion; a constant's is its literal type (and must be one)."""
+    if is_constant(val):
+        value = int(val.var)
+        if not -(1 << 63) <= value < 1 << 64:
+            raise PlanError(
+                f"{value} does not fit 64 bits (-9223372036854775808..18446744073709551615)",
+                _col(node),
+            )
+        return literal_type(value)
+    if val.vt.kind != "int":
+        raise PlanError(
+            f"arithmetic on a '{val.vt.label}' is not supported (numbers only; C would "
+            "scale a pointer by its pointee's size)",
+            _col(node),
+        )
+    return promoted(val.vt.ctype)
+
+
+def never_negative(val: Val) -> bool:
+    """Known >= 0 however it is computed: a constant >= 0, or a u8/u16 (promoted to s32)."""
+    if is_constant(val):
+        return int(val.var) >= 0
+    return val.vt.ctype[0] == "u"
+
+
 def unary(r: Resolver, node: E.Unary) -> Val:
-    val = r.number(r.value(node.operand), node.operand)
+    val = operand_val(r, node.operand)
     if is_constant(val):
         v = int(val.var)
         return Val(INTEGER, var=str(-v if node.op == "-" else ~v))
-    ctype = promoted(val.vt.ctype)
+    ctype = operand_type(val, node.operand)
     dest = r.s.local()
     r.s.emit(M.Arith(dest, ctype, node.op, "", val.var))
     return Val(int_vt(ctype), var=dest)
@@ -138,3 +189,54 @@ def _literal(value: int, ctype: str) -> str:
 
 def _col(node: E.Node) -> int:
     return int(getattr(node, "col", 0))
+
+
+FILTER_ONLY = (
+    "the filter can use this probe's fields and $options; put other conditions in an "
+    "alternative's `where`"
+)
+
+
+def fields_only(operand: Callable[[E.Node], Val]) -> Callable[[E.Node], Val]:
+    """A filter's operands: fields, constants and arithmetic on them; a member path, an index
+    or a call would need steps that a filter (one C expression) cannot hold."""
+
+    def leaf(node: E.Node) -> Val:
+        if isinstance(node, (E.Attr, E.Index, E.Call, E.Cast)):
+            raise PlanError(FILTER_ONLY, _col(node))
+        return operand(node)
+
+    return leaf
+
+
+def inline(expr: M.CExpr, steps: list[M.Step]) -> M.CExpr:
+    """A filter's arithmetic folded into its one C expression: each local an `arith` step
+    computed becomes that computation (CArith). A filter reads only the event's slots, so any
+    other step means it named something else, which only a `where` can read."""
+    arith = {s.dest: s for s in steps if isinstance(s, M.Arith)}
+    if len(arith) != len(steps):
+        raise PlanError(FILTER_ONLY)
+
+    def part(text: str) -> str | M.CArith:
+        step = arith.get(text)
+        if step is None:
+            return text
+        left = part(step.left) if step.left else None
+        return M.CArith(step.op, left, part(step.right), step.ctype, step.via)
+
+    def walk(e: M.CExpr) -> M.CExpr:
+        if isinstance(e, M.CVar) and e.name in arith:
+            found = part(e.name)
+            assert isinstance(found, M.CArith)
+            return found
+        if isinstance(e, M.CCompare):
+            return M.CCompare(e.op, walk(e.left), walk(e.right))
+        if isinstance(e, M.CIn):
+            return M.CIn(walk(e.left), e.values, e.negate)
+        if isinstance(e, M.CBool):
+            return M.CBool(e.op, tuple(walk(t) for t in e.terms))
+        if isinstance(e, M.CNot):
+            return M.CNot(walk(e.term))
+        return e
+
+    return walk(expr)

@@ -138,6 +138,11 @@ def slots_read(expr: M.CExpr) -> set[str]:
         return set().union(*(slots_read(t) for t in expr.terms))
     if isinstance(expr, M.CNot):
         return slots_read(expr.term)
+    if isinstance(expr, M.CArith):
+        parts = (expr.left, expr.right)
+        return set().union(
+            *(slots_read(p) if isinstance(p, M.CArith) else {p} for p in parts if p is not None)
+        )
     return set()
 
 

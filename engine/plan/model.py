@@ -79,7 +79,20 @@ class CTrue:
     pass
 
 
-CExpr = Union[CVar, CNum, COption, CCompare, CIn, CStrEq, CBool, CNot, CTrue]
+@dataclass(frozen=True)
+class CArith:
+    """Arithmetic inside a filter (which is one C expression): `(ctype)(left OP right)`, the
+    operands cast to `via` or `ctype` as in the `arith` step. An operand is a generated token
+    (an event slot, a typed literal) or a nested CArith; unary - and ~ have no left."""
+
+    op: str
+    left: Union[str, CArith, None]
+    right: Union[str, CArith]
+    ctype: str
+    via: str = ""
+
+
+CExpr = Union[CVar, CNum, COption, CCompare, CIn, CStrEq, CBool, CNot, CTrue, CArith]
 
 # --- steps: C statements in a probe function, one kind each ------------------------------
 
@@ -267,6 +280,11 @@ class Arith(StepBase):
     op: str
     left: str
     right: str
+    via: str = ""  # the type the operands are computed in, when not ctype (unsigned division)
+
+    @property
+    def operand_ctype(self) -> str:
+        return self.via or self.ctype
 
 
 @dataclass(frozen=True)

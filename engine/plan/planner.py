@@ -15,6 +15,7 @@ from engine.attach import KINDS, Target, kind_of
 from engine.errors import EngineError, Location, Problem, SpecError, UsageError, did_you_mean
 from engine.kernel.btf import VMLINUX, Btf, BtfError, BtfType, Kind, Param
 from engine.plan import model as M
+from engine.plan.arith import fields_only, inline
 from engine.plan.resolve import (
     COMM_LEN,
     VT,
@@ -382,8 +383,10 @@ class Planner:
 
         scope = Scope(self.btf, "filter", {}, None, None)
         resolver = Resolver(scope, self.enum_lookup)
+        leaf = fields_only(operand)
+        resolver.leaf = leaf  # arithmetic on fields: `filter: usecs / 1000 > 5`
         try:
-            return resolver.condition(node, operand, self.options)
+            return inline(resolver.condition(node, leaf, self.options), scope.steps)
         except PlanError as exc:
             self.problem(exc.message, path, exc.col)
             return M.CTrue()

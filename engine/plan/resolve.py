@@ -178,6 +178,8 @@ class Resolver:
         self.s = scope
         self.btf = scope.btf
         self.enum_lookup = enum_lookup
+        # how an arithmetic operand resolves: a filter sees its probe's fields here
+        self.leaf: Callable[[E.Node], Val] = self.value
 
     # -- names -------------------------------------------------------------------------------
     def name(self, node: E.Name) -> Val:
@@ -615,6 +617,8 @@ class Resolver:
                     node.col,
                 )
             value = found
+        elif isinstance(node, (E.BinOp, E.Unary)) and self.value(node).vt.label == "integer":
+            value = int(self.value(node).var)  # a constant expression, folded: 1 << 4
         else:
             raise PlanError("expected an integer or an enum constant", getattr(node, "col", 0))
         lo, hi = ctype_range(ctype)

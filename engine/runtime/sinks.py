@@ -105,6 +105,21 @@ def _plain(v: Any) -> Any:
 # --- bucket bounds ----------------------------------------------------------------------------
 
 
+def log2_index(v: int) -> int:
+    """bcc's bpf_log2l(v), the kernel's bucket of a u64: 0 and 1 go to 1, else bit_length."""
+    return max(1, (v & 0xFFFFFFFFFFFFFFFF).bit_length())
+
+
+def linear_index(agg: M.Aggregation, v: int) -> int:
+    """The kernel's linear bucket of a value read as s64 (emit_agg_linear.c.j2)."""
+    v = v - (1 << 64) if v >= 1 << 63 else v
+    if v < agg.low:
+        return 0
+    if v >= agg.high:
+        return (agg.high - agg.low) // agg.step + 1
+    return 1 + (v - agg.low) // agg.step
+
+
 def log2_bounds(i: int) -> tuple[int, int]:
     """bcc's bucket i (bpf_log2l): 1 holds 0 and 1, then 2^(i-1) .. 2^i - 1, inclusive."""
     low, high = (1 << i) >> 1, (1 << i) - 1
@@ -135,10 +150,13 @@ def stars(val: int, val_max: int, width: int) -> str:
 
 
 def log2_table(buckets: dict[int, int], unit: str) -> str:
-    """A log2 histogram exactly as bcc's print_log2_hist prints it."""
-    if not buckets:
+    """A log2 histogram byte for byte as bcc's print_log2_hist prints it (its
+    table._print_log2_hist on the same bucket counts; the tests compare the two): rows from
+    bucket 1 to the last non-empty one, the wide layout with 20 stars past bucket 32, nothing
+    at all when no bucket past 0 holds a count."""
+    idx_max = max((i for i, v in buckets.items() if v > 0), default=-1)
+    if idx_max <= 0:
         return ""
-    idx_max = max(i for i, v in buckets.items() if v > 0)
     val_max = max(buckets.values())
     if idx_max <= 32:
         header, body, width = (
@@ -158,24 +176,61 @@ def log2_table(buckets: dict[int, int], unit: str) -> str:
 
 
 def linear_table(agg: M.Aggregation, buckets: dict[int, int], unit: str) -> str:
-    """A linear histogram in the same shape, one line per bucket from the first to the last
-    non-empty one; the outer buckets read `< min` and `>= max`."""
-    if not buckets:
+    """A linear histogram, from the bucket of `min` (or the one below it when that holds a
+    count) to the last non-empty one. With step 1 each row is one value, byte for byte as
+    bcc's print_linear_hist prints it (for min 0 and no value outside min..max); wider steps
+    print ranges as print_log2_hist does. The outer buckets read `< min` and `>= max`."""
+    idx_max = max((i for i, v in buckets.items() if v > 0), default=-1)
+    if idx_max < 0:
         return ""
-    first, last = min(buckets), max(buckets)
     val_max = max(buckets.values())
-    lines = ["     %-19s : count     distribution" % unit]
-    for i in range(first, last + 1):
+    if agg.step == 1:
+        lines = ["     %-13s : count     distribution" % unit]
+    else:
+        lines = ["     %-19s : count     distribution" % unit]
+    for i in range(0 if buckets.get(0) else 1, idx_max + 1):
         low, high = linear_bounds(agg, i)
-        if low is None:
-            label = "%-24s" % f"< {agg.low}"
-        elif high is None:
-            label = "%-24s" % f">= {agg.high}"
+        if low is None or high is None:
+            text = f"< {agg.low}" if low is None else f">= {agg.high}"
+            label = ("        %-10s" if agg.step == 1 else "%-24s") % text
+        elif agg.step == 1:
+            label = "        %-10d" % low
         else:
             label = "%10d -> %-10d" % (low, high)
         val = buckets.get(i, 0)
         lines.append("%s : %-8d |%-*s|" % (label, val, STARS, stars(val, val_max, STARS)))
     return "\n".join(lines) + "\n"
+
+
+def bucket_rows(
+    agg: M.Aggregation, buckets: dict[int, int]
+) -> list[tuple[int | None, int | None, int]]:
+    """(min, max, count) of each bucket from the first non-empty one to the last, the empty
+    ones between included (as bpftrace's JSON lists them); max is inclusive, None unbounded."""
+    full = [i for i, v in buckets.items() if v > 0]
+    if not full:
+        return []
+    return [(*bounds(agg, i), buckets.get(i, 0)) for i in range(min(full), max(full) + 1)]
+
+
+def bucket_json(low: int | None, high: int | None, count: int) -> dict[str, int]:
+    """A bucket as bpftrace -f json writes one: an unbounded side has no key."""
+    obj = {} if low is None else {"min": low}
+    if high is not None:
+        obj["max"] = high
+    obj["count"] = count
+    return obj
+
+
+def c_div(a: int, b: int) -> int:
+    """a / b as C divides (toward zero): the average of -7 and 0 is -3, as bpftrace's avg."""
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q
+
+
+def key_order(key: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
+    """Sorts keys naturally: numbers by value (pid 9 before pid 10), then text."""
+    return tuple((0, k) if isinstance(k, (int, float)) else (1, str(k)) for k in key)
 
 
 class AggregatePrinter:
@@ -219,29 +274,23 @@ class AggregatePrinter:
             cols.append((agg.header.lower(), agg.header, max(len(agg.header), 8), False))
             for s in series:
                 row = values.setdefault(s.key, [0] * len(group))
-                row[n] = (
-                    (s.value[0] // s.value[1] if s.value[1] else 0)
-                    if agg.kind == "avg"
-                    else s.value
-                )
-        rows = sorted(values.items(), key=lambda kv: kv[1][0], reverse=True)
+                row[n] = (c_div(*s.value) if s.value[1] else 0) if agg.kind == "avg" else s.value
+        rows = sorted(values.items(), key=lambda kv: key_order(kv[0]))  # ties in key order
+        rows.sort(key=lambda kv: kv[1][0], reverse=True)
         text = render_rows(self.fmt, cols, [[*key, *vals] for key, vals in rows])
         return ("\n" + text) if self.fmt == "table" else text
 
     def render_hist(self, sink: M.AggSink, series: list[Series]) -> str:
         agg = sink.agg
         names = [c.field for c in sink.by]
-        series = sorted(series, key=lambda s: tuple(str(k) for k in s.key))
+        series = sorted(series, key=lambda s: key_order(s.key))
         if self.fmt == "json":
             lines = []
             for s in series:
                 assert s.buckets is not None
                 obj: dict[str, Any] = {"aggregation": agg.name, **dict(zip(names, s.key))}
                 obj["unit"] = agg.unit
-                obj["buckets"] = [
-                    {"min": bounds(agg, i)[0], "max": bounds(agg, i)[1], "count": n}
-                    for i, n in sorted(s.buckets.items())
-                ]
+                obj["buckets"] = [bucket_json(*b) for b in bucket_rows(agg, s.buckets)]
                 obj["count"] = s.count
                 obj["sum"] = s.total
                 lines.append(json.dumps(obj, separators=(",", ":")) + "\n")
@@ -253,8 +302,7 @@ class AggregatePrinter:
             rows = []
             for s in series:
                 assert s.buckets is not None
-                for i, n in sorted(s.buckets.items()):
-                    low, high = bounds(agg, i)
+                for low, high, n in bucket_rows(agg, s.buckets):
                     rows.append(
                         [*s.key, "" if low is None else low, "" if high is None else high, n]
                     )
