@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 SPEC = "specs/tcpconnlat.yaml"
 TP = "tracepoint:sock:inet_sock_set_state"
 SCRIPT = (
-    f"{TP} /args->protocol == 6 && args->oldstate == 7 && args->newstate == 2/\n"
+    f"{TP} /args->protocol == 6 && args->oldstate == 7 && args->newstate == 2 && pid == CHILD/\n"
     "{ @start[args->skaddr] = nsecs; @who[args->skaddr] = pid; }\n"
     f"{TP} /args->protocol == 6 && args->oldstate == 2 && args->newstate == 1"
     " && @start[args->skaddr]/\n"
@@ -32,7 +32,7 @@ def test_rows_are_exact_and_latencies_agree_with_bpftrace(engine, conn_child) ->
     child = conn_child(
         listen=("127.0.0.1", "::1"), connects=((0, 3), (1, 2)), comm="connlat-test", wait=True
     )
-    oracle = Bpftrace(SCRIPT)
+    oracle = Bpftrace(SCRIPT.replace("CHILD", str(child.pid)))
     e = engine(SPEC, "-o", "json", "-L")
     began = time.monotonic()
     child.go()

@@ -43,8 +43,8 @@ while len(got) < {RECEIVED}:
 c.close(); t.join()
 """
 TP = "tracepoint:sock:inet_sock_set_state"
-SCRIPT = (
-    f"{TP} /args->protocol == 6 && args->newstate == 7/ {{\n"
+SCRIPT = (  # only the test's own sessions (other tests may storm the machine meanwhile)
+    f"{TP} /args->protocol == 6 && args->newstate == 7 && args->dport == PORT/ {{\n"
     "  $tp = (struct tcp_sock *)args->skaddr;\n"
     '  printf("%d %d %d %d\\n", args->sport, args->dport, $tp->bytes_acked, $tp->bytes_received);\n'
     "}\n"
@@ -61,7 +61,7 @@ def test_bytes_and_owner_are_exact(engine) -> None:
     try:
         assert child.stdout is not None and child.stdin is not None
         pid, port = (int(x) for x in child.stdout.readline().split())
-        oracle = Bpftrace(SCRIPT)
+        oracle = Bpftrace(SCRIPT.replace("PORT", str(port)))
         e = engine(SPEC, "-o", "json", "-D", str(port))
         began = time.monotonic()
         child.stdin.write("go\n")
