@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import signal
+import select
+import stat
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from types import FrameType
-from typing import Any, Iterator, Mapping, TextIO
+from typing import Any, Callable, Iterator, Mapping, TextIO
 
 from engine.attach import KINDS
 from engine.codegen import render
@@ -25,7 +25,7 @@ from engine.errors import EngineError
 from engine.kernel import capabilities
 from engine.plan import model as M
 from engine.plan.bind import OptionValue, bind
-from engine.runtime import decoders
+from engine.runtime import decoders, signals
 from engine.runtime.output import Printer
 from engine.runtime.rows import RowMaker
 from engine.runtime.sinks import AggregatePrinter
@@ -155,11 +155,14 @@ class Session:
                 detail = self.save_log(log.read())
                 raise EngineError(f"compiling the generated C failed ({exc}){detail}") from None
 
-    def attach(self) -> None:
-        """Attach every function; raises AttachError naming the failing function."""
+    def attach(self, stop: signals.Stop) -> None:
+        """Attach every function; raises AttachError naming the failing function, Stopped
+        when a stop was requested (what is attached so far is detached by close())."""
         b = self.bpf
         for probe in self.program.probes:
             for fn in probe.alternative.functions:
+                if stop.requested:
+                    raise Stopped()
                 with captured_stderr() as log:
                     try:
                         self._attach_one(b, fn)
@@ -195,7 +198,7 @@ class Session:
         ]
 
     def lost(self) -> int:
-        """Events the BPF side could not hand over (ring buffer full), summed over CPUs."""
+        """Events the BPF side could not hand over (its buffer full), summed over CPUs."""
         per_cpu = self.bpf["lost"][0]  # bcc gives plain ints for a u64 per-CPU array
         return int(sum(getattr(v, "value", v) for v in per_cpu))
 
@@ -206,6 +209,10 @@ class Session:
             self.bpf = None
 
 
+class Stopped(Exception):
+    """A stop signal arrived while loading or attaching: end cleanly, before "Tracing"."""
+
+
 class AttachError(Exception):
     def __init__(self, probe: str, fn: M.Function, message: str, log: str) -> None:
         super().__init__(message)
@@ -214,10 +221,15 @@ class AttachError(Exception):
         self.log = log
 
 
-def start(plan: M.Plan, config: RunConfig, mode: str, transport: str) -> Session:
-    """Load and attach, falling back to a probe's next alternative when an attach fails."""
+def start(
+    plan: M.Plan, config: RunConfig, mode: str, transport: str, stop: signals.Stop
+) -> Session:
+    """Load and attach, falling back to a probe's next alternative when an attach fails;
+    Stopped when a stop is requested on the way (checked between the slow steps)."""
     excluded: dict[tuple[str, int], str] = {}
     while True:
+        if stop.requested:
+            raise Stopped()
         choices = choose(plan, excluded)
         program = bind(
             plan,
@@ -231,8 +243,8 @@ def start(plan: M.Plan, config: RunConfig, mode: str, transport: str) -> Session
         )
         session = Session(program, config.verbose)
         try:
-            session.load()
-            session.attach()
+            session.load()  # clang: seconds; a signal meanwhile only sets stop.requested
+            session.attach(stop)
             return session
         except AttachError as exc:
             reason = f"{exc}{session.save_log(exc.log)}"
@@ -250,41 +262,39 @@ def start(plan: M.Plan, config: RunConfig, mode: str, transport: str) -> Session
 # --- the event loop ---------------------------------------------------------------------------
 
 
-class Stop:
-    """Set by SIGINT/SIGTERM; the loop checks it at least every POLL_MS."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-
-
 def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
-    """`engine run`: exit 0 on a normal stop (Ctrl-C, SIGTERM, --duration, closed stdout)."""
-    check_privileges()
-    mode = "count" if config.count else "events"
-    transport = config.transport
-    if transport == "auto":
-        transport = "ringbuf" if capabilities.probe("ringbuf").ok else "perf"
-    columns = active_columns(plan, config)
-    stop = Stop()
-    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    """`engine run`: exit 0 on a normal stop (SIGINT, SIGTERM, SIGHUP, --duration, closed
+    stdout), also when the stop comes before tracing began (then nothing is printed)."""
+    fresh = not signals.installed()  # engine.cli installs them first thing; a caller may not
+    stop = signals.install()
     session: Session | None = None
     try:
-        session = start(plan, config, mode, transport)
+        if stop.requested:
+            return 0
+        check_privileges()
+        mode = "count" if config.count else "events"
+        transport = config.transport
+        if transport == "auto":
+            transport = "ringbuf" if capabilities.probe("ringbuf").ok else "perf"
+        columns = active_columns(plan, config)
+        try:
+            session = start(plan, config, mode, transport, stop)
+        except Stopped:
+            return 0
         names = ", ".join(p.name for p in plan.probes)
         loop = EventLoop(plan, config, session, columns, out, stop)
         mode = "aggregate" if session.program.aggregations else "events"
         if mode == "events":
             loop.open_buffer(session.bpf)  # before "Tracing": nothing sent after it is lost
+        if stop.requested:
+            return 0
         say(f"Tracing {names} ... Hit Ctrl-C to end.")
         return loop.run(mode)
     finally:
         if session is not None:
             session.close()
-        for s, handler in old.items():
-            signal.signal(s, handler)
+        if fresh:
+            signals.restore()
 
 
 def check_privileges() -> None:
@@ -316,7 +326,7 @@ class EventLoop:
         session: Session,
         columns: list[M.Column],
         out: TextIO,
-        stop: Stop,
+        stop: signals.Stop,
     ) -> None:
         self.plan = plan
         self.config = config
@@ -341,6 +351,7 @@ class EventLoop:
         self.perf_lost = 0
         self.next_lost_check = 0.0
         self.broken = False
+        self.reader_gone = closed_pipe_watch(out)
 
     def run(self, mode: str) -> int:
         deadline = time.monotonic() + self.config.duration if self.config.duration else None
@@ -353,6 +364,9 @@ class EventLoop:
             while not self.stop.requested and not self.broken:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
+                    break
+                if self.reader_gone():  # `| head -1` with no event: the write would never come
+                    self.broken = True
                     break
                 if mode == "events":
                     self.poll(b)
@@ -410,17 +424,20 @@ class EventLoop:
         self.printer.row(self.rows.values(ctypes.string_at(data, size)))
 
     def on_lost(self, count: int) -> None:
+        """The kernel's report of perf records it dropped: the same events whose perf_submit
+        failed and that the BPF side already counted, so it is not added (reported late, too:
+        only with the next record that fits)."""
         self.perf_lost += count
-        say(f"lost {count} events (perf buffer full)")
 
     def check_lost(self, final: bool = False) -> None:
-        lost = self.session.lost()
+        """Each lost event once, with its cause; the BPF count is the complete one."""
+        lost = max(self.session.lost(), self.perf_lost)
         if lost > self.lost_seen:
-            say(f"lost {lost - self.lost_seen} events (ring buffer full)")
+            where = "perf" if self.session.program.transport == "perf" else "ring"
+            say(f"lost {lost - self.lost_seen} events ({where} buffer full)")
             self.lost_seen = lost
-        total = self.lost_seen + self.perf_lost
-        if final and total:
-            say(f"{total} events lost in all")
+        if final and self.lost_seen:
+            say(f"{self.lost_seen} events lost in all")
 
     def flush(self) -> None:
         try:
@@ -442,3 +459,18 @@ class EventLoop:
             if n > seen:
                 say(f"{self.session.program.errors[i]}: {n - seen}")
                 self.errors_seen[i] = n
+
+
+def closed_pipe_watch(out: TextIO) -> Callable[[], bool]:
+    """A check that stdout's reader went away, for a pipe or socket (a pipe whose reader
+    closed reports POLLERR on the write end); other outputs are never "gone" before a write."""
+    try:
+        fd = out.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError, AttributeError):
+        return lambda: False
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return lambda: False
+    watch = select.poll()
+    watch.register(fd, 0)  # POLLERR and POLLHUP are always reported
+    return lambda: bool(watch.poll(0))
