@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any, Callable, NoReturn, Sequence
 
 from engine import __version__
 from engine.errors import EngineError, SpecError, UsageError
 from engine.plan import model as M
+from engine.runtime import signals
 from engine.runtime.output import FORMATS
 
 EXAMPLES = """\
@@ -40,17 +42,31 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+INTEGER = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0|[1-9][0-9]*)")  # ASCII only, no 1_000
+DECIMAL = re.compile(r"[0-9]+")
+SECONDS = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+MAX_SECONDS = 366 * 86400.0  # --duration/--interval: a year; nan, inf and 1e308 are refused
+MAX_WAKEUP = 65536
+SET_LIMIT = 32768  # list option values; more than SET_INLINE of them go to a BPF hash set
+
+
+def shown(text: str) -> str:
+    """A user's value quoted for a one-line error: escaped (no newline breaks the line), cut."""
+    return repr(text[:40]) + ("..." if len(text) > 40 else "")
+
+
 def int_parser(ctype: str) -> Callable[[str], int]:
-    """argparse type for an integer option: decimal or 0x hex, range-checked for its C type."""
+    """argparse type for an integer option: ASCII decimal or 0x hex, range-checked for its C
+    type. Python's int() alone would take Unicode digits ('٣' is 3), '1_000' and spaces."""
     from engine.plan.resolve import ctype_range
 
     lo, hi = ctype_range(ctype)
 
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip(), 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not an integer ({ctype})") from None
+        item = text.strip(" ")
+        if not INTEGER.fullmatch(item):
+            raise argparse.ArgumentTypeError(f"{shown(text)} is not an integer ({ctype})")
+        value = int(item, 0)
         if not lo <= value <= hi:
             raise argparse.ArgumentTypeError(f"{value} is out of range for {ctype} ({lo}..{hi})")
         return value
@@ -62,19 +78,24 @@ def str_parser(text: str) -> str:
     """argparse type for a string option: printable ASCII, as a filter compares bytes."""
     if not text or len(text) > 255 or not all(" " <= c <= "~" for c in text):
         raise argparse.ArgumentTypeError(
-            f"{text[:40]!r} is not 1 to 255 printable ASCII characters"
+            f"{shown(text)} is not 1 to 255 printable ASCII characters"
         )
     return text
 
 
 def list_parser(ctype: str) -> Callable[[str], list[int]]:
+    """argparse type for a list option: comma-separated integers, at most SET_LIMIT of them."""
     one = int_parser(ctype)
 
     def parse(text: str) -> list[int]:
         items = text.split(",")
-        if any(not item.strip() for item in items):
+        if len(items) > SET_LIMIT:
             raise argparse.ArgumentTypeError(
-                f"'{text}' has an empty item; expected a comma-separated list such as 80,443"
+                f"{len(items)} values; a list takes at most {SET_LIMIT}"
+            )
+        if any(not item.strip(" ") for item in items):
+            raise argparse.ArgumentTypeError(
+                f"{shown(text)} has an empty item; expected a comma-separated list such as 80,443"
             )
         return [one(item) for item in items]
 
@@ -82,27 +103,42 @@ def list_parser(ctype: str) -> Callable[[str], list[int]]:
 
 
 def pages(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of pages") from None
+    """--buffer-pages: a power of two from 1 to 65536, in ASCII decimal."""
+    if not DECIMAL.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a number of pages")
+    value = int(text)
     if value < 1 or value & (value - 1) or value > 65536:
         raise argparse.ArgumentTypeError(f"{value} is not a power of two from 1 to 65536")
     return value
 
 
+def wakeup(text: str) -> int:
+    """--wakeup: 0 to MAX_WAKEUP events, in ASCII decimal (the number lands in the C)."""
+    if not DECIMAL.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a number of events")
+    value = int(text)
+    if value > MAX_WAKEUP:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (0..{MAX_WAKEUP})")
+    return value
+
+
 def positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be above 0 seconds")
+    """--duration/--interval: finite seconds above 0, at most MAX_SECONDS (ASCII digits)."""
+    if not SECONDS.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a number of seconds")
+    value = float(text)
+    if not 0 < value <= MAX_SECONDS:  # also false for nan
+        raise argparse.ArgumentTypeError(
+            f"{text} must be above 0 and at most {MAX_SECONDS:.0f} seconds"
+        )
     return value
 
 
 def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
-    group = parser.add_argument_group(f"options of spec '{plan.name}'")
+    group = parser.add_argument_group(
+        f"options of spec '{plan.name}'",
+        description=f"A list option takes up to {SET_LIMIT} comma-separated values.",
+    )
     for opt in plan.options:
         flags = [f for f in (opt.short, opt.long) if f]
         if opt.ctype == "bool":
@@ -167,7 +203,9 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
             "--duration",
             type=positive,
             metavar="SECONDS",
-            help="stop after SECONDS (default: run until Ctrl-C or SIGTERM)",
+            help="stop after SECONDS (default: run until Ctrl-C, SIGTERM or SIGHUP; any of "
+            "these stops it normally, also while it compiles: what was gathered is printed, "
+            "everything is detached, exit 0)",
         )
         p.add_argument("--ebpf", action="store_true", help="print the generated BPF C and exit")
         p.add_argument(
@@ -177,11 +215,12 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--wakeup",
-            type=int,
+            type=wakeup,
             default=32,
             metavar="N",
-            help="ring buffer: wake the reader every N events, and read what waits at least "
-            "every 100 ms (default 32: far less CPU per event; 1: wake on every event)",
+            help="ring buffer: wake the reader every N events (0 to 65536), and read what "
+            "waits at least every 100 ms (default 32: far less CPU per event; 1: wake on "
+            "every event)",
         )
         p.add_argument(
             "--buffer-pages",
@@ -268,8 +307,6 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
     from engine.plan.bind import bind
     from engine.runtime import runner
 
-    if ns.wakeup < 0:
-        raise UsageError("--wakeup: N must be 0 or more")
     if ns.ebpf:
         program = bind(plan, mode="count" if ns.count else "events", options=values)
         sys.stdout.write(render.render_c(program))
@@ -369,6 +406,9 @@ def dispatch(args: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: user mistakes end as one line and an exit code, never a traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["run"]:
+        # Before planning, bcc or the compiler: a stop signal from here on is a clean stop.
+        signals.install()
     try:
         code = dispatch(args)
         sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
@@ -387,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    finally:
+        signals.restore()
 
 
 if __name__ == "__main__":
