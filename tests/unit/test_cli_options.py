@@ -38,6 +38,15 @@ SPEC_FLAGS = [
     pytest.param(["-P", "80,,81"], "-P/--port", "'80,,81' has an empty item", id="port-empty"),
     pytest.param(["-u", "-1"], "-u/--uid", "-1 is out of range for u32", id="uid-negative"),
     pytest.param(["--alternative", "x"], "--alternative", "invalid int value: 'x'", id="alt-x"),
+    pytest.param(["-p", "٣"], "-p/--pid", "'٣' is not an integer (u32)", id="pid-arabic-digit"),
+    pytest.param(["-p", "１２"], "-p/--pid", "'１２' is not an integer", id="pid-fullwidth"),
+    pytest.param(["-p", "1\n2"], "-p/--pid", "'1\\n2' is not an integer", id="pid-newline"),
+    pytest.param(
+        ["-P", ",".join(["80"] * 32769)],
+        "-P/--port",
+        "32769 values; a list takes at most 32768",
+        id="port-list-limit",
+    ),
 ]
 
 
