@@ -17,6 +17,7 @@ from engine.plan import model as M
 
 OptionValue = Union[int, bool, str, Sequence[int], None]
 BUCKETED = ("log2", "linear")  # histogram kinds: the key gains a bucket slot
+SET_INLINE = 8  # a list option with more values than this is looked up in a hash set map
 
 
 def bind(
@@ -63,6 +64,7 @@ def bind(
         emitted = (wanted - filtered) if probe.emits else set()
         post = select(alt, emitted, defined, alt.stores)
         probes.append(M.ProgramProbe(probe.name, alt, pre, filt, post, probe.emits))
+    sets = {s.map: s for p in probes for e in (p.alternative.where, p.filter) for s in set_maps(e)}
     shown = "count" if mode == "count" else ("aggregate" if aggs else "events")
     # a return probe's stash map is declared only when its alternative is the one chosen
     stashes = {
@@ -81,6 +83,7 @@ def bind(
         sinks=tuple(sinks),
         states=tuple(st for st in plan.states if not st.stash or st.name in stashes),
         errors=tuple(errors),
+        sets=tuple(sets.values()),
     )
 
 
@@ -130,7 +133,7 @@ def slots_read(expr: M.CExpr) -> set[str]:
         return {expr.name}
     if isinstance(expr, M.CCompare):
         return slots_read(expr.left) | slots_read(expr.right)
-    if isinstance(expr, M.CIn):
+    if isinstance(expr, (M.CIn, M.CInSet)):
         return slots_read(expr.left)
     if isinstance(expr, M.CStrEq):
         return {expr.slot}
@@ -144,6 +147,32 @@ def slots_read(expr: M.CExpr) -> set[str]:
             *(slots_read(p) if isinstance(p, M.CArith) else {p} for p in parts if p is not None)
         )
     return set()
+
+
+def set_maps(expr: M.CExpr) -> list[M.SetMap]:
+    """The hash sets a bound expression looks values up in."""
+    if isinstance(expr, M.CInSet):
+        return [expr.set]
+    if isinstance(expr, M.CBool):
+        return [s for t in expr.terms for s in set_maps(t)]
+    if isinstance(expr, M.CNot):
+        return set_maps(expr.term)
+    return []
+
+
+def in_list(left: M.CExpr, option: str, ctype: str, value: Sequence[int], negate: bool) -> M.CExpr:
+    """`left in $option`: a chain of == for a few values, a hash set lookup for more.
+
+    The set is keyed by the compared value's type and holds the values that type can hold
+    (another could never be equal), so a lookup means what the == chain means."""
+    if len(value) <= SET_INLINE or not isinstance(left, M.CVar):
+        nums = tuple(M.CNum(int(v), ctype) for v in value)
+        return M.CIn(left, nums, negate)
+    from engine.plan.resolve import ctype_range
+
+    lo, hi = ctype_range(left.ctype)
+    kept = tuple(sorted({int(v) for v in value if lo <= int(v) <= hi}))
+    return M.CInSet(left, M.SetMap(f"set_{option}", left.ctype, kept), negate)
 
 
 def uses(step: M.Step) -> set[str]:
@@ -212,7 +241,6 @@ def bind_expr(
         value = values.get(expr.values.option)
         if value is None:
             return M.CTrue()
-        assert not isinstance(value, (int, bool))
-        nums = tuple(M.CNum(int(v), expr.values.ctype) for v in value)
-        return M.CIn(expr.left, nums, expr.negate)
+        assert not isinstance(value, (int, bool, str))
+        return in_list(expr.left, expr.values.option, expr.values.ctype, value, expr.negate)
     return expr

@@ -54,6 +54,29 @@ class CIn:
 
 
 @dataclass(frozen=True)
+class SetMap:
+    """A list option's values in a BPF hash set (`bind` makes one for a long list): declared
+    by templates/partials/maps_sets.c.j2, filled by the runner before attaching."""
+
+    map: str  # set_<option>
+    ctype: str  # the key: the compared value's C type
+    values: tuple[int, ...]  # distinct, each representable in ctype
+
+    @property
+    def size(self) -> int:
+        return max(1, len(self.values))
+
+
+@dataclass(frozen=True)
+class CInSet:
+    """`left in $list` for a long list: one hash lookup instead of a chain of ==."""
+
+    left: CVar
+    set: SetMap
+    negate: bool = False
+
+
+@dataclass(frozen=True)
 class CStrEq:
     """A char slot equal to a string: `size` bytes, NUL-terminated unless the value fills it."""
 
@@ -92,7 +115,7 @@ class CArith:
     via: str = ""
 
 
-CExpr = Union[CVar, CNum, COption, CCompare, CIn, CStrEq, CBool, CNot, CTrue, CArith]
+CExpr = Union[CVar, CNum, COption, CCompare, CIn, CInSet, CStrEq, CBool, CNot, CTrue, CArith]
 
 # --- steps: C statements in a probe function, one kind each ------------------------------
 
@@ -626,6 +649,7 @@ class Program:
     sinks: tuple[Sink, ...] = ()
     states: tuple[StateMap, ...] = ()
     errors: tuple[str, ...] = ()  # what each engine_errors counter counts, by index
+    sets: tuple[SetMap, ...] = ()  # long list options' values, as hash sets
 
     @property
     def layouts(self) -> tuple[Layout, ...]:

@@ -155,6 +155,15 @@ class Session:
                 detail = self.save_log(log.read())
                 raise EngineError(f"compiling the generated C failed ({exc}){detail}") from None
 
+    def fill_sets(self) -> None:
+        """Long list options' values into their hash sets: before attach, so the first event
+        already sees them all."""
+        for st in self.program.sets:
+            table = self.bpf[st.map]
+            one = table.Leaf(1)
+            for value in st.values:
+                table[table.Key(value)] = one
+
     def attach(self, stop: signals.Stop) -> None:
         """Attach every function; raises AttachError naming the failing function, Stopped
         when a stop was requested (what is attached so far is detached by close())."""
@@ -244,6 +253,7 @@ def start(
         session = Session(program, config.verbose)
         try:
             session.load()  # clang: seconds; a signal meanwhile only sets stop.requested
+            session.fill_sets()
             session.attach(stop)
             return session
         except AttachError as exc:
