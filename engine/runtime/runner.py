@@ -164,13 +164,13 @@ class Session:
             for value in st.values:
                 table[table.Key(value)] = one
 
-    def attach(self, stop: signals.Stop) -> None:
+    def attach(self, stop: signals.Stop | None = None) -> None:
         """Attach every function; raises AttachError naming the failing function, Stopped
         when a stop was requested (what is attached so far is detached by close())."""
         b = self.bpf
         for probe in self.program.probes:
             for fn in probe.alternative.functions:
-                if stop.requested:
+                if stop is not None and stop.requested:
                     raise Stopped()
                 with captured_stderr() as log:
                     try:
@@ -231,11 +231,12 @@ class AttachError(Exception):
 
 
 def start(
-    plan: M.Plan, config: RunConfig, mode: str, transport: str, stop: signals.Stop
+    plan: M.Plan, config: RunConfig, mode: str, transport: str, stop: signals.Stop | None = None
 ) -> Session:
     """Load and attach, falling back to a probe's next alternative when an attach fails;
     Stopped when a stop is requested on the way (checked between the slow steps)."""
     excluded: dict[tuple[str, int], str] = {}
+    stop = stop or signals.Stop()
     while True:
         if stop.requested:
             raise Stopped()
@@ -270,6 +271,8 @@ def start(
 
 
 # --- the event loop ---------------------------------------------------------------------------
+
+Stop = signals.Stop  # the stop request (engine.runtime.signals installs the handlers)
 
 
 def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
