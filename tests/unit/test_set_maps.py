@@ -4,9 +4,8 @@ runner); values the compared type cannot hold are left out of the set."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from btf_fixture import BTF
 
 from engine.codegen import render
 from engine.plan import model as M
@@ -14,14 +13,10 @@ from engine.plan import planner
 from engine.plan.bind import SET_INLINE, bind, in_list
 from engine.spec.loader import load_document
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists("/sys/kernel/btf/vmlinux"), reason="needs kernel BTF"
-)
-
 
 @pytest.fixture(scope="module")
 def plan() -> M.Plan:
-    return planner.plan(load_document("specs/tcpconnect.yaml"), None)
+    return planner.plan(load_document("specs/tcpconnect.yaml"), BTF)
 
 
 def test_few_values_stay_inline(plan: M.Plan) -> None:
