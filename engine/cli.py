@@ -35,6 +35,13 @@ examples:
 """
 
 
+SPEC_RULE = (
+    "SPEC may come before, between or after the flags: it is the first argument ending in "
+    ".yaml or .yml, else the first naming a file, else the first not right after a spec "
+    "option's flag (values of the engine's own flags are skipped; `--` ends the flags)"
+)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (naming the flag) and exit 2, no usage dump."""
 
@@ -172,7 +179,7 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("spec", metavar="SPEC", help="a spec file (YAML)")
+    p.add_argument("spec", metavar="SPEC", help=f"a spec file (YAML). {SPEC_RULE}")
     if verb == "run":
         p.add_argument(
             "-o",
@@ -254,6 +261,53 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
     return p
 
 
+def find_spec(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
+    """Which argument is SPEC, before the spec's own flags are known (see SPEC_RULE).
+
+    The verb's own flags are the parser's; a value-taking one skips its value. An unknown
+    flag is a spec option's, which may or may not take the next argument: that argument is
+    SPEC only when nothing better is there (`-P 80 spec.yaml`: 80 is the port).
+    """
+    takes = {s: a.nargs != 0 for a in parser._actions for s in a.option_strings}
+    found: list[tuple[str, bool]] = []  # (argument, right after an unknown flag)
+    after_unknown = flags_done = skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif flags_done or arg == "-" or not arg.startswith("-"):
+            found.append((arg, after_unknown))
+            after_unknown = False
+        elif arg == "--":
+            flags_done, after_unknown = True, False
+        elif arg in takes:
+            skip, after_unknown = takes[arg], False
+        else:
+            after_unknown = "=" not in arg
+    tests: tuple[Callable[[str, bool], bool], ...] = (
+        lambda a, _: a.endswith((".yaml", ".yml")),
+        lambda a, _: os.path.isfile(a),
+        lambda _, after: not after,
+        lambda _a, _b: True,
+    )
+    for test in tests:
+        hit = next((a for a, after in found if test(a, after)), None)
+        if hit is not None:
+            return hit
+    return None
+
+
+def flag_value(argv: Sequence[str], flag: str) -> str | None:
+    """The value of `flag FILE` or `flag=FILE` among the flags (before `--`)."""
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg[len(flag) + 1 :]
+    return None
+
+
 def option_values(plan: M.Plan, ns: argparse.Namespace) -> dict[str, Any]:
     return {o.name: getattr(ns, f"opt_{o.name}", None) for o in plan.options}
 
@@ -264,17 +318,18 @@ def cmd_with_spec(verb: str, argv: list[str]) -> int:
 
     pre = spec_parser(verb, None)
     pre_args = [a for a in argv if a not in ("-h", "--help")]
-    spec = next((a for a in pre_args if not a.startswith("-")), None)
+    spec = find_spec(pre, pre_args)
     if spec is None:
         if len(pre_args) < len(argv):
             pre.print_help()
             return 0
         pre.error("the following arguments are required: SPEC")
-    btf = None
-    if "--btf" in argv and argv.index("--btf") + 1 < len(argv):
-        btf = argv[argv.index("--btf") + 1]
+    btf = flag_value(argv, "--btf")
     plan = plan_spec(spec, btf)
-    ns = spec_parser(verb, plan).parse_args(argv)
+    final = spec_parser(verb, plan)
+    ns = final.parse_args(argv)
+    if ns.spec != spec:  # the spec's own flags took another reading of the arguments
+        final.error(f"cannot tell which argument is SPEC: {spec} or {ns.spec}")
     values = option_values(plan, ns)
     if ns.count and plan.key is None:
         raise UsageError(f"-c/--count: spec '{plan.name}' declares no output.count")
