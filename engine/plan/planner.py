@@ -7,14 +7,14 @@ with its file:line:col (the column inside an expression included) before anythin
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Any, Iterator, Sequence
 
 from engine.attach import KINDS, Target, kind_of
 from engine.errors import EngineError, Location, Problem, SpecError, UsageError, did_you_mean
-from engine.kernel.btf import VMLINUX, Btf, BtfError, BtfType, Kind, Param
+from engine.kernel.btf import VMLINUX, Btf, BtfError, Kind, Param
 from engine.plan import model as M
+from engine.plan import tracepoints
 from engine.plan.arith import fields_only, inline
 from engine.plan.resolve import (
     COMM_LEN,
@@ -24,7 +24,6 @@ from engine.plan.resolve import (
     Scope,
     Val,
     int_vt,
-    vt_of,
 )
 from engine.plan.state import StateResolver, plan_states, uses_state
 from engine.runtime.decoders import REGISTRY
@@ -439,19 +438,17 @@ class Planner:
         record = self.tracepoint_record(category, event, tpath)
         if record is None:
             return None
-        scope = Scope(btf, kind, {}, None, record, record_label=targets[0])
+        note = ""
+        if record.candidates:
+            note = (
+                f" (BTF does not say which of {', '.join(record.candidates)} it uses: these "
+                "are the fields they agree on; on the running kernel, as root without --btf, "
+                "tracefs settles it)"
+            )
+        scope = Scope(
+            btf, kind, {}, None, dict(record.fields), record_label=targets[0], record_note=note
+        )
         return kind, targets, scope
-
-    def tracepoint_suggestion(self, category: str, event: str) -> str:
-        """A did-you-mean spelled CATEGORY/EVENT: from tracefs when readable, else BTF event
-        names (which carry no category, so the spec's own category is kept)."""
-        if self.tracefs_ok:
-            from engine.kernel import tracefs
-
-            with contextlib.suppress(tracefs.TracefsError):
-                return did_you_mean(f"{category}/{event}", tracefs.all_events())
-        hint = did_you_mean(event, self.raw_tp_names())
-        return hint.replace("mean '", f"mean '{category}/", 1) if hint else ""
 
     def raw_tp_names(self) -> list[str]:
         return [
@@ -462,87 +459,13 @@ class Planner:
 
     def tracepoint_record(
         self, category: str, event: str, path: tuple[Any, ...]
-    ) -> dict[str, tuple[int, VT]] | None:
-        """A tracepoint's fields from BTF (trace_event_raw_*), cross-checked with tracefs."""
-        records = self.btf.tracepoint_records(event)
-        if not records and self.tracefs_ok:
-            # No trace_event_raw_* record in BTF (the syscalls/* events): the running
-            # kernel's tracefs format is the record.
-            from engine.kernel import tracefs
-
-            if tracefs.exists(category, event):
-                own = tracefs.read_format(category, event)
-                return self.tracefs_fields(own, user=category == "syscalls")
-        if not records:
-            self.problem(
-                f"no tracepoint '{category}/{event}' in {self.btf.path}"
-                f"{self.tracepoint_suggestion(category, event)}",
-                path,
-            )
+    ) -> tracepoints.Record | None:
+        """A tracepoint's record (engine.plan.tracepoints: tracefs on the live kernel, else BTF)."""
+        try:
+            return tracepoints.tracepoint_record(self.btf, category, event, self.tracefs_ok)
+        except tracepoints.RecordError as exc:
+            self.problem(str(exc), path)
             return None
-        if self.tracefs_ok:
-            from engine.kernel import tracefs
-
-            fmt: tracefs.EventFormat | None = None
-            if not tracefs.exists(category, event):
-                self.problem(f"no tracepoint '{category}/{event}' on this kernel", path)
-                return None
-            try:
-                fmt = tracefs.read_format(category, event)
-            except tracefs.TracefsError:
-                fmt = None
-            if fmt is not None:
-                offsets = {f.name: f.offset for f in fmt.fields}
-                records = [
-                    r
-                    for r in records
-                    if all(
-                        offsets.get(fname) == off
-                        for fname, (off, _) in self.record_fields(r).items()
-                        if fname in offsets
-                    )
-                ] or records[:1]
-        merged = self.record_fields(records[0])
-        for other in records[1:]:
-            theirs = self.record_fields(other)
-            merged = {k: v for k, v in merged.items() if theirs.get(k) == v}
-        return merged
-
-    def tracefs_fields(self, fmt: Any, user: bool) -> dict[str, tuple[int, VT]]:
-        """Typed fields from a tracefs format (sizes, signedness, `*` and `[N]` in the text)."""
-        out: dict[str, tuple[int, VT]] = {}
-        for f in fmt.event_fields:
-            base = f.type.replace("const ", "").replace("unsigned ", "").strip()
-            text = base.rstrip("*").strip() in ("char", "signed char")
-            if f.data_loc:
-                vt = VT("str", 4, label=f.decl or f.type, char=True, data_loc=True)
-            elif "*" in f.type:
-                pointee = 0
-                if text:
-                    char = self.btf.find("char", Kind.INT)
-                    pointee = char.id if char else 0
-                vt = VT("ptr", 8, btf=pointee, label=f.type, char=text, user=user)
-            elif f.array_len:
-                vt = VT("array", f.size, count=f.array_len, label=f.decl or f.type, char=text)
-            else:
-                vt = VT("int", f.size, f.signed, label=f.type)
-            out[f.name] = (f.offset, vt)
-        return out
-
-    def record_fields(self, record: BtfType) -> dict[str, tuple[int, VT]]:
-        out: dict[str, tuple[int, VT]] = {}
-        for m in record.members:
-            if m.name in ("ent", "__data") or not m.name:
-                continue
-            vt = vt_of(self.btf, m.type_id)
-            if m.name.startswith("__data_loc_"):
-                out[m.name[len("__data_loc_") :]] = (
-                    m.bit_offset // 8,
-                    VT("str", 4, label="__data_loc char[]", char=True, data_loc=True),
-                )
-            else:
-                out[m.name] = (m.bit_offset // 8, vt)
-        return out
 
     def plan_alternative(
         self,

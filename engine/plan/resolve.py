@@ -148,6 +148,7 @@ class Scope:
     ret: int | None  # BTF type id of the return value (return probes)
     record: dict[str, tuple[int, VT]] | None  # tracepoint args: name -> (offset, type)
     record_label: str = ""
+    record_note: str = ""  # why a field may be missing (BTF could not tell the record)
     steps: list[M.Step] = field(default_factory=list)
     bindings: dict[str, Val] = field(default_factory=dict)
     lazy: dict[str, E.Node] = field(default_factory=dict)  # `let` names not yet computed
@@ -309,8 +310,8 @@ class Resolver:
             if node.attr not in s.record:
                 raise PlanError(
                     f"tracepoint {s.record_label} has no field '{node.attr}'; "
-                    f"fields: {', '.join(s.record)}"
-                    f"{did_you_mean(node.attr, s.record)}",
+                    f"fields: {', '.join(s.record) or 'none'}"
+                    f"{did_you_mean(node.attr, s.record)}{s.record_note}",
                     node.col,
                 )
             offset, vt = s.record[node.attr]

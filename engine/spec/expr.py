@@ -2,7 +2,8 @@
 
 Python's `ast` (eval mode) does the parsing; anything outside the whitelist is an error with
 its column. Two spellings Python lacks are mapped first without moving columns: `$name`
-(an option placeholder; `$` becomes `_` and the column is remembered) and a trailing
+(an option placeholder; `$` becomes `_` and the column is remembered), a Python keyword as a
+member name (`args.from`: its first letter becomes `_`, likewise remembered) and a trailing
 `EXPR as TYPE` cast. Nothing of the expression's text reaches generated C: later stages
 turn names into BTF offsets and generated locals, and numbers into typed literals.
 """
@@ -10,7 +11,10 @@ turn names into BTF offsets and generated locals, and numbers into typed literal
 from __future__ import annotations
 
 import ast
+import io
+import keyword
 import re
+import tokenize
 from dataclasses import dataclass
 from typing import Union
 
@@ -179,14 +183,19 @@ def parse(text: str, *, allow_cast: bool = False) -> Node:
 
 
 def _parse_plain(text: str) -> Node:
-    options: set[int] = set()
+    # Columns where the text was respelled for Python: "$" (an option) or a keyword used as
+    # a member name (`args.from`, `args.pass`: tracepoint fields), whose first letter is "_".
+    marks: dict[int, str] = {}
     chars = list(text)
     for i, ch in enumerate(text):
         if ch == "$":
             if not _IDENT.match(text, i + 1):
                 raise ExprError("expected an option name after '$'", i)
-            options.add(i)
+            marks[i] = "$"
             chars[i] = "_"
+    for i, word in _keyword_members("".join(chars)):
+        marks[i] = word
+        chars[i] = "_"
     try:
         tree = ast.parse("".join(chars), mode="eval")
     except SyntaxError as exc:
@@ -196,12 +205,27 @@ def _parse_plain(text: str) -> Node:
         raise ExprError("expression cannot be parsed (too deeply nested?)") from None
     _SOURCE.append(text)
     try:
-        return _convert(tree.body, options, 0)
+        return _convert(tree.body, marks, 0)
     finally:
         _SOURCE.pop()
 
 
-def _convert(node: ast.expr, options: set[int], depth: int) -> Node:
+def _keyword_members(text: str) -> list[tuple[int, str]]:
+    """(column, word) of each Python keyword right after a `.` (outside strings)."""
+    found: list[tuple[int, str]] = []
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return found  # ast.parse says what is wrong
+    for before, tok in zip(tokens, tokens[1:]):
+        is_dot = before.type == tokenize.OP and before.string == "."
+        word = tok.type == tokenize.NAME and keyword.iskeyword(tok.string)
+        if is_dot and word and tok.start[0] == 1:  # expressions are one line
+            found.append((tok.start[1], tok.string))
+    return found
+
+
+def _convert(node: ast.expr, marks: dict[int, str], depth: int) -> Node:
     if depth > MAX_DEPTH:
         raise ExprError(f"expression nested deeper than {MAX_DEPTH}", node.col_offset)
     col = node.col_offset
@@ -218,43 +242,44 @@ def _convert(node: ast.expr, options: set[int], depth: int) -> Node:
             if isinstance(value, int) and not isinstance(value, bool):
                 return Num(-value, col)
         if isinstance(node.op, ast.Not):
-            return Not(_convert(node.operand, options, sub), col)
+            return Not(_convert(node.operand, marks, sub), col)
         if isinstance(node.op, (ast.USub, ast.Invert)):
             op = "-" if isinstance(node.op, ast.USub) else "~"
-            return Unary(op, _convert(node.operand, options, sub), col)
+            return Unary(op, _convert(node.operand, marks, sub), col)
         raise ExprError("only `not`, `-` and `~` can stand before a value", col)
     if isinstance(node, ast.BinOp):
         bop = _BIN_OPS.get(type(node.op))
         if bop is None:
             raise ExprError("`**` and `@` are not allowed; use * and shifts", col)
-        left = _convert(node.left, options, sub)
-        right = _convert(node.right, options, sub)
+        left = _convert(node.left, marks, sub)
+        right = _convert(node.right, marks, sub)
         # the operator's column: just past the left operand, skipping spaces and parentheses
         return BinOp(bop, left, right, _operator_col(node))
     if isinstance(node, ast.Name):
-        if col in options:
+        if marks.get(col) == "$":
             return Option(node.id[1:], col)
         return Name(node.id, col)
     if isinstance(node, ast.Attribute):
         attr_col = (node.end_col_offset or col) - len(node.attr)
-        return Attr(_convert(node.value, options, sub), node.attr, attr_col)
+        attr = marks.get(attr_col, node.attr)  # a keyword member, spelled back
+        return Attr(_convert(node.value, marks, sub), attr, attr_col)
     if isinstance(node, ast.Subscript):
         index = node.slice
         if not (isinstance(index, ast.Constant) and type(index.value) is int and index.value >= 0):
             raise ExprError("an index must be a non-negative integer constant", index.col_offset)
-        return Index(_convert(node.value, options, sub), index.value, col)
+        return Index(_convert(node.value, marks, sub), index.value, col)
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.keywords:
             raise ExprError("only calls of the engine's helpers, like transport_header(skb)", col)
-        args = tuple(_convert(a, options, sub) for a in node.args)
+        args = tuple(_convert(a, marks, sub) for a in node.args)
         return Call(node.func.id, args, col)
     if isinstance(node, (ast.List, ast.Tuple)):
-        return ListOf(tuple(_convert(e, options, sub) for e in node.elts), col)
+        return ListOf(tuple(_convert(e, marks, sub) for e in node.elts), col)
     if isinstance(node, ast.BoolOp):
         op = "and" if isinstance(node.op, ast.And) else "or"
-        return BoolOp(op, tuple(_convert(v, options, sub) for v in node.values), col)
+        return BoolOp(op, tuple(_convert(v, marks, sub) for v in node.values), col)
     if isinstance(node, ast.Compare):
-        return _compare(node, options, sub)
+        return _compare(node, marks, sub)
     raise ExprError(f"{_describe(node)} is not allowed in an expression", col)
 
 
@@ -271,15 +296,15 @@ def _operator_col(node: ast.BinOp) -> int:
     return col
 
 
-def _compare(node: ast.Compare, options: set[int], depth: int) -> Node:
+def _compare(node: ast.Compare, marks: dict[int, str], depth: int) -> Node:
     """`a < b < c` becomes `a < b and b < c`, as in Python."""
     terms: list[Node] = []
-    left = _convert(node.left, options, depth)
+    left = _convert(node.left, marks, depth)
     for op, right_node in zip(node.ops, node.comparators):
         name = _COMPARE_OPS.get(type(op))
         if name is None:
             raise ExprError("`is` is not allowed; use == or !=", node.col_offset)
-        right = _convert(right_node, options, depth)
+        right = _convert(right_node, marks, depth)
         terms.append(Compare(name, left, right, node.col_offset))
         left = right
     return terms[0] if len(terms) == 1 else BoolOp("and", tuple(terms), node.col_offset)

@@ -17,7 +17,8 @@ from engine.errors import EngineError, did_you_mean
 from engine.kernel import tracefs
 from engine.kernel.btf import VMLINUX, Btf, BtfType, Kind, Param
 from engine.plan.planner import load_btf
-from engine.plan.resolve import vt_of
+from engine.plan.resolve import VT
+from engine.plan.tracepoints import tracepoint_record
 
 _AGG = (Kind.STRUCT, Kind.UNION)
 _ENUMS = (Kind.ENUM, Kind.ENUM64)
@@ -146,66 +147,49 @@ def _raw_tracepoint(btf: Btf, event: str) -> list[str]:
 
 
 def _tracepoint(btf: Btf, target: str, live: bool) -> list[str]:
+    """The fields a spec reads as args.FIELD: the planner's own answer (plan.tracepoints)."""
     category, _, event = target.partition("/")
-    known = False
-    try:
-        known = live and tracefs.exists(category, event)
-    except tracefs.TracefsError:  # tracefs not mounted, or not root: BTF alone
-        live = False
-    if live and not known:
-        pool = tracefs.all_events()
-        raise ExplainError(f"no tracepoint '{target}' on this kernel{did_you_mean(target, pool)}")
-    fmt = tracefs.read_format(category, event) if live else None
-    records = btf.tracepoint_records(event)
-    if fmt is not None and len(records) > 1:  # keep the candidates tracefs agrees with
-        offsets = {f.name: f.offset for f in fmt.fields}
-        agree = [r for r in records if all(offsets.get(n) == f[0] for n, f in _fields(btf, r))]
-        records = agree or records[:1]
-    if not records:
-        if fmt is not None:
-            no = f"{btf.path} has no trace_event_raw_* record of it: specs cannot read it"
-            raise ExplainError(f"{target} is in tracefs, but {no}")
-        pool = _raw_names(btf)
-        raise ExplainError(f"no tracepoint '{target}' in {btf.path}{did_you_mean(event, pool)}")
-    merged = dict(_fields(btf, records[0]))
-    for other in records[1:]:
-        theirs = dict(_fields(btf, other))
-        merged = {k: v for k, v in merged.items() if theirs.get(k) == v}
-    rec = records[0]
-    lines = [f"tracepoint {target}: struct {rec.name} ({rec.size} bytes)"]
-    if len(records) > 1:
-        names = ", ".join(r.name for r in records)
+    if live:
+        try:
+            tracefs.events_dir()
+        except tracefs.TracefsError:  # tracefs not mounted, or not root: BTF alone
+            live = False
+    record = tracepoint_record(btf, category, event, live)
+    if record.source == "tracefs":
+        where = f"events/{target}/format"
+        lines = [f"tracepoint {target}: from tracefs ({where}; {record.why})"]
+    else:
+        lines = [f"tracepoint {target}: struct {record.struct} ({record.size} bytes)"]
+    if record.candidates:
+        names = ", ".join(record.candidates)
         lines.append(f"BTF does not say which record it is ({names}); fields they agree on:")
     rows = []
-    for name, (off, size, ctype, data_loc, tid) in merged.items():
-        use, t = f"args.{name}", btf.strip(tid)
-        if data_loc:
-            use += "  (a string; the u32 holds length << 16 | offset)"
-        elif t.kind == Kind.PTR and btf.strip(t.type_id).kind not in _AGG:
-            use += f"  (cast: args.{name} as STRUCT)"
-        elif t.kind in _ENUMS:
-            use += "  (printed by name)"
-        elif t.kind == Kind.ARRAY and vt_of(btf, tid).char:
-            use += "  (a string)"
-        elif t.kind == Kind.ARRAY and size in (4, 16):
-            use += "  (an address? decode: inet)"
-        rows.append((str(off), str(size), name, ctype, use))
+    for name, (off, vt) in record.fields.items():
+        use = f"args.{name}{_use(btf, name, vt)}"
+        if name in record.slots:  # tracefs: `pid_t pid; size:8` holds a 4-byte pid_t
+            use += f"  (in a slot of {record.slots[name]} bytes)"
+        rows.append((str(off), str(vt.size), name, vt.label, use))
     lines += _table(("OFFSET", "SIZE", "FIELD", "TYPE", "IN A SPEC"), rows, right=2)
     use = f"  tracepoint: {target}   then args.FIELD in let, where and fields"
     common = "  (offsets 0-7 are the common header: use the pid, tid and comm builtins)"
     return [*lines, "", "in a spec:", use, common]
 
 
-def _fields(btf: Btf, record: BtfType) -> list[tuple[str, tuple[int, int, str, bool, int]]]:
-    """name -> (offset, size, C type, __data_loc, type id) of a trace_event_raw_* record."""
-    out = []
-    for m in record.members:
-        if m.name in ("ent", "__data") or not m.name:
-            continue
-        loc, off, size = m.name.startswith("__data_loc_"), m.bit_offset // 8, btf.sizeof(m.type_id)
-        ctype = "__data_loc char[]" if loc else btf.type_str(m.type_id)
-        out.append((m.name[11:] if loc else m.name, (off, size, ctype, loc, m.type_id)))
-    return out
+def _use(btf: Btf, name: str, vt: VT) -> str:
+    """How a field of this type is used, when that is not just `args.FIELD`."""
+    if vt.data_loc:
+        return "  (a string; the u32 holds length << 16 | offset)"
+    if vt.kind == "ptr" and vt.user:
+        return "  (user memory: decode: str)" if vt.char else "  (user memory: not readable)"
+    if vt.kind == "ptr" and (not vt.btf or btf.strip(vt.btf).kind not in _AGG):
+        return f"  (cast: args.{name} as STRUCT)"
+    if vt.kind == "int" and vt.btf:
+        return "  (printed by name)"
+    if vt.kind == "array" and vt.char:
+        return "  (a string)"
+    if vt.kind == "array" and vt.size in (4, 16):
+        return "  (an address? decode: inet)"
+    return ""
 
 
 def _aggregate(btf: Btf, t: BtfType, expand: bool) -> list[str]:
