@@ -2,7 +2,7 @@
 (every argument sits in an 8-byte unsigned slot), yet the value is a signed 4-byte pid_t.
 
 This test process calls kill(-999997, 0) itself (no such process group: ESRCH, so nothing is
-signalled) while tests/specs/live/killsnoop.yaml runs; the row must say -999997, not
+signalled) while tests/specs/live/kill_targets.yaml runs; the row must say -999997, not
 4293967299, and the filter `tpid == $tpid` must match `--target=-999997`.
 """
 
@@ -18,7 +18,7 @@ from engine.spec.loader import load_document
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
-SPEC = "tests/specs/live/killsnoop.yaml"
+SPEC = "tests/specs/live/kill_targets.yaml"
 TARGET = -999997  # no process group 999997: kill() fails with ESRCH and signals nobody
 
 
