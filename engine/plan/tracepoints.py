@@ -63,7 +63,8 @@ def tracepoint_record(btf: Btf, category: str, event: str, live: bool) -> Record
     if live:
         if not tracefs.exists(category, event):
             hint = did_you_mean(target, tracefs.all_events())
-            raise RecordError(f"no tracepoint '{target}' on this kernel{hint}")
+            where = "on this kernel" if records else f"in {btf.path}"  # as offline, then
+            raise RecordError(f"no tracepoint '{target}' {where}{hint}")
         try:
             fmt = tracefs.read_format(category, event)
         except tracefs.TracefsError as exc:
