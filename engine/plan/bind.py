@@ -206,7 +206,8 @@ def select(
 def bind_expr(
     expr: M.CExpr, values: Mapping[str, OptionValue], flags: Mapping[str, str] | None = None
 ) -> M.CExpr:
-    """Replace option placeholders by constants; a term whose option is unset becomes true."""
+    """Replace option placeholders by constants; a term whose option is unset becomes true,
+    and so does a switch's guarded term when the switch is not in its state."""
     if isinstance(expr, M.CBool):
         terms = [bind_expr(t, values, flags) for t in expr.terms]
         if expr.op == "&&":
@@ -219,6 +220,9 @@ def bind_expr(
     if isinstance(expr, M.CNot):
         inner = bind_expr(expr.term, values, flags)
         return M.CNot(inner)
+    if isinstance(expr, M.CSwitch):
+        given = bool(values.get(expr.option))  # a switch not given is False (or absent)
+        return bind_expr(expr.term, values, flags) if given == expr.on else M.CTrue()
     if isinstance(expr, M.CCompare) and isinstance(expr.right, M.COption):
         value = values.get(expr.right.option)
         if value is None:

@@ -115,7 +115,19 @@ class CArith:
     via: str = ""
 
 
-CExpr = Union[CVar, CNum, COption, CCompare, CIn, CInSet, CStrEq, CBool, CNot, CTrue, CArith]
+@dataclass(frozen=True)
+class CSwitch:
+    """`$flag and TERM` (on) or `not $flag and TERM` (off): `bind` keeps TERM when the switch
+    is in that state, else the whole guard drops out (true)."""
+
+    option: str
+    on: bool
+    term: CExpr
+
+
+CExpr = Union[
+    CVar, CNum, COption, CCompare, CIn, CInSet, CStrEq, CBool, CNot, CTrue, CArith, CSwitch
+]
 
 # --- steps: C statements in a probe function, one kind each ------------------------------
 

@@ -481,11 +481,22 @@ class Resolver:
         options: dict[str, M.Option],
         top: bool = True,
     ) -> M.CExpr:
+        if isinstance(node, E.BoolOp) and node.op == "and":
+            return self.conjunction(node, operand, options, top)
         if isinstance(node, E.BoolOp):
-            op = "&&" if node.op == "and" else "||"
-            inner_top = top and node.op == "and"
             return M.CBool(
-                op, tuple(self.condition(v, operand, options, inner_top) for v in node.values)
+                "||", tuple(self.condition(v, operand, options, False) for v in node.values)
+            )
+        switch = self.switch(node, options)
+        if switch is not None:  # a switch not starting an `and`
+            opt, _, col = switch
+            raise PlanError(
+                f"${opt.name} ({_flags(opt)}) alone guards nothing: write `${opt.name} and "
+                f"CONDITION` (CONDITION then applies only when {_flags(opt)} is given)"
+                if top
+                else f"a condition guarded by ${opt.name} ({_flags(opt)}) can only be joined "
+                "with `and` (it drops out when the switch is off)",
+                col,
             )
         if isinstance(node, E.Not):
             return M.CNot(self.condition(node.operand, operand, options, False))
@@ -493,6 +504,71 @@ class Resolver:
             return self.compare(node, operand, options, top)
         val = self.number(operand(node), node)
         return M.CCompare("!=", M.CVar(val.var, val.vt.ctype), M.CNum(0, val.vt.ctype))
+
+    def conjunction(
+        self,
+        node: E.BoolOp,
+        operand: Callable[[E.Node], Val],
+        options: dict[str, M.Option],
+        top: bool,
+    ) -> M.CExpr:
+        """`a and b ...`; leading switches (`$flag`, `not $flag`) guard the rest of it."""
+        values = list(node.values)
+        guards: list[tuple[M.Option, bool, int]] = []
+        while values and (switch := self.switch(values[0], options)) is not None:
+            guards.append(switch)
+            values.pop(0)
+        for v in values:
+            late = self.switch(v, options)
+            if late is not None:
+                name, flags = late[0].name, _flags(late[0])
+                raise PlanError(
+                    f"${name} ({flags}) guards the `and` it starts, so it comes first: "
+                    f"`${name} and CONDITION`; joined with other conditions, in parentheses: "
+                    f"`OTHER and (${name} and CONDITION)`",
+                    late[2],
+                )
+        if guards and not top:
+            opt, _, col = guards[0]
+            raise PlanError(
+                f"a condition guarded by ${opt.name} ({_flags(opt)}) can only be joined "
+                "with `and` (it drops out when the switch is off)",
+                col,
+            )
+        if not values:  # `$a and $b`: nothing guarded
+            opt, _, col = guards[-1]
+            raise PlanError(
+                f"${opt.name} ({_flags(opt)}) alone guards nothing: write `${opt.name} and "
+                f"CONDITION` (CONDITION then applies only when {_flags(opt)} is given)",
+                col,
+            )
+        terms = tuple(self.condition(v, operand, options, top) for v in values)
+        out: M.CExpr = terms[0] if len(terms) == 1 and guards else M.CBool("&&", terms)
+        for opt, on, _ in reversed(guards):
+            out = M.CSwitch(opt.name, on, out)
+        return out
+
+    def switch(
+        self, node: E.Node, options: dict[str, M.Option]
+    ) -> tuple[M.Option, bool, int] | None:
+        """(option, on, column) when `node` is `$flag` or `not $flag` for a bool option."""
+        on = True
+        if isinstance(node, E.Not):
+            node, on = node.operand, False
+        if not isinstance(node, E.Option):
+            return None
+        opt = options.get(node.name)
+        if opt is None:
+            raise PlanError(_unknown_option(node.name, options), node.col)
+        if opt.ctype != "bool":
+            if not on:
+                return None  # `not $value`: a value, refused where it is read
+            raise PlanError(
+                f"${opt.name} is a {opt.ctype} value, not a switch: compare it, "
+                f"as in `FIELD == ${opt.name}`",
+                node.col,
+            )
+        return opt, on, node.col
 
     def number(self, val: Val, node: E.Node) -> Val:
         if val.vt.kind in ("inet", "comm", "str", "array", "struct"):
@@ -531,15 +607,12 @@ class Resolver:
         if isinstance(node.right, E.Option):
             opt = options.get(node.right.name)
             if opt is None:
-                raise PlanError(
-                    f"unknown option ${node.right.name}; options: "
-                    f"{', '.join('$' + o for o in options) or 'none declared'}"
-                    f"{did_you_mean('$' + node.right.name, ['$' + o for o in options])}",
-                    node.right.col,
-                )
+                raise PlanError(_unknown_option(node.right.name, options), node.right.col)
             if opt.ctype == "bool":
                 raise PlanError(
-                    f"${opt.name} is a bool switch (for columns), not a value", node.right.col
+                    f"${opt.name} ({_flags(opt)}) is a switch, not a value: let it guard a "
+                    f"condition, `${opt.name} and CONDITION`",
+                    node.right.col,
                 )
             if opt.ctype == "str":
                 raise PlanError(
@@ -626,6 +699,18 @@ class Resolver:
         if not lo <= value <= hi:
             raise PlanError(f"{value} does not fit a {ctype} ({lo}..{hi})", node.col)
         return value
+
+
+def _flags(opt: M.Option) -> str:
+    return "/".join(f for f in (opt.short, opt.long) if f)
+
+
+def _unknown_option(name: str, options: dict[str, M.Option]) -> str:
+    return (
+        f"unknown option ${name}; options: "
+        f"{', '.join('$' + o for o in options) or 'none declared'}"
+        f"{did_you_mean('$' + name, ['$' + o for o in options])}"
+    )
 
 
 def ctype_range(ctype: str) -> tuple[int, int]:
