@@ -32,10 +32,11 @@ class Problem:
 
     message: str
     location: Location
+    severity: str = "error"  # or "warning": reported, but the spec is valid
 
     def format(self) -> str:
         path = f" [{self.location.path}]" if self.location.path not in ("", "$") else ""
-        return f"{self.location}: error: {self.message}{path}"
+        return f"{self.location}: {self.severity}: {self.message}{path}"
 
 
 class EngineError(Exception):

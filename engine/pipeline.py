@@ -36,3 +36,15 @@ def problems_of(path: str, btf: str | None = None) -> list[Problem]:
     except SpecError as error:
         return error.problems
     return []
+
+
+def warnings_of(path: str, btf: str | None = None) -> list[Problem]:
+    """What is valid but probably not meant in the spec at `path` (an option nothing uses);
+    empty when it does not plan (`problems_of` says why)."""
+    try:
+        document = load_document(path)
+        if check_schema(document):
+            return []
+        return planner.plan_with_warnings(document, btf)[1]
+    except SpecError:
+        return []

@@ -7,6 +7,7 @@ with its file:line:col (the column inside an expression included) before anythin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Iterator, Sequence
 
@@ -74,6 +75,8 @@ class Planner:
         self.tracefs_ok = tracefs_ok
         self.problems: list[Problem] = []
         self.options: dict[str, M.Option] = {}
+        self.mentioned: set[str] = set()  # options named by an expression, `if` or `unless`
+        self.warnings: list[Problem] = []
         self.states: dict[str, M.StateMap] = {}
         self.broken: set[str] = set()  # fields whose expression did not parse
         self.stashes: set[str] = set()  # state maps the engine made for return probes
@@ -109,10 +112,12 @@ class Planner:
 
     def parse(self, text: str, path: Sequence[str | int], cast: bool = False) -> E.Node | None:
         try:
-            return E.parse(text, allow_cast=cast)
+            node = E.parse(text, allow_cast=cast)
         except E.ExprError as exc:
             self.problem(exc.message, path, exc.col)
             return None
+        self.mentioned.update(_options_in(node))
+        return node
 
     def enum_lookup(self, name: str) -> int | None:
         found = self.btf.enum_constant(name)
@@ -136,6 +141,7 @@ class Planner:
             aggregations.insert(
                 0, M.Aggregation("count", "count", "", count_by, header, "", 10240, by_count=True)
             )
+        self.warn_unused_options()
         if self.problems:
             # Fields are planned once per alternative: say each mistake once.
             self.problems = list(dict.fromkeys(self.problems))
@@ -248,6 +254,21 @@ class Planner:
                 )
             )  # fmt: skip
         return out
+
+    def warn_unused_options(self) -> None:
+        """An option no expression, column or aggregation names does nothing: say so."""
+        self.mentioned.update(_switches_in(self.data.get("output") or {}))
+        for name, opt in self.options.items():
+            if name not in self.mentioned:
+                flags = "/".join(f for f in (opt.short, opt.long) if f)
+                self.warnings.append(
+                    Problem(
+                        f"option '{name}' ({flags}) is used by no filter, `where`, column or "
+                        f"aggregation, so it does nothing; use it (${name}) or remove it",
+                        self.where(("options", name), key=True),
+                        "warning",
+                    )
+                )
 
     def plan_options(self) -> None:
         seen: dict[str, str] = {}
@@ -855,9 +876,41 @@ def load_btf(path: str | None) -> Btf:
 
 def plan(document: Any, btf_path: str | None = None) -> M.Plan:
     """Plan a schema-valid document; raises SpecError with every problem found."""
+    return plan_with_warnings(document, btf_path)[0]
+
+
+def plan_with_warnings(document: Any, btf_path: str | None = None) -> tuple[M.Plan, list[Problem]]:
+    """`plan`, and what is valid but probably not meant (an option nothing uses)."""
     btf = load_btf(btf_path)
     live = btf_path is None or os.path.realpath(btf_path) == os.path.realpath(VMLINUX)
-    return Planner(document, btf, tracefs_ok=live and _tracefs_readable()).plan()
+    planner = Planner(document, btf, tracefs_ok=live and _tracefs_readable())
+    return planner.plan(), planner.warnings
+
+
+def _options_in(node: Any) -> Iterator[str]:
+    """Names of the `$options` anywhere in an expression tree."""
+    if isinstance(node, E.Option):
+        yield node.name
+    elif isinstance(node, tuple):
+        for item in node:
+            yield from _options_in(item)
+    elif dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            yield from _options_in(getattr(node, f.name))
+
+
+def _switches_in(data: Any) -> Iterator[str]:
+    """Bool options named by `if:` / `unless:` anywhere under `output` (a name or a list)."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in ("if", "unless"):
+                names = [value] if isinstance(value, str) else value
+                yield from (n for n in names if isinstance(n, str))
+            else:
+                yield from _switches_in(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _switches_in(item)
 
 
 def _tracefs_readable() -> bool:

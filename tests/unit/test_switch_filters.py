@@ -141,8 +141,7 @@ def test_a_switch_compared() -> None:
     col, message = problem("dport == $low")
     assert (col, message) == (
         13 + 9,
-        "$low (-l/--low) is a switch, not a value: let it guard a condition, "
-        "`$low and CONDITION`",
+        "$low (-l/--low) is a switch, not a value: let it guard a condition, `$low and CONDITION`",
     )
 
 

@@ -75,7 +75,7 @@ def test_json(specs: dict[str, str]) -> None:
     assert status == 1
     assert json.loads(text) == {
         "specs": [
-            {"file": good, "valid": True, "problems": []},
+            {"file": good, "valid": True, "problems": [], "warnings": []},
             {
                 "file": typo,
                 "valid": False,
@@ -89,6 +89,7 @@ def test_json(specs: dict[str, str]) -> None:
                         " columns, count; did you mean 'columns'?",
                     }
                 ],
+                "warnings": [],
             },
             {
                 "file": "/no/such/spec.yaml",
@@ -102,6 +103,7 @@ def test_json(specs: dict[str, str]) -> None:
                         "message": "no such file",
                     }
                 ],
+                "warnings": [],
             },
         ],
         "valid": False,
