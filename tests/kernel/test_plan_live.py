@@ -50,18 +50,6 @@ def test_tracepoint_loads_match_tracefs(live: None) -> None:
     assert [s.offset for s in loads if s.size == 8] == [skaddr.offset]
 
 
-def test_tracepoint_without_btf_record(live: None, capsys: pytest.CaptureFixture[str]) -> None:
-    """syscalls/* have no BTF record: explain says so in one line (moved from the unit tests:
-    it needs the live tracefs)."""
-    out = io.StringIO()
-    code = run_explain("syscalls/sys_enter_openat", None, False, out)
-    assert (code, out.getvalue()) == (1, "")
-    assert capsys.readouterr().err == (
-        "engine: error: syscalls/sys_enter_openat is in tracefs, but "
-        f"{VMLINUX} has no trace_event_raw_* record of it: specs cannot read it\n"
-    )
-
-
 def test_explain_shared_class_event_lists_its_fields(
     live: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

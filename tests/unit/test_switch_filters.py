@@ -150,3 +150,15 @@ def test_a_value_option_as_a_guard() -> None:
         13,
         "$port is a u16 value, not a switch: compare it, as in `FIELD == $port`",
     )
+
+
+def test_the_docs_example_is_killsnoops() -> None:
+    """docs/spec.md shows killsnoop's -x (a fragment; tests/kernel/test_switch_filter_run.py
+    runs the spec): every line of it is in the spec."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    docs = (root / "docs" / "spec.md").read_text()
+    block = docs[docs.index("```\noptions:\n  failed:") + 4 :]
+    block = block[: block.index("```")]
+    spec = (root / "tests" / "specs" / "live" / "killsnoop.yaml").read_text().splitlines()
+    shown = [line for line in block.splitlines() if line and line != "..."]
+    assert len(shown) == 4 and all(line in spec for line in shown), shown
