@@ -37,8 +37,9 @@ examples:
 
 SPEC_RULE = (
     "SPEC may come before, between or after the flags: it is the first argument ending in "
-    ".yaml or .yml, else the first naming a file, else the first not right after a spec "
-    "option's flag (values of the engine's own flags are skipped; `--` ends the flags)"
+    ".yaml or .yml, else the first naming a file (in each case preferring one that does not "
+    "follow a spec option's flag; values of the engine's own flags are skipped; `--` ends "
+    "the flags)"
 )
 
 
@@ -283,16 +284,16 @@ def find_spec(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | Non
             skip, after_unknown = takes[arg], False
         else:
             after_unknown = "=" not in arg
-    tests: tuple[Callable[[str, bool], bool], ...] = (
-        lambda a, _: a.endswith((".yaml", ".yml")),
-        lambda a, _: os.path.isfile(a),
-        lambda _, after: not after,
-        lambda _a, _b: True,
+    tests: tuple[Callable[[str], bool], ...] = (
+        lambda a: a.endswith((".yaml", ".yml")),
+        os.path.isfile,
+        lambda _: True,
     )
-    for test in tests:
-        hit = next((a for a, after in found if test(a, after)), None)
-        if hit is not None:
-            return hit
+    for test in tests:  # within a rank, an argument no unknown flag may have taken first
+        for may_be_value in (False, True):
+            hit = next((a for a, after in found if after == may_be_value and test(a)), None)
+            if hit is not None:
+                return hit
     return None
 
 

@@ -105,8 +105,11 @@ def _live_record(btf: Btf, target: str, fmt: tracefs.EventFormat, records: list[
         return Record(target, record_fields(btf, first), "btf", first.name, first.size)
     user = target.startswith("syscalls/")
     fields = tracefs_fields(btf, fmt, user)
-    slots = {f.name: f.size for f in fmt.event_fields if fields[f.name][1].size < f.size}
-    slots = {n: s for n, s in slots.items() if fields[n][1].kind == "int"}
+    slots = {
+        f.name: f.size
+        for f in fmt.event_fields
+        if fields[f.name][1].kind == "int" and fields[f.name][1].size < f.size
+    }
     why = "no BTF record has its layout" if records else "BTF has no trace_event_raw_* record of it"
     return Record(target, fields, "tracefs", why=why, slots=slots)
 

@@ -106,6 +106,8 @@ def test_no_spec_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
         (["--wakeup=4", "-c", "x.yml", "-u", "0"], "x.yml"),
         (["-o", "json"], None),
         (["--", "-x.yaml"], "-x.yaml"),
+        (["--name", "a.yaml", "b.yaml"], "b.yaml"),  # a.yaml may be --name's value
+        (["--name", "a.yaml"], "a.yaml"),
     ],
 )
 def test_find_spec(argv: list[str], spec: str | None) -> None:
@@ -117,7 +119,8 @@ def test_help_states_the_rule(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert (
         "SPEC may come before, between or after the flags: it is the first argument "
-        "ending in .yaml or .yml, else the first naming a file" in text
+        "ending in .yaml or .yml, else the first naming a file (in each case preferring one "
+        "that does not follow a spec option's flag" in text
     )
 
 
