@@ -1,9 +1,9 @@
 """The kernel's bucket index (bpf_log2l in emit_agg_log2, the s64 bucket math of
 emit_agg_linear) agrees with engine.runtime.sinks' bucket functions on chosen values.
 
-A child passes each value as kill()'s raw first argument through syscall(2) with signal 0
-(the kernel truncates it to a pid_t: 2^32 and 2^63 become 0, 2^64-1 becomes -1; signal 0 only
-checks permissions, so nothing is signalled). The value i-th in the list is sent i+1 times, so
+A child passes each value as munlock()'s start (an unsigned long) through syscall(2) with a
+length of 0, so nothing is unlocked. (kill()'s pid is a pid_t: the engine reads it as the s32
+the kernel uses, not the 8-byte slot.) The value i-th in the list is sent i+1 times, so
 a value in the wrong bucket changes the counts."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 for i, v in enumerate({VALUES!r}):
     for _ in range(i + 1):
-        libc.syscall(ctypes.c_long(62), ctypes.c_ulong(v), ctypes.c_long(0))  # SYS_kill
+        libc.syscall(ctypes.c_long(150), ctypes.c_ulong(v), ctypes.c_ulong(0))  # SYS_munlock
 print(os.getpid())
 """
 LIN = M.Aggregation("lin", "linear", "value", (), "", "value", 10240, low=0, high=1024, step=8)
