@@ -487,6 +487,7 @@ def run_serve(specs: Sequence[str], listen: str, verbose: bool) -> int:
         for (plan, program, metrics), path in zip(planned, specs):
             mode = program.mode if program.mode == "count" else "events"
             config = runner.RunConfig(verbose=verbose, count=mode == "count")
+            load_errors[plan.name] = 0
             try:
                 session = runner.start(plan, config, mode, "ringbuf")
             except EngineError as exc:
