@@ -39,15 +39,16 @@ DEFAULT_LISTEN = "127.0.0.1:9435"
 DEFAULT_MAX_SERIES = 1000
 OTHER = "other"
 
-# A declared source unit -> (Prometheus base unit, factor to it). Only these convert; any
+# A declared source unit -> (Prometheus base unit, divisor to it: a division is correctly
+# rounded, 4095 / 1e9 prints 4.095e-06 where 4095 * 1e-9 does not). Only these convert; any
 # other unit string is left as it is and not put in the name (declared, never guessed).
 UNITS: dict[str, tuple[str, float]] = {
-    "ns": ("seconds", 1e-9),
-    "nsecs": ("seconds", 1e-9),
-    "us": ("seconds", 1e-6),
-    "usecs": ("seconds", 1e-6),
-    "ms": ("seconds", 1e-3),
-    "msecs": ("seconds", 1e-3),
+    "ns": ("seconds", 1e9),
+    "nsecs": ("seconds", 1e9),
+    "us": ("seconds", 1e6),
+    "usecs": ("seconds", 1e6),
+    "ms": ("seconds", 1e3),
+    "msecs": ("seconds", 1e3),
     "s": ("seconds", 1.0),
     "secs": ("seconds", 1.0),
     "seconds": ("seconds", 1.0),
@@ -78,7 +79,7 @@ class Metric:
     name: str  # without `_total` (prometheus_client adds it to counters)
     help: str
     type: str  # counter | gauge | histogram
-    factor: float  # source unit -> base unit
+    divisor: float  # source unit -> base unit
     max_series: int
 
 
@@ -119,9 +120,9 @@ def metric_models(plan: M.Plan, program: M.Program, document: Any) -> dict[str, 
             )
             continue
         unit = entry.get("unit", agg.unit if agg.kind != "count" else "")
-        base, factor = UNITS.get(unit, ("", 1.0))
+        base, divisor = UNITS.get(unit, ("", 1.0))
         if agg.kind == "count":
-            base, factor = "", 1.0
+            base, divisor = "", 1.0
         derived = agg.header if agg.switch == "-c" else agg.name
         name = sanitize(entry.get("name") or f"{plan.name}_{derived}")
         if mtype == "counter" and name.endswith("_total"):
@@ -139,7 +140,7 @@ def metric_models(plan: M.Plan, program: M.Program, document: Any) -> dict[str, 
             name,
             help_text,
             mtype,
-            factor,
+            divisor,
             int(entry.get("max_series", DEFAULT_MAX_SERIES)),
         )
     if problems:
@@ -361,7 +362,7 @@ class EngineCollector:
         )
 
         labels = list(agg.key_fields)
-        f = metric.factor
+        d = metric.divisor
         if metric.type == "histogram":
             h = HistogramMetricFamily(metric.name, metric.help, labels=labels)
             bounds = sorted({b.le for s in series for b in s.buckets} | {math.inf})
@@ -370,15 +371,15 @@ class EngineCollector:
                 cumulative, running = [], 0
                 for le in bounds:
                     running += raw.get(le, 0)
-                    cumulative.append((le_text(le * f if not math.isinf(le) else le), running))
-                h.add_metric([v for _, v in s.labels], cumulative, s.sum * f)
+                    cumulative.append((le_text(le / d), running))
+                h.add_metric([v for _, v in s.labels], cumulative, s.sum / d)
             return h
         family_type: Callable[..., Any] = (
             CounterMetricFamily if metric.type == "counter" else GaugeMetricFamily
         )
         fam = family_type(metric.name, metric.help, labels=labels)
         for s in series:
-            value = s.value * f if f != 1.0 else s.value
+            value = s.value / d if d != 1.0 else s.value
             fam.add_metric([v for _, v in s.labels], value)
         return fam
 
@@ -438,7 +439,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 # --- the verb ---------------------------------------------------------------------------------
 
 
-def plan_spec(path: str) -> tuple[M.Plan, M.Program, dict[str, Metric]]:
+def plan_spec(path: str, btf: str | None = None) -> tuple[M.Plan, M.Program, dict[str, Metric]]:
     """Load, check and bind one spec for serving: its aggregations, or output.count."""
     from engine.plan import planner
     from engine.plan.bind import bind
@@ -449,7 +450,7 @@ def plan_spec(path: str) -> tuple[M.Plan, M.Program, dict[str, Metric]]:
     problems = check_schema(document)
     if problems:
         raise SpecError(problems)
-    plan = planner.plan(document, None)
+    plan = planner.plan(document, btf)
     program = bind(plan, mode="events")
     if not program.aggregations and plan.key is not None:
         program = bind(plan, mode="count")  # output.count: what -c counts
