@@ -103,7 +103,8 @@ def test_serve_of_a_bad_spec_is_one_line_exit_1(tmp_path: pathlib.Path) -> None:
     assert r.returncode == 1
     assert len(r.stderr.splitlines()) == 1, r.stderr
     assert r.stderr.endswith(
-        "spec.yaml:22:36: error: max_series must be at least 1, got 0 [$.metrics.count.max_series]\n"
+        "spec.yaml:22:36: error: max_series must be at least 1, got 0"
+        " [$.metrics.count.max_series]\n"
     )
 
 
