@@ -324,7 +324,8 @@ class EngineCollector:
                 for st, n in zip(program.states, errors):
                     state_fail.add_metric([served.spec, st.name], n)
                 if with_stats:
-                    for name, fn in sorted(getattr(served.session.bpf, "funcs", {}).items()):
+                    for raw, fn in sorted(getattr(served.session.bpf, "funcs", {}).items()):
+                        name = raw.decode() if isinstance(raw, bytes) else str(raw)
                         with contextlib.suppress(OSError):
                             count, ns = prog_stats(fn.fd)
                             runs.add_metric([served.spec, name], count)

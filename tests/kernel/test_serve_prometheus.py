@@ -320,3 +320,39 @@ def test_series_budget_other_carries_the_rest() -> None:
         assert serve.stop() == 0
     finally:
         serve.kill()
+
+
+STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+def test_program_run_counts_only_when_bpf_stats_enabled() -> None:
+    """kernel.bpf_stats_enabled=1: each program's run count and time; 0: no such metric."""
+    before = STATS.read_text().strip()
+    serve = Serve("tests/specs/serve/tcpbudget.yaml")
+    try:
+        STATS.write_text("0\n")
+        assert "engine_bpf_program_runs_total" not in serve.get("/metrics")[1]
+        STATS.write_text("1\n")
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(64)
+            connects(10, listener.getsockname()[1])
+        text = serve.get("/metrics")[1]
+    except BaseException:
+        serve.kill()
+        raise
+    finally:
+        STATS.write_text(before + "\n")
+    runs = re.search(
+        r'^engine_bpf_program_runs_total\{program="p0_connect_\w+",spec="tcpbudget"\} (\S+)$',
+        text,
+        re.M,
+    )
+    run_time = re.search(r"^engine_bpf_program_run_seconds_total\{[^}]*\} (\S+)$", text, re.M)
+    if not (runs and run_time):
+        serve.kill()
+        raise AssertionError(text)
+    # Every connect moves its socket out of CLOSE at least once: the program ran for each.
+    assert float(runs.group(1)) >= 10
+    assert float(run_time.group(1)) > 0
+    assert serve.stop() == 0
