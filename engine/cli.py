@@ -208,6 +208,12 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
             "these stops it normally, also while it compiles: what was gathered is printed, "
             "everything is detached, exit 0)",
         )
+        p.add_argument(
+            "--envelope",
+            action="store_true",
+            help='with -o json: each row also carries "engine": {time, host, spec, probe} '
+            "for log shippers (the fields stay at the top level)",
+        )
         p.add_argument("--ebpf", action="store_true", help="print the generated BPF C and exit")
         p.add_argument(
             "--perf-buffer",
@@ -319,7 +325,10 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         raise UsageError(
             f"{flag} goes with an aggregation (-c/--count, or the spec's output.aggregations)"
         )
+    if ns.envelope and ns.output != "json":
+        raise UsageError("--envelope goes with -o json")
     config = runner.RunConfig(
+        envelope=ns.envelope,
         fmt=ns.output,
         count=ns.count,
         interval=ns.interval or 0.0,
