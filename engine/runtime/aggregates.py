@@ -119,7 +119,7 @@ def read_aggregates(session: Any) -> list[Aggregate]:
                 series=series,
                 dropped=errors[sink.index] if sink.index < len(errors) else 0,
                 header=sink.agg.header,
-                cli_count=sink.agg.switch == "-c",
+                cli_count=sink.agg.by_count,
             )
         )
     return out

@@ -123,7 +123,7 @@ def metric_models(plan: M.Plan, program: M.Program, document: Any) -> dict[str, 
         base, divisor = UNITS.get(unit, ("", 1.0))
         if agg.kind == "count":
             base, divisor = "", 1.0
-        derived = agg.header if agg.switch == "-c" else agg.name
+        derived = agg.header if agg.by_count else agg.name
         name = sanitize(entry.get("name") or f"{plan.name}_{derived}")
         if mtype == "counter" and name.endswith("_total"):
             name = name[: -len("_total")]
