@@ -32,6 +32,7 @@ examples:
   engine explain sock/inet_sock_set_state     a tracepoint's fields
   engine explain struct sock_common           a struct's members with offsets
   engine doctor                               what this kernel offers, with remedies
+  engine serve specs/tcpconnect.yaml          aggregations as Prometheus metrics on :9435
 """
 
 
@@ -215,6 +216,12 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
             "these stops it normally, also while it compiles: what was gathered is printed, "
             "everything is detached, exit 0)",
         )
+        p.add_argument(
+            "--envelope",
+            action="store_true",
+            help='with -o json: each row also carries "engine": {time, host, spec, probe} '
+            "for log shippers (the fields stay at the top level)",
+        )
         p.add_argument("--ebpf", action="store_true", help="print the generated BPF C and exit")
         p.add_argument(
             "--perf-buffer",
@@ -374,7 +381,10 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         raise UsageError(
             f"{flag} goes with an aggregation (-c/--count, or the spec's output.aggregations)"
         )
+    if ns.envelope and ns.output != "json":
+        raise UsageError("--envelope goes with -o json")
     config = runner.RunConfig(
+        envelope=ns.envelope,
         fmt=ns.output,
         count=ns.count,
         interval=ns.interval or 0.0,
@@ -430,6 +440,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--expand", action="store_true", help="expand nested structs one level")
     d = sub.add_parser("doctor", help="measure what this kernel offers, with remedies")
     d.add_argument("--json", action="store_true", help="one JSON object")
+    s = sub.add_parser(
+        "serve",
+        help="serve specs' in-kernel aggregations as Prometheus metrics (root)",
+        description="Load every SPEC, keep its aggregations (or output.count) in the kernel "
+        "and serve them at /metrics (read at scrape time) and /healthz. A spec mistake "
+        "refuses to start; a spec that fails to load is reported and the others serve.",
+    )
+    s.add_argument("specs", nargs="+", metavar="SPEC")
+    s.add_argument(
+        "--listen",
+        default="127.0.0.1:9435",
+        metavar="ADDR:PORT",
+        help="where to serve (default 127.0.0.1:9435; [::]:9435 or 0.0.0.0:9435 for a fleet)",
+    )
+    s.add_argument(
+        "-v", "--verbose", action="store_true", help="show the compiler and verifier output"
+    )
     return p
 
 
@@ -450,6 +477,10 @@ def dispatch(args: list[str]) -> int:
 
             code = compile_check(ns.specs, sys.stdout)
         return code
+    if ns.verb == "serve":
+        from engine.verbs.serve import run_serve
+
+        return run_serve(ns.specs, ns.listen, ns.verbose)
     if ns.verb == "doctor":
         from engine.verbs.doctor import run_doctor
 

@@ -19,6 +19,8 @@ as_root() { if is_root; then "$@"; else sudo "$@"; fi; }
 packages=(python3-bpfcc python3-venv python3-pip bpftool iputils-ping iproute2 util-linux procps make)
 # The oracles the real-kernel tests compare with: bcc's shipped tools and bpftrace.
 packages+=(bpfcc-tools bpftrace)
+# engine serve's test scrapes it with a real Prometheus server.
+packages+=(prometheus)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -50,6 +50,7 @@ ENGINE_FLAGS = {
     "--output",
     "-c",
     "--count",
+    "--envelope",
     "-v",
     "--verbose",
     "--duration",

@@ -46,6 +46,33 @@ def errno_name(value: int) -> str:
 _KSYMS: list[tuple[int, str]] = []
 
 
+class _KsymsRead:
+    modules = b""  # /proc/modules when _KSYMS was last dropped
+    at = 0.0  # and when (time.monotonic)
+
+
+KSYMS_MAX_AGE = 600.0  # seconds: a long-running reader (engine serve) re-reads at least this often
+
+
+def refresh_kallsyms(now: float | None = None) -> bool:
+    """Forget the symbol table when the module list changed or it is older than
+    KSYMS_MAX_AGE, so the next ksym() re-reads /proc/kallsyms; True if it was dropped.
+    A daemon calls this now and then (engine serve: per scrape); one-shot runs need not."""
+    import time
+
+    now = time.monotonic() if now is None else now
+    try:
+        with open("/proc/modules", "rb") as f:
+            modules = f.read()
+    except OSError:
+        modules = b""
+    stale = modules != _KsymsRead.modules or now - _KsymsRead.at > KSYMS_MAX_AGE
+    if stale:
+        _KSYMS.clear()
+        _KsymsRead.modules, _KsymsRead.at = modules, now
+    return stale
+
+
 def ksym(address: int) -> str:
     """A kernel address as symbol+offset from /proc/kallsyms (read once); hex if unknown."""
     if not _KSYMS:

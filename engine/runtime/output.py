@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime, timezone
 from typing import Any, Sequence, TextIO
 
 FORMATS = ("table", "json", "csv")
@@ -17,8 +18,15 @@ FORMATS = ("table", "json", "csv")
 class Printer:
     """Header once, then rows, in one of FORMATS. Columns are (key, header, width, is_float)."""
 
-    def __init__(self, fmt: str, columns: Sequence[tuple[str, str, int, bool]], out: TextIO):
+    def __init__(
+        self,
+        fmt: str,
+        columns: Sequence[tuple[str, str, int, bool]],
+        out: TextIO,
+        envelope: dict[str, str] | None = None,
+    ):
         self.fmt = fmt
+        self.envelope = envelope  # json: {"engine": {time, **envelope}} leads each row
         self.out = out
         self.headers = [h for _, h, _, _ in columns]
         self.keys = [k for k, _, _, _ in columns]
@@ -51,7 +59,10 @@ class Printer:
         if self.fmt == "table":
             self.pending.append(self._row % tuple(values))
         elif self.fmt == "json":
-            self.pending.append(json.dumps(dict(zip(self.keys, values)), separators=(",", ":")))
+            row: dict[str, Any] = dict(zip(self.keys, values))
+            if self.envelope is not None:
+                row = {"engine": {"time": wall_time(), **self.envelope}, **row}
+            self.pending.append(json.dumps(row, separators=(",", ":")))
             self.pending.append("\n")
         else:
             cells = list(values)
@@ -73,6 +84,11 @@ class Printer:
             self.pending.clear()
             self.out.write(text)
         self.out.flush()
+
+
+def wall_time() -> str:
+    """Now, UTC, RFC 3339 with microseconds: when user space read the event."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def render_rows(

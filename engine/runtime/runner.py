@@ -47,6 +47,7 @@ class RunConfig:
     wakeup_batch: int = 32  # wake the reader every N events; unsignalled ones wait <= POLL_MS
     clear: bool = False  # aggregations: reset after each --interval print
     options: Mapping[str, OptionValue] = field(default_factory=dict)
+    envelope: bool = False  # -o json: each row leads with {"engine": {time, host, spec, probe}}
 
 
 def say(message: str) -> None:
@@ -329,6 +330,15 @@ def active_columns(plan: M.Plan, config: RunConfig) -> list[M.Column]:
     return [c for c in plan.columns if not c.option or config.options.get(c.option)]
 
 
+def envelope(plan: M.Plan, program: M.Program) -> dict[str, str]:
+    """The constant part of a JSON row's envelope. `probe` names the emitting probe; where
+    several emit the same event (which does not record which), their names joined by ','."""
+    import socket
+
+    probes = ",".join(p.name for p in program.probes if p.emits)
+    return {"host": socket.gethostname(), "spec": plan.name, "probe": probes}
+
+
 class EventLoop:
     """Polls the buffer, turns each event into the chosen columns, prints them in batches."""
 
@@ -356,6 +366,7 @@ class EventLoop:
                 for c in columns
             ],
             out,
+            envelope(plan, session.program) if config.envelope else None,
         )
         self.rows = RowMaker(plan, plan.event, columns, self.state)
         self.aggregates = AggregatePrinter(session.program, config.fmt, out, self.state)

@@ -91,7 +91,7 @@ def test_top_level_help_lists_verbs():
     r = engine("--help")
     assert r.returncode == 0, r.stderr
     verbs = re.findall(r"^ {4}(\w+) {2,}\S", r.stdout, re.MULTILINE)
-    assert verbs == ["run", "render", "validate", "explain", "doctor"], r.stdout
+    assert verbs == ["run", "render", "validate", "explain", "doctor", "serve"], r.stdout
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,529 @@
+"""`engine serve`: specs' in-kernel aggregations as Prometheus metrics.
+
+Each spec gets its own bcc session; its aggregations stay in the kernel and a custom
+prometheus_client Collector reads the maps at scrape time (engine.runtime.aggregates), so
+there is no copy loop and a scrape shows the maps as they are. Policy:
+
+- A spec mistake (schema, names, no aggregation, a bad `metrics:` entry) refuses to start,
+  with the spec's located lines: it is the user's typing and would never serve.
+- A spec that fails to load in the kernel (compile, verifier, no attach alternative) is
+  reported on stderr, counted in engine_spec_load_errors_total{spec}, and the others serve;
+  if none loads, serve exits 1.
+- SIGTERM/SIGINT stop the HTTP server and detach every session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import os
+import platform
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
+from typing import Any, Callable, Iterable, Iterator, Sequence
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from engine.errors import EngineError, Problem, SpecError, UsageError
+from engine.plan import model as M
+from engine.runtime import decoders
+from engine.runtime.aggregates import Aggregate, Bucket, Series, read_aggregates
+
+DEFAULT_LISTEN = "127.0.0.1:9435"
+DEFAULT_MAX_SERIES = 1000
+OTHER = "other"
+
+# A declared source unit -> (Prometheus base unit, divisor to it: a division is correctly
+# rounded, 4095 / 1e9 prints 4.095e-06 where 4095 * 1e-9 does not). Only these convert; any
+# other unit string is left as it is and not put in the name (declared, never guessed).
+UNITS: dict[str, tuple[str, float]] = {
+    "ns": ("seconds", 1e9),
+    "nsecs": ("seconds", 1e9),
+    "us": ("seconds", 1e6),
+    "usecs": ("seconds", 1e6),
+    "ms": ("seconds", 1e3),
+    "msecs": ("seconds", 1e3),
+    "s": ("seconds", 1.0),
+    "secs": ("seconds", 1.0),
+    "seconds": ("seconds", 1.0),
+    "bytes": ("bytes", 1.0),
+}
+
+# The metric type each aggregation kind may be, the first one the default.
+TYPES: dict[str, tuple[str, ...]] = {
+    "count": ("counter", "gauge"),
+    "sum": ("counter", "gauge"),
+    "min": ("gauge",),
+    "max": ("gauge",),
+    "avg": ("gauge",),
+    "log2": ("histogram",),
+    "linear": ("histogram",),
+}
+
+
+# --- the metric model -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one aggregation of one spec is exposed."""
+
+    spec: str
+    aggregation: str
+    name: str  # without `_total` (prometheus_client adds it to counters)
+    help: str
+    type: str  # counter | gauge | histogram
+    divisor: float  # source unit -> base unit
+    max_series: int
+
+
+def sanitize(name: str) -> str:
+    """A Prometheus metric name from free text: [a-zA-Z_:][a-zA-Z0-9_:]*, lower case."""
+    out = re.sub(r"[^a-zA-Z0-9_]+", "_", name).strip("_").lower()
+    return out if out and not out[0].isdigit() else f"_{out}"
+
+
+def metric_models(plan: M.Plan, program: M.Program, document: Any) -> dict[str, Metric]:
+    """The metric of each active aggregation: the spec's `metrics:` entry, else derived."""
+    declared: dict[str, Any] = (document.data or {}).get("metrics") or {}
+    sinks = {s.agg.name: s for s in program.aggregations}
+    problems = []
+    for name in declared:
+        if name not in {a.name for a in plan.aggregations}:
+            names = ", ".join(a.name for a in plan.aggregations) or "none"
+            problems.append(
+                Problem(
+                    f"metrics: no aggregation '{name}' (aggregations: {names}; "
+                    "output.count is 'count')",
+                    document.locate(("metrics", name), key=True),
+                )
+            )
+    out: dict[str, Metric] = {}
+    for agg_name, sink in sinks.items():
+        agg = sink.agg
+        entry = declared.get(agg_name) or {}
+        kind_types = TYPES[agg.kind]
+        mtype = entry.get("type", kind_types[0])
+        if mtype not in kind_types:
+            problems.append(
+                Problem(
+                    f"metrics: a {agg.kind} aggregation is a {' or '.join(kind_types)}, "
+                    f"not a {mtype}",
+                    document.locate(("metrics", agg_name, "type")),
+                )
+            )
+            continue
+        unit = entry.get("unit", agg.unit if agg.kind != "count" else "")
+        base, divisor = UNITS.get(unit, ("", 1.0))
+        if agg.kind == "count":
+            base, divisor = "", 1.0
+        derived = agg.header if agg.by_count else agg.name
+        name = sanitize(entry.get("name") or f"{plan.name}_{derived}")
+        if mtype == "counter" and name.endswith("_total"):
+            name = name[: -len("_total")]
+        if base and not name.endswith(f"_{base}"):
+            name = f"{name}_{base}"
+        by = ", ".join(c.field for c in sink.by) or "nothing"
+        help_text = entry.get("help") or (
+            f"spec {plan.name}: aggregation '{agg.name}' ({agg.kind}"
+            f"{' of ' + agg.value if agg.value else ''}{' in ' + unit if unit else ''}) by {by}"
+        )
+        out[agg_name] = Metric(
+            plan.name,
+            agg_name,
+            name,
+            help_text,
+            mtype,
+            divisor,
+            int(entry.get("max_series", DEFAULT_MAX_SERIES)),
+        )
+    if problems:
+        raise SpecError(problems)
+    return out
+
+
+# --- the cardinality budget (user-space stopgap; the kernel's overflow comes with the sinks) ---
+
+
+def merge(kind: str, labels: tuple[tuple[str, str], ...], parts: Sequence[Series]) -> Series:
+    """Series folded into one, so totals are kept: counts and buckets add up."""
+    if kind in ("log2", "linear"):
+        per_le: dict[float, int] = {}
+        for s in parts:
+            for b in s.buckets:
+                per_le[b.le] = per_le.get(b.le, 0) + b.count
+        buckets = tuple(Bucket(le, n) for le, n in sorted(per_le.items()))
+        return Series(
+            labels,
+            buckets=buckets,
+            sum=sum(s.sum for s in parts),
+            count=sum(s.count for s in parts),
+        )
+    if kind == "avg":
+        total, n = sum(s.sum for s in parts), sum(s.count for s in parts)
+        return Series(labels, value=total / n if n else 0.0, sum=total, count=n)
+    if kind == "min":
+        return Series(labels, value=min(s.value for s in parts))
+    if kind == "max":
+        return Series(labels, value=max(s.value for s in parts))
+    return Series(labels, value=sum(s.value for s in parts))
+
+
+@dataclass
+class Budget:
+    """At most `max_series` keyed series, plus one `other` that carries every later key.
+
+    Keys are admitted first come, first kept, across scrapes: a counter never moves between
+    a key's series and `other`, so both only rise. `overflowed` counts keys sent to `other`."""
+
+    max_series: int
+    admitted: set[tuple[tuple[str, str], ...]] = field(default_factory=set)
+    overflowed: set[tuple[tuple[str, str], ...]] = field(default_factory=set)
+
+    def apply(self, agg: Aggregate) -> list[Series]:
+        kept, rest = [], []
+        for s in agg.series:
+            if s.labels in self.admitted:
+                kept.append(s)
+            elif s.labels not in self.overflowed and len(self.admitted) < self.max_series:
+                self.admitted.add(s.labels)
+                kept.append(s)
+            else:
+                self.overflowed.add(s.labels)
+                rest.append(s)
+        if rest:
+            labels = tuple((k, OTHER) for k in agg.key_fields)
+            kept.append(merge(agg.kind, labels, rest))
+        return kept
+
+
+# --- BPF program statistics (kernel.bpf_stats_enabled) -------------------------------------
+
+
+BPF_OBJ_GET_INFO_BY_FD = 15
+SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "s390x": 351, "ppc64le": 361}
+RUN_TIME_NS_AT, RUN_CNT_AT, INFO_SIZE = 192, 200, 256  # struct bpf_prog_info offsets
+
+
+def stats_enabled() -> bool:
+    try:
+        with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
+def prog_stats(fd: int) -> tuple[int, int]:
+    """(run count, run time in ns) of a BPF program fd, via BPF_OBJ_GET_INFO_BY_FD."""
+    number = SYS_BPF.get(platform.machine())
+    if number is None:
+        raise OSError(f"bpf syscall number unknown on {platform.machine()}")
+    info = ctypes.create_string_buffer(INFO_SIZE)
+
+    class Attr(ctypes.Structure):
+        _fields_ = (
+            ("bpf_fd", ctypes.c_uint32),
+            ("info_len", ctypes.c_uint32),
+            ("info", ctypes.c_uint64),
+        )
+
+    attr = Attr(fd, INFO_SIZE, ctypes.addressof(info))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(number, BPF_OBJ_GET_INFO_BY_FD, ctypes.byref(attr), ctypes.sizeof(attr)):
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    raw = info.raw
+    run_time = int.from_bytes(raw[RUN_TIME_NS_AT : RUN_TIME_NS_AT + 8], sys.byteorder)
+    run_cnt = int.from_bytes(raw[RUN_CNT_AT : RUN_CNT_AT + 8], sys.byteorder)
+    return run_cnt, run_time
+
+
+# --- the collector ----------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    """One loaded spec: its session, metric models and budgets."""
+
+    spec: str
+    session: Any  # runner.Session
+    metrics: dict[str, Metric]
+    budgets: dict[str, Budget]
+
+
+def le_text(le: float) -> str:
+    return "+Inf" if math.isinf(le) else repr(float(le))
+
+
+class EngineCollector:
+    """A prometheus_client collector reading every served spec's maps at each scrape."""
+
+    def __init__(self, served: list[Served], load_errors: dict[str, int]) -> None:
+        self.served = served
+        self.load_errors = load_errors
+        self.lock = threading.Lock()  # bcc map reads are not meant to run concurrently
+        self.last_duration = 0.0
+        self.scrape_errors = 0
+
+    def describe(self) -> list[Any]:
+        return []  # unchecked collector: the families are known only at scrape time
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        with self.lock:
+            start = time.perf_counter()
+            decoders.refresh_kallsyms()
+            families: list[Any] = []
+            overflow = CounterMetricFamily(
+                "engine_series_overflow",
+                "Keys folded into the 'other' series by the metric's series budget.",
+                labels=["spec", "metric"],
+            )
+            dropped = CounterMetricFamily(
+                "engine_aggregation_dropped_events",
+                "Events the kernel dropped: their key did not fit the aggregation's map.",
+                labels=["spec", "metric"],
+            )
+            state_fail = CounterMetricFamily(
+                "engine_state_update_failures",
+                "Failed state-map updates in the kernel (map full).",
+                labels=["spec", "state"],
+            )
+            runs = CounterMetricFamily(
+                "engine_bpf_program_runs",
+                "BPF program runs (kernel.bpf_stats_enabled=1 only).",
+                labels=["spec", "program"],
+            )
+            run_time = CounterMetricFamily(
+                "engine_bpf_program_run_seconds",
+                "Time spent in the BPF program (kernel.bpf_stats_enabled=1 only).",
+                labels=["spec", "program"],
+            )
+            with_stats = stats_enabled()
+            for served in self.served:
+                try:
+                    aggregates = read_aggregates(served.session)
+                    errors = served.session.errors()
+                except Exception as exc:  # a map read failing must not end the daemon
+                    self.scrape_errors += 1
+                    print(f"engine serve: reading {served.spec}: {exc}", file=sys.stderr)
+                    continue
+                for agg in aggregates:
+                    metric = served.metrics[agg.name]
+                    budget = served.budgets[agg.name]
+                    families.append(self.family(metric, agg, budget.apply(agg)))
+                    overflow.add_metric([served.spec, metric.name], len(budget.overflowed))
+                    dropped.add_metric([served.spec, metric.name], agg.dropped)
+                program = served.session.program
+                for st, n in zip(program.states, errors):
+                    state_fail.add_metric([served.spec, st.name], n)
+                if with_stats:
+                    for raw, fn in sorted(getattr(served.session.bpf, "funcs", {}).items()):
+                        name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                        with contextlib.suppress(OSError):
+                            count, ns = prog_stats(fn.fd)
+                            runs.add_metric([served.spec, name], count)
+                            run_time.add_metric([served.spec, name], ns / 1e9)
+            load = CounterMetricFamily(
+                "engine_spec_load_errors",
+                "Specs that failed to load into the kernel at start (they are not served).",
+                labels=["spec"],
+            )
+            for spec, n in sorted(self.load_errors.items()):
+                load.add_metric([spec], n)
+            loaded = GaugeMetricFamily("engine_specs_loaded", "Specs being served.")
+            loaded.add_metric([], len(self.served))
+            scrape_err = CounterMetricFamily(
+                "engine_scrape_errors", "Scrapes where reading a spec's maps failed."
+            )
+            scrape_err.add_metric([], self.scrape_errors)
+            families += [overflow, dropped, state_fail, load, loaded, scrape_err]
+            if with_stats:
+                families += [runs, run_time]
+            last = GaugeMetricFamily(
+                "engine_scrape_duration_seconds",
+                "How long reading the maps took for this scrape (up to this line).",
+            )
+            last.add_metric([], time.perf_counter() - start)
+            families.append(last)
+        yield from families
+
+    @staticmethod
+    def family(metric: Metric, agg: Aggregate, series: list[Series]) -> Any:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        labels = list(agg.key_fields)
+        d = metric.divisor
+        if metric.type == "histogram":
+            h = HistogramMetricFamily(metric.name, metric.help, labels=labels)
+            bounds = sorted({b.le for s in series for b in s.buckets} | {math.inf})
+            for s in series:
+                raw = {b.le: b.count for b in s.buckets}
+                cumulative, running = [], 0
+                for le in bounds:
+                    running += raw.get(le, 0)
+                    cumulative.append((le_text(le / d), running))
+                h.add_metric([v for _, v in s.labels], cumulative, s.sum / d)
+            return h
+        family_type: Callable[..., Any] = (
+            CounterMetricFamily if metric.type == "counter" else GaugeMetricFamily
+        )
+        fam = family_type(metric.name, metric.help, labels=labels)
+        for s in series:
+            value = s.value / d if d != 1.0 else s.value
+            fam.add_metric([v for _, v in s.labels], value)
+        return fam
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def make_app(registry: Any, healthy: Callable[[], bool]) -> Callable[..., Iterable[bytes]]:
+    """/metrics through prometheus_client, /healthz, 404 for the rest."""
+    from prometheus_client import make_wsgi_app
+
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            result: Iterable[bytes] = metrics(environ, start_response)
+            return result
+        if path == "/healthz":
+            ok = healthy()
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable",
+                [("Content-Type", "text/plain; charset=utf-8")],
+            )
+            return [b"ok\n" if ok else b"no spec loaded\n"]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"engine serve: /metrics and /healthz\n"]
+
+    return app
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """ADDR:PORT or [V6ADDR]:PORT; a usage error naming --listen otherwise."""
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text)
+    if not m:
+        raise UsageError(f"--listen: '{text}' is not ADDR:PORT (e.g. {DEFAULT_LISTEN})")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if port > 65535:
+        raise UsageError(f"--listen: port {port} is out of range (0..65535)")
+    return host, port
+
+
+# --- the verb ---------------------------------------------------------------------------------
+
+
+def plan_spec(path: str, btf: str | None = None) -> tuple[M.Plan, M.Program, dict[str, Metric]]:
+    """Load, check and bind one spec for serving: its aggregations, or output.count."""
+    from engine.plan import planner
+    from engine.plan.bind import bind
+    from engine.spec.loader import load_document
+    from engine.spec.schema import check_schema
+
+    document = load_document(path)
+    problems = check_schema(document)
+    if problems:
+        raise SpecError(problems)
+    plan = planner.plan(document, btf)
+    program = bind(plan, mode="events")
+    if not program.aggregations and plan.key is not None:
+        program = bind(plan, mode="count")  # output.count: what -c counts
+    if not program.aggregations:
+        raise SpecError(
+            [
+                Problem(
+                    f"engine serve: spec '{plan.name}' has no aggregation to serve "
+                    "(add output.count or output.aggregations)",
+                    document.locate(("output",), key=True),
+                )
+            ]
+        )
+    return plan, program, metric_models(plan, program, document)
+
+
+def run_serve(specs: Sequence[str], listen: str, verbose: bool) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from engine.runtime import runner
+
+    host, port = parse_listen(listen)
+    planned = [plan_spec(p) for p in specs]  # every spec mistake before touching the kernel
+    names = [p.name for p, _, _ in planned]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise UsageError(f"spec name '{dup}' is given twice; each served spec needs its own name")
+    runner.check_privileges()
+    stop = runner.Stop()
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    served: list[Served] = []
+    load_errors: dict[str, int] = {}
+    server = None
+    try:
+        for (plan, program, metrics), path in zip(planned, specs):
+            mode = program.mode if program.mode == "count" else "events"
+            config = runner.RunConfig(verbose=verbose, count=mode == "count")
+            load_errors[plan.name] = 0
+            try:
+                session = runner.start(plan, config, mode, "ringbuf")
+            except EngineError as exc:
+                load_errors[plan.name] = 1
+                runner.say(f"engine serve: {path}: not served: {exc}")
+                continue
+            budgets = {n: Budget(m.max_series) for n, m in metrics.items()}
+            served.append(Served(plan.name, session, metrics, budgets))
+            for m in metrics.values():
+                runner.say(f"{plan.name}: {m.type} {m.name}")
+        if not served:
+            raise EngineError("engine serve: no spec loaded; nothing to serve")
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(EngineCollector(served, load_errors))
+        app = make_app(registry, lambda: bool(served))
+        server_class = _Server6 if ":" in host else _Server
+        try:
+            server = make_server(host, port, app, server_class, _QuietHandler)
+        except OSError as exc:
+            raise UsageError(f"--listen {listen}: {exc.strerror or exc}") from None
+        bound = server.server_address[1]
+        shown = f"[{host}]" if ":" in host else host
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2})
+        thread.daemon = True
+        thread.start()
+        runner.say(f"serving http://{shown}:{bound}/metrics ({len(served)} specs); Ctrl-C to end")
+        while not stop.requested:
+            time.sleep(runner.POLL_MS / 1000)
+        return 0
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        for s in served:
+            s.session.close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

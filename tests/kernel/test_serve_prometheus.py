@@ -1,0 +1,358 @@
+"""`engine serve` scraped by a real Prometheus server (Debian's `prometheus`), both on loopback.
+
+Known traffic in, exact values out through Prometheus's HTTP query API: 57 connects to one
+port raise tcpconnect's counter for that port by exactly 57; seven write() sizes land in the
+log2 and linear histogram buckets they belong to. A second engine serve checks the series
+budget: more ports than max_series -> the `other` series carries the rest and the sum over
+all series equals the connects made. SIGTERM detaches every program.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
+
+REPO = Path(__file__).resolve().parents[2]
+IN_CI = os.environ.get("CI", "").strip().lower() == "true"
+READY = re.compile(r"serving http://127\.0\.0\.1:(\d+)/metrics")
+
+
+def prog_ids_held_by(pid: int) -> set[int]:
+    ids: set[int] = set()
+    for entry in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            text = entry.read_text()
+        except OSError:
+            continue
+        ids |= {int(line.split(":", 1)[1]) for line in text.splitlines() if "prog_id:" in line}
+    return ids
+
+
+def loaded_prog_ids() -> set[int]:
+    out = subprocess.run(
+        ["bpftool", "prog", "list", "-j"], capture_output=True, text=True, check=True
+    )
+    return {p["id"] for p in json.loads(out.stdout or "[]")}
+
+
+class Serve:
+    """`engine serve SPEC... --listen 127.0.0.1:0` with its port read from stderr."""
+
+    def __init__(self, *specs: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "serve", *specs, "--listen", "127.0.0.1:0"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.port = 0
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.lines.append(line)
+                m = READY.search(line)
+                if m:
+                    self.port = int(m.group(1))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(90) or not self.port:
+            self.proc.kill()
+            raise AssertionError("engine serve did not start:\n" + "".join(self.lines))
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def stop(self) -> int:
+        held = prog_ids_held_by(self.proc.pid)
+        assert held, "engine serve holds no BPF programs"
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(20)
+        self.close()
+        deadline = time.monotonic() + 10
+        while held & loaded_prog_ids() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not held & loaded_prog_ids(), "programs left loaded after SIGTERM"
+        return code
+
+    def close(self) -> None:
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.close()
+
+
+class Prometheus:
+    """A Prometheus server on a free loopback port scraping one target every second."""
+
+    def __init__(self, target_port: int, tmp: Path) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            message = "needs Debian's prometheus (scripts/setup.sh installs it)"
+            if IN_CI:
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = tmp / "prometheus.yml"
+        config.write_text(
+            textwrap.dedent(
+                f"""\
+                global: {{scrape_interval: 1s, scrape_timeout: 1s}}
+                scrape_configs:
+                  - job_name: engine
+                    static_configs: [{{targets: ["127.0.0.1:{target_port}"]}}]
+                """
+            )
+        )
+        self.log = (tmp / "prometheus.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError("prometheus did not become ready")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        q = urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{q}", timeout=10) as r:
+            body = json.load(r)
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def wait_value(self, promql: str, want: float, timeout: float = 30) -> list[dict[str, Any]]:
+        """Poll until the query's single value equals `want`; fail with what it last saw."""
+        deadline = time.monotonic() + timeout
+        result: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            result = self.query(promql)
+            if len(result) == 1 and float(result[0]["value"][1]) == want:
+                return result
+            time.sleep(0.5)
+        raise AssertionError(f"{promql}: wanted {want}, Prometheus says {result}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def serve_and_prometheus(tmp_path: Path) -> Iterator[tuple[Serve, Prometheus]]:
+    serve = Serve("specs/tcpconnect.yaml", "tests/specs/serve/writesize.yaml")
+    prom = None
+    try:
+        prom = Prometheus(serve.port, tmp_path)
+        yield serve, prom
+    finally:
+        if prom is not None:
+            prom.stop()
+        serve.kill()
+
+
+def connects(count: int, port: int) -> None:
+    for _ in range(count):
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+
+
+CHILD = textwrap.dedent(
+    """\
+    import ctypes, os, sys
+    ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)  # PR_SET_NAME
+    fd = os.open(os.devnull, os.O_WRONLY)
+    for n in sys.argv[2:]:
+        os.write(fd, b"x" * int(n))
+    """
+)
+
+SIZES = (1, 5, 100, 250, 999, 1000, 4000)
+
+
+def test_prometheus_sees_exact_counts_and_buckets(
+    serve_and_prometheus: tuple[Serve, Prometheus],
+) -> None:
+    serve, prom = serve_and_prometheus
+    prom.wait_value('up{job="engine"}', 1)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
+        metric = f'tcpconnect_connects_total{{daddr="127.0.0.1",dport="{port}"}}'
+        assert prom.query(metric) == []  # nothing before the traffic
+        connects(20, port)
+        prom.wait_value(metric, 20)
+        connects(37, port)
+        prom.wait_value(metric, 57)
+        (series,) = prom.query(metric)
+        assert series["metric"]["saddr"] == "127.0.0.1"
+
+    subprocess.run(
+        [sys.executable, "-c", CHILD, "engine-wtest", *map(str, SIZES)], check=True, timeout=30
+    )
+    name = "engine_test_write_size_bytes"
+    prom.wait_value(f'{name}_count{{comm="engine-wtest"}}', len(SIZES))
+    prom.wait_value(f'{name}_sum{{comm="engine-wtest"}}', sum(SIZES))
+    buckets = {
+        r["metric"]["le"]: float(r["value"][1])
+        for r in prom.query(f'{name}_bucket{{comm="engine-wtest"}}')
+    }
+    # bcc's log2 buckets: [0,1] [4,7] [64,127] [128,255] [512,1023] [2048,4095], cumulative.
+    assert buckets == {
+        "1.0": 1,
+        "7.0": 2,
+        "127.0": 3,
+        "255.0": 4,
+        "1023.0": 6,
+        "4095.0": 7,
+        "+Inf": 7,
+    }
+    linear = {
+        r["metric"]["le"]: float(r["value"][1])
+        for r in prom.query('writesize_sizes_bucket{comm="engine-wtest"}')
+    }
+    # lhist 0..1000 step 100: [0,99] [100,199] [200,299] [900,999], then >= 1000.
+    assert linear == {"99.0": 2, "199.0": 3, "299.0": 4, "999.0": 5, "+Inf": 7}
+    prom.wait_value('writesize_biggest_bytes{comm="engine-wtest"}', 4000)
+    prom.wait_value('engine_spec_load_errors_total{spec="tcpconnect"}', 0)
+    prom.wait_value("engine_specs_loaded", 2)
+
+    status, text = serve.get("/healthz")
+    assert (status, text) == (200, "ok\n")
+    assert serve.get("/nothing")[0] == 404
+    assert serve.stop() == 0
+
+
+def test_series_budget_other_carries_the_rest() -> None:
+    """tcpbudget allows 5 series: 8 ports with 1..8 connects -> 5 named, the rest in `other`."""
+    serve = Serve("tests/specs/serve/tcpbudget.yaml")
+    try:
+        listeners = []
+        for _ in range(8):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen(64)
+            listeners.append(s)
+        made = {s.getsockname()[1]: i + 1 for i, s in enumerate(listeners)}
+        script = (
+            "import socket,sys\n"
+            + CHILD.split("fd =")[0]
+            + textwrap.dedent(
+                """\
+            for arg in sys.argv[2:]:
+                port, n = map(int, arg.split(":"))
+                for _ in range(n):
+                    socket.create_connection(("127.0.0.1", port)).close()
+            """
+            )
+        )
+        args = [f"{p}:{n}" for p, n in made.items()]
+        subprocess.run([sys.executable, "-c", script, "engine-ctest", *args], check=True)
+        status, text = serve.get("/metrics")
+        assert status == 200
+        values = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r'^tcpbudget_connects_total\{dport="(\w+)"\} (\S+)$', text, re.M)
+        }
+        assert len(values) == 6, text  # 5 ports and other
+        named = {int(k): v for k, v in values.items() if k != "other"}
+        assert all(made[p] == v for p, v in named.items()), (named, made)
+        assert values["other"] == sum(n for p, n in made.items() if p not in named)
+        assert sum(values.values()) == sum(made.values()) == 36
+        overflow = 'engine_series_overflow_total{metric="tcpbudget_connects",spec="tcpbudget"}'
+        assert f"{overflow} 3.0" in text.splitlines()
+        # The next scrape keeps the same five: a counter never moves into `other`.
+        again = serve.get("/metrics")[1]
+        assert sorted(re.findall(r'dport="(\w+)"', again)) == sorted(values)
+        for s in listeners:
+            s.close()
+        assert serve.stop() == 0
+    finally:
+        serve.kill()
+
+
+STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+def test_program_run_counts_only_when_bpf_stats_enabled() -> None:
+    """kernel.bpf_stats_enabled=1: each program's run count and time; 0: no such metric."""
+    before = STATS.read_text().strip()
+    serve = Serve("tests/specs/serve/tcpbudget.yaml")
+    try:
+        STATS.write_text("0\n")
+        assert "engine_bpf_program_runs_total" not in serve.get("/metrics")[1]
+        STATS.write_text("1\n")
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(64)
+            connects(10, listener.getsockname()[1])
+        text = serve.get("/metrics")[1]
+    except BaseException:
+        serve.kill()
+        raise
+    finally:
+        STATS.write_text(before + "\n")
+    runs = re.search(
+        r'^engine_bpf_program_runs_total\{program="p0_connect_\w+",spec="tcpbudget"\} (\S+)$',
+        text,
+        re.M,
+    )
+    run_time = re.search(r"^engine_bpf_program_run_seconds_total\{[^}]*\} (\S+)$", text, re.M)
+    if not (runs and run_time):
+        serve.kill()
+        raise AssertionError(text)
+    # Every connect moves its socket out of CLOSE at least once: the program ran for each.
+    assert float(runs.group(1)) >= 10
+    assert float(run_time.group(1)) > 0
+    assert serve.stop() == 0
