@@ -5,8 +5,10 @@ VENV   := .venv
 ENGINE := $(VENV)/bin/engine
 PY     := $(VENV)/bin/python
 ARGS   ?=
+# bench.hist takes --quick from ARGS (its other flags differ from bench.run's): HIST_ARGS adds more
+HIST_ARGS ?= $(filter --quick,$(ARGS))
 
-.PHONY: setup run test lint unit golden bench clean
+.PHONY: setup run test lint unit golden bench bench-hist clean
 
 setup:
 	@bash scripts/setup.sh
@@ -32,6 +34,12 @@ golden: setup
 bench: setup
 	ENGINE_SETUP_BENCH=1 bash scripts/setup.sh
 	$(PY) -m bench.run $(ARGS)
+	$(PY) -m bench.hist $(HIST_ARGS)
+
+# Only the histogram case: engine vs bpftrace hist() (docs/performance.md, "Histograms").
+bench-hist: setup
+	ENGINE_SETUP_BENCH=1 bash scripts/setup.sh
+	$(PY) -m bench.hist $(HIST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
