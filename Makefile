@@ -6,7 +6,7 @@ ENGINE := $(VENV)/bin/engine
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: setup run test lint unit golden bench clean
+.PHONY: setup run test lint unit golden bench fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -28,6 +28,14 @@ unit: setup
 # Regenerate the golden files of rendered C and decoders (review the diff, then commit).
 golden: setup
 	$(PY) -m tests.golden.regenerate
+
+# The long, randomized fuzz run (tests/fuzz; `make test` runs a small, fixed one). Budget:
+#   make fuzz FUZZ_EXAMPLES=20000 FUZZ_COMPILE_EXAMPLES=200
+FUZZ_EXAMPLES         ?= 5000
+FUZZ_COMPILE_EXAMPLES ?= 60
+fuzz: setup
+	FUZZ_LONG=1 FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_COMPILE_EXAMPLES=$(FUZZ_COMPILE_EXAMPLES) \
+		$(PY) -m pytest tests/fuzz -p no:cacheprovider $(ARGS)
 
 bench: setup
 	ENGINE_SETUP_BENCH=1 bash scripts/setup.sh

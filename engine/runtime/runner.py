@@ -13,6 +13,7 @@ import ctypes
 import os
 import select
 import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,57 +101,46 @@ def choose(plan: M.Plan, excluded: Mapping[tuple[str, int], str]) -> dict[str, i
 # --- bcc session ---------------------------------------------------------------------------
 
 
-_CAPTURES: list[tuple[int, TextIO]] = []  # (the real stderr, the capture) of open blocks
-_EXIT_HOOK: list[Any] = []  # the on_exit callback, kept alive for the process
-
-
-def _rescue_captured(_status: int, _arg: Any) -> None:
-    """At a C-level exit inside a captured block, copy what was captured to the real stderr.
-
-    clang's BPF backend ends the process on some errors (the stack limit) instead of
-    returning one; without this its only message would vanish with the temporary file.
-    """
-    for real, log in _CAPTURES:
-        with contextlib.suppress(OSError, ValueError):
-            log.flush()
-            os.lseek(log.fileno(), 0, os.SEEK_SET)
-            said = os.read(log.fileno(), 1 << 20)
-            os.write(real, b"engine: the compiler ended the process; it said:\n" + said)
-
-
-def _install_exit_hook() -> None:
-    """Register `_rescue_captured` with the C library's on_exit once (glibc; else nothing)."""
-    if _EXIT_HOOK:
-        return
-    import ctypes
-
-    on_exit = getattr(ctypes.CDLL(None), "on_exit", None)
-    if on_exit is None:
-        return
-    hook = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(_rescue_captured)
-    if on_exit(hook, None) == 0:
-        _EXIT_HOOK.append(hook)
+# Watches a capture from outside: if the engine ends without saying "ok" (clang's BPF backend
+# exits the process on some errors, the stack limit among them), it prints the capture.
+_WATCHER = (
+    'read -r said; [ "$said" = ok ] || { '
+    'printf "engine: the compiler ended the process; it said:\\n" >&2; cat "$1" >&2; }; '
+    'rm -f "$1"'
+)
 
 
 @contextlib.contextmanager
 def captured_stderr() -> Iterator[TextIO]:
     """Route fd 2 (where bcc and clang write) to a temporary file for the block.
 
-    Should the C side end the process inside the block, what it wrote is copied to the
-    real stderr on the way out (see `_rescue_captured`).
+    Should the C side end the process inside the block, a watching `sh` (its stdin a pipe
+    only this block writes "ok" to) copies what was captured to the real stderr, so the
+    compiler's last words are never lost with the temporary file.
     """
     sys.stderr.flush()
-    _install_exit_hook()
+    fd, path = tempfile.mkstemp(prefix="engine-capture-", suffix=".log")
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+") as log:
+    read_end, write_end = os.pipe()
+    try:
+        watcher = subprocess.Popen(
+            ["sh", "-c", _WATCHER, "sh", path], stdin=read_end, stderr=saved, close_fds=True
+        )
+    finally:
+        os.close(read_end)
+    with os.fdopen(fd, "w+") as log:
         os.dup2(log.fileno(), 2)
-        _CAPTURES.append((saved, log))
         try:
             yield log
         finally:
-            _CAPTURES.remove((saved, log))
             os.dup2(saved, 2)
             os.close(saved)
+            with contextlib.suppress(OSError):
+                os.write(write_end, b"ok\n")
+            os.close(write_end)
+            watcher.wait()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def import_bcc() -> Any:
