@@ -8,7 +8,7 @@ ARGS   ?=
 # bench.hist takes --quick from ARGS (its other flags differ from bench.run's): HIST_ARGS adds more
 HIST_ARGS ?= $(filter --quick,$(ARGS))
 
-.PHONY: setup run test lint unit golden bench bench-hist clean
+.PHONY: setup run test lint unit golden bench bench-hist fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -30,6 +30,14 @@ unit: setup
 # Regenerate the golden files of rendered C and decoders (review the diff, then commit).
 golden: setup
 	$(PY) -m tests.golden.regenerate
+
+# The long, randomized fuzz run (tests/fuzz; `make test` runs a small, fixed one). Budget:
+#   make fuzz FUZZ_EXAMPLES=20000 FUZZ_COMPILE_EXAMPLES=200
+FUZZ_EXAMPLES         ?= 5000
+FUZZ_COMPILE_EXAMPLES ?= 60
+fuzz: setup
+	FUZZ_LONG=1 FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_COMPILE_EXAMPLES=$(FUZZ_COMPILE_EXAMPLES) \
+		$(PY) -m pytest tests/fuzz -p no:cacheprovider $(ARGS)
 
 bench: setup
 	ENGINE_SETUP_BENCH=1 bash scripts/setup.sh

@@ -143,6 +143,16 @@ def positive(text: str) -> float:
     return value
 
 
+def help_text(text: str) -> str:
+    """Spec text as an argparse help string: argparse %-formats help, so `%` is doubled."""
+    return text.replace("%", "%%")
+
+
+def description_text(text: str) -> str:
+    """Spec text as an argparse description: it is %-formatted only when it holds `%(prog)`."""
+    return text.replace("%", "%%") if "%(prog)" in text else text
+
+
 def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
     group = parser.add_argument_group(
         f"options of spec '{plan.name}'",
@@ -151,7 +161,9 @@ def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
     for opt in plan.options:
         flags = [f for f in (opt.short, opt.long) if f]
         if opt.ctype == "bool":
-            group.add_argument(*flags, dest=f"opt_{opt.name}", action="store_true", help=opt.help)
+            group.add_argument(
+                *flags, dest=f"opt_{opt.name}", action="store_true", help=help_text(opt.help)
+            )
         else:
             kind: Callable[[str], Any]
             if opt.ctype == "str":
@@ -165,7 +177,7 @@ def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
                 dest=f"opt_{opt.name}",
                 type=kind,
                 metavar=opt.metavar,
-                help=f"{opt.help} ({'list of ' if opt.is_list else ''}{opt.ctype})",
+                help=help_text(f"{opt.help} ({'list of ' if opt.is_list else ''}{opt.ctype})"),
             )
 
 
@@ -175,7 +187,7 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
         "render": "Print the BPF C (or, with --decoder, the Python decoder) a spec becomes.",
     }[verb]
     if plan is not None and plan.description:
-        description = f"{plan.name}: {plan.description}"
+        description = description_text(f"{plan.name}: {plan.description}")
     p = Parser(
         prog=f"engine {verb}",
         description=description,

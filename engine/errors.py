@@ -7,6 +7,8 @@ their one-line messages, with exit 2 for usage errors and 1 for everything else.
 from __future__ import annotations
 
 import difflib
+import heapq
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -59,13 +61,79 @@ class SpecError(EngineError):
         super().__init__("\n".join(p.format() for p in self.problems))
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+SHORTLIST = 48  # candidates difflib compares, at most, whatever the pool's size
+SMALL_POOL = 200  # pools up to this size are compared whole, as they are
+
+
+class NameIndex:
+    """Candidates for did-you-mean, indexed once so a suggestion compares a short list.
+
+    Kernel BTF holds ~60,000 function names; comparing each with difflib costs a quarter
+    of a second per unknown name. The index maps every trigram of each lowercased name to
+    the names holding it; a suggestion ranks names by the trigrams they share with the
+    unknown one (a close match shares most) and hands difflib the best SHORTLIST only.
+    `compared` counts the candidates difflib was given, for tests and measurements.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = sorted(set(names))
+        self.lowered = [n.lower() for n in self.names]
+        self.grams: dict[str, list[int]] = {}
+        for i, low in enumerate(self.lowered):
+            for gram in set(_trigrams(low)):
+                self.grams.setdefault(gram, []).append(i)
+        self.compared = 0
+        self.said: dict[str, str] = {}
+
+    def shortlist(self, name: str) -> list[str]:
+        """The candidates most like `name`: all of them in a small pool, else by trigrams."""
+        if len(self.names) <= SMALL_POOL:
+            return self.names
+        shared: Counter[int] = Counter()
+        for gram in set(_trigrams(name.lower())):
+            shared.update(self.grams.get(gram, ()))
+        size = len(name)
+
+        def score(i: int) -> float:  # shared trigrams, less a little for a length gap
+            return shared[i] - abs(len(self.names[i]) - size) / 4
+
+        # the most shared first (in C), then the length gap on those few only
+        likely = [i for i, _ in shared.most_common(SHORTLIST * 4)]
+        best = heapq.nlargest(SHORTLIST, likely, key=score)
+        return [self.names[i] for i in sorted(best)]
+
+    def suggest(self, name: str) -> str:
+        """The suggestion for `name` (the same name asked again is answered from memory)."""
+        if name not in self.said:
+            pool = self.shortlist(name)
+            self.compared += len(pool)
+            self.said[name] = _closest(name, pool)
+        return self.said[name]
+
+
+def _trigrams(text: str) -> list[str]:
+    """Overlapping three-letter pieces, the ends marked so short names have some too."""
+    padded = f"^{text}$"
+    return [padded[i : i + 3] for i in range(len(padded) - 2)]
+
+
+def did_you_mean(name: str, candidates: Iterable[str] | NameIndex) -> str:
     """Return "; did you mean 'x'?" for the closest candidate, or "" when none is close.
 
-    difflib finds the close ones; among them the fewest edits wins, a swap of two neighbours
-    counting as one (so 'skc_dprot' suggests 'skc_dport', not 'skc_prot').
+    A large pool is best passed as a NameIndex built once (see NameIndex); a plain iterable
+    is compared whole when small and indexed on the spot when not.
     """
+    if isinstance(candidates, NameIndex):
+        return candidates.suggest(name)
     pool = list(candidates)
+    if len(pool) > SMALL_POOL:
+        return NameIndex(pool).suggest(name)
+    return _closest(name, pool)
+
+
+def _closest(name: str, pool: Sequence[str]) -> str:
+    """difflib finds the close ones; among them the fewest edits wins, a swap of two
+    neighbours counting as one (so 'skc_dprot' suggests 'skc_dport', not 'skc_prot')."""
     close = difflib.get_close_matches(name, pool, n=5, cutoff=0.6)
     if not close and len(name) > 2:
         lowered = {c.lower(): c for c in pool}

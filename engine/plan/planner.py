@@ -12,7 +12,15 @@ import os
 from typing import Any, Iterator, Sequence
 
 from engine.attach import KINDS, Target, kind_of
-from engine.errors import EngineError, Location, Problem, SpecError, UsageError, did_you_mean
+from engine.errors import (
+    EngineError,
+    Location,
+    NameIndex,
+    Problem,
+    SpecError,
+    UsageError,
+    did_you_mean,
+)
 from engine.kernel.btf import VMLINUX, Btf, BtfError, Kind, Param
 from engine.plan import model as M
 from engine.plan import tracepoints
@@ -25,6 +33,7 @@ from engine.plan.resolve import (
     Scope,
     Val,
     int_vt,
+    name_index,
 )
 from engine.plan.state import StateResolver, plan_states, uses_state
 from engine.runtime.decoders import REGISTRY
@@ -81,12 +90,12 @@ class Planner:
         self.states: dict[str, M.StateMap] = {}
         self.broken: set[str] = set()  # fields whose expression did not parse
         self.stashes: set[str] = set()  # state maps the engine made for return probes
-        self._lines: list[str] | None = None
+        self.function_owner: dict[str, int] = {}  # generated BPF function -> probe index
 
     # -- locations ---------------------------------------------------------------------------
     def where(self, path: Sequence[str | int], col: int = 0, key: bool = False) -> Location:
         loc: Location = self.doc.locate(list(path), key=key)
-        if col and loc.line:
+        if loc.line and (col or not key):
             line = self.source_line(loc.line)
             start = loc.col - 1
             quoted = 1 if line[start : start + 1] in ("'", '"') else 0
@@ -94,16 +103,8 @@ class Planner:
         return loc
 
     def source_line(self, line: int) -> str:
-        if self._lines is None:
-            text = getattr(self.doc, "text", None)
-            if text is None:
-                try:
-                    with open(self.doc.file, encoding="utf-8") as f:
-                        text = f.read()
-                except OSError:
-                    text = ""
-            self._lines = str(text).splitlines()
-        return self._lines[line - 1] if 0 < line <= len(self._lines) else ""
+        """A line of the loaded text: the spec file is never opened a second time."""
+        return str(self.doc.line(line))
 
     def problem(
         self, message: str, path: Sequence[str | int], col: int = 0, key: bool = False
@@ -128,6 +129,7 @@ class Planner:
     def plan(self) -> M.Plan:
         self.plan_options()
         self.states = plan_states(self.data.get("state") or {}, self.problem)
+        self.check_probe_names()
         fields: dict[str, M.Field] = {}
         probes = [self.plan_probe(i, p, fields) for i, p in enumerate(self.data["probes"])]
         columns = self.plan_columns(
@@ -156,6 +158,11 @@ class Planner:
                 "key_t",
                 [(M.slot_name(f.name), f.ctype, f.count) for f in field_list if f.name in by],
             )
+        for probe in probes:
+            if probe is not None:
+                self.check_stack(probe, event, key)
+        if self.problems:
+            raise SpecError(self.problems)
         return M.Plan(
             name=self.data["name"],
             description=self.data.get("description", ""),
@@ -270,6 +277,39 @@ class Planner:
                         "warning",
                     )
                 )
+
+    def check_probe_names(self) -> None:
+        """Probe names key alternative choices and name maps: each must be used once."""
+        first: dict[str, int] = {}
+        for i, probe in enumerate(self.data["probes"]):
+            name = probe["name"]
+            if name in first:
+                self.problem(
+                    f"probe name '{name}' is already used by probe {first[name] + 1}",
+                    ("probes", i, "name"),
+                )
+            first.setdefault(name, i)
+
+    def check_stack(self, probe: M.Probe, event: M.Layout, key: M.Layout | None) -> None:
+        """Refuse a probe whose program would pass the BPF stack limit.
+
+        clang does not report a too-large stack as an error: its BPF backend ends the process.
+        So the planner adds up what each alternative's function keeps on the stack (see
+        `stack_bytes`) and says which fields are large instead.
+        """
+        need = max(stack_bytes(alt, event, key) for alt in probe.alternatives)
+        if need <= STACK_LIMIT:
+            return
+        big = sorted((s for s in event.slots if s.size >= 16), key=lambda s: -s.size)
+        named = ", ".join(f"{s.name[len('f_') :]} {s.size}" for s in big) or "none over 16 bytes"
+        where = f"the event is {event.size} bytes (fields: {named})"
+        if key is not None:
+            where += f" and the count key {key.size} bytes (twice: bcc copies it to count)"
+        self.problem(
+            f"probe '{probe.name}' needs {need} bytes of BPF stack, over the kernel's "
+            f"{STACK_LIMIT}: {where}; make string fields smaller with `size:`",
+            ("probes", probe.index, "fields"),
+        )
 
     def plan_options(self) -> None:
         seen: dict[str, str] = {}
@@ -424,11 +464,14 @@ class Planner:
         if ak.target is Target.FUNCTION:
             found: list[tuple[str, tuple[Param, ...], int]] = []
             for i, t in enumerate(targets):
+                if t in targets[:i]:
+                    self.problem(f"'{t}' is already in this {kind} list", (*tpath, i))
+                    return None
                 fn = btf.function(t)
                 if fn is None:
                     self.problem(
                         f"no kernel function '{t}' in {btf.path}"
-                        f"{did_you_mean(t, btf.names(Kind.FUNC))}",
+                        f"{did_you_mean(t, self.function_names())}",
                         (*tpath, i) if isinstance(raw, list) else tpath,
                     )
                     continue
@@ -472,12 +515,15 @@ class Planner:
         )
         return kind, targets, scope
 
-    def raw_tp_names(self) -> list[str]:
-        return [
-            n[len("btf_trace_") :]
-            for n in self.btf.names(Kind.TYPEDEF)
-            if n.startswith("btf_trace_")
-        ]
+    def function_names(self) -> NameIndex:
+        return name_index(self.btf, "functions", lambda: self.btf.names(Kind.FUNC))
+
+    def raw_tp_names(self) -> NameIndex:
+        def names() -> list[str]:
+            typedefs = self.btf.names(Kind.TYPEDEF)
+            return [n[len("btf_trace_") :] for n in typedefs if n.startswith("btf_trace_")]
+
+        return name_index(self.btf, "raw tracepoints", names)
 
     def tracepoint_record(
         self, category: str, event: str, path: tuple[Any, ...]
@@ -519,6 +565,7 @@ class Planner:
         where_node = self.parse(alt["where"], (*path, "where")) if "where" in alt else None
         # Check every `let` once (so unused ones still report errors), then forget the
         # steps: a `let` is computed where first used, so unused ones cost nothing.
+        scope.lazy = {k: n for k, (n, _) in all_lets if n is not None}
         for lname, (node, lpath) in all_lets:
             if node is None:
                 scope.failed.add(lname)
@@ -586,6 +633,16 @@ class Planner:
                 functions.append(M.Function(fn + "_entry", ak.entry, t, "entry"))
             if ak.prefix:
                 fn = f"{ak.prefix}{t}"
+                owner = self.function_owner.setdefault(fn, pindex)
+                if owner != pindex:  # the name is the function's: two probes would collide
+                    at = (*path, kind, targets.index(t)) if isinstance(alt[kind], list) else None
+                    self.problem(
+                        f"probe '{self.data['probes'][owner]['name']}' already has a {kind} "
+                        f"on '{t}'; bcc names the program after the function, so a spec can "
+                        f"attach one {kind} to it",
+                        at or (*path, kind),
+                    )
+                    return None
             functions.append(M.Function(fn, kind, tgt, "main"))
         filter_fields = tuple(
             sorted(
@@ -799,7 +856,8 @@ class Planner:
             if t is None:
                 hit = self.btf.enum_constant(enum_name)
                 if hit is None:
-                    names = self.btf.names(Kind.ENUM, Kind.ENUM64)
+                    btf = self.btf
+                    names = name_index(btf, "enums", lambda: btf.names(Kind.ENUM, Kind.ENUM64))
                     raise PlanError(
                         f"no enum '{enum_name}' (nor an enum constant of that name)"
                         f"{did_you_mean(enum_name, names)}",
@@ -829,6 +887,29 @@ class Planner:
 def _first_member(btf: Btf, vt: VT) -> str:
     names = btf.member_names(vt.btf)
     return names[0] if names else "a member"
+
+
+# --- the BPF stack -----------------------------------------------------------------------------
+
+STACK_LIMIT = 512  # bytes of stack a BPF program may use
+STACK_RESERVE = 8  # what every function keeps besides: the lost counter's key, spills
+ADDRESSED = (M.Load, M.LoadBits, M.DataLocStr)  # steps whose local is read into by address
+
+
+def stack_bytes(alt: M.Alternative, event: M.Layout, key: M.Layout | None) -> int:
+    """Bytes of BPF stack one alternative's function needs, as clang lays it out.
+
+    The event (and in count mode the key, twice) live on the stack, so does the temporary a
+    bpf_probe_read_* writes a number into (one 8-byte slot, each read in its own block) and
+    a return probe's stash copy. Registers hold the rest. Measured against clang by
+    tests/kernel/test_stack_limit.py: the largest events that compile are within
+    STACK_RESERVE of this sum.
+    """
+    steps = [*alt.steps, *(s for f in alt.fields for s in f.steps)]
+    locals_ = 8 if any(isinstance(s, ADDRESSED) for s in steps) else 0
+    stash = 8 * len(alt.stash) + 8 if alt.stash else 0
+    count = 2 * key.size if key else 0  # the key, and bcc's copy of it in `increment`
+    return event.size + count + locals_ + stash + STACK_RESERVE
 
 
 # --- layouts ----------------------------------------------------------------------------------

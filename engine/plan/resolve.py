@@ -9,11 +9,12 @@ the planner locates and collects them.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from engine.attach import KINDS, ArgAccess, AttachKind
-from engine.errors import did_you_mean
+from engine.errors import NameIndex, did_you_mean
 
 if TYPE_CHECKING:
     from engine.plan.state import StateResolver
@@ -22,6 +23,7 @@ from engine.plan import model as M
 from engine.spec import expr as E
 
 COMM_LEN = 16
+MAX_OFFSET = (1 << 31) - 1  # an index's byte offset from its pointer, as C's int reaches
 BUILTINS: dict[str, tuple[str, str]] = {
     "pid": ("u32", "tgid"),
     "tgid": ("u32", "tgid"),
@@ -43,6 +45,21 @@ HELPERS = (
 def _ret_access(access: ArgAccess) -> str:
     """Where a return probe's value is: a stash-using kretprobe still reads PT_REGS_RC."""
     return ArgAccess.REGS.value if access is ArgAccess.STASH else access.value
+
+
+_INDEXES: weakref.WeakKeyDictionary[Btf, dict[str, NameIndex]] = weakref.WeakKeyDictionary()
+
+
+def name_index(btf: Btf, what: str, names: Callable[[], Iterable[str]]) -> NameIndex:
+    """The did-you-mean index of one kind of name in `btf`, built on first use only."""
+    per_btf = _INDEXES.setdefault(btf, {})
+    if what not in per_btf:
+        per_btf[what] = NameIndex(names())
+    return per_btf[what]
+
+
+def enum_constant_index(btf: Btf) -> NameIndex:
+    return name_index(btf, "enum constants", btf.enum_names)
 
 
 class PlanError(E.ExprError):
@@ -190,13 +207,42 @@ class Resolver:
         if node.name in s.bindings:
             return s.bindings[node.name]
         if node.name in s.lazy:  # a `let`: computed where first used, once
-            val = s.bindings[node.name] = self.value(s.lazy[node.name])
-            return val
+            return self.let(node)
         if node.name in s.cache:
             return s.cache[node.name]
         val = self._fresh_name(node)
         s.cache[node.name] = val
         return val
+
+    def let(self, node: E.Name) -> Val:
+        """Compute a `let` and, first, the `let`s it uses, innermost first, without recursing.
+
+        A chain of lets (each using the one before) is walked with an explicit stack, so its
+        length is bounded by the number of lets, not by Python's recursion limit; a let that
+        uses itself, directly or through others, is an error naming the cycle.
+        """
+        s = self.s
+        stack = [node.name]
+        while stack:
+            name = stack[-1]
+            pending = [
+                n.name
+                for n in E.names_in(s.lazy[name])
+                if n.name in s.lazy and n.name not in s.bindings and n.name not in s.failed
+            ]
+            for dep in pending:
+                if dep in stack:
+                    loop = stack[stack.index(dep) :]
+                    if len(loop) == 1:
+                        raise PlanError(f"`let` '{dep}' uses itself", node.col)
+                    cycle = " -> ".join([*loop, dep])
+                    raise PlanError(f"`let`s use each other in a cycle ({cycle})", node.col)
+            if pending:
+                stack.append(pending[0])
+                continue
+            s.bindings[name] = self.value(s.lazy[name])
+            stack.pop()
+        return s.bindings[node.name]
 
     def _fresh_name(self, node: E.Name) -> Val:
         s = self.s
@@ -241,15 +287,15 @@ class Resolver:
                 return Val(VT("ptr", 8, btf=task.id, label="struct task_struct *"), var=dest)
         value = self.enum_lookup(name)
         if value is not None:
-            return Val(VT("int", 8, True, label="enum constant"), var=str(value))
+            return Val(VT("int", 8, True, label="enum constant"), var=str(fits64(value, node)))
         raise PlanError(
             f"unknown name '{name}'; expected {self.expected_names()}"
             f"{did_you_mean(name, self.known_names()) or did_you_mean(name, self.enum_names())}",
             node.col,
         )
 
-    def enum_names(self) -> list[str]:
-        return self.btf.enum_names()
+    def enum_names(self) -> NameIndex:
+        return enum_constant_index(self.btf)
 
     def known_names(self) -> list[str]:
         s = self.s
@@ -279,7 +325,7 @@ class Resolver:
         if isinstance(node, E.Name):
             return self.name(node)
         if isinstance(node, E.Num):
-            return Val(VT("int", 8, True, label="integer"), var=str(node.value))
+            return Val(VT("int", 8, True, label="integer"), var=str(fits64(node.value, node)))
         if isinstance(node, E.Attr):
             return self.member(self.value(node.base), node)
         if isinstance(node, E.Index):
@@ -354,6 +400,12 @@ class Resolver:
             return Val(elem, base=base.base, offset=base.offset + node.index * elem.size)
         if base.vt.kind == "ptr" and base.vt.btf:
             elem = vt_of(self.btf, base.vt.btf)
+            if node.index * elem.size > MAX_OFFSET:
+                raise PlanError(
+                    f"index {node.index} is too large: {node.index} x {elem.size} bytes is past "
+                    f"the {MAX_OFFSET}-byte reach of a pointer index",
+                    node.col,
+                )
             return Val(elem, base=self.rvalue(base).var, offset=node.index * elem.size)
         raise PlanError(f"a '{base.vt.label}' cannot be indexed", node.col)
 
@@ -465,7 +517,7 @@ class Resolver:
         )
         t = self.btf.find(name, *kinds)
         if t is None or self.btf.strip(t.id).kind not in (Kind.STRUCT, Kind.UNION):
-            names = self.btf.names(Kind.STRUCT, Kind.UNION)
+            names = name_index(self.btf, "structs", lambda: self.btf.names(Kind.STRUCT, Kind.UNION))
             raise PlanError(
                 f"unknown struct or union '{name}'{did_you_mean(name, names)}", node.col
             )
@@ -598,9 +650,17 @@ class Resolver:
                 node.right.col,
             )
         left = self.number(first, node.left)
+        if is_constant(left) and not isinstance(node.right, (E.Option, E.ListOf)):
+            # `5 < pid`: the constant must fit the other side's type, as on the right
+            right = operand(node.right)
+            if not is_constant(right):
+                rval = self.number(right, node.right)
+                value = self.constant(node.left, rval.vt.ctype)
+                rvar = M.CVar(rval.var, rval.vt.ctype)
+                return M.CCompare(node.op, M.CNum(value, rval.vt.ctype), rvar)
         lvar: M.CExpr = (
-            M.CNum(int(left.var), "s64")
-            if left.vt.label in ("integer", "enum constant")
+            M.CNum(int(left.var), "u64" if int(left.var) >= 1 << 63 else "s64")
+            if is_constant(left)
             else M.CVar(left.var, left.vt.ctype)
         )
         ctype = left.vt.ctype
@@ -642,7 +702,7 @@ class Resolver:
             nums = tuple(M.CNum(self.constant(item, ctype), ctype) for item in node.right.items)
             return M.CIn(lvar, nums, negate=node.op == "notin")
         right = operand(node.right)
-        if right.vt.label in ("integer", "enum constant"):
+        if is_constant(right):
             return M.CCompare(node.op, lvar, M.CNum(self.constant(node.right, ctype), ctype))
         rval = self.number(right, node.right)
         return M.CCompare(node.op, lvar, M.CVar(rval.var, rval.vt.ctype))
@@ -687,7 +747,7 @@ class Resolver:
             if found is None:
                 raise PlanError(
                     f"unknown constant '{node.name}'"
-                    f"{did_you_mean(node.name, self.btf.enum_names())}",
+                    f"{did_you_mean(node.name, enum_constant_index(self.btf))}",
                     node.col,
                 )
             value = found
@@ -695,10 +755,30 @@ class Resolver:
             value = int(self.value(node).var)  # a constant expression, folded: 1 << 4
         else:
             raise PlanError("expected an integer or an enum constant", getattr(node, "col", 0))
-        lo, hi = ctype_range(ctype)
-        if not lo <= value <= hi:
-            raise PlanError(f"{value} does not fit a {ctype} ({lo}..{hi})", node.col)
-        return value
+        return fits(value, ctype, node)
+
+
+def is_constant(val: Val) -> bool:
+    """A number written in the spec (or an enum constant), not a kernel value."""
+    return val.vt.label in ("integer", "enum constant")
+
+
+def fits(value: int, ctype: str, node: E.Node) -> int:
+    """`value` if it is in `ctype`'s range, else a PlanError at the constant."""
+    lo, hi = ctype_range(ctype)
+    if not lo <= value <= hi:
+        raise PlanError(f"{value} does not fit a {ctype} ({lo}..{hi})", getattr(node, "col", 0))
+    return value
+
+
+def fits64(value: int, node: E.Node) -> int:
+    """A constant standing alone must be a 64-bit integer, signed or not."""
+    if not -(1 << 63) <= value < 1 << 64:
+        raise PlanError(
+            f"{value} does not fit 64 bits ({-(1 << 63)}..{(1 << 64) - 1})",
+            getattr(node, "col", 0),
+        )
+    return value
 
 
 def _flags(opt: M.Option) -> str:

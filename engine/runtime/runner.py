@@ -13,6 +13,7 @@ import ctypes
 import os
 import select
 import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -101,18 +102,46 @@ def choose(plan: M.Plan, excluded: Mapping[tuple[str, int], str]) -> dict[str, i
 # --- bcc session ---------------------------------------------------------------------------
 
 
+# Watches a capture from outside: if the engine ends without saying "ok" (clang's BPF backend
+# exits the process on some errors, the stack limit among them), it prints the capture.
+_WATCHER = (
+    'read -r said; [ "$said" = ok ] || { '
+    'printf "engine: the compiler ended the process; it said:\\n" >&2; cat "$1" >&2; }; '
+    'rm -f "$1"'
+)
+
+
 @contextlib.contextmanager
 def captured_stderr() -> Iterator[TextIO]:
-    """Route fd 2 (where bcc and clang write) to a temporary file for the block."""
+    """Route fd 2 (where bcc and clang write) to a temporary file for the block.
+
+    Should the C side end the process inside the block, a watching `sh` (its stdin a pipe
+    only this block writes "ok" to) copies what was captured to the real stderr, so the
+    compiler's last words are never lost with the temporary file.
+    """
     sys.stderr.flush()
+    fd, path = tempfile.mkstemp(prefix="engine-capture-", suffix=".log")
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+") as log:
+    read_end, write_end = os.pipe()
+    try:
+        watcher = subprocess.Popen(
+            ["sh", "-c", _WATCHER, "sh", path], stdin=read_end, stderr=saved, close_fds=True
+        )
+    finally:
+        os.close(read_end)
+    with os.fdopen(fd, "w+") as log:
         os.dup2(log.fileno(), 2)
         try:
             yield log
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+            with contextlib.suppress(OSError):
+                os.write(write_end, b"ok\n")
+            os.close(write_end)
+            watcher.wait()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def import_bcc() -> Any:

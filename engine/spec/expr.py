@@ -232,6 +232,10 @@ def _convert(node: ast.expr, marks: dict[int, str], depth: int) -> Node:
     sub = depth + 1
     if isinstance(node, ast.Constant):
         if isinstance(node.value, str):
+            # escapes such as "\udc80" or "\xff" make what the text check could not see
+            bad = next((ch for ch in node.value if not " " <= ch <= "~"), None)
+            if bad is not None:
+                raise ExprError(f"a string may hold printable ASCII only, not {bad!a}", col)
             return Str(node.value, col)
         if isinstance(node.value, bool) or not isinstance(node.value, int):
             raise ExprError(f"only integers and strings are allowed, not {node.value!r}", col)

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
-from typing import Any, Dict, NoReturn, Sequence, Tuple, Union
+from typing import Any, Dict, List, NoReturn, Sequence, Tuple, Union
 
 import yaml
 
@@ -48,8 +48,17 @@ class Document:
 
     file: str
     data: Any
+    text: str = field(default="", repr=False)  # the source, for columns inside expressions
     marks: Dict[Path, Mark] = field(default_factory=dict, repr=False)
     key_marks: Dict[Path, Mark] = field(default_factory=dict, repr=False)
+    _lines: List[str] | None = field(default=None, repr=False, compare=False)
+
+    def line(self, number: int) -> str:
+        """The text of 1-based line `number` (lines broken as YAML breaks them), or ""."""
+        if self._lines is None:
+            self._lines = _LINE_BREAK.split(self.text)
+        lines = self._lines
+        return lines[number - 1] if 0 < number <= len(lines) else ""
 
     def locate(self, path: Sequence[PathItem], *, key: bool = False) -> Location:
         """Location of the value at `path` (or its mapping key), else of its nearest ancestor."""
@@ -120,23 +129,51 @@ def load_text(text: Union[str, bytes], file: str) -> Document:
 
 
 def _read_bytes(path: str) -> bytes:
-    """The file's bytes, at most MAX_BYTES + 1 of them; every OS failure is a Problem."""
+    """The file's bytes, at most MAX_BYTES + 1 of them; every OS failure is a Problem.
+
+    Only a regular file is read: it is opened without blocking and checked through its own
+    descriptor, so a FIFO (or a device) is refused at once instead of waiting for a writer.
+    """
     try:
-        info = os.stat(path)
-        if stat.S_ISDIR(info.st_mode):
-            _fail(path, "is a directory, not a spec file")
-        if stat.S_ISREG(info.st_mode) and info.st_size > MAX_BYTES:
-            _fail(path, _too_large(info.st_size))
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         _fail(path, "no such file")
+    except IsADirectoryError:
+        _fail(path, "is a directory, not a spec file")
+    except OSError as error:
+        _fail(path, f"cannot read: {(error.strerror or str(error)).lower()}")
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            _fail(path, "is a directory, not a spec file")
+        if not stat.S_ISREG(info.st_mode):
+            _fail(path, f"is {_file_kind(info.st_mode)}, not a regular file; a spec is a file")
+        if info.st_size > MAX_BYTES:
+            _fail(path, _too_large(info.st_size))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as stream:
+            fd = -1
+            data = stream.read(MAX_BYTES + 1)
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
         _fail(path, f"cannot read: {reason}")
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if len(data) > MAX_BYTES:
         _fail(path, f"file too large (more than {MAX_BYTES} bytes)")
     return data
+
+
+def _file_kind(mode: int) -> str:
+    """What a user would call a file that is not a regular one."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
 
 
 def _too_large(size: int) -> str:
@@ -252,6 +289,7 @@ class _Builder:
             got = type_name(data)
             self._reject_at(f"expected a mapping at the top level, got {got}", _mark(start), ())
         self.document.data = data
+        self.document.text = self.text
         return self.document
 
     def _node(self, path: Path, depth: int) -> Any:

@@ -43,7 +43,11 @@ int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
     u32 v2 = 0;
-    bpf_probe_read_kernel(&v2, 4, (void *)(ctx_addr + 36));
+    {
+        u32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 36));
+        v2 = t;
+    }
     if (!(v2 != 1U))
         return 0;
     struct event_t ev;
@@ -54,19 +58,39 @@ int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
     ev.f_pid = v4;
     bpf_get_current_comm(&ev.f_comm, 16);
     u64 v5 = 0;
-    bpf_probe_read_kernel(&v5, 8, (void *)(ctx_addr + 8));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
+        v5 = t;
+    }
     u64 v6 = 0;
-    bpf_probe_read_kernel(&v6, 8, (void *)(v5 + 16));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(v5 + 16));
+        v6 = t;
+    }
     u64 v7 = v6 + 280;
     bpf_probe_read_kernel_str(&ev.f_dev, 16, (void *)(v7 + 0));
     u16 v8 = 0;
-    bpf_probe_read_kernel(&v8, 2, (void *)(ctx_addr + 32));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 32));
+        v8 = t;
+    }
     ev.f_protocol = v8;
     u32 v9 = 0;
-    bpf_probe_read_kernel(&v9, 4, (void *)(v5 + 112));
+    {
+        u32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(v5 + 112));
+        v9 = t;
+    }
     ev.f_len = v9;
     u64 v10 = 0;
-    bpf_probe_read_kernel(&v10, 8, (void *)(ctx_addr + 16));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 16));
+        v10 = t;
+    }
     ev.f_location = v10;
     ev.f_reason = v2;
     if (events.ringbuf_output(&ev, sizeof(ev), 0) < 0)

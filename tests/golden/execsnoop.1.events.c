@@ -51,12 +51,24 @@ int p0_exec_tracepoint_sched_sched_process_exec(void *ctx)
     ev.f_pid = v3;
     u64 v4 = (u64)bpf_get_current_task();
     u64 v5 = 0;
-    bpf_probe_read_kernel(&v5, 8, (void *)(v4 + 1280));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(v4 + 1280));
+        v5 = t;
+    }
     s32 v6 = 0;
-    bpf_probe_read_kernel(&v6, 4, (void *)(v5 + 1268));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(v5 + 1268));
+        v6 = t;
+    }
     ev.f_ppid = v6;
     s32 v7 = 0;
-    bpf_probe_read_kernel(&v7, 4, (void *)(ctx_addr + 16));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 16));
+        v7 = t;
+    }
     ev.f_old_pid = v7;
     {
         u32 loc = 0;

@@ -46,12 +46,24 @@ int p0_echo_kprobe_icmp_echo(struct pt_regs *ctx)
     bpf_get_current_comm(&ev.f_comm, 16);
     u64 v8 = (u64)PT_REGS_PARM1(ctx);
     u64 v9 = 0;
-    bpf_probe_read_kernel(&v9, 8, (void *)(v8 + 192));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(v8 + 192));
+        v9 = t;
+    }
     u16 v10 = 0;
-    bpf_probe_read_kernel(&v10, 2, (void *)(v8 + 178));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v8 + 178));
+        v10 = t;
+    }
     u64 v11 = v9 + v10;
     u16 v12 = 0;
-    bpf_probe_read_kernel(&v12, 2, (void *)(v11 + 6));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v11 + 6));
+        v12 = t;
+    }
     ev.f_seq = __builtin_bswap16(v12);
     if (events.ringbuf_output(&ev, sizeof(ev), 0) < 0)
         count_lost();

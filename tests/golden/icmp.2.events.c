@@ -37,22 +37,49 @@ int p0_echo_tracepoint_net_net_dev_queue(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
     u64 v8 = 0;
-    bpf_probe_read_kernel(&v8, 8, (void *)(ctx_addr + 8));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
+        v8 = t;
+    }
     u64 v9 = 0;
-    bpf_probe_read_kernel(&v9, 8, (void *)(v8 + 192));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(v8 + 192));
+        v9 = t;
+    }
     u16 v10 = 0;
-    bpf_probe_read_kernel(&v10, 2, (void *)(v8 + 180));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v8 + 180));
+        v10 = t;
+    }
     u64 v11 = v9 + v10;
     u64 v12 = 0;
-    bpf_probe_read_kernel(&v12, 1, (void *)(v11 + 0));
-    v12 = (v12 >> 4) & 15;
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 1, (void *)(v11 + 0));
+        v12 = (t >> 4) & 15;
+    }
     u8 v13 = 0;
-    bpf_probe_read_kernel(&v13, 1, (void *)(v11 + 9));
+    {
+        u8 t = 0;
+        bpf_probe_read_kernel(&t, 1, (void *)(v11 + 9));
+        v13 = t;
+    }
     u16 v14 = 0;
-    bpf_probe_read_kernel(&v14, 2, (void *)(v8 + 178));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v8 + 178));
+        v14 = t;
+    }
     u64 v15 = v9 + v14;
     u8 v16 = 0;
-    bpf_probe_read_kernel(&v16, 1, (void *)(v15 + 0));
+    {
+        u8 t = 0;
+        bpf_probe_read_kernel(&t, 1, (void *)(v15 + 0));
+        v16 = t;
+    }
     if (!((v12 == 4ULL) && (v13 == 1U) && (v16 == 0U)))
         return 0;
     struct event_t ev;
@@ -65,7 +92,11 @@ int p0_echo_tracepoint_net_net_dev_queue(void *ctx)
     ev.f_pid = v19;
     bpf_get_current_comm(&ev.f_comm, 16);
     u16 v20 = 0;
-    bpf_probe_read_kernel(&v20, 2, (void *)(v15 + 6));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v15 + 6));
+        v20 = t;
+    }
     ev.f_seq = __builtin_bswap16(v20);
     if (events.ringbuf_output(&ev, sizeof(ev), 0) < 0)
         count_lost();

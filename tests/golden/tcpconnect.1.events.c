@@ -109,7 +109,11 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
     ev.f_pid = v4;
     u64 v5 = (u64)st.f_a0;
     u16 v7 = 0;
-    bpf_probe_read_kernel(&v7, 2, (void *)(v5 + 12));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 12));
+        v7 = t;
+    }
     ev.f_dport = __builtin_bswap16(v7);
     if (!((ev.f_pid == 1234U) && (ev.f_dport == 80U || ev.f_dport == 443U)))
         return 0;
@@ -119,7 +123,11 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
     ev.f_uid = v3;
     bpf_get_current_comm(&ev.f_comm, 16);
     u16 v6 = 0;
-    bpf_probe_read_kernel(&v6, 2, (void *)(v5 + 16));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 16));
+        v6 = t;
+    }
     ev.f_ip = v6;
     ev.f_saddr.family = v6;
     if (ev.f_saddr.family == 2)
@@ -174,7 +182,11 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
     ev.f_pid = v4;
     u64 v5 = (u64)st.f_a0;
     u16 v7 = 0;
-    bpf_probe_read_kernel(&v7, 2, (void *)(v5 + 12));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 12));
+        v7 = t;
+    }
     ev.f_dport = __builtin_bswap16(v7);
     if (!((ev.f_pid == 1234U) && (ev.f_dport == 80U || ev.f_dport == 443U)))
         return 0;
@@ -184,7 +196,11 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
     ev.f_uid = v3;
     bpf_get_current_comm(&ev.f_comm, 16);
     u16 v6 = 0;
-    bpf_probe_read_kernel(&v6, 2, (void *)(v5 + 16));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 16));
+        v6 = t;
+    }
     ev.f_ip = v6;
     ev.f_saddr.family = v6;
     if (ev.f_saddr.family == 2)

@@ -62,11 +62,23 @@ int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
     u16 v2 = 0;
-    bpf_probe_read_kernel(&v2, 2, (void *)(ctx_addr + 30));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
+        v2 = t;
+    }
     s32 v3 = 0;
-    bpf_probe_read_kernel(&v3, 4, (void *)(ctx_addr + 16));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 16));
+        v3 = t;
+    }
     s32 v4 = 0;
-    bpf_probe_read_kernel(&v4, 4, (void *)(ctx_addr + 20));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
+        v4 = t;
+    }
     if (!((v2 == 6U) && (v3 == 7) && (v4 == 2)))
         return 0;
     struct event_t ev;
@@ -74,14 +86,26 @@ int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
     u32 v7 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v7;
     u64 v8 = 0;
-    bpf_probe_read_kernel(&v8, 8, (void *)(ctx_addr + 8));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
+        v8 = t;
+    }
     u16 v10 = 0;
-    bpf_probe_read_kernel(&v10, 2, (void *)(v8 + 12));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v8 + 12));
+        v10 = t;
+    }
     ev.f_dport = __builtin_bswap16(v10);
     if (!((ev.f_pid == 1234U) && (ev.f_dport == 80U || ev.f_dport == 443U)))
         return 0;
     u16 v9 = 0;
-    bpf_probe_read_kernel(&v9, 2, (void *)(v8 + 16));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v8 + 16));
+        v9 = t;
+    }
     ev.f_saddr.family = v9;
     if (ev.f_saddr.family == 2)
         bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(v8 + 4));

@@ -115,7 +115,11 @@ int p1_established_kprobe_tcp_rcv_state_process(struct pt_regs *ctx)
 {
     u64 v4 = (u64)PT_REGS_PARM1(ctx);
     u8 v5 = 0;
-    bpf_probe_read_kernel(&v5, 1, (void *)(v4 + 18));
+    {
+        u8 t = 0;
+        bpf_probe_read_kernel(&t, 1, (void *)(v4 + 18));
+        v5 = t;
+    }
     if (!(v5 == 2U))
         return 0;
     struct state_start_key_t v6;
@@ -135,7 +139,11 @@ int p1_established_kprobe_tcp_rcv_state_process(struct pt_regs *ctx)
     ev.f_pid = v7.f_pid;
     __builtin_memcpy(&ev.f_comm, &v7.f_comm, 16);
     u16 v9 = 0;
-    bpf_probe_read_kernel(&v9, 2, (void *)(v4 + 16));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v4 + 16));
+        v9 = t;
+    }
     ev.f_ip = v9;
     ev.f_saddr.family = v9;
     if (ev.f_saddr.family == 2)
@@ -143,7 +151,11 @@ int p1_established_kprobe_tcp_rcv_state_process(struct pt_regs *ctx)
     else if (ev.f_saddr.family == 10)
         bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v4 + 72));
     u16 v10 = 0;
-    bpf_probe_read_kernel(&v10, 2, (void *)(v4 + 14));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v4 + 14));
+        v10 = t;
+    }
     ev.f_lport = v10;
     ev.f_daddr.family = v9;
     if (ev.f_daddr.family == 2)
@@ -151,7 +163,11 @@ int p1_established_kprobe_tcp_rcv_state_process(struct pt_regs *ctx)
     else if (ev.f_daddr.family == 10)
         bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v4 + 56));
     u16 v11 = 0;
-    bpf_probe_read_kernel(&v11, 2, (void *)(v4 + 12));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v4 + 12));
+        v11 = t;
+    }
     ev.f_dport = __builtin_bswap16(v11);
     u64 v12 = (u64)((u64)v8 - (u64)v7.f_ts);
     ev.f_lat = v12;

@@ -73,17 +73,33 @@ int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
     u16 v2 = 0;
-    bpf_probe_read_kernel(&v2, 2, (void *)(ctx_addr + 30));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
+        v2 = t;
+    }
     s32 v3 = 0;
-    bpf_probe_read_kernel(&v3, 4, (void *)(ctx_addr + 16));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 16));
+        v3 = t;
+    }
     s32 v4 = 0;
-    bpf_probe_read_kernel(&v4, 4, (void *)(ctx_addr + 20));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
+        v4 = t;
+    }
     if (!((v2 == 6U) && (v3 == 7) && (v4 == 2)))
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     u64 v5 = 0;
-    bpf_probe_read_kernel(&v5, 8, (void *)(ctx_addr + 8));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
+        v5 = t;
+    }
     struct state_start_key_t v6;
     __builtin_memset(&v6, 0, sizeof(v6));
     v6.k0 = v5;
@@ -105,15 +121,31 @@ int p1_established_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
     u16 v4 = 0;
-    bpf_probe_read_kernel(&v4, 2, (void *)(ctx_addr + 30));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
+        v4 = t;
+    }
     s32 v5 = 0;
-    bpf_probe_read_kernel(&v5, 4, (void *)(ctx_addr + 16));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 16));
+        v5 = t;
+    }
     s32 v6 = 0;
-    bpf_probe_read_kernel(&v6, 4, (void *)(ctx_addr + 20));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
+        v6 = t;
+    }
     if (!((v4 == 6U) && (v5 == 2) && (v6 == 1)))
         return 0;
     u64 v7 = 0;
-    bpf_probe_read_kernel(&v7, 8, (void *)(ctx_addr + 8));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
+        v7 = t;
+    }
     struct state_start_key_t v8;
     __builtin_memset(&v8, 0, sizeof(v8));
     v8.k0 = v7;
@@ -131,7 +163,11 @@ int p1_established_tracepoint_sock_inet_sock_set_state(void *ctx)
     ev.f_pid = v9.f_pid;
     __builtin_memcpy(&ev.f_comm, &v9.f_comm, 16);
     u16 v11 = 0;
-    bpf_probe_read_kernel(&v11, 2, (void *)(v7 + 16));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v7 + 16));
+        v11 = t;
+    }
     ev.f_ip = v11;
     ev.f_saddr.family = v11;
     if (ev.f_saddr.family == 2)
@@ -139,7 +175,11 @@ int p1_established_tracepoint_sock_inet_sock_set_state(void *ctx)
     else if (ev.f_saddr.family == 10)
         bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v7 + 72));
     u16 v12 = 0;
-    bpf_probe_read_kernel(&v12, 2, (void *)(v7 + 14));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v7 + 14));
+        v12 = t;
+    }
     ev.f_lport = v12;
     ev.f_daddr.family = v11;
     if (ev.f_daddr.family == 2)
@@ -147,7 +187,11 @@ int p1_established_tracepoint_sock_inet_sock_set_state(void *ctx)
     else if (ev.f_daddr.family == 10)
         bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v7 + 56));
     u16 v13 = 0;
-    bpf_probe_read_kernel(&v13, 2, (void *)(v7 + 12));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(v7 + 12));
+        v13 = t;
+    }
     ev.f_dport = __builtin_bswap16(v13);
     u64 v14 = (u64)((u64)v10 - (u64)v9.f_ts);
     ev.f_lat = v14;

@@ -88,15 +88,27 @@ int p0_born_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
     u16 v1 = 0;
-    bpf_probe_read_kernel(&v1, 2, (void *)(ctx_addr + 30));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
+        v1 = t;
+    }
     s32 v2 = 0;
-    bpf_probe_read_kernel(&v2, 4, (void *)(ctx_addr + 20));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
+        v2 = t;
+    }
     if (!((v1 == 6U) && (v2 < 4)))
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     u64 v3 = 0;
-    bpf_probe_read_kernel(&v3, 8, (void *)(ctx_addr + 8));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
+        v3 = t;
+    }
     struct state_birth_key_t v4;
     __builtin_memset(&v4, 0, sizeof(v4));
     v4.k0 = v3;
@@ -115,15 +127,27 @@ int p1_owner_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
     u16 v1 = 0;
-    bpf_probe_read_kernel(&v1, 2, (void *)(ctx_addr + 30));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
+        v1 = t;
+    }
     s32 v2 = 0;
-    bpf_probe_read_kernel(&v2, 4, (void *)(ctx_addr + 20));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
+        v2 = t;
+    }
     if (!((v1 == 6U) && ((v2 == 2) || (v2 == 9))))
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     u64 v3 = 0;
-    bpf_probe_read_kernel(&v3, 8, (void *)(ctx_addr + 8));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
+        v3 = t;
+    }
     struct state_whoami_key_t v4;
     __builtin_memset(&v4, 0, sizeof(v4));
     v4.k0 = v3;
@@ -143,13 +167,25 @@ int p2_closed_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
     u16 v8 = 0;
-    bpf_probe_read_kernel(&v8, 2, (void *)(ctx_addr + 30));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
+        v8 = t;
+    }
     s32 v9 = 0;
-    bpf_probe_read_kernel(&v9, 4, (void *)(ctx_addr + 20));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
+        v9 = t;
+    }
     if (!((v8 == 6U) && (v9 == 7)))
         return 0;
     u64 v10 = 0;
-    bpf_probe_read_kernel(&v10, 8, (void *)(ctx_addr + 8));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
+        v10 = t;
+    }
     struct state_birth_key_t v11;
     __builtin_memset(&v11, 0, sizeof(v11));
     v11.k0 = v10;
@@ -177,14 +213,22 @@ int p2_closed_tracepoint_sock_inet_sock_set_state(void *ctx)
     ev.f_pid = v14.f_pid;
     __builtin_memcpy(&ev.f_comm, &v14.f_comm, 16);
     u16 v16 = 0;
-    bpf_probe_read_kernel(&v16, 2, (void *)(ctx_addr + 28));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 28));
+        v16 = t;
+    }
     ev.f_laddr.family = v16;
     if (ev.f_laddr.family == 2)
         bpf_probe_read_kernel(&ev.f_laddr.addr, 4, (void *)(ctx_addr + 32));
     else if (ev.f_laddr.family == 10)
         bpf_probe_read_kernel(&ev.f_laddr.addr, 16, (void *)(ctx_addr + 40));
     u16 v17 = 0;
-    bpf_probe_read_kernel(&v17, 2, (void *)(ctx_addr + 24));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 24));
+        v17 = t;
+    }
     ev.f_lport = v17;
     ev.f_raddr.family = v16;
     if (ev.f_raddr.family == 2)
@@ -192,14 +236,26 @@ int p2_closed_tracepoint_sock_inet_sock_set_state(void *ctx)
     else if (ev.f_raddr.family == 10)
         bpf_probe_read_kernel(&ev.f_raddr.addr, 16, (void *)(ctx_addr + 56));
     u16 v18 = 0;
-    bpf_probe_read_kernel(&v18, 2, (void *)(ctx_addr + 26));
+    {
+        u16 t = 0;
+        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 26));
+        v18 = t;
+    }
     ev.f_rport = v18;
     u64 v19 = 0;
-    bpf_probe_read_kernel(&v19, 8, (void *)(v10 + 1824));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(v10 + 1824));
+        v19 = t;
+    }
     u64 v20 = (u64)((u64)v19 / (u64)1024ULL);
     ev.f_tx_kb = v20;
     u64 v21 = 0;
-    bpf_probe_read_kernel(&v21, 8, (void *)(v10 + 1752));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(v10 + 1752));
+        v21 = t;
+    }
     u64 v22 = (u64)((u64)v21 / (u64)1024ULL);
     ev.f_rx_kb = v22;
     ev.f_tx_bytes = v19;
