@@ -117,6 +117,8 @@ def bind_sinks(
         members = [(M.slot_name(c.field), fields[c.field].ctype, fields[c.field].count) for c in by]
         if agg.kind in BUCKETED:
             members.append(("bucket", "u32", 0))
+        if not members:  # one key for everything: a map key cannot be empty
+            members.append(("all", "u32", 0))
         key = layout(f"agg_{agg.name}_key_t", members)
         value_ctype = "s64" if agg.signed and agg.kind in ("sum", "min", "max") else "u64"
         index = len(plan.states) + len(errors)
