@@ -194,7 +194,8 @@ class Stashed(StepBase):
 
 @dataclass(frozen=True)
 class Load(StepBase):
-    """`dest = *(ctype *)(base + offset)` through bpf_probe_read_kernel."""
+    """`dest = *(ctype *)(base + offset)` through bpf_probe_read_kernel, or (`direct`, a
+    tracepoint record's aligned field) a plain load from the context."""
 
     kind: ClassVar[str] = "load"
     reads_from: ClassVar[tuple[str, ...]] = ("base",)
@@ -203,6 +204,7 @@ class Load(StepBase):
     base: str
     offset: int
     size: int
+    direct: bool = False
 
 
 @dataclass(frozen=True)

@@ -427,7 +427,10 @@ class Resolver:
         dest = s.loads.get(key, "")
         if not dest:  # the same memory read twice in one program is read once
             dest = s.loads[key] = s.local()
-            s.emit(M.Load(dest, val.vt.ctype, val.base, val.offset, val.vt.size))
+            # A tracepoint record is the program's own context: an aligned scalar in it is a
+            # plain load the verifier checks, not a bpf_probe_read_kernel call.
+            direct = val.base == "ctx_addr" and val.offset % val.vt.size == 0
+            s.emit(M.Load(dest, val.vt.ctype, val.base, val.offset, val.vt.size, direct))
         return Val(val.vt, var=dest)
 
     def address(self, val: Val) -> str:

@@ -57,12 +57,7 @@ static __always_inline void count_error(int i)
 int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u32 v2 = 0;
-    {
-        u32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 36));
-        v2 = t;
-    }
+    u32 v2 = *(u32 *)(ctx_addr + 36);
     if (!(v2 != 1U))
         return 0;
     struct event_t ev;

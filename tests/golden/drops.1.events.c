@@ -42,12 +42,7 @@ static __always_inline void count_lost(void)
 int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u32 v2 = 0;
-    {
-        u32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 36));
-        v2 = t;
-    }
+    u32 v2 = *(u32 *)(ctx_addr + 36);
     if (!(v2 != 1U))
         return 0;
     struct event_t ev;
@@ -57,12 +52,7 @@ int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
     u32 v4 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v4;
     bpf_get_current_comm(&ev.f_comm, 16);
-    u64 v5 = 0;
-    {
-        u64 t = 0;
-        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
-        v5 = t;
-    }
+    u64 v5 = *(u64 *)(ctx_addr + 8);
     u64 v6 = 0;
     {
         u64 t = 0;
@@ -71,12 +61,7 @@ int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
     }
     u64 v7 = v6 + 280;
     bpf_probe_read_kernel_str(&ev.f_dev, 16, (void *)(v7 + 0));
-    u16 v8 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 32));
-        v8 = t;
-    }
+    u16 v8 = *(u16 *)(ctx_addr + 32);
     ev.f_protocol = v8;
     u32 v9 = 0;
     {
@@ -85,12 +70,7 @@ int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
         v9 = t;
     }
     ev.f_len = v9;
-    u64 v10 = 0;
-    {
-        u64 t = 0;
-        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 16));
-        v10 = t;
-    }
+    u64 v10 = *(u64 *)(ctx_addr + 16);
     ev.f_location = v10;
     ev.f_reason = v2;
     if (events.ringbuf_output(&ev, sizeof(ev), 0) < 0)

@@ -63,12 +63,7 @@ int p0_exec_tracepoint_sched_sched_process_exec(void *ctx)
         v6 = t;
     }
     ev.f_ppid = v6;
-    s32 v7 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 16));
-        v7 = t;
-    }
+    s32 v7 = *(s32 *)(ctx_addr + 16);
     ev.f_old_pid = v7;
     {
         u32 loc = 0;

@@ -36,12 +36,7 @@ static __always_inline void count_lost(void)
 int p0_echo_tracepoint_net_net_dev_queue(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u64 v8 = 0;
-    {
-        u64 t = 0;
-        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
-        v8 = t;
-    }
+    u64 v8 = *(u64 *)(ctx_addr + 8);
     u64 v9 = 0;
     {
         u64 t = 0;

@@ -95,12 +95,7 @@ int p1_exit_tracepoint_raw_syscalls_sys_exit(void *ctx)
     state_start.delete(&v6);
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    s64 v8 = 0;
-    {
-        s64 t = 0;
-        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
-        v8 = t;
-    }
+    s64 v8 = *(s64 *)(ctx_addr + 8);
     ev.f_syscall = v8;
     {
         struct agg_calls_key_t key;

@@ -51,36 +51,16 @@ static __always_inline void count_error(int i)
 int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u16 v2 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
-        v2 = t;
-    }
-    s32 v3 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 16));
-        v3 = t;
-    }
-    s32 v4 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
-        v4 = t;
-    }
+    u16 v2 = *(u16 *)(ctx_addr + 30);
+    s32 v3 = *(s32 *)(ctx_addr + 16);
+    s32 v4 = *(s32 *)(ctx_addr + 20);
     if (!((v2 == 6U) && (v3 == 7) && (v4 == 2)))
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     u32 v7 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v7;
-    u64 v8 = 0;
-    {
-        u64 t = 0;
-        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
-        v8 = t;
-    }
+    u64 v8 = *(u64 *)(ctx_addr + 8);
     u16 v10 = 0;
     {
         u16 t = 0;

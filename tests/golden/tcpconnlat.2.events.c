@@ -72,34 +72,14 @@ BPF_TABLE("lru_hash", struct state_start_key_t, struct state_start_val_t, state_
 int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u16 v2 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
-        v2 = t;
-    }
-    s32 v3 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 16));
-        v3 = t;
-    }
-    s32 v4 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
-        v4 = t;
-    }
+    u16 v2 = *(u16 *)(ctx_addr + 30);
+    s32 v3 = *(s32 *)(ctx_addr + 16);
+    s32 v4 = *(s32 *)(ctx_addr + 20);
     if (!((v2 == 6U) && (v3 == 7) && (v4 == 2)))
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u64 v5 = 0;
-    {
-        u64 t = 0;
-        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
-        v5 = t;
-    }
+    u64 v5 = *(u64 *)(ctx_addr + 8);
     struct state_start_key_t v6;
     __builtin_memset(&v6, 0, sizeof(v6));
     v6.k0 = v5;
@@ -120,32 +100,12 @@ int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
 int p1_established_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u16 v4 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
-        v4 = t;
-    }
-    s32 v5 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 16));
-        v5 = t;
-    }
-    s32 v6 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
-        v6 = t;
-    }
+    u16 v4 = *(u16 *)(ctx_addr + 30);
+    s32 v5 = *(s32 *)(ctx_addr + 16);
+    s32 v6 = *(s32 *)(ctx_addr + 20);
     if (!((v4 == 6U) && (v5 == 2) && (v6 == 1)))
         return 0;
-    u64 v7 = 0;
-    {
-        u64 t = 0;
-        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
-        v7 = t;
-    }
+    u64 v7 = *(u64 *)(ctx_addr + 8);
     struct state_start_key_t v8;
     __builtin_memset(&v8, 0, sizeof(v8));
     v8.k0 = v7;

@@ -87,28 +87,13 @@ BPF_TABLE("lru_hash", struct state_whoami_key_t, struct state_whoami_val_t, stat
 int p0_born_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u16 v1 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
-        v1 = t;
-    }
-    s32 v2 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
-        v2 = t;
-    }
+    u16 v1 = *(u16 *)(ctx_addr + 30);
+    s32 v2 = *(s32 *)(ctx_addr + 20);
     if (!((v1 == 6U) && (v2 < 4)))
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u64 v3 = 0;
-    {
-        u64 t = 0;
-        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
-        v3 = t;
-    }
+    u64 v3 = *(u64 *)(ctx_addr + 8);
     struct state_birth_key_t v4;
     __builtin_memset(&v4, 0, sizeof(v4));
     v4.k0 = v3;
@@ -126,28 +111,13 @@ int p0_born_tracepoint_sock_inet_sock_set_state(void *ctx)
 int p1_owner_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u16 v1 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
-        v1 = t;
-    }
-    s32 v2 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
-        v2 = t;
-    }
+    u16 v1 = *(u16 *)(ctx_addr + 30);
+    s32 v2 = *(s32 *)(ctx_addr + 20);
     if (!((v1 == 6U) && ((v2 == 2) || (v2 == 9))))
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u64 v3 = 0;
-    {
-        u64 t = 0;
-        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
-        v3 = t;
-    }
+    u64 v3 = *(u64 *)(ctx_addr + 8);
     struct state_whoami_key_t v4;
     __builtin_memset(&v4, 0, sizeof(v4));
     v4.k0 = v3;
@@ -166,26 +136,11 @@ int p1_owner_tracepoint_sock_inet_sock_set_state(void *ctx)
 int p2_closed_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u16 v8 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
-        v8 = t;
-    }
-    s32 v9 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
-        v9 = t;
-    }
+    u16 v8 = *(u16 *)(ctx_addr + 30);
+    s32 v9 = *(s32 *)(ctx_addr + 20);
     if (!((v8 == 6U) && (v9 == 7)))
         return 0;
-    u64 v10 = 0;
-    {
-        u64 t = 0;
-        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
-        v10 = t;
-    }
+    u64 v10 = *(u64 *)(ctx_addr + 8);
     struct state_birth_key_t v11;
     __builtin_memset(&v11, 0, sizeof(v11));
     v11.k0 = v10;
@@ -212,35 +167,20 @@ int p2_closed_tracepoint_sock_inet_sock_set_state(void *ctx)
     ev.f_time = v15;
     ev.f_pid = v14.f_pid;
     __builtin_memcpy(&ev.f_comm, &v14.f_comm, 16);
-    u16 v16 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 28));
-        v16 = t;
-    }
+    u16 v16 = *(u16 *)(ctx_addr + 28);
     ev.f_laddr.family = v16;
     if (ev.f_laddr.family == 2)
         bpf_probe_read_kernel(&ev.f_laddr.addr, 4, (void *)(ctx_addr + 32));
     else if (ev.f_laddr.family == 10)
         bpf_probe_read_kernel(&ev.f_laddr.addr, 16, (void *)(ctx_addr + 40));
-    u16 v17 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 24));
-        v17 = t;
-    }
+    u16 v17 = *(u16 *)(ctx_addr + 24);
     ev.f_lport = v17;
     ev.f_raddr.family = v16;
     if (ev.f_raddr.family == 2)
         bpf_probe_read_kernel(&ev.f_raddr.addr, 4, (void *)(ctx_addr + 36));
     else if (ev.f_raddr.family == 10)
         bpf_probe_read_kernel(&ev.f_raddr.addr, 16, (void *)(ctx_addr + 56));
-    u16 v18 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 26));
-        v18 = t;
-    }
+    u16 v18 = *(u16 *)(ctx_addr + 26);
     ev.f_rport = v18;
     u64 v19 = 0;
     {

@@ -65,35 +65,15 @@ static __always_inline void count_error(int i)
 int p0_change_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u16 v1 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
-        v1 = t;
-    }
-    u16 v2 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 28));
-        v2 = t;
-    }
+    u16 v1 = *(u16 *)(ctx_addr + 30);
+    u16 v2 = *(u16 *)(ctx_addr + 28);
     if (!(v1 == 6U))
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    s32 v8 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 16));
-        v8 = t;
-    }
+    s32 v8 = *(s32 *)(ctx_addr + 16);
     ev.f_oldstate = v8;
-    s32 v9 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
-        v9 = t;
-    }
+    s32 v9 = *(s32 *)(ctx_addr + 20);
     ev.f_newstate = v9;
     {
         struct agg_count_key_t key;

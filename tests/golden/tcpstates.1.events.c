@@ -48,30 +48,15 @@ static __always_inline void count_lost(void)
 int p0_change_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u16 v1 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 30));
-        v1 = t;
-    }
-    u16 v2 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 28));
-        v2 = t;
-    }
+    u16 v1 = *(u16 *)(ctx_addr + 30);
+    u16 v2 = *(u16 *)(ctx_addr + 28);
     if (!(v1 == 6U))
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     u64 v3 = bpf_ktime_get_ns();
     ev.f_time = v3;
-    u64 v4 = 0;
-    {
-        u64 t = 0;
-        bpf_probe_read_kernel(&t, 8, (void *)(ctx_addr + 8));
-        v4 = t;
-    }
+    u64 v4 = *(u64 *)(ctx_addr + 8);
     ev.f_skaddr = v4;
     u32 v5 = bpf_get_current_pid_tgid() >> 32;
     ev.f_pid = v5;
@@ -82,38 +67,18 @@ int p0_change_tracepoint_sock_inet_sock_set_state(void *ctx)
         bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(ctx_addr + 32));
     else if (ev.f_saddr.family == 10)
         bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(ctx_addr + 40));
-    u16 v6 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 24));
-        v6 = t;
-    }
+    u16 v6 = *(u16 *)(ctx_addr + 24);
     ev.f_sport = v6;
     ev.f_daddr.family = v2;
     if (ev.f_daddr.family == 2)
         bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(ctx_addr + 36));
     else if (ev.f_daddr.family == 10)
         bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(ctx_addr + 56));
-    u16 v7 = 0;
-    {
-        u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(ctx_addr + 26));
-        v7 = t;
-    }
+    u16 v7 = *(u16 *)(ctx_addr + 26);
     ev.f_dport = v7;
-    s32 v8 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 16));
-        v8 = t;
-    }
+    s32 v8 = *(s32 *)(ctx_addr + 16);
     ev.f_oldstate = v8;
-    s32 v9 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(ctx_addr + 20));
-        v9 = t;
-    }
+    s32 v9 = *(s32 *)(ctx_addr + 20);
     ev.f_newstate = v9;
     if (events.ringbuf_output(&ev, sizeof(ev), 0) < 0)
         count_lost();
