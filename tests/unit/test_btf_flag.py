@@ -38,6 +38,8 @@ REAL_SOCK = {
 REAL_TP = {"protocol": 30, "oldstate": 16, "newstate": 20, "skaddr": 8}
 REAL_CONSTANTS = (6, 7, 2)  # IPPROTO_TCP, TCP_CLOSE, TCP_SYN_SENT
 READ = re.compile(r"bpf_probe_read_kernel\(&(\S+), (\d+), \(void \*\)\((\w+) \+ (\d+)\)\);")
+# a tracepoint record's aligned field: a plain load from the context
+CTX_LOAD = re.compile(r"= \*\([us](\d+) \*\)\((ctx_addr) \+ (\d+)\);")
 
 
 def rendered(btf: str, alternative: int) -> str:
@@ -51,6 +53,8 @@ def reads(c: str) -> dict[str, set[tuple[int, int]]]:
     out: dict[str, set[tuple[int, int]]] = {"ctx_addr": set(), "sk": set()}
     for _, size, base, off in READ.findall(c):
         out["ctx_addr" if base == "ctx_addr" else "sk"].add((int(size), int(off)))
+    for bits, _, off in CTX_LOAD.findall(c):
+        out["ctx_addr"].add((int(bits) // 8, int(off)))
     return out
 
 
