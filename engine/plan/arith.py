@@ -23,15 +23,12 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.plan import model as M
-from engine.plan.resolve import VT, PlanError, Resolver, Val, int_vt
+from engine.plan.resolve import PlanError, Resolver, Val, constant_val, int_vt
 from engine.spec import expr as E
-
-CONSTANT = ("integer", "enum constant")
-INTEGER = VT("int", 8, True, label="integer")
 
 
 def is_constant(val: Val) -> bool:
-    return val.vt.label in CONSTANT
+    return val.is_const
 
 
 def literal_type(value: int) -> str:
@@ -81,18 +78,18 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
     left = operand_val(r, node.left)
     right = operand_val(r, node.right)
     if is_constant(left) and is_constant(right):
-        a, b = int(left.var), int(right.var)
+        a, b = _const(left), _const(right)
         if op_divides(node.op) and b == 0:
             raise PlanError(f"division by zero (`{node.op} 0`)", node.col)
         if node.op in ("<<", ">>") and not 0 <= b < 64:
             raise PlanError(f"a shift by {b} is outside 0..63", node.col)
-        return Val(INTEGER, var=str(wrap(fold(node.op, a, b), "s64")))
+        return constant_val(wrap(fold(node.op, a, b), "s64"))
     via = ""
     if node.op in ("<<", ">>"):
         operand_type(right, node.right)  # refuses pointers
         ctype = "s64" if is_constant(left) else operand_type(left, node.left)
         if is_constant(right):
-            b = int(right.var)
+            b = _const(right)
             width = int(ctype[1:])
             if not 0 <= b < width:
                 article = "an" if ctype[0] == "s" else "a"
@@ -103,7 +100,7 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
     else:
         ctype = common(operand_type(left, node.left), operand_type(right, node.right))
         if op_divides(node.op):
-            if is_constant(right) and int(right.var) == 0:
+            if is_constant(right) and _const(right) == 0:
                 raise PlanError(f"division by zero (`{node.op} 0`)", node.col)
             if ctype[0] == "s" and not (never_negative(left) and never_negative(right)):
                 raise PlanError(
@@ -116,7 +113,7 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
     parts = []
     for val in (left, right):
         if is_constant(val):
-            value = int(val.var)
+            value = _const(val)
             if val is right and node.op in ("<<", ">>"):
                 parts.append(_literal(value, ctype))  # checked above: 0..width-1
                 continue
@@ -141,7 +138,7 @@ def operand_val(r: Resolver, node: E.Node) -> Val:
 def operand_type(val: Val, node: E.Node) -> str:
     """An operand's type after promotion; a constant's is its literal type (and must be one)."""
     if is_constant(val):
-        value = int(val.var)
+        value = _const(val)
         if not -(1 << 63) <= value < 1 << 64:
             raise PlanError(
                 f"{value} does not fit 64 bits (-9223372036854775808..18446744073709551615)",
@@ -160,15 +157,15 @@ def operand_type(val: Val, node: E.Node) -> str:
 def never_negative(val: Val) -> bool:
     """Known >= 0 however it is computed: a constant >= 0, or a u8/u16 (promoted to s32)."""
     if is_constant(val):
-        return int(val.var) >= 0
+        return _const(val) >= 0
     return val.vt.ctype[0] == "u"
 
 
 def unary(r: Resolver, node: E.Unary) -> Val:
     val = operand_val(r, node.operand)
     if is_constant(val):
-        v = int(val.var)
-        return Val(INTEGER, var=str(-v if node.op == "-" else ~v))
+        v = _const(val)
+        return constant_val(-v if node.op == "-" else ~v)
     ctype = operand_type(val, node.operand)
     dest = r.s.local()
     r.s.emit(M.Arith(dest, ctype, node.op, "", val.var))
@@ -240,3 +237,8 @@ def inline(expr: M.CExpr, steps: list[M.Step]) -> M.CExpr:
         return e
 
     return walk(expr)
+
+
+def _const(val: Val) -> int:
+    assert val.const is not None
+    return val.const

@@ -812,7 +812,7 @@ class Planner:
             ctype, count, decoder = "u8", vt.size, "hex"
         elif vt.kind in ("int", "ptr"):
             rv = r.rvalue(val)
-            if rv.vt.label in ("integer", "enum constant"):
+            if rv.is_const:
                 raise PlanError("a field needs a kernel value, not a constant", col)
             ctype, count = rv.vt.ctype, 0
             swap = 0

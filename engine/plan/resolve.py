@@ -115,10 +115,20 @@ class Val:
     offset: int = 0
     bits: tuple[int, int] = (0, 0)  # lvalue bitfield: (bit offset from `offset`, width)
     parts: tuple[Val, ...] = ()  # inet: family (rvalue), v4 lvalue, v6 lvalue
+    const: int | None = None  # a number written in the spec, an enum constant, or folded
 
     @property
     def is_lvalue(self) -> bool:
         return bool(self.base)
+
+    @property
+    def is_const(self) -> bool:
+        return self.const is not None
+
+
+def constant_val(value: int, label: str = "integer") -> Val:
+    """A constant: its value kept as a number (`const`); `var` is its C text."""
+    return Val(VT("int", 8, True, label=label), var=str(value), const=value)
 
 
 def is_char(t: BtfType) -> bool:
@@ -287,7 +297,7 @@ class Resolver:
                 return Val(VT("ptr", 8, btf=task.id, label="struct task_struct *"), var=dest)
         value = self.enum_lookup(name)
         if value is not None:
-            return Val(VT("int", 8, True, label="enum constant"), var=str(fits64(value, node)))
+            return constant_val(fits64(value, node), "enum constant")
         raise PlanError(
             f"unknown name '{name}'; expected {self.expected_names()}"
             f"{did_you_mean(name, self.known_names()) or did_you_mean(name, self.enum_names())}",
@@ -325,7 +335,7 @@ class Resolver:
         if isinstance(node, E.Name):
             return self.name(node)
         if isinstance(node, E.Num):
-            return Val(VT("int", 8, True, label="integer"), var=str(fits64(node.value, node)))
+            return constant_val(fits64(node.value, node))
         if isinstance(node, E.Attr):
             return self.member(self.value(node.base), node)
         if isinstance(node, E.Index):
@@ -662,8 +672,8 @@ class Resolver:
                 rvar = M.CVar(rval.var, rval.vt.ctype)
                 return M.CCompare(node.op, M.CNum(value, rval.vt.ctype), rvar)
         lvar: M.CExpr = (
-            M.CNum(int(left.var), "u64" if int(left.var) >= 1 << 63 else "s64")
-            if is_constant(left)
+            M.CNum(left.const, "u64" if left.const >= 1 << 63 else "s64")
+            if left.const is not None
             else M.CVar(left.var, left.vt.ctype)
         )
         ctype = left.vt.ctype
@@ -754,8 +764,9 @@ class Resolver:
                     node.col,
                 )
             value = found
-        elif isinstance(node, (E.BinOp, E.Unary)) and self.value(node).vt.label == "integer":
-            value = int(self.value(node).var)  # a constant expression, folded: 1 << 4
+        elif isinstance(node, (E.BinOp, E.Unary)) and (folded := self.value(node)).is_const:
+            assert folded.const is not None
+            value = folded.const  # a constant expression, folded: 1 << 4
         else:
             raise PlanError("expected an integer or an enum constant", getattr(node, "col", 0))
         return fits(value, ctype, node)
@@ -763,7 +774,7 @@ class Resolver:
 
 def is_constant(val: Val) -> bool:
     """A number written in the spec (or an enum constant), not a kernel value."""
-    return val.vt.label in ("integer", "enum constant")
+    return val.is_const
 
 
 def fits(value: int, ctype: str, node: E.Node) -> int:

@@ -146,14 +146,14 @@ class StateResolver:
         parts = []
         for item, slot in zip(items, smap.key.slots):
             val = self.r.number(self.r.value(item), item)
-            if val.vt.label not in ("integer", "enum constant") and val.vt.size > slot.size:
+            if not val.is_const and val.vt.size > slot.size:
                 raise PlanError(
                     f"this key is a {val.vt.ctype} ({val.vt.size} bytes) but state "
                     f"'{smap.name}' keys are {slot.ctype}; use a {slot.ctype} value or declare "
                     f"`key: {val.vt.ctype}`",
                     _col(item),
                 )
-            if val.vt.label in ("integer", "enum constant"):
+            if val.is_const:
                 parts.append((slot.name, str(self.r.constant(item, slot.ctype))))
             else:
                 parts.append((slot.name, val.var))
@@ -236,11 +236,7 @@ class StateResolver:
                 comm.append(slot.name)
                 continue
             val = self.r.number(self.r.value(node), node)
-            text = (
-                str(self.r.constant(node, slot.ctype))
-                if val.vt.label in ("integer", "enum constant")
-                else val.var
-            )
+            text = str(self.r.constant(node, slot.ctype)) if val.is_const else val.var
             parts.append((slot.name, text))
         dest = self.r.s.local()
         self.r.s.emit(M.StatePut(dest, smap.name, key, tuple(parts), tuple(comm), smap.index))
