@@ -64,7 +64,7 @@ DECODERS = (
     ))),
     ('f_bytes', 'int', _d.FieldInfo(0, (
     ))),
-    ('f_lat', 'milliseconds', _d.FieldInfo(0, (
+    ('f_lat', 'ms', _d.FieldInfo(0, (
     ))),
 )
 

@@ -50,7 +50,7 @@ DECODERS = (
     ))),
     ('f_tid', 'int', _d.FieldInfo(0, (
     ))),
-    ('f_age', 'seconds', _d.FieldInfo(0, (
+    ('f_age', 'secs', _d.FieldInfo(0, (
     ))),
     ('f_code', 'int', _d.FieldInfo(0, (
     ))),
