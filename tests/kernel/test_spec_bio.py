@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from bpftrace_oracle import Bpftrace
+from oracle import BpftraceJson
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -95,7 +95,7 @@ END { clear(@start); }
 
 def test_biolatency_histogram_matches_bpftraces(engine, loopdev) -> None:
     path, dev = loopdev
-    oracle = Bpftrace(LATENCY_SCRIPT % dev)
+    oracle = BpftraceJson(LATENCY_SCRIPT % dev)
     try:
         ours = engine("specs/biolatency.yaml", "-d", str(dev), "-o", "json")
         per_disk_ms = engine("specs/biolatency.yaml", "-D", "-m", "-o", "json")
@@ -144,7 +144,7 @@ END { clear(@start); clear(@pid); }
 
 def test_biosnoop_rows_match_the_workload_and_bpftrace(engine, loopdev) -> None:
     path, dev = loopdev
-    oracle = Bpftrace(SNOOP_SCRIPT % dev)
+    oracle = BpftraceJson(SNOOP_SCRIPT % dev)
     try:
         e = engine("specs/biosnoop.yaml", "-d", str(dev), "-o", "json")
         started = time.monotonic()

@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from bpftrace_oracle import Bpftrace
+from oracle import BpftraceJson
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -76,7 +76,7 @@ def end(child: subprocess.Popen[str], sig: int) -> int:
 
 
 def test_codes_signals_and_ages_match_bpftrace(engine) -> None:
-    oracle = Bpftrace(SCRIPT % os.getpid())
+    oracle = BpftraceJson(SCRIPT % os.getpid())
     children: dict[str, subprocess.Popen[str]] = {}
     try:
         started = time.monotonic()
