@@ -10,8 +10,11 @@ import signal
 import subprocess
 import threading
 import time
+from typing import IO
 
 import pytest
+
+STOP_TIMEOUT = 90.0  # bpftrace detaches its probes on exit; slow on a loaded machine
 
 
 class Bpftrace:
@@ -66,42 +69,50 @@ class BpftraceJson:
             start_new_session=True,
         )
         self.lines: list[str] = []
+        self.errors: list[str] = []
         self.ready = threading.Event()
-        self.pump = threading.Thread(target=self._read, daemon=True)
-        self.pump.start()
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        # both pipes are drained on threads, so neither can fill and stall bpftrace
+        self.pumps = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True),
+        ]
+        for pump in self.pumps:
+            pump.start()
         if not self.ready.wait(60):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-            pytest.fail(f"bpftrace did not start: {self.close()[-2000:]}")
+            self.kill()
+            pytest.fail(f"bpftrace did not start: {''.join(self.errors)[-2000:]}")
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "READY" in line:
+    def _read(self, stream: IO[str], out: bool) -> None:
+        for line in stream:
+            (self.lines if out else self.errors).append(line)
+            if out and "READY" in line:
                 self.ready.set()
 
     def stop(self) -> list[dict]:
         """SIGINT (maps print at exit); the JSON records it printed."""
         os.killpg(self.proc.pid, signal.SIGINT)
-        self.proc.wait(timeout=30)
-        self.pump.join(timeout=30)
-        err = self.close()
-        assert self.proc.returncode == 0, err
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"bpftrace did not exit {STOP_TIMEOUT:.0f} s after SIGINT")
+        self.close()
+        assert self.proc.returncode == 0, "".join(self.errors)
         return [json.loads(line) for line in self.lines if line.startswith("{")]
 
-    def close(self) -> str:
-        """Close the pipes; what bpftrace said on stderr."""
+    def close(self) -> None:
+        """Wait for the pipes' ends and close them."""
+        for pump in self.pumps:
+            pump.join(timeout=STOP_TIMEOUT)
         assert self.proc.stdout is not None and self.proc.stderr is not None
-        err = self.proc.stderr.read()
         self.proc.stdout.close()
         self.proc.stderr.close()
-        return err
 
     def kill(self) -> None:
         """Teardown: make sure it is gone and its pipes are closed."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=STOP_TIMEOUT)
         if self.proc.stdout is not None and not self.proc.stdout.closed:
             self.close()
