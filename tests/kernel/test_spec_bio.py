@@ -40,13 +40,21 @@ def loopdev(tmp_path: Path) -> Iterator[tuple[str, int]]:
     if made.returncode != 0:
         pytest.fail(f"losetup failed: {made.stderr.strip()}")
     path = made.stdout.strip()
+    # Held open and detached at once: the kernel then frees the device when the last
+    # descriptor closes (autoclear), so it goes even if this process is killed.
+    held = os.open(path, os.O_RDONLY)
     try:
-        rdev = os.stat(path).st_rdev
+        detached = subprocess.run(
+            ["losetup", "-d", path], capture_output=True, text=True, timeout=30
+        )
+        if detached.returncode != 0:
+            pytest.fail(f"losetup -d {path} failed: {detached.stderr.strip()}")
+        rdev = os.fstat(held).st_rdev
         if shutil.which("udevadm"):  # udev probes a new device; let it finish first
             subprocess.run(["udevadm", "settle"], timeout=30, check=False)
         yield path, os.major(rdev) << 20 | os.minor(rdev)
     finally:
-        subprocess.run(["losetup", "-d", path], timeout=30, check=False)
+        os.close(held)
 
 
 def dd(*args: str) -> int:
