@@ -62,12 +62,10 @@ BPF_TABLE("lru_hash", struct state_start_key_t, struct state_start_val_t, state_
 int p0_issue_tracepoint_block_block_rq_issue(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u32 v1 = 0;
-    bpf_probe_read_kernel(&v1, 4, (void *)(ctx_addr + 8));
+    u32 v1 = *(u32 *)(ctx_addr + 8);
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u64 v2 = 0;
-    bpf_probe_read_kernel(&v2, 8, (void *)(ctx_addr + 16));
+    u64 v2 = *(u64 *)(ctx_addr + 16);
     struct state_start_key_t v3;
     __builtin_memset(&v3, 0, sizeof(v3));
     v3.k0 = v1;
@@ -86,10 +84,8 @@ int p0_issue_tracepoint_block_block_rq_issue(void *ctx)
 int p1_complete_tracepoint_block_block_rq_complete(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u32 v5 = 0;
-    bpf_probe_read_kernel(&v5, 4, (void *)(ctx_addr + 8));
-    u64 v6 = 0;
-    bpf_probe_read_kernel(&v6, 8, (void *)(ctx_addr + 16));
+    u32 v5 = *(u32 *)(ctx_addr + 8);
+    u64 v6 = *(u64 *)(ctx_addr + 16);
     struct state_start_key_t v7;
     __builtin_memset(&v7, 0, sizeof(v7));
     v7.k0 = v5;

@@ -50,18 +50,34 @@ int p0_exit_tracepoint_sched_sched_process_exit(void *ctx)
     ev.f_pid = v2;
     u64 v3 = (u64)bpf_get_current_task();
     u64 v4 = 0;
-    bpf_probe_read_kernel(&v4, 8, (void *)(v3 + 1280));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(v3 + 1280));
+        v4 = t;
+    }
     s32 v5 = 0;
-    bpf_probe_read_kernel(&v5, 4, (void *)(v4 + 1268));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(v4 + 1268));
+        v5 = t;
+    }
     ev.f_ppid = v5;
     ev.f_tid = v1;
     u64 v6 = bpf_ktime_get_ns();
     u64 v7 = 0;
-    bpf_probe_read_kernel(&v7, 8, (void *)(v3 + 1552));
+    {
+        u64 t = 0;
+        bpf_probe_read_kernel(&t, 8, (void *)(v3 + 1552));
+        v7 = t;
+    }
     u64 v8 = (u64)((u64)v6 - (u64)v7);
     ev.f_age = v8;
     s32 v9 = 0;
-    bpf_probe_read_kernel(&v9, 4, (void *)(v3 + 1164));
+    {
+        s32 t = 0;
+        bpf_probe_read_kernel(&t, 4, (void *)(v3 + 1164));
+        v9 = t;
+    }
     s32 v10 = (s32)((s32)v9 >> (s32)8);
     s32 v11 = (s32)((s32)v10 & (s32)255);
     ev.f_code = v11;
