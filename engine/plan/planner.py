@@ -49,7 +49,7 @@ AGG_WORDS = {"sum": "a sum", "min": "a min", "max": "a max", "avg": "an average"
              "hist": "a histogram", "lhist": "a histogram"}  # fmt: skip
 AGG_HEADERS = {"count": "COUNT"}
 NOT_NUMBERS = ("str", "inet", "hex", "ksym", "elapsed", "bool", "enum", "errno", "ip_version",
-               "ms", "secs", "syscall")  # fmt: skip
+               "ms", "secs", "syscall", "devt")  # fmt: skip
 # Flags of `engine run` / `engine render` themselves; spec options may not take them
 # (tests/unit/test_planner.py checks this set against the CLI's parsers).
 ENGINE_FLAGS = {

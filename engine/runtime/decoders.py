@@ -125,6 +125,11 @@ def syscall_name(number: int) -> str:
     return bcc_name(number).decode("utf-8", "replace")
 
 
+def devt(dev: int) -> str:
+    """A kernel dev_t (major << 20 | minor, as block tracepoints carry it) as MAJ:MIN."""
+    return f"{dev >> 20}:{dev & 0xFFFFF}"
+
+
 # --- the registry: every decoder a spec may name -----------------------------------------
 
 Convert = Callable[[Any], Any]
@@ -178,6 +183,7 @@ REGISTRY: dict[str, Decoder] = {
     # nanoseconds shown in a larger unit, with decimals (bcc's LAT(ms), AGE(s))
     "ms": Decoder(8, _const(lambda ns: round(ns / 1e6, 3)), decimal=True),
     "secs": Decoder(8, _const(lambda ns: round(ns / 1e9, 3)), decimal=True),
+    "devt": Decoder(9, _const(devt), cached=True),
     "ksym": Decoder(24, lambda field, state: _ksym_ready()),
     "syscall": Decoder(16, _const(syscall_name)),
 }

@@ -121,3 +121,10 @@ def test_an_unknown_step_kind_is_an_error_not_empty_c() -> None:
                         sinks=(M.EventSink("ringbuf", 8, 0),))  # fmt: skip
     with pytest.raises(TypeError, match="no template for step kind bogus"):
         render.render_c(program)
+
+
+def test_devt_is_major_colon_minor() -> None:
+    """A block dev_t (major << 20 | minor) as biolatency -D's `disk = 7:0`."""
+    assert d.devt(7 << 20) == "7:0"
+    assert d.devt(254 << 20 | 17) == "254:17"
+    assert d.devt(8 << 20 | 0xFFFFF) == "8:1048575"
