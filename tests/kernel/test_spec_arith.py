@@ -1,7 +1,8 @@
 """`tests/specs/live/arith.yaml`: arithmetic and bit operations computed in the kernel on
 kill() arguments the test chooses and on the task's priority, compared with the same
-operations modelled in Python under C's rules: the syscall fields are u64 (tracefs says 8
-bytes, unsigned), tgid is u32, task.prio an int (s32, shifted right arithmetically)."""
+operations modelled in Python under C's rules: the syscall fields have their C types (pid_t
+and int: s32, though tracefs widens them to 8 unsigned bytes), tgid is u32, task.prio an int
+(s32); s32 values shift right arithmetically, as Python's ints do."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 SPEC = "tests/specs/live/arith.yaml"
 # (pid, sig): itself with 0 and SIGCONT (harmless), a process group and a pid that do not
 # exist; SIGWINCH (28) is dropped by the alternative's `where: (args.sig >> 2) != 7`, the
-# kill of 9999991 by the probe's `filter: tpid / 1000000 != 9`.
+# kill of 9999991 by the probe's `filter: tpid * 2 != 19999982`.
 CHILD = """
 import os, signal
 me = os.getpid()
@@ -28,20 +29,16 @@ print(me, os.getpriority(os.PRIO_PROCESS, 0))
 """
 
 
-U64 = (1 << 64) - 1
-
-
 def expected(me: int, nice: int, pid: int, sig: int) -> dict[str, int]:
-    pid &= 0xFFFFFFFF  # the raw register: the int zero-extended into the 8-byte u64 field
     prio = 120 + nice
     return {
         "pid": me,
         "tpid": pid,
         "sig3": sig * 3 + 1,
         "low": pid & 0xFF,
-        "high": pid >> 8,  # u64: a logical shift
-        "neg": -sig & U64,
-        "inv": ~pid & U64,
+        "high": pid >> 8,  # s32: an arithmetic shift (-99999 >> 8 is -391)
+        "neg": -sig,
+        "inv": ~pid,
         "quot": me // 7,  # u32
         "rem": me % 7,
         "wrap": (me - 1) & 0xFFFFFFFF,  # u32 + (-1): C converts -1 to u32
@@ -68,6 +65,6 @@ def test_arithmetic_values_are_exact(engine) -> None:
         expected(me, nice, me, 18),
         expected(me, nice, -99999, 0),
     ]  # (me, 28) dropped by the `where`, (9999991, 0) by the filter's arithmetic
-    assert rows[2]["tpid"] == 2**32 - 99999 and rows[2]["high"] == (2**32 - 99999) >> 8
+    assert rows[2]["tpid"] == -99999 and rows[2]["high"] == -391  # signed, as kill(2) has it
     if nice == 0:
         assert (rows[0]["sprio"], rows[0]["sshift"], rows[0]["smask"]) == (-80, -20, 176)
