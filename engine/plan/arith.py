@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.plan import model as M
-from engine.plan.resolve import PlanError, Resolver, Val, constant_val, int_vt
+from engine.plan.resolve import PlanError, Resolver, Val, VKind, constant_val, int_vt
 from engine.spec import expr as E
 
 
@@ -145,7 +145,7 @@ def operand_type(val: Val, node: E.Node) -> str:
                 _col(node),
             )
         return literal_type(value)
-    if val.vt.kind != "int":
+    if val.vt.kind is not VKind.INT:
         raise PlanError(
             f"arithmetic on a '{val.vt.label}' is not supported (numbers only; C would "
             "scale a pointer by its pointee's size)",

@@ -32,6 +32,7 @@ from engine.plan.resolve import (
     Resolver,
     Scope,
     Val,
+    VKind,
     int_vt,
     name_index,
 )
@@ -429,7 +430,7 @@ class Planner:
             if isinstance(n, E.Name) and n.name in fields:
                 f = fields[n.name]
                 if f.count or f.ctype.startswith("struct"):
-                    kind = "str" if f.decoder == "str" else f.decoder
+                    kind = {"str": VKind.STR, "inet": VKind.INET}.get(f.decoder, VKind.ARRAY)
                     vt = VT(kind, f.count, count=f.count, label=f"{f.decoder} field '{f.name}'")
                     return Val(vt, var=f"ev.{M.slot_name(n.name)}")
                 return Val(int_vt(f.ctype), var=f"ev.{M.slot_name(n.name)}")
@@ -768,16 +769,16 @@ class Planner:
         col = getattr(node, "col", 0)
         header = spec.get("header", name.upper())
         enum_values: tuple[tuple[int, str], ...] = ()
-        if vt.kind == "comm":
+        if vt.kind is VKind.COMM:
             if decode not in (None, "str"):
                 raise PlanError(f"decoder '{decode}' does not fit comm (a string)", col)
             steps.append(M.Comm(dest, COMM_LEN))
             ctype, count, decoder = "char", COMM_LEN, "str"
-        elif vt.kind == "inet" or decode == "inet":
-            if vt.kind == "inet":
+        elif vt.kind is VKind.INET or decode == "inet":
+            if vt.kind is VKind.INET:
                 family, v4, v6 = val.parts
                 steps.append(M.Inet(dest, family.var, v4.base, v4.offset, v6.base, v6.offset))
-            elif val.is_lvalue and vt.size in (4, 16) and vt.kind in ("int", "array"):
+            elif val.is_lvalue and vt.size in (4, 16) and vt.kind in (VKind.INT, VKind.ARRAY):
                 fam = "2" if vt.size == 4 else "10"
                 steps.append(M.Inet(dest, fam, val.base, val.offset, val.base, val.offset))
             else:
@@ -787,17 +788,21 @@ class Planner:
                     col,
                 )
             ctype, count, decoder = "struct inet_addr", 0, "inet"
-        elif vt.kind == "str" or (vt.char and vt.kind in ("array", "ptr")) or decode == "str":
-            size = spec.get("size", vt.count if vt.kind == "array" else DEFAULT_STR)
+        elif (
+            vt.kind is VKind.STR
+            or (vt.char and vt.kind in (VKind.ARRAY, VKind.PTR))
+            or decode == "str"
+        ):
+            size = spec.get("size", vt.count if vt.kind is VKind.ARRAY else DEFAULT_STR)
             if vt.data_loc:
                 steps.append(M.DataLocStr(dest, val.base, val.offset, size))
             elif val.var and vt.count:  # a comm kept in a state map
                 size = vt.count
                 steps.append(M.CopyLocal(dest, val.var, size))
-            elif vt.kind == "array" and val.is_lvalue:
+            elif vt.kind is VKind.ARRAY and val.is_lvalue:
                 steps.append(M.CopyStr(dest, r.address(val), 0, min(size, vt.size)))
                 size = min(size, vt.size)
-            elif vt.kind == "ptr":
+            elif vt.kind is VKind.PTR:
                 ptr = r.rvalue(val)
                 steps.append(M.CopyStr(dest, ptr.var, 0, size, user=vt.user))
             else:
@@ -805,18 +810,18 @@ class Planner:
             if decode not in (None, "str"):
                 raise PlanError(f"decoder '{decode}' does not fit a string", col)
             ctype, count, decoder = "char", size, "str"
-        elif vt.kind == "array":
+        elif vt.kind is VKind.ARRAY:
             if decode not in (None, "hex"):
                 raise PlanError(f"decoder '{decode}' does not fit an array ('{vt.label}')", col)
             steps.append(M.Copy(dest, val.base, val.offset, vt.size))
             ctype, count, decoder = "u8", vt.size, "hex"
-        elif vt.kind in ("int", "ptr"):
+        elif vt.kind in (VKind.INT, VKind.PTR):
             rv = r.rvalue(val)
             if rv.is_const:
                 raise PlanError("a field needs a kernel value, not a constant", col)
             ctype, count = rv.vt.ctype, 0
             swap = 0
-            decoder = decode or ("hex" if vt.kind == "ptr" else "int")
+            decoder = decode or ("hex" if vt.kind is VKind.PTR else "int")
             if decode in ("be16", "be32", "be64"):
                 bits = int(decode[2:])
                 if rv.vt.size * 8 != bits:
@@ -826,7 +831,7 @@ class Planner:
                         col,
                     )
                 swap, decoder = bits, "int"
-            if decoder == "enum" or (decode is None and vt.btf and vt.kind == "int"):
+            if decoder == "enum" or (decode is None and vt.btf and vt.kind is VKind.INT):
                 enum_values = self.enum_values(enum_name, vt, col)
                 decoder = "enum"
             if decoder == "ksym" and rv.vt.size != 8:
@@ -836,7 +841,7 @@ class Planner:
                     f"decoder '{decoder}' needs nanoseconds (a u64 such as ktime_ns)", col
                 )
             steps.append(M.Store(dest, rv.var, swap))
-        elif vt.kind == "struct":
+        elif vt.kind is VKind.STRUCT:
             raise PlanError(
                 f"a field can't hold a whole '{vt.label}'; pick a member, e.g. "
                 f"'{_first_member(self.btf, vt)}'",

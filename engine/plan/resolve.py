@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from engine.attach import KINDS, ArgAccess, AttachKind
@@ -79,11 +80,25 @@ class AlreadyReported(PlanError):
 # --- value types ------------------------------------------------------------------------------
 
 
+class VKind(str, Enum):
+    """What kind of value the planner holds."""
+
+    INT = "int"
+    PTR = "ptr"
+    STRUCT = "struct"  # a struct or union in memory (an lvalue)
+    ARRAY = "array"
+    INET = "inet"  # an address by family (sock_saddr, inet())
+    STR = "str"  # a string: a char array slot, a __data_loc string
+    COMM = "comm"  # the current task's name (bpf_get_current_comm)
+    VOID = "void"
+    STATE = "state"  # a multi-member state map value (engine.plan.state)
+
+
 @dataclass(frozen=True)
 class VT:
     """What a planner value is: an int, a pointer, a struct in memory, an array, ..."""
 
-    kind: str  # int ptr struct array inet str comm void
+    kind: VKind
     size: int = 0
     signed: bool = False
     btf: int = 0  # ptr: pointee id; struct: its id; array: element id; int: enum id or 0
@@ -96,13 +111,13 @@ class VT:
 
     @property
     def ctype(self) -> str:
-        if self.kind == "ptr":
+        if self.kind is VKind.PTR:
             return "u64"
         return f"{'s' if self.signed else 'u'}{self.size * 8}"
 
 
 def int_vt(ctype: str) -> VT:
-    return VT("int", int(ctype[1:]) // 8, ctype[0] == "s", label=ctype)
+    return VT(VKind.INT, int(ctype[1:]) // 8, ctype[0] == "s", label=ctype)
 
 
 @dataclass(frozen=True)
@@ -128,7 +143,7 @@ class Val:
 
 def constant_val(value: int, label: str = "integer") -> Val:
     """A constant: its value kept as a number (`const`); `var` is its C text."""
-    return Val(VT("int", 8, True, label=label), var=str(value), const=value)
+    return Val(VT(VKind.INT, 8, True, label=label), var=str(value), const=value)
 
 
 def is_char(t: BtfType) -> bool:
@@ -141,25 +156,25 @@ def vt_of(btf: Btf, type_id: int) -> VT:
     t = btf.strip(type_id)
     label = btf.type_str(type_id)
     if t.kind == Kind.INT:
-        return VT("int", t.size, t.signed, label=label, char=is_char(t))
+        return VT(VKind.INT, t.size, t.signed, label=label, char=is_char(t))
     if t.kind in (Kind.ENUM, Kind.ENUM64):
-        return VT("int", t.size, t.signed, btf=t.id, label=label)
+        return VT(VKind.INT, t.size, t.signed, btf=t.id, label=label)
     if t.kind == Kind.PTR:
         target = btf.strip(t.type_id)
-        return VT("ptr", 8, btf=target.id, label=label, char=is_char(target))
+        return VT(VKind.PTR, 8, btf=target.id, label=label, char=is_char(target))
     if t.kind in (Kind.STRUCT, Kind.UNION, Kind.FWD):
-        return VT("struct", t.size, btf=t.id, label=label)
+        return VT(VKind.STRUCT, t.size, btf=t.id, label=label)
     if t.kind == Kind.ARRAY:
         elem = btf.strip(t.type_id)
         return VT(
-            "array",
+            VKind.ARRAY,
             btf.sizeof(t.id),
             btf=elem.id,
             count=t.nelems,
             label=label,
             char=is_char(elem),
         )
-    return VT("void", label=label)
+    return VT(VKind.VOID, label=label)
 
 
 # --- per-alternative code builder -------------------------------------------------------
@@ -258,7 +273,7 @@ class Resolver:
         s = self.s
         name = node.name
         if name == "args" and s.record is not None:
-            return Val(VT("struct", label=s.record_label), base="ctx_addr")
+            return Val(VT(VKind.STRUCT, label=s.record_label), base="ctx_addr")
         if name == "ret" and s.ret is not None:
             vt = vt_of(self.btf, s.ret) if s.ret else int_vt("s64")
             dest = s.local()
@@ -288,13 +303,13 @@ class Resolver:
             s.emit(M.Builtin(dest, ctype, which))
             return Val(int_vt(ctype), var=dest)
         if name == "comm":
-            return Val(VT("comm", COMM_LEN, label="char[16]", char=True))
+            return Val(VT(VKind.COMM, COMM_LEN, label="char[16]", char=True))
         if name == "task":  # the current task_struct: task.real_parent.tgid and so on
             task = self.btf.find("task_struct", Kind.STRUCT)
             if task is not None:
                 dest = s.local()
                 s.emit(M.Builtin(dest, "u64", "task"))
-                return Val(VT("ptr", 8, btf=task.id, label="struct task_struct *"), var=dest)
+                return Val(VT(VKind.PTR, 8, btf=task.id, label="struct task_struct *"), var=dest)
         value = self.enum_lookup(name)
         if value is not None:
             return constant_val(fits64(value, node), "enum constant")
@@ -360,7 +375,7 @@ class Resolver:
 
     def member(self, base: Val, node: E.Attr) -> Val:
         s = self.s
-        if base.vt.kind == "state":
+        if base.vt.kind is VKind.STATE:
             return self.state().member(base, node)
         if base.vt.label == s.record_label and s.record is not None and base.base == "ctx_addr":
             if node.attr not in s.record:
@@ -372,7 +387,7 @@ class Resolver:
                 )
             offset, vt = s.record[node.attr]
             return Val(vt, base="ctx_addr", offset=offset)
-        if base.vt.kind == "ptr":
+        if base.vt.kind is VKind.PTR:
             if not base.vt.btf or self.btf.strip(base.vt.btf).kind not in (Kind.STRUCT, Kind.UNION):
                 raise PlanError(
                     f"'{node.attr}': a '{base.vt.label}' points to no struct; "
@@ -380,7 +395,7 @@ class Resolver:
                     node.col,
                 )
             base = Val(vt_of(self.btf, base.vt.btf), base=self.rvalue(base).var)
-        if base.vt.kind != "struct" or not base.is_lvalue:
+        if base.vt.kind is not VKind.STRUCT or not base.is_lvalue:
             raise PlanError(f"'{node.attr}': a '{base.vt.label}' has no members", node.col)
         hit = self.btf.member(base.vt.btf, node.attr)
         if hit is None:
@@ -393,7 +408,7 @@ class Resolver:
         if hit.bitfield_size:
             byte = hit.bit_offset // 8
             return Val(
-                VT("int", 0, vt.signed, label=f"{vt.label}:{hit.bitfield_size}"),
+                VT(VKind.INT, 0, vt.signed, label=f"{vt.label}:{hit.bitfield_size}"),
                 base=base.base,
                 offset=base.offset + byte,
                 bits=(hit.bit_offset % 8, hit.bitfield_size),
@@ -401,14 +416,14 @@ class Resolver:
         return Val(vt, base=base.base, offset=base.offset + hit.bit_offset // 8)
 
     def index(self, base: Val, node: E.Index) -> Val:
-        if base.vt.kind == "array" and base.is_lvalue:
+        if base.vt.kind is VKind.ARRAY and base.is_lvalue:
             if node.index >= base.vt.count:
                 raise PlanError(
                     f"index {node.index} is past the end of '{base.vt.label}'", node.col
                 )
             elem = vt_of(self.btf, base.vt.btf)
             return Val(elem, base=base.base, offset=base.offset + node.index * elem.size)
-        if base.vt.kind == "ptr" and base.vt.btf:
+        if base.vt.kind is VKind.PTR and base.vt.btf:
             elem = vt_of(self.btf, base.vt.btf)
             if node.index * elem.size > MAX_OFFSET:
                 raise PlanError(
@@ -430,8 +445,8 @@ class Resolver:
             ctype = "s64" if val.vt.signed else "u64"
             dest = s.local()
             s.emit(M.LoadBits(dest, ctype, val.base, val.offset, size, shift, (1 << width) - 1))
-            return Val(VT("int", 8, val.vt.signed, label=val.vt.label), var=dest)
-        if val.vt.kind not in ("int", "ptr") or val.vt.size not in (1, 2, 4, 8):
+            return Val(VT(VKind.INT, 8, val.vt.signed, label=val.vt.label), var=dest)
+        if val.vt.kind not in (VKind.INT, VKind.PTR) or val.vt.size not in (1, 2, 4, 8):
             raise PlanError(f"a '{val.vt.label}' is not a number or a pointer")
         key = (val.base, val.offset, val.vt.size, val.vt.ctype)
         dest = s.loads.get(key, "")
@@ -493,13 +508,13 @@ class Resolver:
                     f"not a '{val.vt.label}'",
                     node.col,
                 )
-        return Val(VT("inet", 18, label="inet address"), parts=(family, v4, v6))
+        return Val(VT(VKind.INET, 18, label="inet address"), parts=(family, v4, v6))
 
     def skb_header(self, node: E.Call) -> Val:
         if len(node.args) != 1:
             raise PlanError(f"{node.func}(skb) takes one argument", node.col)
         skb = self.value(node.args[0])
-        target = self.btf.strip(skb.vt.btf) if skb.vt.kind == "ptr" and skb.vt.btf else None
+        target = self.btf.strip(skb.vt.btf) if skb.vt.kind is VKind.PTR and skb.vt.btf else None
         if target is None or target.name != "sk_buff":
             raise PlanError(
                 f"{node.func}() needs a 'struct sk_buff *', got a '{skb.vt.label}'", node.col
@@ -508,7 +523,7 @@ class Resolver:
         off = self.rvalue(self.member(skb, E.Attr(node.args[0], node.func, node.col)))
         dest = self.s.local()
         self.s.emit(M.Sum(dest, head.var, off.var))
-        return Val(VT("ptr", 8, label="void *"), var=dest)
+        return Val(VT(VKind.PTR, 8, label="void *"), var=dest)
 
     def cast(self, node: E.Cast) -> Val:
         val = self.rvalue(self.value(node.expr))
@@ -518,7 +533,7 @@ class Resolver:
                 "can be read through it, not structs",
                 node.expr.col,
             )
-        if val.vt.kind not in ("ptr", "int") or val.vt.size != 8:
+        if val.vt.kind not in (VKind.PTR, VKind.INT) or val.vt.size != 8:
             raise PlanError(
                 f"only a pointer can be cast to a kernel type; got a '{val.vt.label}'",
                 node.expr.col,
@@ -536,7 +551,7 @@ class Resolver:
             )
         target = self.btf.strip(t.id)
         label = f"{'union' if target.kind == Kind.UNION else 'struct'} {target.name} *"
-        return Val(VT("ptr", 8, btf=target.id, label=label), var=val.var)
+        return Val(VT(VKind.PTR, 8, btf=target.id, label=label), var=val.var)
 
     # -- conditions ----------------------------------------------------------------------------
     def condition(
@@ -636,7 +651,7 @@ class Resolver:
         return opt, on, node.col
 
     def number(self, val: Val, node: E.Node) -> Val:
-        if val.vt.kind in ("inet", "comm", "str", "array", "struct"):
+        if val.vt.kind in (VKind.INET, VKind.COMM, VKind.STR, VKind.ARRAY, VKind.STRUCT):
             raise PlanError(
                 f"a '{val.vt.label}' cannot be compared (numbers only, for now)",
                 getattr(node, "col", 0),
@@ -651,11 +666,11 @@ class Resolver:
         top: bool,
     ) -> M.CExpr:
         first = operand(node.left)
-        if first.vt.kind == "comm":
+        if first.vt.kind is VKind.COMM:
             raise PlanError(
                 "comm can be compared in the probe's `filter`, as a field, not here", node.col
             )
-        if first.vt.kind == "str" and first.vt.count:
+        if first.vt.kind is VKind.STR and first.vt.count:
             return self.string_compare(node, first, options, top)
         if isinstance(node.right, E.Str):
             raise PlanError(

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from engine.errors import did_you_mean
 from engine.plan import model as M
-from engine.plan.resolve import STATE_HELPERS, VT, PlanError, Resolver, Val, int_vt
+from engine.plan.resolve import STATE_HELPERS, VT, PlanError, Resolver, Val, VKind, int_vt
 from engine.spec import expr as E
 
 INT_TYPES = ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64")
@@ -191,12 +191,12 @@ class StateResolver:
         if smap.members == ("value",):
             slot = smap.value.slots[0]
             return self.member_val(slot, f"{dest}.{slot.name}")
-        return Val(VT("state", label=f"state '{smap.name}' value", state=smap.name), var=dest)
+        return Val(VT(VKind.STATE, label=f"state '{smap.name}' value", state=smap.name), var=dest)
 
     @staticmethod
     def member_val(slot: M.Slot, var: str) -> Val:
         if slot.count:
-            vt = VT("str", slot.count, count=slot.count, label="char[16]", char=True)
+            vt = VT(VKind.STR, slot.count, count=slot.count, label="char[16]", char=True)
             return Val(vt, var=var)
         return Val(int_vt(slot.ctype), var=var)
 

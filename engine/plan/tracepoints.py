@@ -23,7 +23,7 @@ from typing import Mapping
 from engine.errors import EngineError, did_you_mean
 from engine.kernel import tracefs
 from engine.kernel.btf import Btf, BtfType, Kind
-from engine.plan.resolve import VT, vt_of
+from engine.plan.resolve import VT, VKind, vt_of
 
 Fields = Mapping[str, tuple[int, VT]]  # name -> (offset in the record, type)
 
@@ -108,7 +108,7 @@ def _live_record(btf: Btf, target: str, fmt: tracefs.EventFormat, records: list[
     slots = {
         f.name: f.size
         for f in fmt.event_fields
-        if fields[f.name][1].kind == "int" and fields[f.name][1].size < f.size
+        if fields[f.name][1].kind is VKind.INT and fields[f.name][1].size < f.size
     }
     why = "no BTF record has its layout" if records else "BTF has no trace_event_raw_* record of it"
     return Record(target, fields, "tracefs", why=why, slots=slots)
@@ -131,7 +131,7 @@ def _signs_agree(fields: Fields, signs: Mapping[str, bool]) -> bool:
     return all(
         vt.signed == signs.get(name, vt.signed)
         for name, (_, vt) in fields.items()
-        if vt.kind == "int" and vt.size > 1
+        if vt.kind is VKind.INT and vt.size > 1
     )
 
 
@@ -184,7 +184,7 @@ def record_fields(btf: Btf, record: BtfType) -> dict[str, tuple[int, VT]]:
         if m.name.startswith("__data_loc_"):
             out[m.name[len("__data_loc_") :]] = (
                 m.bit_offset // 8,
-                VT("str", 4, label="__data_loc char[]", char=True, data_loc=True),
+                VT(VKind.STR, 4, label="__data_loc char[]", char=True, data_loc=True),
             )
         else:
             out[m.name] = (m.bit_offset // 8, vt_of(btf, m.type_id))
@@ -204,17 +204,19 @@ def tracefs_fields(btf: Btf, fmt: tracefs.EventFormat, user: bool) -> dict[str, 
         text = base.rstrip("*").strip() in ("char", "signed char")
         offset = f.offset
         if f.data_loc:
-            vt = VT("str", 4, label=f"__data_loc {f.type}[]", char=True, data_loc=True)
+            vt = VT(VKind.STR, 4, label=f"__data_loc {f.type}[]", char=True, data_loc=True)
         elif "*" in f.type:
             pointee = 0
             if text:
                 char = btf.find("char", Kind.INT)
                 pointee = char.id if char else 0
-            vt = VT("ptr", 8, btf=pointee, label=f.type, char=text, user=user)
+            vt = VT(VKind.PTR, 8, btf=pointee, label=f.type, char=text, user=user)
         elif f.array_len:
-            vt = VT("array", f.size, count=f.array_len, label=f"{f.type}[{f.array_len}]", char=text)
+            vt = VT(
+                VKind.ARRAY, f.size, count=f.array_len, label=f"{f.type}[{f.array_len}]", char=text
+            )
         else:
-            vt = VT("int", f.size, f.signed, label=f.type)
+            vt = VT(VKind.INT, f.size, f.signed, label=f.type)
             named = c_integer(btf, f.type)
             if named is not None and named.size <= f.size:
                 vt = named
@@ -246,7 +248,7 @@ def c_integer(btf: Btf, ctype: str) -> VT | None:
     if t is None:
         return None
     vt = vt_of(btf, t.id)
-    return vt if vt.kind == "int" and vt.size in (1, 2, 4, 8) else None
+    return vt if vt.kind is VKind.INT and vt.size in (1, 2, 4, 8) else None
 
 
 def _gcc_int_name(words: list[str]) -> str:
