@@ -259,6 +259,14 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
         p.add_argument(
             "-v", "--verbose", action="store_true", help="show the compiler and verifier output"
         )
+        p.add_argument(
+            "--alternative",
+            type=int,
+            default=0,
+            metavar="N",
+            help="use each probe's N-th attach alternative, no fallback (default: the first "
+            "that works)",
+        )
     else:
         p.add_argument(
             "--decoder",
@@ -382,6 +390,12 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
     from engine.plan.bind import bind
     from engine.runtime import runner
 
+    for probe in plan.probes if ns.alternative else ():
+        if not 1 <= ns.alternative <= len(probe.alternatives):
+            raise UsageError(
+                f"--alternative {ns.alternative}: probe '{probe.name}' has "
+                f"{len(probe.alternatives)} alternatives"
+            )
     if ns.ebpf:
         program = bind(plan, mode="count" if ns.count else "events", options=values)
         sys.stdout.write(render.render_c(program))
@@ -407,6 +421,7 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         ringbuf_pages=ns.buffer_pages,
         options=values,
         clear=ns.clear,
+        alternative=ns.alternative,
     )
     return runner.run(plan, config)
 

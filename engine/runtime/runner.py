@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Mapping, TextIO
 
 from engine.attach import KINDS
 from engine.codegen import render
-from engine.errors import EngineError
+from engine.errors import EngineError, UsageError
 from engine.kernel import capabilities
 from engine.plan import model as M
 from engine.plan.bind import OptionValue, bind
@@ -49,6 +49,7 @@ class RunConfig:
     clear: bool = False  # aggregations: reset after each --interval print
     options: Mapping[str, OptionValue] = field(default_factory=dict)
     envelope: bool = False  # -o json: each row leads with {"engine": {time, host, spec, probe}}
+    alternative: int = 0  # 1-based: force each probe's N-th alternative (0: the first that works)
 
 
 def say(message: str) -> None:
@@ -73,10 +74,32 @@ def describe(alt: M.Alternative) -> str:
     return f"{alt.kind} {', '.join(alt.targets)}"
 
 
-def choose(plan: M.Plan, excluded: Mapping[tuple[str, int], str]) -> dict[str, int]:
-    """The first usable alternative of each probe; EngineError listing reasons if none."""
+def choose(
+    plan: M.Plan, excluded: Mapping[tuple[str, int], str], forced: int = 0
+) -> dict[str, int]:
+    """The first usable alternative of each probe; EngineError listing reasons if none.
+
+    `forced` (1-based) takes each probe's N-th alternative or fails saying why it cannot
+    attach: no fallback, so a test can run one chosen path (kprobe vs tracepoint) on purpose.
+    """
     choices: dict[str, int] = {}
     for probe in plan.probes:
+        if forced:
+            if not 1 <= forced <= len(probe.alternatives):
+                raise UsageError(
+                    f"--alternative {forced}: probe '{probe.name}' has "
+                    f"{len(probe.alternatives)} alternatives"
+                )
+            alt = probe.alternatives[forced - 1]
+            reason = excluded.get((probe.name, forced - 1)) or probe_alternative(alt)
+            if reason is not None:
+                raise EngineError(
+                    f"probe '{probe.name}': alternative {forced} ({describe(alt)}) "
+                    f"cannot attach on this kernel: {reason}"
+                )
+            choices[probe.name] = forced - 1
+            say(f"probe '{probe.name}': using {describe(alt)} (forced: --alternative {forced})")
+            continue
         reasons = []
         for i, alt in enumerate(probe.alternatives):
             reason = excluded.get((probe.name, i)) or probe_alternative(alt)
@@ -292,7 +315,7 @@ def start(
     while True:
         if stop.requested:
             raise Stopped()
-        choices = choose(plan, excluded)
+        choices = choose(plan, excluded, config.alternative)
         program = bind(
             plan,
             kfunc_style=kfunc_style(),
