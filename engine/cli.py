@@ -445,13 +445,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("specs", nargs="+", metavar="SPEC")
     v.add_argument(
-        "--btf", metavar="FILE", help="BTF of the target kernel (default: /sys/kernel/btf/vmlinux)"
+        "--btf",
+        metavar="FILE|DIR",
+        action="append",
+        help="BTF of the target kernel (default: /sys/kernel/btf/vmlinux); repeat it, or name "
+        "a folder of *.btf[.xz], for a matrix of every spec on every kernel",
     )
     v.add_argument(
         "--format",
-        choices=("text", "json", "github"),
+        choices=("text", "json", "github", "sarif"),
         default="text",
-        help="report format; github prints workflow annotations",
+        help="report format; github prints workflow annotations, sarif is for code scanning",
     )
     v.add_argument(
         "--compile",
@@ -496,9 +500,13 @@ def dispatch(args: list[str]) -> int:
         build_parser().print_help()
         return 2
     if ns.verb == "validate":
-        from engine.verbs.validate import run_validate
+        from engine.verbs.validate import run_matrix, run_validate
 
-        code = run_validate(ns.specs, ns.btf, ns.format, sys.stdout)
+        btfs = ns.btf or []
+        if len(btfs) > 1 or any(os.path.isdir(b) for b in btfs) or ns.format == "sarif":
+            code = run_matrix(ns.specs, btfs or ["/sys/kernel/btf/vmlinux"], ns.format, sys.stdout)
+        else:
+            code = run_validate(ns.specs, btfs[0] if btfs else None, ns.format, sys.stdout)
         if ns.compile and code == 0:
             from engine.verbs.verify import compile_check
 

@@ -7,11 +7,20 @@ the pull request it belongs to).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, TextIO, Tuple
 
-from engine.errors import Problem, UsageError
+from engine import __version__
+from engine.attach import KINDS, Target, kind_of
+from engine.errors import Problem, SpecError, UsageError
+from engine.kernel.btf import Btf
 from engine.pipeline import problems_of, warnings_of
+from engine.plan import planner
+from engine.spec.loader import load_document
+from engine.spec.schema import check_schema
 
 FORMATS = ("text", "json", "github")
 
@@ -92,13 +101,15 @@ def _problem_json(problem: Problem) -> Dict[str, Any]:
     }
 
 
-def _annotation(problem: Problem) -> str:
-    """A GitHub Actions `::error` (or `::warning`) workflow command for one problem."""
+def _annotation(problem: Problem, kernel: str = "") -> str:
+    """A GitHub Actions `::error` (or `::warning`) workflow command for one problem (on
+    `kernel`, if named)."""
     where = problem.location
     properties = [f"file={_escape_property(where.file)}"]
     if where.line:
         properties += [f"line={where.line}", f"col={where.col}"]
-    properties.append("title=engine validate")
+    title = f"engine validate ({kernel})" if kernel else "engine validate"
+    properties.append(f"title={_escape_property(title)}")
     message = problem.message
     if where.path not in ("", "$"):
         message += f" [{where.path}]"
@@ -113,3 +124,255 @@ def _escape_data(text: str) -> str:
 def _escape_property(text: str) -> str:
     """Workflow-command property escaping: the message escapes plus `:` and `,`."""
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+# --- many kernels at once: the matrix ---------------------------------------------------------
+
+MATRIX_FORMATS = (*FORMATS, "sarif")
+BTF_SUFFIXES = (".btf", ".btf.xz")
+# A kernel function that exists only when the kernel has kprobes (CONFIG_KPROBES): without
+# it in BTF, kprobe and kretprobe alternatives cannot attach there.
+KPROBES_WITNESS = "register_kprobe"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SARIF_RULE = "engine/spec-invalid-on-kernel"
+
+
+def btf_files(args: List[str]) -> List[str]:
+    """The BTF files named by repeated --btf: files as given, a folder's *.btf[.xz] sorted."""
+    files: List[str] = []
+    for arg in args:
+        if os.path.isdir(arg):
+            found = sorted(
+                os.path.join(arg, n) for n in os.listdir(arg) if n.endswith(BTF_SUFFIXES)
+            )
+            if not found:
+                raise UsageError(
+                    f"--btf {arg}: no {' or '.join('*' + s for s in BTF_SUFFIXES)} in it"
+                )
+            files += found
+        elif os.path.exists(arg):
+            files.append(arg)
+        else:
+            raise UsageError(f"--btf {arg}: no such file or folder")
+    return files
+
+
+def kernel_name(path: str) -> str:
+    """linux-6.1.0-57-amd64.btf.xz -> linux-6.1.0-57-amd64: the file name says the kernel."""
+    name = os.path.basename(path)
+    for suffix in (".xz", ".btf"):
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    return name
+
+
+@dataclass
+class Choice:
+    """Which attach alternative of one probe a kernel would use, and why earlier ones not."""
+
+    probe: str
+    alternative: int | None  # 1-based; None: none would attach
+    attach: str
+    skipped: List[Tuple[int, str]] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Cell:
+    """One spec on one kernel."""
+
+    kernel: str
+    btf: str
+    problems: List[Problem]
+    probes: List[Choice]
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+def _alternative_gap(btf: Btf, kind: str, targets: List[str]) -> Tuple[str | None, List[str]]:
+    """Why an alternative would not attach on the kernel of `btf` (None: it would), and notes.
+
+    Judged from BTF alone: functions must be there (BTF lists only functions with an
+    out-of-line copy, so a fully inlined one is absent), kprobes need the kernel's kprobe
+    code, tracepoints their record type.
+    """
+    notes: List[str] = []
+    target_kind = KINDS[kind].target
+    if target_kind is Target.FUNCTION:
+        if KINDS[kind].prog_type == "KPROBE" and btf.function(KPROBES_WITNESS) is None:
+            return f"no kprobes in this kernel ({KPROBES_WITNESS} is not in its BTF)", notes
+        for target in targets:
+            found = btf.function(target)
+            if found is None:
+                return f"no function '{target}' in BTF (absent or always inlined)", notes
+            if found[0].linkage == 0:
+                notes.append(f"{target} is static: calls the compiler inlined are not seen")
+        return None, notes
+    if target_kind is Target.RAW_TRACEPOINT:
+        if btf.raw_tracepoint(targets[0]) is None:
+            return f"no raw tracepoint '{targets[0]}' in BTF", notes
+        return None, notes
+    event = targets[0].partition("/")[2]
+    if not btf.tracepoint_records(event):
+        return f"no record type of tracepoint '{targets[0]}' in BTF", notes
+    return None, notes
+
+
+def choices_on(document: Any, btf: Btf) -> List[Choice]:
+    """Per probe, the first alternative that would attach on this kernel (from BTF)."""
+    result = []
+    for probe in document.get("probes") or []:
+        choice = Choice(str(probe.get("name")), None, "")
+        for index, alt in enumerate(probe.get("attach") or []):
+            kind = kind_of(alt).name
+            raw = alt[kind]
+            targets = [str(t) for t in (raw if isinstance(raw, list) else [raw])]
+            gap, notes = _alternative_gap(btf, kind, targets)
+            attach = f"{kind} {', '.join(targets)}"
+            if gap is None:
+                choice.alternative, choice.attach, choice.notes = index + 1, attach, notes
+                break
+            choice.skipped.append((index + 1, f"{attach}: {gap}"))
+        result.append(choice)
+    return result
+
+
+def matrix(paths: List[str], btfs: List[str]) -> List[Tuple[str, List[Cell]]]:
+    """Every spec against every kernel."""
+    rows = []
+    for path in paths:
+        cells = []
+        for btf_path in btfs:
+            problems = validate_path(path, btf_path)
+            probes: List[Choice] = []
+            with contextlib.suppress(SpecError):
+                document = load_document(path)
+                if not check_schema(document):
+                    probes = choices_on(document.data, planner.load_btf(btf_path))
+            cells.append(Cell(kernel_name(btf_path), btf_path, problems, probes))
+        rows.append((path, cells))
+    return rows
+
+
+def run_matrix(paths: List[str], btf_args: List[str], fmt: str, out: TextIO) -> int:
+    """`engine validate --btf A --btf B ...` or `--btf DIR`: exit 0 all valid everywhere, else 1."""
+    if fmt not in MATRIX_FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; expected one of {', '.join(MATRIX_FORMATS)}")
+    rows = matrix(paths, btf_files(btf_args))
+    if fmt == "json":
+        json.dump(_matrix_json(rows), out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    elif fmt == "sarif":
+        json.dump(_sarif(rows), out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    else:
+        _write_matrix(rows, out, github=fmt == "github")
+    return 0 if all(cell.valid for _, cells in rows for cell in cells) else 1
+
+
+def _choice_text(choice: Choice) -> str:
+    if choice.alternative is None:
+        why = "; ".join(f"{n}. {reason}" for n, reason in choice.skipped)
+        return f"{choice.probe}: no alternative would attach ({why})"
+    text = f"{choice.probe}: {choice.alternative}. {choice.attach}"
+    if choice.skipped:
+        text += " (skipped " + "; ".join(f"{n}. {r}" for n, r in choice.skipped) + ")"
+    return text
+
+
+def _write_matrix(rows: List[Tuple[str, List[Cell]]], out: TextIO, *, github: bool) -> None:
+    width = max((len(c.kernel) for _, cells in rows for c in cells), default=0)
+    for path, cells in rows:
+        out.write(f"{path}\n")
+        for cell in cells:
+            if cell.valid:
+                used = "; ".join(_choice_text(c) for c in cell.probes)
+                out.write(f"  {cell.kernel:<{width}}  valid    would use {used}\n")
+            else:
+                first = cell.problems[0].format()
+                more = len(cell.problems) - 1
+                tail = f" (+{more} more)" if more else ""
+                out.write(f"  {cell.kernel:<{width}}  INVALID  {first}{tail}\n")
+                if github:
+                    for problem in cell.problems:
+                        out.write(_annotation(problem, cell.kernel) + "\n")
+    cells = [c for _, cs in rows for c in cs]
+    valid = sum(1 for c in cells if c.valid)
+    kernels = len(rows[0][1]) if rows else 0
+    out.write(
+        f"{len(rows)} {'spec' if len(rows) == 1 else 'specs'} x {kernels} "
+        f"{'kernel' if kernels == 1 else 'kernels'}: {valid} valid, {len(cells) - valid} invalid\n"
+    )
+
+
+def _matrix_json(rows: List[Tuple[str, List[Cell]]]) -> Dict[str, Any]:
+    kernels = [{"name": c.kernel, "btf": c.btf} for c in rows[0][1]] if rows else []
+    specs = []
+    for path, cells in rows:
+        specs.append(
+            {
+                "file": path,
+                "valid": all(c.valid for c in cells),
+                "kernels": [
+                    {
+                        "kernel": c.kernel,
+                        "valid": c.valid,
+                        "first_problem": _problem_json(c.problems[0]) if c.problems else None,
+                        "problems": [_problem_json(p) for p in c.problems],
+                        "probes": [
+                            {
+                                "name": ch.probe,
+                                "alternative": ch.alternative,
+                                "attach": ch.attach or None,
+                                "skipped": [{"alternative": n, "reason": r} for n, r in ch.skipped],
+                                "notes": ch.notes,
+                            }
+                            for ch in c.probes
+                        ],
+                    }
+                    for c in cells
+                ],
+            }
+        )
+    return {"kernels": kernels, "specs": specs, "valid": all(s["valid"] for s in specs)}
+
+
+def _sarif(rows: List[Tuple[str, List[Cell]]]) -> Dict[str, Any]:
+    """SARIF 2.1.0 for code scanning: one result per problem, naming the kernels it is on."""
+    merged: Dict[Tuple[str, int, int, str], List[str]] = {}
+    for _, cells in rows:
+        for cell in cells:
+            for p in cell.problems:
+                key = (p.location.file, p.location.line, p.location.col, p.message)
+                merged.setdefault(key, []).append(cell.kernel)
+    results = []
+    for (file, line, col, message), kernels in merged.items():
+        location: Dict[str, Any] = {"artifactLocation": {"uri": file}}
+        if line:
+            location["region"] = {"startLine": line, "startColumn": max(col, 1)}
+        results.append(
+            {
+                "ruleId": SARIF_RULE,
+                "level": "error",
+                "message": {"text": f"{message} (on {', '.join(kernels)})"},
+                "locations": [{"physicalLocation": location}],
+                "properties": {"kernels": kernels},
+            }
+        )
+    driver = {
+        "name": "engine validate",
+        "version": __version__,
+        "rules": [
+            {
+                "id": SARIF_RULE,
+                "shortDescription": {"text": "spec does not validate against a kernel's BTF"},
+                "defaultConfiguration": {"level": "error"},
+            }
+        ],
+    }
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{"tool": {"driver": driver}, "results": results}],
+    }
