@@ -235,6 +235,10 @@ class Session:
     @staticmethod
     def _attach_one(b: Any, fn: M.Function) -> None:
         kind = KINDS[fn.kind]
+        # bcc attaches kfunc__/kretfunc__ programs itself while loading; attaching again raises.
+        attached = {**getattr(b, "kfunc_entry_fds", {}), **getattr(b, "kfunc_exit_fds", {})}
+        if kind.prefix and fn.name.encode() in attached:
+            return
         attach = SHARED_ATTACH.get(kind.bcc_attach)
         if attach is not None:
             attach(b, fn.name, fn.target)
