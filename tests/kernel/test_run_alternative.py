@@ -6,9 +6,12 @@ the kprobe one cannot attach, which must be an error naming why, not a silent fa
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +64,29 @@ def test_forced_tracepoint_says_it_was_forced() -> None:
         "probe 'echo': using tracepoint net/net_dev_queue (forced: --alternative 2)"
     ), result.stderr
     assert lines[1] == "Tracing echo ... Hit Ctrl-C to end."
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("kernel_env")
+@pytest.mark.parametrize("spec", ["specs/tcpconnect.yaml", "specs/icmp.yaml"])
+def test_matrix_prediction_is_what_attaches_here(spec: str, tmp_path: Path) -> None:
+    """`engine validate`'s "would use" for this kernel's BTF is what `engine run` picks here.
+
+    (tests/vm checks the same on Debian 6.1 and 6.12, where the kprobes attach.)
+    """
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    (kernels / "live.btf").symlink_to("/sys/kernel/btf/vmlinux")
+    check = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "validate", "--btf", str(kernels), "--format",
+         "json", spec],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    (cell,) = json.loads(check.stdout)["specs"][0]["kernels"]
+    (probe,) = cell["probes"]
+    result = engine(spec, "--duration", "1")
+    assert result.returncode == 0, result.stderr
+    using = re.search(r"^probe '[^']+': using (.+?)(?: \(skipped .*)?$", result.stderr, re.M)
+    assert using, result.stderr
+    assert using.group(1) == probe["attach"]
