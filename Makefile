@@ -1,6 +1,7 @@
 # The two entry points a person needs, both doing all set-up first (idempotent):
 #   make run   -- set up, then trace TCP connects:  engine run specs/tcpconnect.yaml
-#   make test  -- set up, then lint, type-check and run every test (kernel tests need root)
+#   make test  -- set up, then lint, type-check and run every test (kernel tests need root),
+#                 then the VM kernel suite (make test-vm; skip it with SKIP_VM=1)
 VENV   := .venv
 ENGINE := $(VENV)/bin/engine
 PY     := $(VENV)/bin/python
@@ -8,7 +9,7 @@ ARGS   ?=
 # bench.hist takes --quick from ARGS (its other flags differ from bench.run's): HIST_ARGS adds more
 HIST_ARGS ?= $(filter --quick,$(ARGS))
 
-.PHONY: setup run test lint unit golden bench bench-hist fuzz clean
+.PHONY: setup run test test-vm lint unit golden bench bench-hist fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -23,6 +24,14 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest $(ARGS)
+ifneq ($(SKIP_VM),1)
+	$(MAKE) --no-print-directory test-vm
+endif
+
+# Boot Debian's stock 6.1 and 6.12 kernels (they have kprobes and fentry) under QEMU on this
+# machine's own root file system and run tests/vm inside each; ~15 min under emulation.
+test-vm: setup
+	bash scripts/vm-kernels.sh $(KERNELS)
 
 unit: setup
 	$(PY) -m pytest tests/unit $(ARGS)
