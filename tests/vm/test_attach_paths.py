@@ -219,9 +219,8 @@ def scene(vm_kernel: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         Load("tcp-fexit", tc3, ["--alternative", "1", *json_]),
         Load("tcp-kretprobe", tc3, ["--alternative", "2", *json_]),
         Load("tcp-tracepoint", tc3, ["--alternative", "3", *json_]),
-        Load("tcp-auto-pid", "specs/tcpconnect.yaml", ["-p", str(a.pid), *json_]),
         Load("tcp-auto-port", "specs/tcpconnect.yaml", ["-P", str(b.ports[0]), *json_]),
-        Load("tcp-auto-count", "specs/tcpconnect.yaml", ["-c", *json_]),
+        Load("tcp-auto-count-pid", "specs/tcpconnect.yaml", ["-c", "-p", str(a.pid), *json_]),
         Load("tcp-failed", failed, json_),
         Load("icmp-fentry", icmp3, ["--alternative", "1", *json_]),
         Load("icmp-kprobe", icmp3, ["--alternative", "2", *json_]),
@@ -263,6 +262,9 @@ def scene(vm_kernel: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         if fail.poll() is None:
             fail.kill()
             fail.wait(10)
+        fail.stdin.close()
+        if fail_out.join(5):
+            fail.stdout.close()
 
 
 def record(loads: list[Load]) -> None:
@@ -321,9 +323,8 @@ def test_each_forced_alternative_attached(scene: Scene) -> None:
         "icmp-kprobe": "kprobe icmp_echo",
         "icmp-tracepoint": "tracepoint net/net_dev_queue",
         # chosen by the engine itself: the seed's own first alternatives
-        "tcp-auto-pid": "kretprobe tcp_v4_connect, tcp_v6_connect",
         "tcp-auto-port": "kretprobe tcp_v4_connect, tcp_v6_connect",
-        "tcp-auto-count": "kretprobe tcp_v4_connect, tcp_v6_connect",
+        "tcp-auto-count-pid": "kretprobe tcp_v4_connect, tcp_v6_connect",
         "tcp-failed": "kretprobe tcp_v4_connect, tcp_v6_connect",
         "icmp-auto": "kprobe icmp_echo",
     }
@@ -349,23 +350,17 @@ def test_fexit_kretprobe_and_tracepoint_rows_are_identical(scene: Scene) -> None
     assert ordered(scene.loads["tcp-tracepoint"].rows) == ordered(kretprobe)
 
 
-def test_pid_filter(scene: Scene) -> None:
-    assert scene.loads["tcp-auto-pid"].rows == connect_rows(scene.a)
-
-
 def test_port_filter(scene: Scene) -> None:
     assert scene.loads["tcp-auto-port"].rows == connect_rows(scene.b)
 
 
-def test_count_mode(scene: Scene) -> None:
-    a, b = scene.a, scene.b
-    mine = {a.ports[0], a.ports[1], b.ports[0]}
-    rows = [r for r in scene.loads["tcp-auto-count"].rows if r["dport"] in mine]
-    assert ordered(rows) == ordered(
+def test_count_mode_with_pid_filter(scene: Scene) -> None:
+    """-c -p PID: child a's connects counted per address pair; b's (and all else) filtered."""
+    a = scene.a
+    assert ordered(scene.loads["tcp-auto-count-pid"].rows) == ordered(
         [
             {"saddr": "127.0.0.1", "daddr": "127.0.0.1", "dport": a.ports[0], "connects": 2},
             {"saddr": "::1", "daddr": "::1", "dport": a.ports[1], "connects": 1},
-            {"saddr": "127.0.0.1", "daddr": "127.0.0.1", "dport": b.ports[0], "connects": 1},
         ]
     )
 
@@ -379,7 +374,7 @@ def test_failed_connects_failed_where_expected(scene: Scene) -> None:
 
 
 def test_ret_filter_keeps_only_successful_connects(scene: Scene) -> None:
-    for name in ("tcp-fexit", "tcp-kretprobe", "tcp-tracepoint", "tcp-auto-count"):
+    for name in ("tcp-fexit", "tcp-kretprobe", "tcp-tracepoint"):
         assert ours(scene.loads[name].rows, scene.fail_pid) == [], name
 
 
@@ -396,7 +391,7 @@ def test_ret_filter_inverted_shows_each_failed_connect_once(scene: Scene) -> Non
 
 
 def test_stash_is_empty_after_every_path(scene: Scene) -> None:
-    names = ("tcp-kretprobe", "tcp-auto-pid", "tcp-auto-port", "tcp-auto-count", "tcp-failed")
+    names = ("tcp-kretprobe", "tcp-auto-port", "tcp-auto-count-pid", "tcp-failed")
     sizes = {name: scene.loads[name].stash_sizes for name in names}
     assert sizes == {name: [0] for name in names}
 
@@ -462,7 +457,7 @@ def test_matrix_prediction_is_what_attached(scene: Scene, tmp_path: Path) -> Non
         (probe,) = cell["probes"]
         predicted[spec["file"]] = probe["attach"]
     attached = {
-        "specs/tcpconnect.yaml": scene.loads["tcp-auto-pid"].using,
+        "specs/tcpconnect.yaml": scene.loads["tcp-auto-port"].using,
         "specs/icmp.yaml": scene.loads["icmp-auto"].using,
     }
     OUT.mkdir(parents=True, exist_ok=True)
