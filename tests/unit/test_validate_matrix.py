@@ -190,3 +190,14 @@ def test_a_missing_function_skips_to_the_next_alternative(tmp_path: Path) -> Non
         (1, "kretprobe tcp_v4_connect, no_such_fn: no function 'no_such_fn' in BTF "
             "(absent or always inlined)")
     ]  # fmt: skip
+
+
+def test_readme_example_is_real_output() -> None:
+    """The README's matrix example is what the command prints today."""
+    command = "engine validate --btf tests/fixtures/btf specs/drops.yaml specs/tcpconnect.yaml"
+    readme = (REPO / "README.md").read_text()
+    start = readme.index(f"$ {command}\n") + len(f"$ {command}\n")
+    shown = readme[start : readme.index("```", start)]
+    result = validate(*command.split()[2:])
+    assert result.returncode == 1
+    assert result.stdout == shown
