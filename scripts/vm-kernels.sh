@@ -8,7 +8,8 @@
 #
 # Environment: ENGINE_VM_CACHE (default /opt/engine-vm; not under /var/cache, which the guest
 # hides), ENGINE_VM_OUT (default build/vm: results, logs; shared read-write with the guest),
-# ENGINE_VM_TIMEOUT (seconds per kernel, default 900), ENGINE_VM_KVM (auto|0|1).
+# ENGINE_VM_TIMEOUT (seconds per kernel, default 1800: ~8 min each on an idle 2-vCPU machine,
+# far more when it is shared), ENGINE_VM_KVM (auto|0|1).
 # Exit: 0 every kernel passed, 1 some kernel failed or timed out, 2 set-up failed.
 # See /work/shared/VM-KERNELS.md for why each step is as it is.
 set -euo pipefail
@@ -27,7 +28,7 @@ ORDER=(6.1.0-57-amd64 6.12.117+deb12-amd64)
 
 cache=${ENGINE_VM_CACHE:-/opt/engine-vm}
 out=${ENGINE_VM_OUT:-$here/build/vm}
-limit=${ENGINE_VM_TIMEOUT:-900}
+limit=${ENGINE_VM_TIMEOUT:-1800}
 venv=$here/.venv
 case "$cache" in /var/cache/*) die "ENGINE_VM_CACHE=$cache: the guest hides /var/cache; use /opt or /tmp" ;; esac
 
@@ -139,8 +140,9 @@ for i in "${!versions[@]}"; do
 # Runs inside the guest (kernel $ver): the vm-marked tests, results into $dir.
 date +%s.%N > $dir/guest-start
 cd $here
-ENGINE_VM_OUT=$dir ENGINE_VM_KERNEL=$ver timeout 800 $venv/bin/python -m pytest -m vm tests/vm \\
-    -p no:cacheprovider -q -rA --durations=0 --junitxml=$dir/junit.xml > $dir/pytest.log 2>&1
+PYTHONUNBUFFERED=1 ENGINE_VM_OUT=$dir ENGINE_VM_KERNEL=$ver timeout $((limit - 60)) \\
+    $venv/bin/python -m pytest -m vm tests/vm \\
+    -p no:cacheprovider -v -rA --durations=0 --junitxml=$dir/junit.xml > $dir/pytest.log 2>&1
 echo \$? > $dir/rc
 date +%s.%N > $dir/guest-end
 EOF
