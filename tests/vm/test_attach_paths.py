@@ -143,7 +143,7 @@ class Scene:
 
 
 def stash_sizes(pid: int) -> list[int]:
-    """Entries in each `stash_*` map the process holds (bpftool)."""
+    """Entries in each kretprobe stash map the process holds (bpftool)."""
     maps = json.loads(
         subprocess.run(
             ["bpftool", "map", "list", "-j"], capture_output=True, text=True, check=True
@@ -158,7 +158,8 @@ def stash_sizes(pid: int) -> list[int]:
                     held.add(int(line.split(":", 1)[1]))
     sizes = []
     for m in maps:
-        if m["id"] in held and str(m.get("name", "")).startswith("stash_"):
+        # the stash is the state map state_stash_<probe> (BPF names stop at 15 characters)
+        if m["id"] in held and str(m.get("name", "")).startswith("state_stash"):
             dump = subprocess.run(
                 ["bpftool", "map", "dump", "id", str(m["id"]), "-j"],
                 capture_output=True,
