@@ -137,12 +137,13 @@ for i in "${!versions[@]}"; do
     mkdir -p "$dir"
     cat >"$dir/inner.sh" <<EOF
 #!/bin/sh
-# Runs inside the guest (kernel $ver): the vm-marked tests, results into $dir.
+# Runs inside the guest (kernel $ver): the vm-marked tests, results into $dir. The root file
+# system is read-only there: no pytest cache, and no hypothesis plugin (its database would warn).
 date +%s.%N > $dir/guest-start
 cd $here
 PYTHONUNBUFFERED=1 ENGINE_VM_OUT=$dir ENGINE_VM_KERNEL=$ver timeout $((limit - 60)) \\
     $venv/bin/python -m pytest -m vm tests/vm \\
-    -p no:cacheprovider -v -rA --durations=0 --junitxml=$dir/junit.xml > $dir/pytest.log 2>&1
+    -p no:cacheprovider -p no:hypothesispytest -v -rA --durations=0 --junitxml=$dir/junit.xml > $dir/pytest.log 2>&1
 echo \$? > $dir/rc
 date +%s.%N > $dir/guest-end
 EOF
