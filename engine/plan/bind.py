@@ -122,8 +122,14 @@ def bind_sinks(
         key = layout(f"agg_{agg.name}_key_t", members)
         value_ctype = "s64" if agg.signed and agg.kind in ("sum", "min", "max") else "u64"
         index = len(plan.states) + len(errors)
-        sinks.append(M.AggSink(agg, key, by, value_ctype, index))
-        errors.append(f"aggregation '{agg.name}': events dropped, more than {agg.size} keys")
+        sink = M.AggSink(agg, key, by, value_ctype, index)
+        sinks.append(sink)
+        if sink.has_other:
+            errors.append(
+                f"aggregation '{agg.name}': events past {agg.size} keys, folded into 'other'"
+            )
+        else:
+            errors.append(f"aggregation '{agg.name}': events dropped, more than {agg.size} keys")
     if not sinks:
         sinks.append(M.EventSink(transport, ringbuf_pages, wakeup_batch))
     return sinks, errors

@@ -637,6 +637,26 @@ class AggSink:
         return f"agg_{self.agg.kind}"
 
     @property
+    def has_other(self) -> bool:
+        """Events whose key does not fit go to one overflow series, `other`, in the kernel
+        (a per-CPU array beside the hash, which never fails); min and max only count them."""
+        return self.agg.kind not in ("min", "max")
+
+    @property
+    def other_size(self) -> int:
+        """Entries of the overflow array: one value, or a histogram's buckets and its sum."""
+        if self.agg.kind == "log2":
+            return 66  # bpf_log2l gives buckets 0..64; 65 holds the sum
+        if self.agg.kind == "linear":
+            return self.top_bucket + 2
+        return 1
+
+    @property
+    def other_sum(self) -> int:
+        """A histogram's overflow sum: the last entry of the overflow array."""
+        return self.other_size - 1
+
+    @property
     def top_bucket(self) -> int:
         """A linear histogram's bucket for values at or above its max."""
         return (self.agg.high - self.agg.low) // self.agg.step + 1 if self.agg.step else 0

@@ -91,7 +91,24 @@ class Reader:
             elif merged:
                 assert s.buckets is not None
                 s.buckets[bucket] = s.buckets.get(bucket, 0) + merged
-        return [s for s in found.values() if not self.kind.histogram or s.buckets]
+        out = [s for s in found.values() if not self.kind.histogram or s.buckets]
+        other = self.other(bpf)
+        return [*out, other] if other is not None else out
+
+    def other(self, bpf: Any) -> Series | None:
+        """The overflow series: events whose key came after the map was full, folded in the
+        kernel into one array; its key reads `other` in every column."""
+        if not self.sink.has_other:
+            return None
+        table = bpf[f"{self.sink.map}_other"]
+        merged = [self.kind.merge([_plain(v) for v in table[i]]) for i in range(len(table))]
+        key = ("other",) * len(self.sink.by)
+        if self.kind.histogram:
+            buckets = {i: n for i, n in enumerate(merged[:-1]) if n}
+            return Series(key, buckets=buckets, total=merged[-1]) if buckets else None
+        value = merged[0]
+        present = value[1] if isinstance(value, tuple) else value
+        return Series(key, value) if present else None
 
     batch = True  # BPF_MAP_LOOKUP_BATCH (Linux 5.6+) until the kernel refuses it once
 
@@ -107,6 +124,8 @@ class Reader:
 
     def clear(self, bpf: Any) -> None:
         bpf[self.sink.map].clear()
+        if self.sink.has_other:
+            bpf[f"{self.sink.map}_other"].clear()
 
 
 def _plain(v: Any) -> Any:

@@ -189,6 +189,9 @@ class Budget:
     def apply(self, agg: Aggregate) -> list[Series]:
         kept, rest = [], []
         for s in agg.series:
+            if agg.key_fields and all(v == OTHER for _, v in s.labels):
+                rest.append(s)  # the kernel's own overflow series: the same `other`
+                continue
             if s.labels in self.admitted:
                 kept.append(s)
             elif s.labels not in self.overflowed and len(self.admitted) < self.max_series:

@@ -33,6 +33,7 @@ _Static_assert(sizeof(struct agg_count_key_t) == 4, "agg_count_key_t size differ
 _Static_assert(__builtin_offsetof(struct agg_count_key_t, f_reason) == 0, "agg_count_key_t.f_reason offset");
 
 BPF_PERCPU_HASH(agg_count, struct agg_count_key_t, u64, 10240);
+BPF_PERCPU_ARRAY(agg_count_other, u64, 1);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
 static __always_inline void count_lost(void)
@@ -69,10 +70,15 @@ int p0_drop_tracepoint_skb_kfree_skb(void *ctx)
         __builtin_memcpy(&key.f_reason, &ev.f_reason, sizeof(key.f_reason));
         u64 zero = 0;
         u64 *val = agg_count.lookup_or_try_init(&key, &zero);
-        if (val)
+        if (val) {
             *val += 1;
-        else
+        } else {  // a key past the map's size: counted, and folded into `other`
             count_error(0);
+            int other = 0;
+            u64 *o = agg_count_other.lookup(&other);
+            if (o)
+                *o += 1;
+        }
     }
     return 0;
 }

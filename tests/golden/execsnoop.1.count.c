@@ -31,6 +31,7 @@ _Static_assert(sizeof(struct agg_count_key_t) == 16, "agg_count_key_t size diffe
 _Static_assert(__builtin_offsetof(struct agg_count_key_t, f_comm) == 0, "agg_count_key_t.f_comm offset");
 
 BPF_PERCPU_HASH(agg_count, struct agg_count_key_t, u64, 10240);
+BPF_PERCPU_ARRAY(agg_count_other, u64, 1);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
 static __always_inline void count_lost(void)
@@ -64,10 +65,15 @@ int p0_exec_tracepoint_sched_sched_process_exec(void *ctx)
         __builtin_memcpy(&key.f_comm, &ev.f_comm, sizeof(key.f_comm));
         u64 zero = 0;
         u64 *val = agg_count.lookup_or_try_init(&key, &zero);
-        if (val)
+        if (val) {
             *val += 1;
-        else
+        } else {  // a key past the map's size: counted, and folded into `other`
             count_error(0);
+            int other = 0;
+            u64 *o = agg_count_other.lookup(&other);
+            if (o)
+                *o += 1;
+        }
     }
     return 0;
 }

@@ -37,6 +37,7 @@ _Static_assert(sizeof(struct agg_latency_key_t) == 4, "agg_latency_key_t size di
 _Static_assert(__builtin_offsetof(struct agg_latency_key_t, bucket) == 0, "agg_latency_key_t.bucket offset");
 
 BPF_PERCPU_HASH(agg_latency, struct agg_latency_key_t, u64, 10240);
+BPF_PERCPU_ARRAY(agg_latency_other, u64, 66);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
 static __always_inline void count_lost(void)
@@ -204,8 +205,16 @@ int p3_run_raw_tracepoint_sched_switch(struct bpf_raw_tracepoint_args *ctx)
         key.bucket = bpf_log2l(x);
         u64 zero = 0;
         u64 *val = agg_latency.lookup_or_try_init(&key, &zero);
-        if (!val) {
+        if (!val) {  // a key past the map's size: counted, and folded into `other`
             count_error(1);
+            int other = key.bucket;
+            u64 *o = agg_latency_other.lookup(&other);
+            if (o)
+                *o += 1;
+            other = 65;
+            o = agg_latency_other.lookup(&other);
+            if (o)
+                *o += x;
         } else {
             *val += 1;
             key.bucket = 0xffffffff;

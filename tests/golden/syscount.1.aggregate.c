@@ -35,6 +35,7 @@ _Static_assert(sizeof(struct agg_calls_key_t) == 8, "agg_calls_key_t size differ
 _Static_assert(__builtin_offsetof(struct agg_calls_key_t, f_syscall) == 0, "agg_calls_key_t.f_syscall offset");
 
 BPF_PERCPU_HASH(agg_calls, struct agg_calls_key_t, u64, 10240);
+BPF_PERCPU_ARRAY(agg_calls_other, u64, 1);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
 static __always_inline void count_lost(void)
@@ -103,10 +104,15 @@ int p1_exit_tracepoint_raw_syscalls_sys_exit(void *ctx)
         __builtin_memcpy(&key.f_syscall, &ev.f_syscall, sizeof(key.f_syscall));
         u64 zero = 0;
         u64 *val = agg_calls.lookup_or_try_init(&key, &zero);
-        if (val)
+        if (val) {
             *val += 1;
-        else
+        } else {  // a key past the map's size: counted, and folded into `other`
             count_error(1);
+            int other = 0;
+            u64 *o = agg_calls_other.lookup(&other);
+            if (o)
+                *o += 1;
+        }
     }
     return 0;
 }

@@ -59,6 +59,7 @@ _Static_assert(__builtin_offsetof(struct agg_count_key_t, f_daddr) == 18, "agg_c
 _Static_assert(__builtin_offsetof(struct agg_count_key_t, f_dport) == 36, "agg_count_key_t.f_dport offset");
 
 BPF_PERCPU_HASH(agg_count, struct agg_count_key_t, u64, 10240);
+BPF_PERCPU_ARRAY(agg_count_other, u64, 1);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
 static __always_inline void count_lost(void)
@@ -151,10 +152,15 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
         __builtin_memcpy(&key.f_dport, &ev.f_dport, sizeof(key.f_dport));
         u64 zero = 0;
         u64 *val = agg_count.lookup_or_try_init(&key, &zero);
-        if (val)
+        if (val) {
             *val += 1;
-        else
+        } else {  // a key past the map's size: counted, and folded into `other`
             count_error(1);
+            int other = 0;
+            u64 *o = agg_count_other.lookup(&other);
+            if (o)
+                *o += 1;
+        }
     }
     return 0;
 }
@@ -229,10 +235,15 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
         __builtin_memcpy(&key.f_dport, &ev.f_dport, sizeof(key.f_dport));
         u64 zero = 0;
         u64 *val = agg_count.lookup_or_try_init(&key, &zero);
-        if (val)
+        if (val) {
             *val += 1;
-        else
+        } else {  // a key past the map's size: counted, and folded into `other`
             count_error(1);
+            int other = 0;
+            u64 *o = agg_count_other.lookup(&other);
+            if (o)
+                *o += 1;
+        }
     }
     return 0;
 }

@@ -41,6 +41,7 @@ _Static_assert(__builtin_offsetof(struct agg_count_key_t, f_oldstate) == 0, "agg
 _Static_assert(__builtin_offsetof(struct agg_count_key_t, f_newstate) == 4, "agg_count_key_t.f_newstate offset");
 
 BPF_PERCPU_HASH(agg_count, struct agg_count_key_t, u64, 10240);
+BPF_PERCPU_ARRAY(agg_count_other, u64, 1);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
 static __always_inline void count_lost(void)
@@ -82,10 +83,15 @@ int p0_change_tracepoint_sock_inet_sock_set_state(void *ctx)
         __builtin_memcpy(&key.f_newstate, &ev.f_newstate, sizeof(key.f_newstate));
         u64 zero = 0;
         u64 *val = agg_count.lookup_or_try_init(&key, &zero);
-        if (val)
+        if (val) {
             *val += 1;
-        else
+        } else {  // a key past the map's size: counted, and folded into `other`
             count_error(0);
+            int other = 0;
+            u64 *o = agg_count_other.lookup(&other);
+            if (o)
+                *o += 1;
+        }
     }
     return 0;
 }

@@ -155,6 +155,20 @@ def test_budget_keeps_first_keys_and_folds_the_rest() -> None:
     assert again[-1].value == 9 + 4 + 5 + 6 + 7
 
 
+def test_the_kernels_other_series_joins_the_budgets_other() -> None:
+    """Keys past the map's size arrive already folded by the kernel as `other`: the budget
+    adds them to its own `other`, never admits them as a key, and makes one series of both."""
+    series = (Series(lab("other"), 10), *(Series(lab(str(p)), p) for p in range(1, 5)))
+    agg = Aggregate("count", "count", ("dport",), "", series, 10)
+    out = serve.Budget(3).apply(agg)
+    assert [(s.labels, s.value) for s in out] == [
+        (lab("1"), 1),
+        (lab("2"), 2),
+        (lab("3"), 3),
+        (lab("other"), 10 + 4),
+    ]
+
+
 def test_budget_merges_histograms_bucket_by_bucket() -> None:
     a = Series(lab("1"), buckets=(Bucket(1, 2), Bucket(7, 1)), sum=9, count=3)
     b = Series(lab("2"), buckets=(Bucket(7, 4), Bucket(math.inf, 1)), sum=5000, count=5)
