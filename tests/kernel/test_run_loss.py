@@ -5,14 +5,12 @@ lost is exactly every connect of the storm (the filter keeps other traffic out i
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
+import traffic
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -21,12 +19,7 @@ PORT = 61091  # above the ephemeral range: no other connect uses it
 
 
 def storm() -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.storm", "--port", str(PORT), "--n", str(N),
-         "--timeout", "60"],
-        capture_output=True, text=True, timeout=90, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return traffic.storm(PORT, N)
 
 
 @pytest.mark.parametrize("wakeup", ["1", "32"])

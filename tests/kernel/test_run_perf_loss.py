@@ -6,14 +6,12 @@ doubled the loss, and one was labelled "ring buffer full")."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
+import traffic
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -22,12 +20,7 @@ PORT = 61095  # above the ephemeral range: no other connect uses it
 
 
 def storm() -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.storm", "--port", str(PORT), "--n", str(N),
-         "--timeout", "60"],
-        capture_output=True, text=True, timeout=90, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return traffic.storm(PORT, N)
 
 
 def test_perf_buffer_loss_counted_once(engine) -> None:
