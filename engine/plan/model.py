@@ -520,6 +520,9 @@ class Aggregation:
     step: int = 0  # linear: bucket width
     signed: bool = False  # the value field is signed (min/max/sum compare as s64)
     by_count: bool = False
+    # sum/min/max/avg with `print:`: the kernel keeps `unit` (ns), the value prints divided by
+    # this once, toward zero (sinks.printed); 1 prints the kernel's value
+    divisor: int = 1
 
 
 # --- attach alternatives and probes -------------------------------------------------------

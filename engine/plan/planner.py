@@ -49,6 +49,11 @@ AGG_KINDS = {"count": "count", "sum": "sum", "min": "min", "max": "max", "avg": 
 AGG_WORDS = {"sum": "a sum", "min": "a min", "max": "a max", "avg": "an average",
              "hist": "a histogram", "lhist": "a histogram"}  # fmt: skip
 AGG_HEADERS = {"count": "COUNT"}
+# `print:` of a sum/min/max/avg and the `unit:` it converts from: nanoseconds in one of each
+# (the spellings `metrics.unit` takes)
+TIME_NS = {"ns": 1, "nsecs": 1, "us": 10**3, "usecs": 10**3, "ms": 10**6, "msecs": 10**6,
+           "s": 10**9, "secs": 10**9, "seconds": 10**9}  # fmt: skip
+PRINTED = ("sum", "min", "max", "avg")
 NOT_NUMBERS = ("str", "inet", "hex", "ksym", "elapsed", "bool", "enum", "errno", "ip_version",
                "ms", "secs", "syscall", "devt")  # fmt: skip
 # Flags of `engine run` / `engine render` themselves; spec options may not take them
@@ -255,14 +260,50 @@ class Planner:
                             at,
                         )
             header = spec.get("header", AGG_HEADERS.get(kind, value.upper() or "COUNT"))
+            unit = spec.get("unit", value)
+            divisor = self.print_divisor(kind, spec, unit, path) if "print" in spec else 1
             out.append(
                 M.Aggregation(
-                    name, AGG_KINDS[kind], value, by, header, spec.get("unit", value),
+                    name, AGG_KINDS[kind], value, by, header, unit,
                     spec.get("size", 10240), tuple(when), spec.get("unless", ""),
-                    low, high, step, signed,
+                    low, high, step, signed, divisor=divisor,
                 )
             )  # fmt: skip
         return out
+
+    def print_divisor(self, kind: str, spec: dict, unit: str, path: tuple) -> int:
+        """`print: us` on a sum, min, max or avg kept in `unit: ns`: what the kernel's value is
+        divided by when it prints. The kernel sums exact nanoseconds and the total is divided
+        once (as bcc's tools do); dividing each event's value first would drop up to a unit
+        per event. Histograms bucket each value as it comes, so they convert the field."""
+        shown = spec["print"]
+        if kind not in PRINTED:
+            what = "a count has no unit" if kind == "count" else (
+                f"{AGG_WORDS[kind]} buckets each value as it comes: divide the field instead, "
+                "e.g. `(ktime_ns - t0) / 1000`"
+            )  # fmt: skip
+            self.problem(f"`print` converts a sum, min, max or avg; {what}", (*path, "print"))
+            return 1
+        if unit not in TIME_NS:
+            said = (
+                f"'{unit}' is not one" if "unit" in spec
+                else f"without `unit:` it is the field's name, '{unit}'"
+            )  # fmt: skip
+            self.problem(
+                f"`print: {shown}` converts from the time unit the kernel keeps the value in "
+                f"({', '.join(TIME_NS)}); {said}: give `unit: ns`"
+                f"{did_you_mean(unit, TIME_NS) if 'unit' in spec else ''}",
+                (*path, "unit") if "unit" in spec else (*path, "print"),
+            )
+            return 1
+        if TIME_NS[shown] < TIME_NS[unit]:
+            self.problem(
+                f"`print: {shown}` is finer than `unit: {unit}`: the kernel's value has no "
+                f"finer digits; keep the field in {shown} (`unit: {shown}`) or print {unit}",
+                (*path, "print"),
+            )
+            return 1
+        return TIME_NS[shown] // TIME_NS[unit]
 
     def warn_unused_options(self) -> None:
         """An option no expression, column or aggregation names does nothing: say so."""

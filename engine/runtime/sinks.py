@@ -259,6 +259,17 @@ def c_div(a: int, b: int) -> int:
     return q if (a < 0) == (b < 0) else -q
 
 
+def printed(agg: M.Aggregation, value: Any) -> int:
+    """A count/sum/min/max/avg as it prints: avg is the sum over the count, and a `print:`
+    unit divides the kernel's exact value (ns) once, both toward zero in integers, so the
+    printed TIME(us) is the nanosecond total // 1000, never a sum of per-event truncations
+    and never a float. avg divides once by count x divisor (the same as dividing twice)."""
+    if agg.kind == "avg":
+        total, n = value
+        return c_div(total, n * agg.divisor) if n else 0
+    return c_div(value, agg.divisor) if agg.divisor != 1 else value
+
+
 def key_order(key: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
     """Sorts keys naturally: numbers by value (pid 9 before pid 10), then text."""
     return tuple((0, k) if isinstance(k, (int, float)) else (1, str(k)) for k in key)
@@ -305,7 +316,7 @@ class AggregatePrinter:
             cols.append((agg.header.lower(), agg.header, max(len(agg.header), 8), False))
             for s in series:
                 row = values.setdefault(s.key, [0] * len(group))
-                row[n] = (c_div(*s.value) if s.value[1] else 0) if agg.kind == "avg" else s.value
+                row[n] = printed(agg, s.value)
         rows = sorted(values.items(), key=lambda kv: key_order(kv[0]))  # ties in key order
         rows.sort(key=lambda kv: kv[1][0], reverse=True)
         text = render_rows(self.fmt, cols, [[*key, *vals] for key, vals in rows])

@@ -8,13 +8,11 @@ struct inet_addr {
 
 struct event_t {
     s64 f_syscall;
-    u64 f_usecs;
-    u64 f_msecs;
+    u64 f_nsecs;
 };
-_Static_assert(sizeof(struct event_t) == 24, "event_t size differs from the decoder");
+_Static_assert(sizeof(struct event_t) == 16, "event_t size differs from the decoder");
 _Static_assert(__builtin_offsetof(struct event_t, f_syscall) == 0, "event_t.f_syscall offset");
-_Static_assert(__builtin_offsetof(struct event_t, f_usecs) == 8, "event_t.f_usecs offset");
-_Static_assert(__builtin_offsetof(struct event_t, f_msecs) == 16, "event_t.f_msecs offset");
+_Static_assert(__builtin_offsetof(struct event_t, f_nsecs) == 8, "event_t.f_nsecs offset");
 
 struct state_start_key_t {
     u32 k0;

@@ -12,29 +12,24 @@ class InetAddr(ctypes.Structure):
 class Event(ctypes.Structure):
     _fields_ = [
         ("f_syscall", ctypes.c_int64),
-        ("f_usecs", ctypes.c_uint64),
-        ("f_msecs", ctypes.c_uint64),
+        ("f_nsecs", ctypes.c_uint64),
     ]
 
 
-assert ctypes.sizeof(Event) == 24
+assert ctypes.sizeof(Event) == 16
 assert Event.f_syscall.offset == 0
-assert Event.f_usecs.offset == 8
-assert Event.f_msecs.offset == 16
+assert Event.f_nsecs.offset == 8
 # name, header, width, and how the raw slot becomes a printable value
 FIELDS = (
     ('syscall', 'SYSCALL', 22),
-    ('usecs', 'USECS', 6),
-    ('msecs', 'MSECS', 6),
+    ('nsecs', 'NSECS', 6),
 )
 
 # each field's decoder (engine.runtime.decoders.REGISTRY), with what it needs of the field
 DECODERS = (
     ('f_syscall', 'syscall', _d.FieldInfo(0, (
     ))),
-    ('f_usecs', 'int', _d.FieldInfo(0, (
-    ))),
-    ('f_msecs', 'int', _d.FieldInfo(0, (
+    ('f_nsecs', 'int', _d.FieldInfo(0, (
     ))),
 )
 

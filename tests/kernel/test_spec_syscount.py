@@ -1,8 +1,9 @@
 """`specs/syscount.yaml` against bcc's own syscount, on the same traffic at the same time.
 
 A child waits until both tools trace it, then makes 777 getppid() calls and exits. Both
-must count exactly 777 for getppid; with -L the engine's latency sum is a positive total
-(a time, so only its shape is asserted), in one table with the counts as bcc prints it."""
+must count exactly 777 for getppid; with -L the latency sum sits in one table with the counts
+as bcc prints it, and the engine's TIME(us) is bcc's, within the tolerance two tools timing the
+same calls need (see test_latency_sum_is_bccs)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -19,26 +22,45 @@ pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
 SPEC = "specs/syscount.yaml"
 N = 777
-CHILD = f"import os, sys\nsys.stdin.readline()\nfor _ in range({N}):\n    os.getppid()\n"
+BCC_READY = 300.0  # bcc compiles syscount's C from kernel headers: minutes on a busy machine
+BCC_STOP = 120.0
 
 
-def start_child() -> subprocess.Popen[str]:
+def start_child(n: int = N) -> subprocess.Popen[str]:
+    child = f"import os, sys\nsys.stdin.readline()\nfor _ in range({n}):\n    os.getppid()\n"
     return subprocess.Popen(
-        [sys.executable, "-I", "-c", CHILD], stdin=subprocess.PIPE, text=True, cwd="/"
+        [sys.executable, "-I", "-c", child], stdin=subprocess.PIPE, text=True, cwd="/"
     )
 
 
-def bcc_syscount(pid: int) -> subprocess.Popen[str]:
+@contextmanager
+def bcc_syscount(pid: int, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """bcc's syscount tracing `pid`, killed on every path out (a failed wait included)."""
     tool = shutil.which("syscount-bpfcc")
     if tool is None:
         pytest.fail("syscount-bpfcc is missing: scripts/setup.sh installs bpfcc-tools")
-    return subprocess.Popen(
-        [tool, "-p", str(pid), "-T", "500"],
+    proc = subprocess.Popen(
+        [tool, "-p", str(pid), "-T", "500", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=BCC_STOP)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def stop_bcc(proc: subprocess.Popen[str]) -> str:
+    """SIGINT (syscount prints its table on exit), then everything it printed after."""
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=BCC_STOP)
+    return out
 
 
 def wait_line(proc: subprocess.Popen[str], word: str, timeout: float = 60) -> list[str]:
@@ -58,16 +80,15 @@ def wait_line(proc: subprocess.Popen[str], word: str, timeout: float = 60) -> li
 def test_counts_equal_bccs_syscount(engine) -> None:
     child = start_child()
     try:
-        bcc = bcc_syscount(child.pid)
-        wait_line(bcc, "Tracing")
-        e = engine(SPEC, "-p", str(child.pid), "-o", "json")
-        assert child.stdin is not None
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        assert child.wait(timeout=30) == 0
-        result = e.stop()
-        os.killpg(bcc.pid, signal.SIGINT)
-        out, _ = bcc.communicate(timeout=30)
+        with bcc_syscount(child.pid) as bcc:
+            wait_line(bcc, "Tracing", BCC_READY)
+            e = engine(SPEC, "-p", str(child.pid), "-o", "json")
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.wait(timeout=30) == 0
+            result = e.stop()
+            out = stop_bcc(bcc)
     finally:
         child.kill()
         if child.stdin is not None:
@@ -104,3 +125,46 @@ def test_latency_sits_next_to_the_count(engine) -> None:
     row = next(ln.split() for ln in lines if ln.startswith("getppid "))
     assert int(row[1]) == N
     assert int(row[2]) >= 0
+
+
+# Calls enough for a total of milliseconds: each getppid() takes well under a microsecond to a
+# few between one tool's probes, so the sum is far from either tool's rounding.
+N_TIMED = 20000
+# Both tools time the same calls, each from its own sys_enter probe to its own sys_exit probe,
+# so a preemption or interrupt in a call lands in both sums. What differs is probe work: the
+# programs on one tracepoint run one after the other, so each tool's interval holds part of
+# the other's probes, and each has its own ktime/map costs. That is a small share of every call,
+# not a factor: measured on the 2-CPU build machine under load, engine/bcc was 1.03 .. 1.05
+# (about 12,300 us against 11,760 us). The bound allows that overhead gap to grow several times
+# on another kernel or machine; the per-event truncation it guards against gave 0.05 there
+# (646 us against 12,307 us) and 0.31 .. 0.39 in the issue's report.
+RATIO = (0.75, 1.33)
+
+
+def test_latency_sum_is_bccs(engine) -> None:
+    """syscount -L: the engine's TIME(us) for getppid against bcc's `syscount -L` on the same
+    calls of one child. bcc sums nanoseconds and divides the total once; so must the spec."""
+    child = start_child(N_TIMED)
+    try:
+        with bcc_syscount(child.pid, "-L") as bcc:
+            wait_line(bcc, "Tracing", BCC_READY)
+            e = engine(SPEC, "-p", str(child.pid), "-L", "-o", "json")
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.wait(timeout=120) == 0
+            result = e.stop()
+            out = stop_bcc(bcc)
+    finally:
+        child.kill()
+        if child.stdin is not None:
+            child.stdin.close()
+    assert result.code == 0, result.stderr
+    ours = next(r for r in result.json_rows() if r["syscall"] == "getppid")
+    theirs = next(ln.split() for ln in out.splitlines() if ln.startswith("getppid "))
+    assert ours["count"] == int(theirs[1]) == N_TIMED
+    engine_us, bcc_us = ours["time(us)"], float(theirs[2])
+    assert isinstance(engine_us, int)
+    print(f"getppid x{N_TIMED}: engine {engine_us} us, bcc {bcc_us} us, "
+          f"ratio {engine_us / bcc_us:.3f}")  # fmt: skip
+    assert RATIO[0] <= engine_us / bcc_us <= RATIO[1], (engine_us, bcc_us, out)
