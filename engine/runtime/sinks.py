@@ -262,7 +262,7 @@ def c_div(a: int, b: int) -> int:
 def printed(agg: M.Aggregation, value: Any) -> int:
     """A count/sum/min/max/avg as it prints: avg is the sum over the count, and a `print:`
     unit divides the kernel's exact value (ns) once, both toward zero in integers, so the
-    printed TIME(us) is the nanosecond total // 1000, never a sum of per-event truncations
+    printed TIME(us) is the nanosecond total / 1000, never a sum of per-event truncations
     and never a float. avg divides once by count x divisor (the same as dividing twice)."""
     if agg.kind == "avg":
         total, n = value
