@@ -127,9 +127,10 @@ def test_latency_sits_next_to_the_count(engine) -> None:
     assert int(row[2]) >= 0
 
 
-# Calls enough for a total of milliseconds: each getppid() takes well under a microsecond to a
-# few between one tool's probes, so the sum is far from either tool's rounding.
-N_TIMED = 20000
+# Calls enough for a total of milliseconds (tens with -m, so the engine's whole milliseconds
+# are within a few percent of bcc's decimals): a traced getppid() takes well under a
+# microsecond to a few between one tool's probes, so the sum is far from either tool's rounding.
+N_TIMED = {"us": 20000, "ms": 100000}
 # Both tools time the same calls, each from its own sys_enter probe to its own sys_exit probe,
 # so a preemption or interrupt in a call lands in both sums. What differs is probe work: the
 # programs on one tracepoint run one after the other, so each tool's interval holds part of
@@ -141,14 +142,18 @@ N_TIMED = 20000
 RATIO = (0.75, 1.33)
 
 
-def test_latency_sum_is_bccs(engine) -> None:
-    """syscount -L: the engine's TIME(us) for getppid against bcc's `syscount -L` on the same
-    calls of one child. bcc sums nanoseconds and divides the total once; so must the spec."""
-    child = start_child(N_TIMED)
+@pytest.mark.parametrize("unit", ["us", "ms"])
+def test_latency_sum_is_bccs(engine, unit: str) -> None:
+    """syscount -L (and -L -m): the engine's TIME for getppid against bcc's `syscount -L` on
+    the same calls of one child. bcc sums nanoseconds and divides the total once; so must the
+    spec (its `print: us` / `print: ms`)."""
+    n = N_TIMED[unit]
+    flags = ["-L", "-m"] if unit == "ms" else ["-L"]
+    child = start_child(n)
     try:
-        with bcc_syscount(child.pid, "-L") as bcc:
+        with bcc_syscount(child.pid, *flags) as bcc:
             wait_line(bcc, "Tracing", BCC_READY)
-            e = engine(SPEC, "-p", str(child.pid), "-L", "-o", "json")
+            e = engine(SPEC, "-p", str(child.pid), *flags, "-o", "json")
             assert child.stdin is not None
             child.stdin.write("go\n")
             child.stdin.flush()
@@ -160,11 +165,12 @@ def test_latency_sum_is_bccs(engine) -> None:
         if child.stdin is not None:
             child.stdin.close()
     assert result.code == 0, result.stderr
+    assert f"TIME ({unit})" in out, out
     ours = next(r for r in result.json_rows() if r["syscall"] == "getppid")
     theirs = next(ln.split() for ln in out.splitlines() if ln.startswith("getppid "))
-    assert ours["count"] == int(theirs[1]) == N_TIMED
-    engine_us, bcc_us = ours["time(us)"], float(theirs[2])
-    assert isinstance(engine_us, int)
-    print(f"getppid x{N_TIMED}: engine {engine_us} us, bcc {bcc_us} us, "
-          f"ratio {engine_us / bcc_us:.3f}")  # fmt: skip
-    assert RATIO[0] <= engine_us / bcc_us <= RATIO[1], (engine_us, bcc_us, out)
+    assert ours["count"] == int(theirs[1]) == n
+    engine_t, bcc_t = ours[f"time({unit})"], float(theirs[2])
+    assert isinstance(engine_t, int)
+    print(f"getppid x{n}: engine {engine_t} {unit}, bcc {bcc_t} {unit}, "
+          f"ratio {engine_t / bcc_t:.3f}")  # fmt: skip
+    assert RATIO[0] <= engine_t / bcc_t <= RATIO[1], (engine_t, bcc_t, out)
