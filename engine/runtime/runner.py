@@ -434,7 +434,7 @@ class EventLoop:
         self.session = session
         self.out = out
         self.stop = stop
-        self.state = decoders.State()
+        self.state = decoders.State(exact_text=config.fmt == "json")  # tables/CSV: escaped
         self.columns = columns
         fields = {f.name: f for f in plan.fields}
         self.printer = Printer(
