@@ -19,6 +19,9 @@ from engine.kernel.capabilities import _Fail, _nr, _syscall
 
 BPF_OBJ_GET = 7
 MAP_TYPES = {1: "hash", 9: "lru_hash"}  # BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH: lookups by key
+OTHER_TYPES = {2: "array", 3: "prog_array", 4: "perf_event_array", 5: "percpu_hash",
+               6: "percpu_array", 10: "lru_percpu_hash", 12: "array_of_maps",
+               13: "hash_of_maps", 27: "ringbuf"}  # fmt: skip
 KEY_SIZE = 8  # a u64, as bcc's --cgroupmap and --mntnsmap maps are keyed
 # The path is written into the C (bcc's BPF_TABLE_PINNED takes it as a string literal):
 # only characters that need no escaping there, and no `:` (bcc splits its section name on it).
@@ -85,8 +88,9 @@ def key_set(path: str) -> str:
     in), or PinnedError saying what it is instead."""
     m = map_info(path)
     if m.map_type not in MAP_TYPES:
+        kind = OTHER_TYPES.get(m.map_type, "other")
         raise PinnedError(
-            f"'{path}' is a map of type {m.map_type}, not a hash map "
+            f"'{path}' is a map of type {m.map_type} ({kind}), not a hash map "
             f"(BPF_MAP_TYPE_HASH or LRU_HASH; {CREATE})"
         )
     if m.key_size != KEY_SIZE:

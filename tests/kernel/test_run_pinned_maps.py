@@ -147,7 +147,7 @@ def test_wrong_pinned_maps_are_usage_errors_naming_the_flag(bpffs):
             "entries", "4", "name", "narrow")  # fmt: skip
     cases = [
         ("--cgroupmap", missing, f"'{missing}': no such file (pin a map there first: bpftool map"),
-        ("--mntnsmap", array, f"'{array}' is a map of type 2, not a hash map"),
+        ("--mntnsmap", array, f"'{array}' is a map of type 2 (array), not a hash map"),
         ("--cgroupmap", narrow, f"'{narrow}' has 4-byte keys; the ids it holds are u64"),
         ("--mntnsmap", Path("/etc/passwd"), "'/etc/passwd' is not a BPF object pinned"),
     ]
