@@ -92,6 +92,17 @@ def str_parser(text: str) -> str:
     return text
 
 
+def pinned_parser(text: str) -> str:
+    """argparse type for a pinned_map option: the path of a hash map keyed by u64 that
+    another tool pinned (opened and checked now, so a wrong one is a usage error)."""
+    from engine.kernel.pinned import PinnedError, key_set
+
+    try:
+        return key_set(text)
+    except PinnedError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def list_parser(ctype: str) -> Callable[[str], list[int]]:
     """argparse type for a list option: comma-separated integers, at most SET_LIMIT of them."""
     one = int_parser(ctype)
@@ -153,6 +164,13 @@ def description_text(text: str) -> str:
     return text.replace("%", "%%") if "%(prog)" in text else text
 
 
+def type_words(opt: M.Option) -> str:
+    """An option's type as --help says it."""
+    if opt.ctype == "pinned_map":
+        return "path of a pinned BPF hash map with u64 keys"
+    return f"{'list of ' if opt.is_list else ''}{opt.ctype}"
+
+
 def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
     group = parser.add_argument_group(
         f"options of spec '{plan.name}'",
@@ -168,6 +186,8 @@ def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
             kind: Callable[[str], Any]
             if opt.ctype == "str":
                 kind = str_parser
+            elif opt.ctype == "pinned_map":
+                kind = pinned_parser
             elif opt.is_list:
                 kind = list_parser(opt.ctype)
             else:
@@ -177,7 +197,7 @@ def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
                 dest=f"opt_{opt.name}",
                 type=kind,
                 metavar=opt.metavar,
-                help=help_text(f"{opt.help} ({'list of ' if opt.is_list else ''}{opt.ctype})"),
+                help=help_text(f"{opt.help} ({type_words(opt)})"),
             )
 
 

@@ -139,11 +139,15 @@ INET_SOCK_SET_STATE_SIZE = 56
 TCP_STATES = {"TCP_ESTABLISHED": 11, "TCP_SYN_SENT": 12, "TCP_CLOSE": 17}
 IPPROTO = {"IPPROTO_IP": 0, "IPPROTO_ICMP": 1, "IPPROTO_TCP": 6, "IPPROTO_UDP": 17}
 FUNCTIONS = ("tcp_v4_connect", "tcp_v6_connect")
+# The path of the `mntns_id` builtin, task->nsproxy->mnt_ns->ns.inum, at offsets no real
+# kernel has (6.18: nsproxy 1840, mnt_ns 24, ns 24 (ns.inum 24 in all), inum 0 in ns_common).
+MNTNS = {"nsproxy": 200, "mnt_ns": 16, "ns": 8, "inum": 20}
 
 
 def synthetic_kernel(order: str = "<") -> bytes:
     """Just enough of a kernel for specs/tcpconnect.yaml (both alternatives), nothing else:
-    no sk_buff, no icmp_echo, no task_struct, no sched tracepoints."""
+    no sk_buff, no icmp_echo, no sched tracepoints; a task_struct with only the members
+    the `mntns_id` builtin reads (MNTNS)."""
     b = Blob(order)
     i32 = b.int_("int", 4, 32, enc=1)
     u32 = b.int_("unsigned int", 4, 32)
@@ -202,6 +206,10 @@ def synthetic_kernel(order: str = "<") -> bytes:
             ("newstate", i32, 8 * tp["newstate"], 0),
         ],
     )
+    ns_common = b.struct("ns_common", 32, [("inum", u32, 8 * MNTNS["inum"], 0)])
+    mnt_namespace = b.struct("mnt_namespace", 64, [("ns", ns_common, 8 * MNTNS["ns"], 0)])
+    nsproxy = b.struct("nsproxy", 64, [("mnt_ns", b.ptr(mnt_namespace), 8 * MNTNS["mnt_ns"], 0)])
+    b.struct("task_struct", 512, [("nsproxy", b.ptr(nsproxy), 8 * MNTNS["nsproxy"], 0)])
     const_sock_ptr = b.ptr(b.const(sock))
     b.typedef(
         "btf_trace_inet_sock_set_state",

@@ -119,7 +119,7 @@ def c_expr(expr: M.CExpr) -> str:
         terms = " || ".join(f"{left} == {c_number(v)}" for v in expr.values)
         return f"(!({terms}))" if expr.negate else f"({terms})"
     if isinstance(expr, M.CInSet):
-        found = f"({expr.set.map}.lookup(&({expr.left.ctype}){{{expr.left.name}}}) != 0)"
+        found = f"({expr.set.map}.lookup(&({expr.set.ctype}){{{expr.left.name}}}) != 0)"
         return f"(!{found})" if expr.negate else found
     if isinstance(expr, M.CStrEq):
         if isinstance(expr.value, M.COption):

@@ -13,7 +13,9 @@ from typing import Mapping, Sequence, Union
 
 from engine.attach import KINDS, legacy_name
 from engine.errors import UsageError
+from engine.kernel.pinned import SAFE_PATH
 from engine.plan import model as M
+from engine.plan.resolve import PINNED
 
 OptionValue = Union[int, bool, str, Sequence[int], None]
 BUCKETED = ("log2", "linear")  # histogram kinds: the key gains a bucket slot
@@ -63,6 +65,8 @@ def bind(
         defined = {s.dest for s in pre}
         emitted = (wanted - filtered) if probe.emits else set()
         post = select(alt, emitted, defined, alt.stores)
+        later = (*alt.state_steps, *pre, *post)
+        alt = replace(alt, steps=prune(alt.steps, slots_read(alt.where), later))
         probes.append(M.ProgramProbe(probe.name, alt, pre, filt, post, probe.emits))
     sets = {s.map: s for p in probes for e in (p.alternative.where, p.filter) for s in set_maps(e)}
     shown = "count" if mode == "count" else ("aggregate" if aggs else "events")
@@ -183,6 +187,26 @@ def in_list(left: M.CExpr, option: str, ctype: str, value: Sequence[int], negate
     return M.CInSet(left, M.SetMap(f"set_{option}", left.ctype, kept), negate)
 
 
+# Steps that only compute a local (no helper with an effect, no state map touched): when
+# nothing reads the local, the step can go.
+PURE_STEPS = (M.Builtin, M.Arg, M.Load, M.LoadBits, M.AddrOf, M.Sum, M.Arith)
+
+
+def prune(
+    steps: tuple[M.Step, ...], read: set[str], later: tuple[M.Step, ...]
+) -> tuple[M.Step, ...]:
+    """The `where` steps still needed once options are bound: a comparison with an option not
+    given drops out, and so do the reads only it used (`cgroup_id in $cgroupmap` without
+    --cgroupmap reads no cgroup id, `mntns_id` no task memory)."""
+    need = set(read).union(*(uses(s) for s in later))
+    keep: list[M.Step] = []
+    for step in reversed(steps):
+        if not isinstance(step, PURE_STEPS) or step.dest in need:
+            keep.append(step)
+            need |= uses(step)
+    return tuple(reversed(keep))
+
+
 def uses(step: M.Step) -> set[str]:
     """The generated locals a step reads (what the step itself declares)."""
     return set(step.reads())
@@ -253,6 +277,13 @@ def bind_expr(
         value = values.get(expr.values.option)
         if value is None:
             return M.CTrue()
+        if expr.values.ctype == PINNED:  # the path, checked by engine.kernel.pinned.key_set
+            assert isinstance(value, str) and isinstance(expr.left, M.CVar)
+            if not SAFE_PATH.fullmatch(value):  # it is written into the C as a string
+                flag = (flags or {}).get(expr.values.option, f"option '{expr.values.option}'")
+                raise UsageError(f"{flag}: '{value}' is not a path the engine writes into C")
+            pinned = M.SetMap(f"set_{expr.values.option}", "u64", (), pinned=value)
+            return M.CInSet(expr.left, pinned, expr.negate)
         assert not isinstance(value, (int, bool, str))
         return in_list(expr.left, expr.values.option, expr.values.ctype, value, expr.negate)
     return expr

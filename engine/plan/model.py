@@ -56,11 +56,13 @@ class CIn:
 @dataclass(frozen=True)
 class SetMap:
     """A list option's values in a BPF hash set (`bind` makes one for a long list): declared
-    by templates/partials/maps_sets.c.j2, filled by the runner before attaching."""
+    by templates/partials/maps_sets.c.j2, filled by the runner before attaching. Or a
+    `pinned_map` option's map: declared pinned at its path, filled by whoever pinned it."""
 
     map: str  # set_<option>
-    ctype: str  # the key: the compared value's C type
+    ctype: str  # the key: the compared value's C type (u64 for a pinned map)
     values: tuple[int, ...]  # distinct, each representable in ctype
+    pinned: str = ""  # a `pinned_map` option: the map another tool pinned here, used as is
 
     @property
     def size(self) -> int:

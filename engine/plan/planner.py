@@ -150,6 +150,7 @@ class Planner:
             aggregations.insert(
                 0, M.Aggregation("count", "count", "", count_by, header, "", 10240, by_count=True)
             )
+        self.check_printed_fields(fields, columns, aggregations)
         self.warn_unused_options()
         if self.problems:
             # Fields are planned once per alternative: say each mistake once.
@@ -183,6 +184,38 @@ class Planner:
             states=tuple(self.states.values()),
             aggregations=tuple(aggregations),
         )
+
+    def check_printed_fields(
+        self,
+        fields: dict[str, M.Field],
+        columns: tuple[M.Column, ...],
+        aggregations: list[M.Aggregation],
+    ) -> None:
+        """Every probe that sends events must set every field the output prints: the event is
+        zeroed, so a field one probe leaves out would print 0 (or "") for its events, which no
+        reader could tell from a real 0. Said at that probe's `fields`, naming what prints it."""
+        printed: dict[str, str] = {}
+        for c in columns:
+            printed.setdefault(c.field, "output.columns")
+        for agg in aggregations:
+            where = "output.count" if agg.by_count else f"aggregation '{agg.name}'"
+            for name in (*(c.field for c in agg.by), agg.value):
+                if name:
+                    printed.setdefault(name, where)
+        for i, spec in enumerate(self.data["probes"]):
+            own = spec.get("fields") or {}
+            if not own:
+                continue  # it only stores state: it sends nothing
+            missing = [n for n in printed if n in fields and n not in own]
+            if missing:
+                said = "; ".join(f"'{n}' ({printed[n]})" for n in missing)
+                self.problem(
+                    f"probe '{spec['name']}' does not set {said}: every probe with fields must "
+                    "set each field the output prints (left out, it would read 0 for this "
+                    "probe's events, like a real 0); set it in this probe too, or do not print it",
+                    ("probes", i, "fields"),
+                    key=True,
+                )
 
     def check_state_use(self) -> None:
         """A state map nothing stores into can never be read: a mistake, said at its name."""

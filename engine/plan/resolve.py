@@ -36,6 +36,8 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "cpu": ("u32", "cpu"),
     "cgroup_id": ("u64", "cgroup_id"),
 }
+PINNED = "pinned_map"  # an option type: the path of a BPF hash map another tool pinned
+MNTNS_PATH = ("nsproxy", "mnt_ns", "ns", "inum")  # the `mntns_id` builtin, from `task`
 STATE_HELPERS = ("take", "get", "has")  # engine.plan.state
 HELPERS = (
     "transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet",
@@ -305,11 +307,11 @@ class Resolver:
         if name == "comm":
             return Val(VT(VKind.COMM, COMM_LEN, label="char[16]", char=True))
         if name == "task":  # the current task_struct: task.real_parent.tgid and so on
-            task = self.btf.find("task_struct", Kind.STRUCT)
+            task = self.current_task()
             if task is not None:
-                dest = s.local()
-                s.emit(M.Builtin(dest, "u64", "task"))
-                return Val(VT(VKind.PTR, 8, btf=task.id, label="struct task_struct *"), var=dest)
+                return task
+        if name == "mntns_id":
+            return self.mntns_id(node)
         value = self.enum_lookup(name)
         if value is not None:
             return constant_val(fits64(value, node), "enum constant")
@@ -319,12 +321,40 @@ class Resolver:
             node.col,
         )
 
+    def current_task(self) -> Val | None:
+        """The current `struct task_struct *` (bpf_get_current_task), if BTF has the struct."""
+        task = self.btf.find("task_struct", Kind.STRUCT)
+        if task is None:
+            return None
+        dest = self.s.local()
+        self.s.emit(M.Builtin(dest, "u64", "task"))
+        return Val(VT(VKind.PTR, 8, btf=task.id, label="struct task_struct *"), var=dest)
+
+    def mntns_id(self, node: E.Name) -> Val:
+        """The current task's mount namespace id, `task->nsproxy->mnt_ns->ns.inum` (what
+        `ls -Li /proc/PID/ns/mnt` shows, and bcc's --mntnsmap keys), read at BTF offsets."""
+        task = self.current_task()
+        val = task
+        for attr in MNTNS_PATH:
+            if val is None:
+                break
+            try:
+                val = self.member(val, E.Attr(E.Name("task", node.col), attr, node.col))
+            except PlanError:
+                val = None
+        if val is None or val.vt.kind is not VKind.INT:
+            raise PlanError(
+                "mntns_id: this kernel's BTF has no task_struct.nsproxy.mnt_ns.ns.inum",
+                node.col,
+            )
+        return self.rvalue(val)
+
     def enum_names(self) -> NameIndex:
         return enum_constant_index(self.btf)
 
     def known_names(self) -> list[str]:
         s = self.s
-        names = list(s.bindings) + list(s.params) + list(BUILTINS) + ["comm", "task"]
+        names = list(s.bindings) + list(s.params) + list(BUILTINS) + ["comm", "task", "mntns_id"]
         if s.record is not None:
             names.append("args")
         if s.ret is not None:
@@ -713,6 +743,8 @@ class Resolver:
                     "(it drops out when the option is not given)",
                     node.col,
                 )
+            if opt.ctype == PINNED:
+                return self.pinned_member(node, lvar, opt)
             if opt.is_list != (node.op in ("in", "notin")):
                 want = "`in`" if opt.is_list else "==, !=, <, <=, > or >="
                 raise PlanError(
@@ -734,6 +766,20 @@ class Resolver:
             return M.CCompare(node.op, lvar, M.CNum(self.constant(node.right, ctype), ctype))
         rval = self.number(right, node.right)
         return M.CCompare(node.op, lvar, M.CVar(rval.var, rval.vt.ctype))
+
+    def pinned_member(self, node: E.Compare, left: M.CExpr, opt: M.Option) -> M.CExpr:
+        """`cgroup_id in $cgroupmap`: whether the value, as a u64, is a key of the hash map
+        pinned at the option's path (checked when the option is given: engine.kernel.pinned)."""
+        if node.op not in ("in", "notin"):
+            raise PlanError(
+                f"${opt.name} is a pinned map; test membership with `in` or `not in`", node.col
+            )
+        if not isinstance(left, M.CVar):
+            raise PlanError(
+                f"a constant is not looked up in ${opt.name}; test a value such as cgroup_id",
+                node.left.col if hasattr(node.left, "col") else node.col,
+            )
+        return M.CIn(left, M.COption(opt.name, PINNED, False), negate=node.op == "notin")
 
     def string_compare(
         self, node: E.Compare, left: Val, options: dict[str, M.Option], top: bool

@@ -92,7 +92,7 @@ class _Readers:
     def __init__(self, session: Any) -> None:
         program: M.Program = session.program
         fields = {f.name: f for f in program.fields}
-        self.state = decoders.State()
+        self.state = decoders.State(exact_text=True)  # label values: the exposition escapes
         self.readers = [sinks.Reader(s, fields, self.state) for s in program.aggregations]
 
 

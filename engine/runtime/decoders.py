@@ -17,8 +17,33 @@ _FAMILIES: dict[int, int] = {int(socket.AF_INET): 4, int(socket.AF_INET6): 6}
 
 
 def text(raw: bytes) -> str:
-    """A NUL-terminated C char array as text (bytes that aren't UTF-8 are replaced)."""
+    """A NUL-terminated C char array as text, exact (JSON, Prometheus labels): control
+    characters stay as they are; only bytes that are not UTF-8, which no JSON string can
+    hold, become U+FFFD."""
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def escaped_text(raw: bytes) -> str:
+    """A NUL-terminated C char array as text safe for a terminal (tables, CSV).
+
+    A task names itself (`comm`), files are named by anyone: their bytes must not reach the
+    operator's terminal as escape sequences, nor forge a row with a newline. Printable
+    characters (UTF-8 included) stay; a backslash becomes `\\\\`; every other byte (control
+    characters, DEL, non-printable Unicode such as U+009B or U+202E, bytes that are not
+    UTF-8) becomes `\\xNN`, one per byte. So the printed text maps back to exactly one byte
+    string, and no real name can print like an escaped one."""
+    s = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    if s.isprintable() and "\\" not in s:
+        return s
+    return "".join(_escape_char(c) for c in s)
+
+
+def _escape_char(c: str) -> str:
+    if c == "\\":
+        return "\\\\"
+    if c.isprintable():  # lone surrogates (undecodable bytes) are not
+        return c
+    return "".join(f"\\x{b:02x}" for b in c.encode("utf-8", "surrogateescape"))
 
 
 def inet(addr: tuple[int, bytes]) -> str:
@@ -105,10 +130,12 @@ def _read_kallsyms() -> list[tuple[int, str]]:
 
 
 class State:
-    """What decoding keeps between events: the first timestamp, for `elapsed`."""
+    """What decoding keeps between events: the first timestamp, for `elapsed`; and how text
+    prints: escaped for a terminal (tables, CSV: the default) or exact (JSON, Prometheus)."""
 
-    def __init__(self) -> None:
+    def __init__(self, exact_text: bool = False) -> None:
         self.first_ns: int | None = None
+        self.exact_text = exact_text
 
     def elapsed(self, ns: int) -> float:
         if self.first_ns is None:
@@ -166,13 +193,17 @@ def _enum(field: Field | FieldInfo, state: State) -> Convert:
     return lambda v: names.get(v, v)
 
 
+def _text(field: Field | FieldInfo, state: State) -> Convert:
+    return text if state.exact_text else escaped_text
+
+
 def _hex(field: Field | FieldInfo, state: State) -> Convert:
     return (lambda v: bytes(v).hex()) if field.count else hex
 
 
 REGISTRY: dict[str, Decoder] = {
     "int": Decoder(6, _const(lambda v: v), spelled=False),
-    "str": Decoder(0, _const(text), cached=True),
+    "str": Decoder(0, _text, cached=True),
     "inet": Decoder(16, _const(inet), cached=True),
     "ip_version": Decoder(2, _const(ip_version)),
     "enum": Decoder(12, _enum),

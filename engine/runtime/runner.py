@@ -212,6 +212,8 @@ class Session:
         """Long list options' values into their hash sets: before attach, so the first event
         already sees them all."""
         for st in self.program.sets:
+            if st.pinned:  # another tool's map: its keys are its own
+                continue
             table = self.bpf[st.map]
             one = table.Leaf(1)
             for value in st.values:
@@ -434,7 +436,7 @@ class EventLoop:
         self.session = session
         self.out = out
         self.stop = stop
-        self.state = decoders.State()
+        self.state = decoders.State(exact_text=config.fmt == "json")  # tables/CSV: escaped
         self.columns = columns
         fields = {f.name: f for f in plan.fields}
         self.printer = Printer(

@@ -69,12 +69,6 @@ int p0_wakeup_raw_tracepoint_sched_wakeup(struct bpf_raw_tracepoint_args *ctx)
         bpf_probe_read_kernel(&t, 4, (void *)(v1 + 1264));
         v2 = t;
     }
-    s32 v3 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(v1 + 1268));
-        v3 = t;
-    }
     if (!(v2 != 0))
         return 0;
     struct event_t ev;
@@ -101,12 +95,6 @@ int p1_wakeup_new_raw_tracepoint_sched_wakeup_new(struct bpf_raw_tracepoint_args
         s32 t = 0;
         bpf_probe_read_kernel(&t, 4, (void *)(v1 + 1264));
         v2 = t;
-    }
-    s32 v3 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(v1 + 1268));
-        v3 = t;
     }
     if (!(v2 != 0))
         return 0;
@@ -141,12 +129,6 @@ int p2_preempted_raw_tracepoint_sched_switch(struct bpf_raw_tracepoint_args *ctx
         bpf_probe_read_kernel(&t, 4, (void *)(v1 + 1264));
         v3 = t;
     }
-    s32 v4 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(v1 + 1268));
-        v4 = t;
-    }
     if (!((v2 == 0U) && (v3 != 0)))
         return 0;
     struct event_t ev;
@@ -173,12 +155,6 @@ int p3_run_raw_tracepoint_sched_switch(struct bpf_raw_tracepoint_args *ctx)
         s32 t = 0;
         bpf_probe_read_kernel(&t, 4, (void *)(v5 + 1264));
         v6 = t;
-    }
-    s32 v7 = 0;
-    {
-        s32 t = 0;
-        bpf_probe_read_kernel(&t, 4, (void *)(v5 + 1268));
-        v7 = t;
     }
     if (!(v6 != 0))
         return 0;

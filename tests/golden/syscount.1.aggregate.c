@@ -59,7 +59,6 @@ BPF_TABLE("lru_hash", struct state_start_key_t, struct state_start_val_t, state_
 int p0_enter_tracepoint_raw_syscalls_sys_enter(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u32 v1 = bpf_get_current_pid_tgid() >> 32;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     u32 v2 = (u32)bpf_get_current_pid_tgid();
@@ -80,7 +79,6 @@ int p0_enter_tracepoint_raw_syscalls_sys_enter(void *ctx)
 int p1_exit_tracepoint_raw_syscalls_sys_exit(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
-    u32 v4 = bpf_get_current_pid_tgid() >> 32;
     u32 v5 = (u32)bpf_get_current_pid_tgid();
     struct state_start_key_t v6;
     __builtin_memset(&v6, 0, sizeof(v6));

@@ -116,34 +116,34 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v4 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v4;
-    u64 v5 = (u64)st.f_a0;
-    u16 v7 = 0;
+    u32 v9 = bpf_get_current_pid_tgid() >> 32;
+    ev.f_pid = v9;
+    u64 v10 = (u64)st.f_a0;
+    u16 v12 = 0;
     {
         u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 12));
-        v7 = t;
+        bpf_probe_read_kernel(&t, 2, (void *)(v10 + 12));
+        v12 = t;
     }
-    ev.f_dport = __builtin_bswap16(v7);
+    ev.f_dport = __builtin_bswap16(v12);
     if (!((ev.f_pid == 1234U) && (ev.f_dport == 80U || ev.f_dport == 443U)))
         return 0;
-    u16 v6 = 0;
+    u16 v11 = 0;
     {
         u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 16));
-        v6 = t;
+        bpf_probe_read_kernel(&t, 2, (void *)(v10 + 16));
+        v11 = t;
     }
-    ev.f_saddr.family = v6;
+    ev.f_saddr.family = v11;
     if (ev.f_saddr.family == 2)
-        bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(v5 + 4));
+        bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(v10 + 4));
     else if (ev.f_saddr.family == 10)
-        bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v5 + 72));
-    ev.f_daddr.family = v6;
+        bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v10 + 72));
+    ev.f_daddr.family = v11;
     if (ev.f_daddr.family == 2)
-        bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v5 + 0));
+        bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v10 + 0));
     else if (ev.f_daddr.family == 10)
-        bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v5 + 56));
+        bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v10 + 56));
     {
         struct agg_count_key_t key;
         __builtin_memset(&key, 0, sizeof(key));
@@ -199,34 +199,34 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v4 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v4;
-    u64 v5 = (u64)st.f_a0;
-    u16 v7 = 0;
+    u32 v9 = bpf_get_current_pid_tgid() >> 32;
+    ev.f_pid = v9;
+    u64 v10 = (u64)st.f_a0;
+    u16 v12 = 0;
     {
         u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 12));
-        v7 = t;
+        bpf_probe_read_kernel(&t, 2, (void *)(v10 + 12));
+        v12 = t;
     }
-    ev.f_dport = __builtin_bswap16(v7);
+    ev.f_dport = __builtin_bswap16(v12);
     if (!((ev.f_pid == 1234U) && (ev.f_dport == 80U || ev.f_dport == 443U)))
         return 0;
-    u16 v6 = 0;
+    u16 v11 = 0;
     {
         u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 16));
-        v6 = t;
+        bpf_probe_read_kernel(&t, 2, (void *)(v10 + 16));
+        v11 = t;
     }
-    ev.f_saddr.family = v6;
+    ev.f_saddr.family = v11;
     if (ev.f_saddr.family == 2)
-        bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(v5 + 4));
+        bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(v10 + 4));
     else if (ev.f_saddr.family == 10)
-        bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v5 + 72));
-    ev.f_daddr.family = v6;
+        bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v10 + 72));
+    ev.f_daddr.family = v11;
     if (ev.f_daddr.family == 2)
-        bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v5 + 0));
+        bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v10 + 0));
     else if (ev.f_daddr.family == 10)
-        bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v5 + 56));
+        bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v10 + 56));
     {
         struct agg_count_key_t key;
         __builtin_memset(&key, 0, sizeof(key));

@@ -105,40 +105,40 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v4 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v4;
-    u64 v5 = (u64)st.f_a0;
-    u16 v7 = 0;
+    u32 v9 = bpf_get_current_pid_tgid() >> 32;
+    ev.f_pid = v9;
+    u64 v10 = (u64)st.f_a0;
+    u16 v12 = 0;
     {
         u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 12));
-        v7 = t;
+        bpf_probe_read_kernel(&t, 2, (void *)(v10 + 12));
+        v12 = t;
     }
-    ev.f_dport = __builtin_bswap16(v7);
+    ev.f_dport = __builtin_bswap16(v12);
     if (!((ev.f_pid == 1234U) && (ev.f_dport == 80U || ev.f_dport == 443U)))
         return 0;
-    u64 v2 = bpf_ktime_get_ns();
-    ev.f_time = v2;
-    u32 v3 = (u32)bpf_get_current_uid_gid();
-    ev.f_uid = v3;
+    u64 v7 = bpf_ktime_get_ns();
+    ev.f_time = v7;
+    u32 v8 = (u32)bpf_get_current_uid_gid();
+    ev.f_uid = v8;
     bpf_get_current_comm(&ev.f_comm, 16);
-    u16 v6 = 0;
+    u16 v11 = 0;
     {
         u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 16));
-        v6 = t;
+        bpf_probe_read_kernel(&t, 2, (void *)(v10 + 16));
+        v11 = t;
     }
-    ev.f_ip = v6;
-    ev.f_saddr.family = v6;
+    ev.f_ip = v11;
+    ev.f_saddr.family = v11;
     if (ev.f_saddr.family == 2)
-        bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(v5 + 4));
+        bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(v10 + 4));
     else if (ev.f_saddr.family == 10)
-        bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v5 + 72));
-    ev.f_daddr.family = v6;
+        bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v10 + 72));
+    ev.f_daddr.family = v11;
     if (ev.f_daddr.family == 2)
-        bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v5 + 0));
+        bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v10 + 0));
     else if (ev.f_daddr.family == 10)
-        bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v5 + 56));
+        bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v10 + 56));
     if (events.ringbuf_output(&ev, sizeof(ev), 0) < 0)
         count_lost();
     return 0;
@@ -178,40 +178,40 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v4 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v4;
-    u64 v5 = (u64)st.f_a0;
-    u16 v7 = 0;
+    u32 v9 = bpf_get_current_pid_tgid() >> 32;
+    ev.f_pid = v9;
+    u64 v10 = (u64)st.f_a0;
+    u16 v12 = 0;
     {
         u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 12));
-        v7 = t;
+        bpf_probe_read_kernel(&t, 2, (void *)(v10 + 12));
+        v12 = t;
     }
-    ev.f_dport = __builtin_bswap16(v7);
+    ev.f_dport = __builtin_bswap16(v12);
     if (!((ev.f_pid == 1234U) && (ev.f_dport == 80U || ev.f_dport == 443U)))
         return 0;
-    u64 v2 = bpf_ktime_get_ns();
-    ev.f_time = v2;
-    u32 v3 = (u32)bpf_get_current_uid_gid();
-    ev.f_uid = v3;
+    u64 v7 = bpf_ktime_get_ns();
+    ev.f_time = v7;
+    u32 v8 = (u32)bpf_get_current_uid_gid();
+    ev.f_uid = v8;
     bpf_get_current_comm(&ev.f_comm, 16);
-    u16 v6 = 0;
+    u16 v11 = 0;
     {
         u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(v5 + 16));
-        v6 = t;
+        bpf_probe_read_kernel(&t, 2, (void *)(v10 + 16));
+        v11 = t;
     }
-    ev.f_ip = v6;
-    ev.f_saddr.family = v6;
+    ev.f_ip = v11;
+    ev.f_saddr.family = v11;
     if (ev.f_saddr.family == 2)
-        bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(v5 + 4));
+        bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(v10 + 4));
     else if (ev.f_saddr.family == 10)
-        bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v5 + 72));
-    ev.f_daddr.family = v6;
+        bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v10 + 72));
+    ev.f_daddr.family = v11;
     if (ev.f_daddr.family == 2)
-        bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v5 + 0));
+        bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v10 + 0));
     else if (ev.f_daddr.family == 10)
-        bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v5 + 56));
+        bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v10 + 56));
     if (events.ringbuf_output(&ev, sizeof(ev), 0) < 0)
         count_lost();
     return 0;

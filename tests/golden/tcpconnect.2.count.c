@@ -69,34 +69,34 @@ int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    u32 v7 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v7;
-    u64 v8 = *(u64 *)(ctx_addr + 8);
-    u16 v10 = 0;
+    u32 v12 = bpf_get_current_pid_tgid() >> 32;
+    ev.f_pid = v12;
+    u64 v13 = *(u64 *)(ctx_addr + 8);
+    u16 v15 = 0;
     {
         u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(v8 + 12));
-        v10 = t;
+        bpf_probe_read_kernel(&t, 2, (void *)(v13 + 12));
+        v15 = t;
     }
-    ev.f_dport = __builtin_bswap16(v10);
+    ev.f_dport = __builtin_bswap16(v15);
     if (!((ev.f_pid == 1234U) && (ev.f_dport == 80U || ev.f_dport == 443U)))
         return 0;
-    u16 v9 = 0;
+    u16 v14 = 0;
     {
         u16 t = 0;
-        bpf_probe_read_kernel(&t, 2, (void *)(v8 + 16));
-        v9 = t;
+        bpf_probe_read_kernel(&t, 2, (void *)(v13 + 16));
+        v14 = t;
     }
-    ev.f_saddr.family = v9;
+    ev.f_saddr.family = v14;
     if (ev.f_saddr.family == 2)
-        bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(v8 + 4));
+        bpf_probe_read_kernel(&ev.f_saddr.addr, 4, (void *)(v13 + 4));
     else if (ev.f_saddr.family == 10)
-        bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v8 + 72));
-    ev.f_daddr.family = v9;
+        bpf_probe_read_kernel(&ev.f_saddr.addr, 16, (void *)(v13 + 72));
+    ev.f_daddr.family = v14;
     if (ev.f_daddr.family == 2)
-        bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v8 + 0));
+        bpf_probe_read_kernel(&ev.f_daddr.addr, 4, (void *)(v13 + 0));
     else if (ev.f_daddr.family == 10)
-        bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v8 + 56));
+        bpf_probe_read_kernel(&ev.f_daddr.addr, 16, (void *)(v13 + 56));
     {
         struct agg_count_key_t key;
         __builtin_memset(&key, 0, sizeof(key));

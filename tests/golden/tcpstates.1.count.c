@@ -67,7 +67,6 @@ int p0_change_tracepoint_sock_inet_sock_set_state(void *ctx)
 {
     u64 ctx_addr = (u64)ctx;
     u16 v1 = *(u16 *)(ctx_addr + 30);
-    u16 v2 = *(u16 *)(ctx_addr + 28);
     if (!(v1 == 6U))
         return 0;
     struct event_t ev;

@@ -402,6 +402,7 @@ class ConnChild:
         comm: str = "conn-test",
         wait: bool = False,
         as_nobody: bool = False,
+        prefix: Sequence[str] = (),
     ) -> None:
         spec = {
             "listen": list(listen),
@@ -412,6 +413,7 @@ class ConnChild:
         argv = [sys.executable, "-I", "-c", CONNECT_CODE, json.dumps(spec)]
         if as_nobody:
             argv = [*SETPRIV_NOBODY, *argv]
+        argv = [*prefix, *argv]  # e.g. unshare -m: the child in a new mount namespace
         self.listen = list(listen)
         self.proc = subprocess.Popen(
             argv,
@@ -473,7 +475,8 @@ class ConnChild:
 
 @pytest.fixture
 def conn_child() -> Iterator[Callable[..., ConnChild]]:
-    """conn_child(listen=..., connects=[(listener, times)], comm=..., wait=..., as_nobody=...)"""
+    """conn_child(listen=..., connects=[(listener, times)], comm=..., wait=..., as_nobody=...,
+    prefix=[argv before the interpreter])"""
     children: list[ConnChild] = []
 
     def make(**kwargs: Any) -> ConnChild:

@@ -244,6 +244,8 @@ def every_option_set(plan: M.Plan) -> dict[str, Any]:
             values[o.name] = True
         elif o.ctype == "str":
             values[o.name] = "x"
+        elif o.ctype == "pinned_map":
+            values[o.name] = "/sys/fs/bpf/engine-test-set"
         else:
             values[o.name] = [1, 2] if o.is_list else 3
     return values

@@ -145,8 +145,11 @@ def test_validate_reads_members_from_the_given_file(
     assert run_validate([str(spec)], fixture_btf, "text", out) == 0, out.getvalue()
     out = io.StringIO()
     assert run_validate([str(spec)], synthetic_btf, "text", out) == 1
+    line = 1 + text.splitlines().index(
+        next(ln for ln in text.splitlines() if "skc_dport, decode: be16" in ln)
+    )
     assert out.getvalue().splitlines() == [
-        f"{spec}:31:37: error: 'struct sock_common' has no member 'skc_bound_dev_if' "
+        f"{spec}:{line}:37: error: 'struct sock_common' has no member 'skc_bound_dev_if' "
         "[$.probes[0].fields.dport.value]",
         "1 spec checked: 0 valid, 1 invalid",
     ]

@@ -376,7 +376,7 @@ def test_load_document_of_the_shipped_spec() -> None:
     doc = load_document(str(TCPCONNECT))
     assert doc.file == str(TCPCONNECT)
     assert doc.data["name"] == "tcpconnect"
-    assert doc.locate(["probes", 0, "attach", 1, "tracepoint"]).line == 19
+    assert doc.locate(["probes", 0, "attach", 1, "tracepoint"]).line == 22
 
 
 def test_json_path() -> None:

@@ -112,9 +112,32 @@ def test_kretprobe_stashes_only_sk(tcp: M.Plan, btf: Btf) -> None:
 
 
 def test_kretprobe_where_reads_the_return_value(tcp: M.Plan) -> None:
-    alt = tcp.probes[0].alternatives[0]
+    """Without --cgroupmap and --mntnsmap their terms drop out, and so do their reads."""
+    from engine.plan.bind import bind
+
+    alt = bind(tcp).probes[0].alternative
     assert alt.steps == (M.Arg("v1", "s32", -1),)  # tcp_v4_connect returns int
     assert alt.where == M.CCompare("==", M.CVar("v1", "s32"), M.CNum(0, "s32"))
+
+
+def test_pinned_map_options_look_the_value_up_as_a_u64(tcp: M.Plan) -> None:
+    """`cgroup_id in $cgroupmap and mntns_id in $mntnsmap`: the cgroup id and the mount
+    namespace id (task->nsproxy->mnt_ns->ns.inum, a u32 at BTF offsets) looked up in the
+    maps pinned at the given paths, as u64 keys."""
+    from engine.plan.bind import bind
+
+    alt = bind(tcp, options={"cgroupmap": "/sys/fs/bpf/cg", "mntnsmap": "/sys/fs/bpf/ns"})
+    where = alt.probes[0].alternative.where
+    assert isinstance(where, M.CBool)
+    sets = [t.set for t in where.terms if isinstance(t, M.CInSet)]
+    assert sets == [
+        M.SetMap("set_cgroupmap", "u64", (), pinned="/sys/fs/bpf/cg"),
+        M.SetMap("set_mntnsmap", "u64", (), pinned="/sys/fs/bpf/ns"),
+    ]
+    steps = alt.probes[0].alternative.steps
+    assert M.Builtin("v2", "u64", "cgroup_id") in steps
+    loads = [s for s in steps if isinstance(s, M.Load)]
+    assert [(s.size, s.offset) for s in loads][-1] == (4, 24)  # ns.inum: mnt_namespace + 24
 
 
 def test_tracepoint_loads_skaddr_at_its_offset(tcp: M.Plan, btf: Btf) -> None:

@@ -146,10 +146,14 @@ def test_int_is_the_number_signed_or_not() -> None:
     assert decode(fs, [2**64 - 1, -5, 65535]) == [[2**64 - 1, -5, 65535]]
 
 
-def test_str_stops_at_the_nul_and_replaces_bad_utf8() -> None:
+def test_str_stops_at_the_nul_and_escapes_bad_utf8() -> None:
+    """Tables and CSV (the default state) show a byte that is not UTF-8 as \\xNN; JSON
+    (exact text) cannot hold it and has U+FFFD (tests/unit/test_text_escape.py: the rest)."""
     fs = [field("comm", "char", "str", 16)]
     got = decode(fs, [b"curl\0junk"], [b"x" * 16], [b"\xffab\0"], [b""])
-    assert got == [["curl"], ["x" * 16], ["\ufffdab"], [""]]
+    assert got == [["curl"], ["x" * 16], ["\\xffab"], [""]]
+    exact = maker(fs, decoders.State(exact_text=True))
+    assert exact.values(event(fs, [b"\xffab\0"])) == ["\ufffdab"]
 
 
 def test_inet_by_family() -> None:
