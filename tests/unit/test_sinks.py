@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import pathlib
 import random
 
@@ -271,7 +272,9 @@ def reader(name: str) -> tuple[sinks.Reader, M.AggSink]:
     return sinks.Reader(s, fields, decoders.State()), s
 
 
-def read(name: str, per_key: dict[int, list[dict[str, object]]], other: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+def read(
+    name: str, per_key: dict[int, list[dict[str, object]]], other: list[dict[str, object]]
+) -> list[sinks.Series]:
     r, s = reader(name)
     table = Table({key_bytes(s, k): [leaf(s, **v) for v in cpus] for k, cpus in per_key.items()})
     others = Table({b"other": [leaf(s, **v) for v in other]})
@@ -365,3 +368,24 @@ def test_clear_reads_and_clears_the_set_the_kernel_no_longer_writes(
     row = {"port": 1, "least": 2, "most": 2, "mean": 2, "total": 2}
     assert json.loads(p.out.getvalue().splitlines()[0]) == row
     assert bpf["agg_total_e1"].cleared  # type: ignore[attr-defined]
+
+
+def test_clear_refused_where_the_kernel_has_no_global_membarrier(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nohz_full kernels leave MEMBARRIER_CMD_GLOBAL out of the query's mask: --clear could
+    not know when the kernel stopped writing a map set, so it says so before tracing."""
+    from engine.errors import EngineError
+
+    monkeypatch.setattr(sinks, "_membarrier", lambda cmd: 0b1111110)
+    with pytest.raises(EngineError, match=r"--clear needs membarrier\(MEMBARRIER_CMD_GLOBAL\)"):
+        sinks.check_membarrier()
+    monkeypatch.setattr(sinks, "_membarrier", lambda cmd: 0b1)
+    sinks.check_membarrier()
+
+
+def test_membarrier_query_on_this_machine() -> None:
+    """The real syscall answers the query (Linux 4.3+), so the number used is right here."""
+    if sinks.SYS_MEMBARRIER.get(os.uname().machine) is None:
+        pytest.skip("no membarrier number known for this architecture")
+    assert sinks._membarrier(sinks.MEMBARRIER_CMD_QUERY) > 0
