@@ -417,7 +417,7 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
                 f"{len(probe.alternatives)} alternatives"
             )
     if ns.ebpf:
-        program = bind(plan, mode="count" if ns.count else "events", options=values)
+        program = bind(plan, mode="count" if ns.count else "events", options=values, clear=ns.clear)
         sys.stdout.write(render.render_c(program))
         return 0
     # Option values meet the plan (a string longer than its field, ...) before the kernel does.

@@ -18,7 +18,6 @@ from engine.plan import model as M
 from engine.plan.resolve import PINNED
 
 OptionValue = Union[int, bool, str, Sequence[int], None]
-BUCKETED = ("log2", "linear")  # histogram kinds: the key gains a bucket slot
 SET_INLINE = 8  # a list option with more values than this is looked up in a hash set map
 
 
@@ -32,8 +31,12 @@ def bind(
     ringbuf_pages: int = 64,
     wakeup_batch: int = 0,
     kfunc_style: str = "module",
+    clear: bool = False,
 ) -> M.Program:
     """Fix a run's choices; `choices` maps probe name -> index into its alternatives.
+
+    `clear` (--clear) gives each aggregation two map sets, so a print can clear one while the
+    kernel writes the other (engine.runtime.sinks.Epochs).
 
     `kfunc_style` names fentry/fexit functions the way the bcc in use looks them up:
     "module" (kfunc__vmlinux__FN, bcc >= 0.27) or "legacy" (kfunc__FN, bcc 0.26).
@@ -42,7 +45,7 @@ def bind(
     if mode == "count" and plan.key is None:
         raise ValueError("this spec declares no output.count")
     flags = {o.name: "/".join(f for f in (o.short, o.long) if f) for o in plan.options}
-    sinks, errors = bind_sinks(plan, mode, values, transport, ringbuf_pages, wakeup_batch)
+    sinks, errors = bind_sinks(plan, mode, values, transport, ringbuf_pages, wakeup_batch, clear)
     errors = [f"state '{st.name}': failed updates" for st in plan.states] + errors
     aggs = [s for s in sinks if isinstance(s, M.AggSink)]
     if aggs:
@@ -107,6 +110,7 @@ def bind_sinks(
     transport: str,
     ringbuf_pages: int,
     wakeup_batch: int,
+    clear: bool = False,
 ) -> tuple[list[M.Sink], list[str]]:
     """Where events go this run: the active aggregations, or else the event stream."""
     from engine.plan.planner import layout
@@ -119,21 +123,13 @@ def bind_sinks(
             continue
         by = tuple(c for c in agg.by if not c.option or values.get(c.option))
         members = [(M.slot_name(c.field), fields[c.field].ctype, fields[c.field].count) for c in by]
-        if agg.kind in BUCKETED:
-            members.append(("bucket", "u32", 0))
         if not members:  # one key for everything: a map key cannot be empty
             members.append(("all", "u32", 0))
         key = layout(f"agg_{agg.name}_key_t", members)
-        value_ctype = "s64" if agg.signed and agg.kind in ("sum", "min", "max") else "u64"
+        value_ctype = "s64" if agg.signed and agg.kind != "count" else "u64"
         index = len(plan.states) + len(errors)
-        sink = M.AggSink(agg, key, by, value_ctype, index)
-        sinks.append(sink)
-        if sink.has_other:
-            errors.append(
-                f"aggregation '{agg.name}': events past {agg.size} keys, folded into 'other'"
-            )
-        else:
-            errors.append(f"aggregation '{agg.name}': events dropped, more than {agg.size} keys")
+        sinks.append(M.AggSink(agg, key, by, value_ctype, index, 2 if clear else 1))
+        errors.append(f"aggregation '{agg.name}': events past {agg.size} keys, folded into 'other'")
     if not sinks:
         sinks.append(M.EventSink(transport, ringbuf_pages, wakeup_batch))
     return sinks, errors

@@ -520,7 +520,7 @@ class Aggregation:
     low: int = 0  # linear: the first bucket's lower bound
     high: int = 0  # linear: the bound past the last regular bucket
     step: int = 0  # linear: bucket width
-    signed: bool = False  # the value field is signed (min/max/sum compare as s64)
+    signed: bool = False  # the value field is signed: its sums, min and max are s64
     by_count: bool = False
     # sum/min/max/avg with `print:`: the kernel keeps `unit` (ns), the value prints divided by
     # this once, toward zero (sinks.printed); 1 prints the kernel's value
@@ -621,45 +621,71 @@ class EventSink:
 
 
 @dataclass(frozen=True)
+class AggMaps:
+    """One epoch's maps of an aggregation: the per-key hash and its overflow array."""
+
+    hash: str
+    other: str
+
+
+@dataclass(frozen=True)
 class AggSink:
     """One active aggregation: a per-CPU hash from its key to its value, updated in the kernel.
 
-    Per-CPU values make every update race-free without atomics (user space merges the CPUs);
-    an event whose key does not fit is counted in engine_errors[index] and reported."""
+    Per-CPU values make every update race-free without atomics (user space merges the CPUs).
+    One entry per key holds the whole value (a histogram's buckets and sum too), so `size`
+    counts keys. An event whose key does not fit is folded, whole, into `other` (a one-entry
+    per-CPU array of the same value) and counted once in engine_errors[index].
+
+    `epochs` is 2 when the run clears after each print (`--clear`): two sets of maps, the
+    kernel writing the one `agg_epoch` selects, so user space reads and clears the other
+    once no program can still be writing it (engine.runtime.sinks.Epochs)."""
 
     agg: Aggregation
-    key: Layout  # struct agg_<name>_key_t: the active `by` slots, then `bucket` for histograms
+    key: Layout  # struct agg_<name>_key_t: the active `by` slots (or one zero slot)
     by: tuple[Column, ...]  # the active key columns
-    value_ctype: str  # u64, or s64 for a signed field's sum/min/max
+    value_ctype: str  # the value's C type: s64 for a signed field (sum, min, max, avg, sums)
     index: int  # its counter in engine_errors
+    epochs: int = 1
 
     @property
     def maps_partial(self) -> str:
-        return "agg_avg" if self.agg.kind == "avg" else "agg"  # avg keeps {sum, count}
+        return "agg"
 
     @property
     def emit_partial(self) -> str:
-        return f"agg_{self.agg.kind}"
+        """emit_agg.c.j2 finds the value; emit_agg_<kind>.c.j2 updates it."""
+        return "agg"
 
     @property
-    def has_other(self) -> bool:
-        """Events whose key does not fit go to one overflow series, `other`, in the kernel
-        (a per-CPU array beside the hash, which never fails); min and max only count them."""
-        return self.agg.kind not in ("min", "max")
+    def members(self) -> tuple[tuple[str, str, int], ...]:
+        """(C type, name, array length or 0) of the value struct; () for a plain integer.
+
+        min and max keep a count beside the value: a CPU's slot that was never written
+        (per-CPU hashes zero the other CPUs' slots of a new key) is left out of the merge."""
+        kind = self.agg.kind
+        if kind in ("min", "max"):
+            return ((self.value_ctype, "value", 0), ("u64", "count", 0))
+        if kind == "avg":
+            return ((self.value_ctype, "sum", 0), ("u64", "count", 0))
+        if self.buckets:
+            return (("u64", "buckets", self.buckets), (self.value_ctype, "sum", 0))
+        return ()
 
     @property
-    def other_size(self) -> int:
-        """Entries of the overflow array: one value, or a histogram's buckets and its sum."""
+    def leaf(self) -> str:
+        """The C type of one per-CPU value."""
+        return f"struct {self.map}_val_t" if self.members else self.value_ctype
+
+    @property
+    def buckets(self) -> int:
+        """A histogram's buckets: log2 0..64 (bpf_log2l), linear below min, one per step,
+        at or above max; 0 for the other kinds."""
         if self.agg.kind == "log2":
-            return 66  # bpf_log2l gives buckets 0..64; 65 holds the sum
+            return 65
         if self.agg.kind == "linear":
-            return self.top_bucket + 2
-        return 1
-
-    @property
-    def other_sum(self) -> int:
-        """A histogram's overflow sum: the last entry of the overflow array."""
-        return self.other_size - 1
+            return self.top_bucket + 1
+        return 0
 
     @property
     def top_bucket(self) -> int:
@@ -669,6 +695,14 @@ class AggSink:
     @property
     def map(self) -> str:
         return f"agg_{self.agg.name}"
+
+    @property
+    def map_sets(self) -> tuple[AggMaps, ...]:
+        """The maps of each epoch; epoch 0's are also the only ones without --clear."""
+        return tuple(
+            AggMaps(f"{self.map}{suffix}", f"{self.map}_other{suffix}")
+            for suffix in ("", "_e1")[: self.epochs]
+        )
 
 
 Sink = Union[EventSink, AggSink]
@@ -702,3 +736,8 @@ class Program:
     @property
     def aggregations(self) -> tuple[AggSink, ...]:
         return tuple(s for s in self.sinks if isinstance(s, AggSink))
+
+    @property
+    def epochs(self) -> int:
+        """2 when the aggregations keep two map sets (--clear), else 1."""
+        return max((s.epochs for s in self.aggregations), default=1)

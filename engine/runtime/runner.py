@@ -29,7 +29,7 @@ from engine.plan.bind import OptionValue, bind
 from engine.runtime import decoders, signals
 from engine.runtime.output import Printer
 from engine.runtime.rows import RowMaker
-from engine.runtime.sinks import AggregatePrinter
+from engine.runtime.sinks import AggregatePrinter, check_membarrier
 
 POLL_MS = 100
 
@@ -46,7 +46,7 @@ class RunConfig:
     transport: str = "auto"  # auto | ringbuf | perf
     ringbuf_pages: int = 64
     wakeup_batch: int = 32  # wake the reader every N events; unsignalled ones wait <= POLL_MS
-    clear: bool = False  # aggregations: reset after each --interval print
+    clear: bool = False  # aggregations: reset after each print (two map sets: sinks.Epochs)
     options: Mapping[str, OptionValue] = field(default_factory=dict)
     envelope: bool = False  # -o json: each row leads with {"engine": {time, host, spec, probe}}
     alternative: int = 0  # 1-based: force each probe's N-th alternative (0: the first that works)
@@ -331,6 +331,7 @@ def start(
             transport=transport,
             ringbuf_pages=config.ringbuf_pages,
             wakeup_batch=config.wakeup_batch,
+            clear=config.clear,
         )
         session = Session(program, config.verbose)
         try:
@@ -366,6 +367,8 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
         if stop.requested:
             return 0
         check_privileges()
+        if config.clear:
+            check_membarrier()
         mode = "count" if config.count else "events"
         transport = config.transport
         if transport == "auto":

@@ -1,49 +1,88 @@
 """Reading and printing in-kernel aggregations (the `AggSink`s of a Program).
 
-Each aggregation is a per-CPU hash; reading it merges the CPUs per key (sum, min, max, or
-sum/count for avg), decodes the key with the same struct layout and decoders as events
-(engine.runtime.rows), and, for histograms, gathers the buckets of each key. One registry
-entry per kind says how CPUs merge and how it prints, so a new aggregation is one entry here
-and one template partial.
+Each aggregation is a per-CPU hash, one entry per key; reading it merges the CPUs per key
+(sum, min, max, sum/count for avg, bucket by bucket for histograms), decodes the key with the
+same struct layout and decoders as events (engine.runtime.rows), and adds `other`, the
+series of events whose key did not fit. One registry entry per kind says how CPUs merge, so a
+new aggregation is one entry here and one template partial.
+
+A CPU's slot of a key it never saw reads as zeros (the kernel zeroes them when the key is
+created), so min and max keep a count beside the value and only slots with a count merge.
+Sums keep the field's signedness (an s64 for a signed field) and wrap as the C type does.
 """
 
 # ruff: noqa: UP031 -- the tables copy bcc's printf formats, so they stay % formats
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TextIO
 
+from engine.errors import EngineError
 from engine.plan import model as M
 from engine.runtime import decoders
 from engine.runtime.output import render_rows
 from engine.runtime.rows import getter, struct_format
 
-SUM_BUCKET = 0xFFFFFFFF  # a histogram key's running sum lives under this bucket
 STARS = 40
+
+
+def wrap(v: int, signed: bool) -> int:
+    """v as the kernel's 64-bit value holds it: per-CPU parts add up as the C type does."""
+    v &= 0xFFFFFFFFFFFFFFFF
+    return v - (1 << 64) if signed and v >= 1 << 63 else v
+
+
+# A kind's merge: the per-CPU values of one key and whether the value is signed -> the
+# merged value, or None when no CPU holds one (nothing to print for that key).
+Merge = Callable[[Sequence[Any], bool], Any]
+
+
+def _sum(values: Sequence[Any], signed: bool) -> int:
+    return wrap(sum(values), signed)
+
+
+def _extreme(pick: Callable[..., int]) -> Merge:
+    def merge(values: Sequence[Any], signed: bool) -> int | None:
+        written = [v.value for v in values if v.count]
+        return pick(written) if written else None
+
+    return merge
+
+
+def _avg(values: Sequence[Any], signed: bool) -> tuple[int, int] | None:
+    count = sum(v.count for v in values)
+    return (wrap(sum(v.sum for v in values), signed), count) if count else None
+
+
+def _hist(values: Sequence[Any], signed: bool) -> tuple[dict[int, int], int] | None:
+    """(bucket index -> count, sum of the values), or None when no bucket holds a count."""
+    counts = [0] * len(values[0].buckets) if values else []
+    for v in values:
+        counts = [a + b for a, b in zip(counts, v.buckets)]
+    buckets = {i: n for i, n in enumerate(counts) if n}
+    return (buckets, wrap(sum(v.sum for v in values), signed)) if buckets else None
 
 
 @dataclass(frozen=True)
 class Kind:
-    """How one aggregation kind merges per-CPU values and prints."""
+    """How one aggregation kind merges per-CPU values."""
 
-    merge: Callable[[Sequence[Any]], Any]
+    merge: Merge
     histogram: bool = False
 
 
-def _avg(values: Sequence[Any]) -> tuple[int, int]:
-    return sum(v.sum for v in values), sum(v.count for v in values)
-
-
 KINDS: dict[str, Kind] = {
-    "count": Kind(sum),
-    "sum": Kind(sum),
-    "min": Kind(min),
-    "max": Kind(max),
+    "count": Kind(_sum),
+    "sum": Kind(_sum),
+    "min": Kind(_extreme(min)),
+    "max": Kind(_extreme(max)),
     "avg": Kind(_avg),
-    "log2": Kind(sum, histogram=True),
-    "linear": Kind(sum, histogram=True),
+    "log2": Kind(_hist, histogram=True),
+    "linear": Kind(_hist, histogram=True),
 }
 
 
@@ -62,53 +101,41 @@ class Series:
 
 
 class Reader:
-    """Reads one AggSink's map into Series."""
+    """Reads one AggSink's maps (those of one epoch) into Series."""
 
     def __init__(self, sink: M.AggSink, fields: dict[str, M.Field], state: decoders.State):
         self.sink = sink
         self.kind = KINDS[sink.agg.kind]
+        self.signed = sink.value_ctype.startswith("s")
         fmt, index = struct_format(sink.key)
         self.unpack = struct.Struct(fmt).unpack_from
         self.getters = [
             getter(fields[c.field], index[M.slot_name(c.field)], state) for c in sink.by
         ]
-        self.bucket_at = index.get("bucket", -1)
 
-    def read(self, bpf: Any) -> list[Series]:
-        table = bpf[self.sink.map]
-        found: dict[tuple[Any, ...], Series] = {}
-        for k, per_cpu in self.items(table):
-            t = self.unpack(bytes(k))
-            key = tuple(g(t) for g in self.getters)
-            merged = self.kind.merge([_plain(v) for v in per_cpu])
-            if not self.kind.histogram:
-                found[key] = Series(key, merged)
-                continue
-            s = found.setdefault(key, Series(key, buckets={}))
-            bucket = t[self.bucket_at]
-            if bucket == SUM_BUCKET:
-                s.total += merged
-            elif merged:
-                assert s.buckets is not None
-                s.buckets[bucket] = s.buckets.get(bucket, 0) + merged
-        out = [s for s in found.values() if not self.kind.histogram or s.buckets]
-        other = self.other(bpf)
-        return [*out, other] if other is not None else out
-
-    def other(self, bpf: Any) -> Series | None:
-        """The overflow series: events whose key came after the map was full, folded in the
-        kernel into one array; its key reads `other` in every column."""
-        if not self.sink.has_other:
+    def series(self, key: tuple[Any, ...], per_cpu: Sequence[Any]) -> Series | None:
+        merged = self.kind.merge([_plain(v) for v in per_cpu], self.signed)
+        if merged is None:
             return None
-        table = bpf[f"{self.sink.map}_other"]
-        merged = [self.kind.merge([_plain(v) for v in table[i]]) for i in range(len(table))]
-        key = ("other",) * len(self.sink.by)
         if self.kind.histogram:
-            buckets = {i: n for i, n in enumerate(merged[:-1]) if n}
-            return Series(key, buckets=buckets, total=merged[-1]) if buckets else None
-        value = merged[0]
-        present = value[1] if isinstance(value, tuple) else value
-        return Series(key, value) if present else None
+            buckets, total = merged
+            return Series(key, buckets=buckets, total=total)
+        return Series(key, merged)
+
+    def read(self, bpf: Any, epoch: int = 0) -> list[Series]:
+        """Every key that holds a value, then `other` when it holds one; `epoch` picks the
+        map set (only --clear runs have a second)."""
+        maps = self.sink.map_sets[epoch]
+        out = []
+        for k, per_cpu in self.items(bpf[maps.hash]):
+            t = self.unpack(bytes(k))
+            s = self.series(tuple(g(t) for g in self.getters), per_cpu)
+            if s is not None:
+                out.append(s)
+        other = self.series(("other",) * len(self.sink.by), bpf[maps.other][0])
+        if other is None or (self.sink.agg.kind in ("count", "sum") and other.value == 0):
+            return out  # `other` keeps no count beside a count or sum: 0 is nothing folded
+        return [*out, other]
 
     batch = True  # BPF_MAP_LOOKUP_BATCH (Linux 5.6+) until the kernel refuses it once
 
@@ -122,15 +149,68 @@ class Reader:
                 self.batch = False
         return table.items()
 
-    def clear(self, bpf: Any) -> None:
-        bpf[self.sink.map].clear()
-        if self.sink.has_other:
-            bpf[f"{self.sink.map}_other"].clear()
+    def clear(self, bpf: Any, epoch: int = 0) -> None:
+        maps = self.sink.map_sets[epoch]
+        bpf[maps.hash].clear()
+        bpf[maps.other].clear()
 
 
 def _plain(v: Any) -> Any:
-    """A per-CPU leaf as Python: ints stay ints; {sum, count} structs stay structs."""
-    return getattr(v, "value", v)
+    """A per-CPU leaf as Python: a ctypes integer becomes an int; structs stay structs (min
+    and max have a field named `value` too)."""
+    return v.value if isinstance(v, ctypes._SimpleCData) else v
+
+
+# --- clearing without losing events ----------------------------------------------------------
+
+MEMBARRIER_CMD_QUERY = 0
+MEMBARRIER_CMD_GLOBAL = 1  # synchronize_rcu() (kernel/sched/membarrier.c)
+SYS_MEMBARRIER = {"x86_64": 324, "aarch64": 283, "riscv64": 283, "ppc64le": 365, "s390x": 356}
+
+
+def _membarrier(cmd: int) -> int:
+    number = SYS_MEMBARRIER.get(os.uname().machine)
+    if number is None:
+        raise EngineError(f"--clear: no membarrier syscall number known for {os.uname().machine}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    ret = int(libc.syscall(ctypes.c_long(number), ctypes.c_int(cmd), ctypes.c_int(0)))
+    if ret < 0:
+        raise EngineError(f"--clear: membarrier({cmd}) failed: {os.strerror(ctypes.get_errno())}")
+    return ret
+
+
+def check_membarrier() -> None:
+    """Before tracing: --clear needs MEMBARRIER_CMD_GLOBAL, which a nohz_full kernel refuses."""
+    if not _membarrier(MEMBARRIER_CMD_QUERY) & MEMBARRIER_CMD_GLOBAL:
+        raise EngineError(
+            "--clear needs membarrier(MEMBARRIER_CMD_GLOBAL) to know when the kernel stopped "
+            "writing a map set, and this kernel refuses it (nohz_full); print without --clear"
+        )
+
+
+class Epochs:
+    """--clear without losing an event: each aggregation has two map sets, and the kernel
+    writes the one the `agg_epoch` array names (read once per event).
+
+    To print, user space names the other set, then waits until every program that may have
+    read the old name has ended: BPF tracing programs run inside rcu_read_lock (with
+    preemption off), and membarrier(MEMBARRIER_CMD_GLOBAL) returns after synchronize_rcu(),
+    a full grace period (on one online CPU it returns at once, and no program can be running
+    then). The old set is then written by no one: it is read and cleared at leisure, and an
+    event is in exactly one print. Keeping deltas in user space instead would not clear keys
+    (the map would only fill) and cannot undo min and max."""
+
+    def __init__(self) -> None:
+        self.current = 0
+
+    def swap(self, bpf: Any) -> int:
+        """Make the other set current; return the old one, which no program writes now."""
+        old, self.current = self.current, 1 - self.current
+        table = bpf["agg_epoch"]
+        table[table.Key(0)] = table.Leaf(self.current)
+        _membarrier(MEMBARRIER_CMD_GLOBAL)
+        return old
 
 
 # --- bucket bounds ----------------------------------------------------------------------------
@@ -284,21 +364,26 @@ class AggregatePrinter:
         self.fmt = fmt
         self.out = out
         self.readers = [Reader(s, fields, state) for s in program.aggregations]
+        self.epochs = Epochs() if program.epochs > 1 else None
 
     def print(self, bpf: Any, clear: bool = False) -> None:
         """Every aggregation; plain ones keyed by the same fields share one table, a column
-        each (syscount -L prints COUNT and TIME side by side)."""
+        each (syscount -L prints COUNT and TIME side by side). `clear` (a Program bound with
+        clear=True) prints the map set the kernel wrote since the last print, then clears it."""
         parts: list[str] = []
         groups: dict[tuple[str, ...], list[tuple[M.AggSink, list[Series]]]] = {}
+        if clear and self.epochs is None:
+            raise ValueError("clearing needs a Program bound with clear=True (two map sets)")
+        epoch = self.epochs.swap(bpf) if clear and self.epochs is not None else 0
         for reader in self.readers:
-            series = reader.read(bpf)
+            series = reader.read(bpf, epoch)
             if KINDS[reader.sink.agg.kind].histogram:
                 parts.append(self.render_hist(reader.sink, series))
             else:
                 by = tuple(c.field for c in reader.sink.by)
                 groups.setdefault(by, []).append((reader.sink, series))
             if clear:
-                reader.clear(bpf)
+                reader.clear(bpf, epoch)
         parts[:0] = [self.render_table(group) for group in groups.values()]
         self.out.write("".join(parts))
         self.out.flush()

@@ -31,13 +31,18 @@ _Static_assert(sizeof(struct state_start_val_t) == 8, "state_start_val_t size di
 _Static_assert(__builtin_offsetof(struct state_start_val_t, f_value) == 0, "state_start_val_t.f_value offset");
 
 struct agg_usecs_key_t {
-    u32 bucket;
+    u32 all;
 };
 _Static_assert(sizeof(struct agg_usecs_key_t) == 4, "agg_usecs_key_t size differs from the decoder");
-_Static_assert(__builtin_offsetof(struct agg_usecs_key_t, bucket) == 0, "agg_usecs_key_t.bucket offset");
+_Static_assert(__builtin_offsetof(struct agg_usecs_key_t, all) == 0, "agg_usecs_key_t.all offset");
 
-BPF_PERCPU_HASH(agg_usecs, struct agg_usecs_key_t, u64, 10240);
-BPF_PERCPU_ARRAY(agg_usecs_other, u64, 66);
+struct agg_usecs_val_t {
+    u64 buckets[65];
+    u64 sum;
+};
+BPF_F_TABLE("percpu_hash", struct agg_usecs_key_t, struct agg_usecs_val_t, agg_usecs, 10240, BPF_F_NO_PREALLOC);
+BPF_PERCPU_ARRAY(agg_usecs_other, struct agg_usecs_val_t, 1);
+BPF_ARRAY(agg_usecs_zero, struct agg_usecs_val_t, 1);
 BPF_PERCPU_ARRAY(lost, u64, 1);
 
 static __always_inline void count_lost(void)
@@ -107,28 +112,21 @@ int p1_complete_tracepoint_block_block_rq_complete(void *ctx)
     {
         struct agg_usecs_key_t key;
         __builtin_memset(&key, 0, sizeof(key));
-        u64 x = (u64)ev.f_usecs;
-        key.bucket = bpf_log2l(x);
-        u64 zero = 0;
-        u64 *val = agg_usecs.lookup_or_try_init(&key, &zero);
-        if (!val) {  // a key past the map's size: counted, and folded into `other`
-            count_error(1);
-            int other = key.bucket;
-            u64 *o = agg_usecs_other.lookup(&other);
-            if (o)
-                *o += 1;
-            other = 65;
-            o = agg_usecs_other.lookup(&other);
-            if (o)
-                *o += x;
-        } else {
-            *val += 1;
-            key.bucket = 0xffffffff;
-            val = agg_usecs.lookup_or_try_init(&key, &zero);
-            if (val)
-                *val += x;
-            else
+        int first = 0;
+        struct agg_usecs_val_t *init = agg_usecs_zero.lookup(&first);
+        if (init) {
+            struct agg_usecs_val_t *val = agg_usecs.lookup_or_try_init(&key, init);
+            if (!val) {  // a key past the map's size: counted, and folded into `other`
                 count_error(1);
+                val = agg_usecs_other.lookup(&first);
+            }
+            if (val) {
+                u32 bucket = bpf_log2l((u64)ev.f_usecs);
+                asm volatile("" : "+r"(bucket));
+                if (bucket < 65)
+                    val->buckets[bucket] += 1;
+                val->sum += (u64)ev.f_usecs;
+            }
         }
     }
     return 0;

@@ -98,16 +98,18 @@ int p1_exit_tracepoint_raw_syscalls_sys_exit(void *ctx)
         struct agg_calls_key_t key;
         __builtin_memset(&key, 0, sizeof(key));
         __builtin_memcpy(&key.f_syscall, &ev.f_syscall, sizeof(key.f_syscall));
-        u64 zero = 0;
-        u64 *val = agg_calls.lookup_or_try_init(&key, &zero);
-        if (val) {
-            *val += 1;
-        } else {  // a key past the map's size: counted, and folded into `other`
-            count_error(1);
-            int other = 0;
-            u64 *o = agg_calls_other.lookup(&other);
-            if (o)
-                *o += 1;
+        int first = 0;
+        u64 zero = {0};
+        u64 *init = &zero;
+        if (init) {
+            u64 *val = agg_calls.lookup_or_try_init(&key, init);
+            if (!val) {  // a key past the map's size: counted, and folded into `other`
+                count_error(1);
+                val = agg_calls_other.lookup(&first);
+            }
+            if (val) {
+                *val += 1;
+            }
         }
     }
     return 0;

@@ -150,16 +150,18 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
         __builtin_memcpy(&key.f_saddr, &ev.f_saddr, sizeof(key.f_saddr));
         __builtin_memcpy(&key.f_daddr, &ev.f_daddr, sizeof(key.f_daddr));
         __builtin_memcpy(&key.f_dport, &ev.f_dport, sizeof(key.f_dport));
-        u64 zero = 0;
-        u64 *val = agg_count.lookup_or_try_init(&key, &zero);
-        if (val) {
-            *val += 1;
-        } else {  // a key past the map's size: counted, and folded into `other`
-            count_error(1);
-            int other = 0;
-            u64 *o = agg_count_other.lookup(&other);
-            if (o)
-                *o += 1;
+        int first = 0;
+        u64 zero = {0};
+        u64 *init = &zero;
+        if (init) {
+            u64 *val = agg_count.lookup_or_try_init(&key, init);
+            if (!val) {  // a key past the map's size: counted, and folded into `other`
+                count_error(1);
+                val = agg_count_other.lookup(&first);
+            }
+            if (val) {
+                *val += 1;
+            }
         }
     }
     return 0;
@@ -233,16 +235,18 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
         __builtin_memcpy(&key.f_saddr, &ev.f_saddr, sizeof(key.f_saddr));
         __builtin_memcpy(&key.f_daddr, &ev.f_daddr, sizeof(key.f_daddr));
         __builtin_memcpy(&key.f_dport, &ev.f_dport, sizeof(key.f_dport));
-        u64 zero = 0;
-        u64 *val = agg_count.lookup_or_try_init(&key, &zero);
-        if (val) {
-            *val += 1;
-        } else {  // a key past the map's size: counted, and folded into `other`
-            count_error(1);
-            int other = 0;
-            u64 *o = agg_count_other.lookup(&other);
-            if (o)
-                *o += 1;
+        int first = 0;
+        u64 zero = {0};
+        u64 *init = &zero;
+        if (init) {
+            u64 *val = agg_count.lookup_or_try_init(&key, init);
+            if (!val) {  // a key past the map's size: counted, and folded into `other`
+                count_error(1);
+                val = agg_count_other.lookup(&first);
+            }
+            if (val) {
+                *val += 1;
+            }
         }
     }
     return 0;

@@ -80,16 +80,18 @@ int p0_change_tracepoint_sock_inet_sock_set_state(void *ctx)
         __builtin_memset(&key, 0, sizeof(key));
         __builtin_memcpy(&key.f_oldstate, &ev.f_oldstate, sizeof(key.f_oldstate));
         __builtin_memcpy(&key.f_newstate, &ev.f_newstate, sizeof(key.f_newstate));
-        u64 zero = 0;
-        u64 *val = agg_count.lookup_or_try_init(&key, &zero);
-        if (val) {
-            *val += 1;
-        } else {  // a key past the map's size: counted, and folded into `other`
-            count_error(0);
-            int other = 0;
-            u64 *o = agg_count_other.lookup(&other);
-            if (o)
-                *o += 1;
+        int first = 0;
+        u64 zero = {0};
+        u64 *init = &zero;
+        if (init) {
+            u64 *val = agg_count.lookup_or_try_init(&key, init);
+            if (!val) {  // a key past the map's size: counted, and folded into `other`
+                count_error(0);
+                val = agg_count_other.lookup(&first);
+            }
+            if (val) {
+                *val += 1;
+            }
         }
     }
     return 0;

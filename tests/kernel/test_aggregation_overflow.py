@@ -62,9 +62,16 @@ def test_keys_past_the_size_fold_into_other(engine) -> None:
     assert len(named) == 5 and all(r["connects"] == 3 and r["ones"] == 3 for r in named)
     assert other == [{"dport": "other", "connects": 9, "ones": 9}]
     assert sum(r["connects"] for r in table) == 24  # every connect, in a series
-    hists = [r for r in rows if r.get("aggregation") == "spread"]
-    assert sum(h["count"] for h in hists) == 24
-    assert next(h for h in hists if h["dport"] == "other")["count"] >= 9
-    folded = re.findall(r"aggregation '(\w+)': events past 5 keys, folded into 'other': (\d+)",
-                        result.stderr)  # fmt: skip
-    assert ("connects", "9") in folded and ("ones", "9") in folded
+    said = r"aggregation '(\w+)': events past \d+ keys, folded into 'other': (\d+)"
+    folded = dict(re.findall(said, result.stderr))
+    assert folded == {"connects": "9", "ones": "9", "spread": "9", "narrow": "15", "steps": "15"}
+    # a histogram's size counts keys (one entry holds all its buckets and its sum): with 3,
+    # 3 ports are kept whole and the other 5 fold into `other`, each event counted once
+    for name, size in (("spread", 5), ("narrow", 3), ("steps", 3)):
+        hists = [r for r in rows if r.get("aggregation") == name]
+        named = [h for h in hists if h["dport"] != "other"]
+        other = [h for h in hists if h["dport"] == "other"]
+        assert len(named) == size, name
+        assert all((h["count"], h["sum"]) == (3, 3) for h in named), name
+        assert [(h["count"], h["sum"]) for h in other] == [(24 - 3 * size,) * 2], name
+        assert int(folded[name]) == other[0]["count"], name

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import pathlib
 import random
 
@@ -195,3 +196,196 @@ def test_count_and_avg_tables() -> None:
         {"port": 2, "delta": 0},
         {"port": 1, "delta": -3},  # C's division toward zero, as bpftrace's avg
     ]
+
+
+# --- reading the maps: per-CPU merge, signedness, `other`, --clear's two map sets -------------
+
+SIGNED = """\
+name: s
+probes:
+  - name: p
+    attach:
+      - tracepoint: sock/inet_sock_set_state
+    fields:
+      port: args.sport
+      v: args.oldstate
+output:
+  aggregations:
+    - {name: least, header: LEAST, min: v, by: [port]}
+    - {name: most, header: MOST, max: v, by: [port]}
+    - {name: mean, header: MEAN, avg: v, by: [port]}
+    - {name: total, header: TOTAL, sum: v, by: [port]}
+    - {name: lin, lhist: {value: v, min: -100, max: 100, step: 10}, by: [port]}
+"""
+
+
+class Table:
+    """A bcc per-CPU table as the Reader uses one: batched items, [0], clear()."""
+
+    def __init__(self, entries: dict[bytes, list[object]]) -> None:
+        self.entries = entries
+        self.cleared = False
+
+    def items_lookup_batch(self) -> list[tuple[bytes, list[object]]]:
+        return list(self.entries.items())
+
+    def __getitem__(self, index: int) -> list[object]:
+        return self.entries[b"other"]
+
+    def clear(self) -> None:
+        self.cleared = True
+        self.entries = {k: [] for k in self.entries}
+
+
+def leaf(sink: M.AggSink, **values: object) -> object:
+    """One CPU's value of the sink's struct, as bcc decodes it (ctypes, signed per C type)."""
+    import ctypes
+
+    ctype = ctypes.c_longlong if sink.value_ctype == "s64" else ctypes.c_ulonglong
+    types = {"u64": ctypes.c_ulonglong, "s64": ctype}
+    fields = [
+        (name, types[c] * n if n else types[c]) for c, name, n in sink.members
+    ]  # fmt: skip
+    cls = type("Leaf", (ctypes.Structure,), {"_fields_": fields})
+    out = cls()
+    for name, v in values.items():
+        if isinstance(v, list):
+            getattr(out, name)[: len(v)] = v
+        else:
+            setattr(out, name, v)
+    return out
+
+
+def key_bytes(sink: M.AggSink, *values: int) -> bytes:
+    import struct as st
+
+    from engine.runtime.rows import struct_format
+
+    fmt, _ = struct_format(sink.key)
+    return st.pack(fmt, *values)
+
+
+def reader(name: str) -> tuple[sinks.Reader, M.AggSink]:
+    program = bind(planner.plan(load_text(SIGNED, "s.yaml"), FIXTURE))
+    s = sink(program, name)
+    fields = {f.name: f for f in program.fields}
+    return sinks.Reader(s, fields, decoders.State()), s
+
+
+def read(
+    name: str, per_key: dict[int, list[dict[str, object]]], other: list[dict[str, object]]
+) -> list[sinks.Series]:
+    r, s = reader(name)
+    table = Table({key_bytes(s, k): [leaf(s, **v) for v in cpus] for k, cpus in per_key.items()})
+    others = Table({b"other": [leaf(s, **v) for v in other]})
+    return r.read({s.map: table, f"{s.map}_other": others})
+
+
+def test_min_and_max_merge_only_the_cpus_that_saw_the_key() -> None:
+    """A CPU that never saw a key holds zeros (count 0): 17 stays the min, -5 the max."""
+    unseen = {"value": 0, "count": 0}
+    got = read("least", {1: [{"value": 17, "count": 3}, unseen]}, [unseen, unseen])
+    assert [(s.key, s.value) for s in got] == [((1,), 17)]
+    got = read("most", {1: [unseen, {"value": -5, "count": 3}]}, [unseen, unseen])
+    assert [(s.key, s.value) for s in got] == [((1,), -5)]
+    # a key no CPU has counted yet (created, not yet updated) is not a series
+    assert read("least", {1: [unseen, unseen]}, [unseen, unseen]) == []
+
+
+def test_other_keeps_min_and_max_of_the_folded_events() -> None:
+    unseen = {"value": 0, "count": 0}
+    got = read("least", {}, [{"value": -7, "count": 1}, {"value": 3, "count": 1}])
+    assert [(s.key, s.value) for s in got] == [(("other",), -7)]
+    got = read("most", {}, [{"value": -7, "count": 2}, unseen])
+    assert [(s.key, s.value) for s in got] == [(("other",), -7)]
+
+
+def test_signed_sums_and_averages() -> None:
+    got = read("mean", {1: [{"sum": -7, "count": 1}, {"sum": 0, "count": 1}]}, [])
+    assert [s.value for s in got] == [(-7, 2)]
+    j, _ = printer("json")
+    _, mean = reader("mean")
+    assert json.loads(j.render_table([(mean, got)])) == {"port": 1, "mean": -3}
+    r, s = reader("total")
+    assert (r.signed, s.value_ctype) == (True, "s64")
+    assert sinks.wrap(-5 + -107, True) == -112
+    assert sinks.wrap(2**64 - 1 + 2, False) == 1  # per-CPU u64 parts wrap as their sum would
+    assert sinks.wrap(2**63 + 2**63 - 1, True) == -1
+
+
+def test_histogram_buckets_merge_per_cpu_with_a_signed_sum() -> None:
+    cpus = [{"buckets": [0, 1, 0, 2], "sum": -112}, {"buckets": [0, 0, 0, 1], "sum": -5}]
+    empty = [{"buckets": [], "sum": 0}] * 2
+    got = read("lin", {9: cpus, 10: empty}, empty)
+    assert [(s.key, s.buckets, s.total, s.count) for s in got] == [((9,), {1: 1, 3: 3}, -117, 4)]
+
+
+def test_clear_reads_and_clears_the_set_the_kernel_no_longer_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With clear=True: two map sets; each print names the other set, waits (membarrier),
+    then prints and clears the old one."""
+    import ctypes
+
+    calls: list[int] = []
+    monkeypatch.setattr(sinks, "_membarrier", lambda cmd: calls.append(cmd) or 0)
+    program = bind(planner.plan(load_text(SIGNED, "s.yaml"), FIXTURE), clear=True)
+    assert program.epochs == 2
+    total = sink(program, "total")
+    assert [m.hash for m in total.map_sets] == ["agg_total", "agg_total_e1"]
+
+    class Epoch:
+        Key = ctypes.c_int
+        Leaf = ctypes.c_uint
+
+        def __init__(self) -> None:
+            self.written: list[tuple[int, int]] = []
+
+        def __setitem__(self, key: ctypes.c_int, value: ctypes.c_uint) -> None:
+            self.written.append((key.value, value.value))
+
+    epoch = Epoch()
+    bpf: dict[str, object] = {"agg_epoch": epoch}
+    for s in program.aggregations:
+        for n, m in enumerate(s.map_sets):
+            k = key_bytes(s, 1)
+            v = leaf(s, value=n + 1, count=1) if s.members else n + 1
+            if s.buckets:
+                v = leaf(s, buckets=[0, n + 1], sum=0)
+            if s.agg.kind == "avg":
+                v = leaf(s, sum=n + 1, count=1)
+            bpf[m.hash] = Table({k: [v]})
+            bpf[m.other] = Table({b"other": []})
+    p = sinks.AggregatePrinter(program, "json", io.StringIO(), decoders.State())
+    p.print(bpf, clear=True)
+    assert epoch.written == [(0, 1)] and calls == [sinks.MEMBARRIER_CMD_GLOBAL]
+    row = {"port": 1, "least": 1, "most": 1, "mean": 1, "total": 1}
+    assert json.loads(p.out.getvalue().splitlines()[0]) == row
+    assert bpf["agg_total"].cleared and not bpf["agg_total_e1"].cleared  # type: ignore[attr-defined]
+    p.out = io.StringIO()
+    p.print(bpf, clear=True)
+    assert epoch.written == [(0, 1), (0, 0)] and len(calls) == 2
+    row = {"port": 1, "least": 2, "most": 2, "mean": 2, "total": 2}
+    assert json.loads(p.out.getvalue().splitlines()[0]) == row
+    assert bpf["agg_total_e1"].cleared  # type: ignore[attr-defined]
+
+
+def test_clear_refused_where_the_kernel_has_no_global_membarrier(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nohz_full kernels leave MEMBARRIER_CMD_GLOBAL out of the query's mask: --clear could
+    not know when the kernel stopped writing a map set, so it says so before tracing."""
+    from engine.errors import EngineError
+
+    monkeypatch.setattr(sinks, "_membarrier", lambda cmd: 0b1111110)
+    with pytest.raises(EngineError, match=r"--clear needs membarrier\(MEMBARRIER_CMD_GLOBAL\)"):
+        sinks.check_membarrier()
+    monkeypatch.setattr(sinks, "_membarrier", lambda cmd: 0b1)
+    sinks.check_membarrier()
+
+
+def test_membarrier_query_on_this_machine() -> None:
+    """The real syscall answers the query (Linux 4.3+), so the number used is right here."""
+    if sinks.SYS_MEMBARRIER.get(os.uname().machine) is None:
+        pytest.skip("no membarrier number known for this architecture")
+    assert sinks._membarrier(sinks.MEMBARRIER_CMD_QUERY) > 0
