@@ -124,23 +124,10 @@ output:
 """
 
 
-class FakeTable:
-    def __init__(self, items: list[tuple[bytes, list[int]]]) -> None:
-        self._items = items
-
-    def items_lookup_batch(self) -> list[tuple[bytes, list[int]]]:
-        return self._items
-
-
-class FakeOther:
-    def __len__(self) -> int:
-        return 66
-
-    def __getitem__(self, i: int) -> list[int]:
-        return [0]
-
-
 def hist_text(fmt: str) -> str:
+    """One histogram key (comm = HOSTILE) with 2 events in bucket 3, printed as `fmt`."""
+    from tests.unit.test_sinks import Table, leaf
+
     program = bind(planner.plan(load_text(SPEC, "t.yaml"), FIXTURE))
     (agg,) = program.aggregations
     fmt_, index = rows.struct_format(agg.key)
@@ -148,9 +135,11 @@ def hist_text(fmt: str) -> str:
 
     values = [0] * len(struct.unpack(fmt_, bytes(agg.key.size)))
     values[index[M.slot_name("comm")]] = HOSTILE
-    values[index["bucket"]] = 3
     key = struct.pack(fmt_, *values)
-    bpf = {agg.map: FakeTable([(key, [2])]), f"{agg.map}_other": FakeOther()}
+    bpf = {
+        agg.map: Table({key: [leaf(agg, buckets=[0, 0, 0, 2], sum=9)]}),
+        f"{agg.map}_other": Table({b"other": []}),
+    }
     out = io.StringIO()
     sinks.AggregatePrinter(program, fmt, out, decoders.State(fmt == "json")).print(bpf)
     return out.getvalue()
