@@ -10,6 +10,7 @@ import csv
 import io
 import json
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Sequence, TextIO
 
 FORMATS = ("table", "json", "csv")
@@ -62,7 +63,7 @@ class Printer:
             row: dict[str, Any] = dict(zip(self.keys, values))
             if self.envelope is not None:
                 row = {"engine": {"time": wall_time(), **self.envelope}, **row}
-            self.pending.append(json.dumps(row, separators=(",", ":")))
+            self.pending.append(json.dumps(row, separators=(",", ":"), default=_json_number))
             self.pending.append("\n")
         else:
             cells = list(values)
@@ -84,6 +85,14 @@ class Printer:
             self.pending.clear()
             self.out.write(text)
         self.out.flush()
+
+
+def _json_number(value: Any) -> float:
+    """A Decimal cell (an aggregation printed in us/ms/s: exact decimals) as a JSON number;
+    the shortest float repr gives back the same digits up to 15 significant ones."""
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def wall_time() -> str:

@@ -15,6 +15,7 @@ Sums keep the field's signedness (an s64 for a signed field) and wrap as the C t
 from __future__ import annotations
 
 import ctypes
+import decimal
 import json
 import os
 import struct
@@ -339,15 +340,30 @@ def c_div(a: int, b: int) -> int:
     return q if (a < 0) == (b < 0) else -q
 
 
-def printed(agg: M.Aggregation, value: Any) -> int:
-    """A count/sum/min/max/avg as it prints: avg is the sum over the count, and a `print:`
-    unit divides the kernel's exact value (ns) once, both toward zero in integers, so the
-    printed TIME(us) is the nanosecond total / 1000, never a sum of per-event truncations
-    and never a float. avg divides once by count x divisor (the same as dividing twice)."""
+_EXACT = decimal.Context(prec=80)  # a u64 of ns with 9 decimals fits many times over
+
+
+class Exact(decimal.Decimal):
+    """A printed decimal: always plain digits (`0.000000000`, never `0E-9`)."""
+
+    def __str__(self) -> str:
+        return format(self, "f")
+
+
+def printed(agg: M.Aggregation, value: Any) -> int | Exact:
+    """A count/sum/min/max/avg as it prints. avg is the sum over the count, toward zero as C
+    divides. A `print:` unit (divisor 10**d: us, ms, s from ns) prints the kernel's exact
+    value with d decimals, as bcc's syscount prints TIME (us: 3, ms: 6): a Decimal made from
+    the integer, never a float and never a sum of per-event truncations. avg is the whole-ns
+    average (toward zero) shown the same way."""
     if agg.kind == "avg":
         total, n = value
-        return c_div(total, n * agg.divisor) if n else 0
-    return c_div(value, agg.divisor) if agg.divisor != 1 else value
+        value = c_div(total, n) if n else 0
+    if agg.divisor == 1:
+        return int(value)
+    digits = len(str(agg.divisor)) - 1  # the planner's divisors are powers of ten
+    exp = decimal.Decimal(1).scaleb(-digits)
+    return Exact(_EXACT.create_decimal(value).scaleb(-digits, _EXACT).quantize(exp, context=_EXACT))
 
 
 def key_order(key: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
@@ -398,7 +414,8 @@ class AggregatePrinter:
         values: dict[tuple[Any, ...], list[Any]] = {}
         for n, (sink, series) in enumerate(group):
             agg = sink.agg
-            cols.append((agg.header.lower(), agg.header, max(len(agg.header), 8), False))
+            width = 16 if agg.divisor != 1 else 8  # bcc's syscount: %8d COUNT, %16.3f TIME
+            cols.append((agg.header.lower(), agg.header, max(len(agg.header), width), False))
             for s in series:
                 row = values.setdefault(s.key, [0] * len(group))
                 row[n] = printed(agg, s.value)

@@ -67,40 +67,43 @@ def agg(kind: str, divisor: int) -> M.Aggregation:
     return M.Aggregation("a", kind, "v", (), "H", "ns", 1, divisor=divisor)
 
 
-def test_printed_divides_the_exact_total_once_toward_zero() -> None:
+def test_printed_is_the_exact_total_with_ns_digits() -> None:
+    """bcc's syscount prints TIME(us) with 3 decimals and (ms) with 6: the total in ns, divided
+    once. The engine prints the same digits exactly, from the integer, never a float."""
     per_call = [1999, 999, 1500, 3001]  # ns
-    assert sinks.printed(agg("sum", 1000), sum(per_call)) == 7  # 7499 ns
+    assert str(sinks.printed(agg("sum", 1000), sum(per_call))) == "7.499"  # 7499 ns
     assert sum(v // 1000 for v in per_call) == 5  # what dividing each event gave
-    assert sinks.printed(agg("sum", 1000), -1999) == -1  # a signed sum: toward zero, as C
-    assert sinks.printed(agg("min", 10**6), 2_999_999) == 2
+    assert str(sinks.printed(agg("sum", 1000), -1999)) == "-1.999"  # a signed sum
+    assert str(sinks.printed(agg("min", 10**6), 2_999_999)) == "2.999999"
     assert sinks.printed(agg("max", 1), 2_999_999) == 2_999_999
-    # avg: sum / (count x ratio), once: 2999 ns over 2 calls is 1.4995 us
-    assert sinks.printed(agg("avg", 1000), (2999, 2)) == 1
-    assert sinks.printed(agg("avg", 1000), (-2999, 2)) == -1
-    assert sinks.printed(agg("avg", 1000), (5, 0)) == 0
-    # integers throughout: a float division would print ...552 here
-    assert sinks.printed(agg("sum", 1000), 2**64 - 1) == 18446744073709551
+    # avg: the whole-ns average (toward zero, as C), shown the same way: 2999 ns / 2 = 1499
+    assert str(sinks.printed(agg("avg", 1000), (2999, 2))) == "1.499"
+    assert str(sinks.printed(agg("avg", 1000), (-2999, 2))) == "-1.499"
+    assert str(sinks.printed(agg("avg", 1000), (5, 0))) == "0.000"
+    assert str(sinks.printed(agg("sum", 10**9), 0)) == "0.000000000"  # never 0E-9
+    # exact at any size: a float division would print ...551.616 here
+    assert str(sinks.printed(agg("sum", 1000), 2**64 - 1)) == "18446744073709551.615"
 
 
-def test_every_format_prints_the_converted_integer() -> None:
+def test_every_format_prints_the_converted_value() -> None:
     rows = {
         "total": [sinks.Series((80,), 12_325_999), sinks.Series((22,), 1999)],
         "mean": [sinks.Series((80,), (7_000_000, 3)), sinks.Series((22,), (999_999, 1))],
         "top": [sinks.Series((80,), 2_999_999_999), sinks.Series((22,), 999_999_999)],
     }
     assert table("table", rows) == (
-        "\nPORT   TIME(us) AVG(ms)  MAX(s)\n"
-        "80     12325    2        2\n"
-        "22     1        0        0\n"
+        "\nPORT   TIME(us)         AVG(ms)          MAX(s)\n"
+        "80     12325.999        2.333333         2.999999999\n"
+        "22     1.999            0.999999         0.999999999\n"
     )
     assert [json.loads(line) for line in table("json", rows).splitlines()] == [
-        {"port": 80, "time(us)": 12325, "avg(ms)": 2, "max(s)": 2},
-        {"port": 22, "time(us)": 1, "avg(ms)": 0, "max(s)": 0},
+        {"port": 80, "time(us)": 12325.999, "avg(ms)": 2.333333, "max(s)": 2.999999999},
+        {"port": 22, "time(us)": 1.999, "avg(ms)": 0.999999, "max(s)": 0.999999999},
     ]
     assert table("csv", rows).splitlines() == [
         "PORT,TIME(us),AVG(ms),MAX(s)",
-        "80,12325,2,2",
-        "22,1,0,0",
+        "80,12325.999,2.333333,2.999999999",
+        "22,1.999,0.999999,0.999999999",
     ]
 
 
