@@ -241,7 +241,7 @@ def test_prometheus_sees_exact_counts_and_buckets(
     subprocess.run(
         [sys.executable, "-c", CHILD, "engine-wtest", *map(str, SIZES)], check=True, timeout=30
     )
-    name = "engine_test_write_size_bytes"
+    name = "wtest_write_size_bytes"
     prom.wait_value(f'{name}_count{{comm="engine-wtest"}}', len(SIZES))
     prom.wait_value(f'{name}_sum{{comm="engine-wtest"}}', sum(SIZES))
     buckets = {

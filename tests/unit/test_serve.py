@@ -32,6 +32,27 @@ def write(tmp_path: pathlib.Path, text: str) -> str:
     return str(path)
 
 
+def problems_of(tmp_path: pathlib.Path, text: str) -> list[str]:
+    """serve's refusal of the spec, each problem as `line:col: message [path]`; and validate
+    (the same function) must say exactly the same."""
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as err:
+        serve.plan_spec(path, BTF)
+    lines = [p.format().split("spec.yaml:", 1)[1] for p in err.value.problems]
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "validate", "--btf", BTF, path],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    said = [
+        line.split("spec.yaml:", 1)[1] for line in r.stdout.splitlines() if "spec.yaml:" in line
+    ]
+    assert said == lines
+    return lines
+
+
 def test_count_mode_is_a_counter_named_by_its_header() -> None:
     _, program, metrics = serve.plan_spec(str(ROOT / "specs" / "tcpconnect.yaml"), BTF)
     assert program.mode == "count"
@@ -63,23 +84,36 @@ def test_unit_converts_only_when_declared(tmp_path: pathlib.Path) -> None:
 
 def test_metrics_entry_for_no_aggregation_is_located(tmp_path: pathlib.Path) -> None:
     text = BUDGET_SPEC.replace("count: {max_series: 5}", "cuont: {max_series: 5}")
-    with pytest.raises(SpecError) as err:
-        serve.plan_spec(write(tmp_path, text), BTF)
-    (p,) = err.value.problems
-    assert p.format().endswith(
-        "spec.yaml:22:3: error: metrics: no aggregation 'cuont' (aggregations: count; "
+    (p,) = problems_of(tmp_path, text)
+    assert p.endswith(
+        "22:3: error: metrics: no aggregation 'cuont' (aggregations: count; "
         "output.count is 'count') [$.metrics.cuont]"
     )
 
 
 def test_wrong_type_is_located(tmp_path: pathlib.Path) -> None:
+    """validate said nothing of what serve then refused (issue 17, item 10)."""
     text = BUDGET_SPEC.replace("count: {max_series: 5}", "count: {type: histogram}")
-    with pytest.raises(SpecError) as err:
-        serve.plan_spec(write(tmp_path, text), BTF)
-    assert [p.format().split("spec.yaml:")[1] for p in err.value.problems] == [
+    assert problems_of(tmp_path, text) == [
         "22:17: error: metrics: a count aggregation is a counter or gauge, not a histogram "
         "[$.metrics.count.type]"
     ]
+
+
+def test_validate_refuses_a_metrics_section_with_nothing_to_serve(
+    tmp_path: pathlib.Path,
+) -> None:
+    text = BUDGET_SPEC.split("  count:\n")[0] + "metrics: {}\n"
+    (line,) = problems_of(tmp_path, text)
+    assert "spec 'tcpbudget' has no aggregation to serve" in line
+    path = write(tmp_path, BUDGET_SPEC.split("  count:\n")[0])  # no metrics: fine for run
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "validate", "--btf", BTF, path],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stdout
 
 
 def test_spec_without_aggregation_refused(tmp_path: pathlib.Path) -> None:
@@ -232,3 +266,145 @@ def test_kallsyms_refresh_when_modules_change_or_old() -> None:
     assert not decoders._KSYMS
     decoders.ksym(1)
     assert decoders.refresh_kallsyms(now=1002.0 + decoders.KSYMS_MAX_AGE + 1)
+
+
+# --- what Prometheus would refuse, refused at spec check (serve and validate alike) ---------
+
+
+@pytest.mark.parametrize("label", ["le", "quantile", "__name__", "__meta_x"])
+def test_reserved_label_name_is_refused_where_the_key_is(
+    tmp_path: pathlib.Path, label: str
+) -> None:
+    """A field named __name__ as a label makes Prometheus fail the whole scrape; le and
+    quantile would merge with a histogram's or summary's own label."""
+    text = BUDGET_SPEC.replace("dport:", f"{label}:").replace("by: [dport]", f"by: [{label}]")
+    text = text.replace("columns: [comm, dport]", f"columns: [comm, {label}]")
+    (line,) = problems_of(tmp_path, text)
+    assert line.startswith(f"19:10: error: metrics: key field '{label}' of aggregation 'count'")
+    assert line.endswith("; rename the field [$.output.count.by[0]]")
+
+
+def test_histogram_and_gauge_whose_names_meet_are_refused(tmp_path: pathlib.Path) -> None:
+    text = BUDGET_SPEC.replace(
+        "output:\n",
+        "output:\n  aggregations:\n"
+        "    - {name: ports, hist: dport, by: [comm]}\n"
+        "    - {name: ports_count, max: dport}\n",
+    ).replace("metrics:\n  count: {max_series: 5}\n", "")
+    assert problems_of(tmp_path, text) == [
+        "19:7: error: metrics: gauge 'tcpbudget_ports_count' of aggregation 'ports_count' "
+        "clashes with the histogram 'tcpbudget_ports' of aggregation 'ports' "
+        "(tcpbudget_ports_count); give one another name with metrics.<aggregation>.name "
+        "[$.output.aggregations[1]]"
+    ]
+
+
+def test_declared_names_that_clash_are_located_at_the_name(tmp_path: pathlib.Path) -> None:
+    text = BUDGET_SPEC.replace(
+        "output:\n",
+        "output:\n  aggregations:\n"
+        "    - {name: a, count: true, by: [comm]}\n"
+        "    - {name: b, max: dport}\n",
+    ).replace("count: {max_series: 5}", "a: {name: x}\n  b: {name: x_total}")
+    assert problems_of(tmp_path, text) == [
+        "26:13: error: metrics: gauge 'x_total' of aggregation 'b' clashes with the counter "
+        "'x' of aggregation 'a' (x_total); give one another name with "
+        "metrics.<aggregation>.name [$.metrics.b.name]"
+    ]
+
+
+def test_engine_prefix_is_the_engines_own(tmp_path: pathlib.Path) -> None:
+    text = BUDGET_SPEC.replace("count: {max_series: 5}", "count: {name: engine_specs_loaded}")
+    (line,) = problems_of(tmp_path, text)
+    assert line.startswith(
+        "22:17: error: metrics: metric name 'engine_specs_loaded' starts with 'engine_'"
+    )
+
+
+SIGNED = BUDGET_SPEC.replace("      dport:", "      state: args.newstate\n      dport:").replace(
+    "output:\n",
+    "output:\n  aggregations:\n    - {name: states, sum: state, by: [comm]}\n",
+)
+
+
+def test_a_sum_of_a_signed_field_is_a_gauge(tmp_path: pathlib.Path) -> None:
+    """It can fall, which a counter must not (Prometheus would see a reset)."""
+    text = SIGNED.replace("count: {max_series: 5}", "states: {max_series: 5}")
+    _, _, metrics = serve.plan_spec(write(tmp_path, text), BTF)
+    assert (metrics["states"].name, metrics["states"].type) == ("tcpbudget_states", "gauge")
+    text = SIGNED.replace("count: {max_series: 5}", "states: {type: counter}")
+    assert problems_of(tmp_path, text) == [
+        "25:18: error: metrics: a sum aggregation of a signed field (it can fall; a counter "
+        "cannot) is a gauge, not a counter [$.metrics.states.type]"
+    ]
+
+
+def test_two_specs_metrics_may_not_share_a_name(tmp_path: pathlib.Path) -> None:
+    a = tmp_path / "a.yaml"
+    a.write_text(BUDGET_SPEC.replace("count: {max_series: 5}", "count: {name: connects}"))
+    b = tmp_path / "b.yaml"
+    b.write_text(
+        BUDGET_SPEC.replace("name: tcpbudget", "name: other").replace(
+            "count: {max_series: 5}", "count: {name: connects}"
+        )
+    )
+    metrics = [m for p in (a, b) for m in serve.plan_spec(str(p), BTF)[2].values()]
+    (problem,) = serve.clashes(metrics)
+    assert problem.format().endswith(
+        "b.yaml:22:17: error: metrics: counter 'connects' of aggregation 'count' clashes with "
+        "the counter 'connects' of spec 'tcpbudget' (aggregation 'count') (connects, "
+        "connects_total); give one another name with metrics.<aggregation>.name "
+        "[$.metrics.count.name]"
+    )
+
+
+def test_every_exposition_is_strictly_valid() -> None:
+    """Every kind, a signed sum below zero (a gauge), an lhist whose buckets start below zero
+    (it keeps its _count and _sum), the budget's `other`: prometheus_client's parser with
+    Prometheus' rules, and promtool."""
+    from tests.promcheck import check_exposition
+
+    lin = Series(
+        lab("a"), buckets=(Bucket(-101, 2), Bucket(-1, 1), Bucket(math.inf, 1)), sum=-150, count=4
+    )
+    cases = [
+        (
+            serve.Metric("s", "c", "s_connects", "h", "counter", 1.0, 10),
+            Aggregate("c", "count", ("dport",), "", (Series(lab("80"), 57),), 0),
+        ),
+        (
+            serve.Metric("s", "t", "s_states", "h", "gauge", 1.0, 10),
+            Aggregate("t", "sum", ("dport",), "", (Series(lab("80"), -12),), 0),
+        ),
+        (
+            serve.Metric("s", "l", "s_rets", "h", "histogram", 1.0, 10),
+            Aggregate("l", "linear", ("dport",), "", (lin,), 0),
+        ),
+        (
+            serve.Metric("s", "h", "s_lat_seconds", "h", "histogram", 1e9, 1),
+            Aggregate(
+                "h",
+                "log2",
+                ("dport",),
+                "ns",
+                tuple(
+                    Series(lab(p), buckets=(Bucket(1023, 3),), sum=900, count=3)
+                    for p in ("1", "2", "3")
+                ),
+                0,
+            ),
+        ),
+    ]
+
+    class All:
+        def collect(self):  # type: ignore[no-untyped-def]
+            for metric, agg in cases:
+                budget = serve.Budget(metric.max_series)
+                yield serve.EngineCollector.family(metric, agg, budget.apply(agg))
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(All())  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    check_exposition(text)
+    assert 's_rets_count{dport="a"} 4.0' in text.splitlines()
+    assert 's_rets_sum{dport="a"} -150.0' in text.splitlines()
