@@ -320,9 +320,19 @@ class Snapshots:
 
 @dataclass
 class _Conn:
+    client: socket.socket
     task: asyncio.Task[None] | None = None
+    transport: asyncio.Transport | None = None
     waiting: bool = True  # for the handshake or a request: may be evicted
+    evicted: bool = False
     since: float = field(default_factory=time.monotonic)
+
+    def abort(self) -> None:
+        """Close at once (a reset), whether or not its task has started."""
+        if self.transport is not None:
+            self.transport.abort()
+        else:
+            self.client.close()
 
 
 class _Closed(Exception):
@@ -390,6 +400,7 @@ class HttpServer:
 
         async def _stop() -> None:
             for conn in list(self.conns.values()):
+                conn.abort()  # a task not started yet would never close its socket
                 if conn.task is not None:
                     conn.task.cancel()
             current = asyncio.current_task()
@@ -425,7 +436,7 @@ class HttpServer:
                 continue
             self._next += 1
             key = self._next
-            conn = _Conn()
+            conn = _Conn(client)
             self.conns[key] = conn
             self.stats.open = len(self.conns)
             conn.task = loop.create_task(self._serve(key, conn, client))
@@ -439,6 +450,8 @@ class HttpServer:
         conn = self.conns.pop(key)
         self.stats.open = len(self.conns)
         self.stats.closed["evicted"] += 1
+        conn.evicted = True
+        conn.abort()
         if conn.task is not None:
             conn.task.cancel()
         return True
@@ -446,8 +459,7 @@ class HttpServer:
     async def _serve(self, key: int, conn: _Conn, client: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         timeout = self.limits.request_timeout
-        transport: asyncio.Transport | None = None
-        reason, abort = "", False
+        reason = ""
         try:
             reader = asyncio.StreamReader(limit=self.limits.max_header_bytes)
             protocol = asyncio.StreamReaderProtocol(reader)
@@ -464,7 +476,8 @@ class HttpServer:
                 raise _Closed("tls_error") from None
             except ConnectionAbortedError:  # asyncio's own handshake timeout
                 raise _Closed("timeout") from None
-            writer = asyncio.StreamWriter(transport, protocol, reader, loop)  # type: ignore[arg-type]
+            conn.transport = transport
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
             while True:
                 conn.waiting, conn.since = True, time.monotonic()
                 head = await self._head(reader, writer)
@@ -477,17 +490,21 @@ class HttpServer:
         except (ConnectionError, OSError, ssl.SSLError):
             pass
         except asyncio.CancelledError:
-            abort = True  # evicted (counted there) or stopping
+            reason = "stopped"  # evicted (counted there) or the server stopping
         finally:
-            if reason:
+            if conn.evicted:
+                pass  # counted and closed by _evict
+            elif reason:
+                conn.abort()
+            elif conn.transport is not None:
+                conn.transport.close()  # a normal end: the answer is flushed first
+            else:
+                client.close()
+            if reason in self.stats.closed and not conn.evicted:
                 self.stats.closed[reason] += 1
             if self.conns.get(key) is conn:
                 del self.conns[key]
                 self.stats.open = len(self.conns)
-            if transport is not None:
-                transport.abort() if reason or abort else transport.close()
-            else:
-                client.close()
 
     async def _head(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
         try:
