@@ -440,6 +440,10 @@ class HttpServer:
             self.conns[key] = conn
             self.stats.open = len(self.conns)
             conn.task = loop.create_task(self._serve(key, conn, client))
+            # Let it read its request before the next accept: an accept that finds a
+            # connection ready does not yield, and a burst of them would otherwise find only
+            # unread (so evictable) connections.
+            await asyncio.sleep(0)
 
     def _evict(self) -> bool:
         """Close the connection that has waited longest for its request; False if none waits."""
