@@ -666,3 +666,17 @@ def test_an_empty_web_config_is_plain_http(tmp_path: pathlib.Path) -> None:
     config.write_text("# nothing\n")
     web = load_web_config(str(config))
     assert web.tls is None and not web.users
+
+
+def test_a_signed_fields_histogram_sum_is_read_as_twos_complement(tmp_path: pathlib.Path) -> None:
+    """The kernel adds into a u64 per CPU: -9 - 9 + 1 + 5 is 2^64 - 12 there (and more than
+    2^64 once CPUs are added up); the metric's _sum is -12."""
+    from engine.runtime import sinks
+
+    text = SIGNED.replace("sum: state", "lhist: {value: state, min: -4, max: 4, step: 2}")
+    text = text.replace("count: {max_series: 5}", "states: {max_series: 5}")
+    _, program, _ = serve.plan_spec(write(tmp_path, text), BTF)
+    (sink,) = program.aggregations
+    for total in (2**64 - 12, 2 * 2**64 - 12):
+        got = KINDS["linear"](sink, sinks.Series(("x",), buckets={1: 4}, total=total))
+        assert got.sum == -12
