@@ -385,7 +385,11 @@ class HttpServer:
     def start(self, host: str, port: int) -> int:
         """Bind (OSError to the caller) and serve on a thread; the bound port."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.create_server((host, port), family=family, backlog=128)
+        # [::] takes IPv4 too, as it did with the standard library's HTTP server.
+        dual = host == "::" and socket.has_dualstack_ipv6()
+        self.sock = socket.create_server(
+            (host, port), family=family, backlog=128, dualstack_ipv6=dual
+        )
         self.sock.setblocking(False)
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="engine-http", daemon=True

@@ -680,3 +680,29 @@ def test_a_signed_fields_histogram_sum_is_read_as_twos_complement(tmp_path: path
     for total in (2**64 - 12, 2 * 2**64 - 12):
         got = KINDS["linear"](sink, sinks.Series(("x",), buckets={1: 4}, total=total))
         assert got.sum == -12
+
+
+def test_listening_on_all_ipv6_addresses_takes_ipv4_too() -> None:
+    server = HttpServer(lambda: BODY, lambda: True)
+    try:
+        port = server.start("::", 0)
+        for host in ("127.0.0.1", "::1"):
+            with socket.create_connection((host, port), timeout=WAIT) as s:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+                assert read_all(s).endswith(BODY)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "flag", [["--request-timeout", "0"], ["--max-connections", "0"], ["--max-header-bytes", "x"]]
+)
+def test_bounds_must_be_positive(flag: list[str]) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "serve", "x.yaml", *flag],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 2
+    assert f"argument {flag[0]}: expected" in r.stderr
