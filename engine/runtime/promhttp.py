@@ -258,37 +258,63 @@ def _users(users: Any, problem: Callable[..., None]) -> dict[str, bytes]:
 
 class BasicAuth:
     """Checks `Authorization: Basic` against bcrypt hashes. bcrypt is slow by design, so a
-    checked (user, password, hash) is remembered by its SHA-256, as exporter-toolkit does; an
-    unknown user costs one bcrypt check too, so timing does not tell which users exist."""
+    checked (user, password, hash) is remembered by its SHA-256, as exporter-toolkit does:
+    `known` answers on the event loop, and only a new one costs a bcrypt check in a worker
+    thread. Right answers are kept apart from wrong ones, so a flood of wrong passwords (whose
+    memory is bounded) never makes a right one slow again. An unknown user costs one bcrypt
+    check too, so timing does not tell which users exist."""
+
+    WRONG_KEPT = 1024
 
     def __init__(self, users: dict[str, bytes]) -> None:
         import bcrypt
 
         self.users = users
-        self.known: dict[bytes, bool] = {}
+        self.right: set[bytes] = set()
+        self.wrong: set[bytes] = set()
         self.dummy = bcrypt.hashpw(b"engine", bcrypt.gensalt(rounds=10))
 
-    def check(self, header: str) -> bool:
-        import bcrypt
-
+    def parse(self, header: str) -> tuple[str, str, bytes] | None:
+        """(user, password, digest) of a Basic header, None if it is not one."""
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
-            return False
+            return None
         try:
-            user, sep, password = (
-                base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-            )
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            return False
+            return None
+        user, sep, password = decoded.partition(":")
         if not sep:
-            return False
+            return None
         hashed = self.users.get(user, self.dummy)
         digest = hashlib.sha256(b"\0".join((user.encode(), password.encode(), hashed))).digest()
-        if digest not in self.known:
-            if len(self.known) > 1024:
-                self.known.clear()
-            self.known[digest] = bcrypt.checkpw(password.encode(), hashed) and user in self.users
-        return self.known[digest]
+        return user, password, digest
+
+    def known(self, digest: bytes) -> bool | None:
+        return True if digest in self.right else False if digest in self.wrong else None
+
+    def check(self, user: str, password: str, digest: bytes) -> bool:
+        """The bcrypt check (slow: run it in a worker thread), remembered."""
+        import bcrypt
+
+        ok = bcrypt.checkpw(password.encode(), self.users.get(user, self.dummy))
+        ok = ok and user in self.users
+        if ok:
+            self.right.add(digest)
+        else:
+            if len(self.wrong) >= self.WRONG_KEPT:
+                self.wrong.clear()
+            self.wrong.add(digest)
+        return ok
+
+    async def allows(self, header: str, pool: concurrent.futures.Executor) -> bool:
+        parsed = self.parse(header)
+        if parsed is None:
+            return False
+        known = self.known(parsed[2])
+        if known is not None:
+            return known
+        return await asyncio.get_running_loop().run_in_executor(pool, self.check, *parsed)
 
 
 # --- concurrent scrapes share one read -------------------------------------------------------
@@ -324,14 +350,17 @@ class _Conn:
     task: asyncio.Task[None] | None = None
     transport: asyncio.Transport | None = None
     waiting: bool = True  # for the handshake or a request: may be evicted
+    started: bool = False  # its task runs: asyncio may hold the socket's fd
     evicted: bool = False
     since: float = field(default_factory=time.monotonic)
 
     def abort(self) -> None:
-        """Close at once (a reset), whether or not its task has started."""
+        """Close at once (a reset). A socket asyncio is taking over (a task started, no
+        transport yet) is left to the task's cancellation: closing it here would free its
+        fd number while asyncio still watches it, and the next connection may get it."""
         if self.transport is not None:
             self.transport.abort()
-        else:
+        elif not self.started:
             self.client.close()
 
 
@@ -468,6 +497,7 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         timeout = self.limits.request_timeout
         reason = ""
+        conn.started = True
         try:
             reader = asyncio.StreamReader(limit=self.limits.max_header_bytes)
             protocol = asyncio.StreamReaderProtocol(reader)
@@ -486,9 +516,13 @@ class HttpServer:
                 raise _Closed("timeout") from None
             conn.transport = transport
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-            while True:
+            answered = 0
+            # Evicted: its task is cancelled, but a cancel that meets a finished wait_for is
+            # lost (Python 3.11), so the flag is checked too.
+            while not conn.evicted:
                 conn.waiting, conn.since = True, time.monotonic()
-                head = await self._head(reader, writer)
+                head = await self._head(reader, writer, idle_ok=answered > 0)
+                answered += 1
                 conn.waiting = False
                 keep = await self._answer(head, writer)
                 if not keep:
@@ -500,25 +534,37 @@ class HttpServer:
         except asyncio.CancelledError:
             reason = "stopped"  # evicted (counted there) or the server stopping
         finally:
-            if conn.evicted:
-                pass  # counted and closed by _evict
-            elif reason:
-                conn.abort()
-            elif conn.transport is not None:
-                conn.transport.close()  # a normal end: the answer is flushed first
-            else:
+            # This task closes its connection on every path (an eviction closes it too when
+            # the task had not started yet; closing twice is harmless).
+            if conn.transport is None:
                 client.close()
+            elif reason or conn.evicted:
+                conn.transport.abort()
+            else:
+                conn.transport.close()  # a normal end: the answer is flushed first
             if reason in self.stats.closed and not conn.evicted:
                 self.stats.closed[reason] += 1
             if self.conns.get(key) is conn:
                 del self.conns[key]
                 self.stats.open = len(self.conns)
 
-    async def _head(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    async def _head(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idle_ok: bool
+    ) -> bytes:
+        """The next request's head, all of it within the request timeout. `idle_ok`: a
+        keep-alive connection that sends nothing more is closed quietly at the timeout (it
+        is Prometheus between scrapes, not a slow client)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.request_timeout
         try:
-            return await asyncio.wait_for(
-                reader.readuntil(b"\r\n\r\n"), self.limits.request_timeout
+            try:
+                first = await asyncio.wait_for(reader.readexactly(1), deadline - loop.time())
+            except asyncio.TimeoutError:
+                raise _Closed("" if idle_ok else "timeout") from None
+            rest = await asyncio.wait_for(
+                reader.readuntil(b"\r\n\r\n"), max(deadline - loop.time(), 0.0)
             )
+            return first + rest
         except asyncio.TimeoutError:
             raise _Closed("timeout") from None
         except asyncio.LimitOverrunError:
@@ -591,8 +637,7 @@ class HttpServer:
             return keep
         if self.auth is not None:
             given = headers.get("authorization", "")
-            loop = asyncio.get_running_loop()
-            if not given or not await loop.run_in_executor(self.auth_pool, self.auth.check, given):
+            if not await self.auth.allows(given, self.auth_pool):
                 await self._send(
                     writer,
                     401,
