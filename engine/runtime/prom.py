@@ -348,9 +348,13 @@ def metric_problems(document: Any, plan: M.Plan) -> list[Problem]:
     """What `engine serve` would refuse in a planned spec, for `engine validate`: the same
     checks (`metric_models` on `serving_program`). A spec with no `metrics:` section and
     nothing to serve is fine for `engine run`; with one, it is meant to be served."""
+    data = document.data or {}
+    output = data.get("output") or {}
+    if not (output.get("aggregations") or output.get("count") or "metrics" in data):
+        return []  # nothing serve could serve, nothing said about serving
     program = serving_program(plan)
     problems = []
-    if not program.aggregations and "metrics" in (document.data or {}):
+    if not program.aggregations and "metrics" in data:
         problems.append(no_aggregation_problem(document, plan))
     try:
         metric_models(plan, program, document)
