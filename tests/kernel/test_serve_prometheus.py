@@ -349,6 +349,7 @@ def test_series_budget_other_carries_the_rest() -> None:
         subprocess.run([sys.executable, "-c", script, "engine-ctest", *args], check=True)
         status, text = serve.get("/metrics")
         assert status == 200
+        check_exposition(text)
         values = {
             m.group(1): float(m.group(2))
             for m in re.finditer(r'^tcpbudget_connects_total\{dport="(\w+)"\} (\S+)$', text, re.M)
@@ -386,6 +387,7 @@ def test_program_run_counts_only_when_bpf_stats_enabled() -> None:
             listener.listen(64)
             connects(10, listener.getsockname()[1])
         text = serve.get("/metrics")[1]
+        check_exposition(text)
     except BaseException:
         serve.kill()
         raise
