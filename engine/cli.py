@@ -506,9 +506,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to serve (default 127.0.0.1:9435; [::]:9435 or 0.0.0.0:9435 for a fleet)",
     )
     s.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        metavar="FILE",
+        help="TLS and basic auth, in the Prometheus exporters' web config format "
+        "(tls_server_config, basic_auth_users; docs/spec.md)",
+    )
+    s.add_argument(
+        "--request-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a TLS handshake, a request's head and the taking of its answer must each "
+        "finish within this, or the connection is closed (default 10)",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="open connections at most; one more closes the one waiting longest for its "
+        "request (default 64)",
+    )
+    s.add_argument(
+        "--max-header-bytes",
+        type=_positive_int,
+        default=8192,
+        metavar="N",
+        help="a longer request head is answered 431 (default 8192)",
+    )
+    s.add_argument(
         "-v", "--verbose", action="store_true", help="show the compiler and verifier output"
     )
     return p
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def dispatch(args: list[str]) -> int:
@@ -533,9 +579,11 @@ def dispatch(args: list[str]) -> int:
             code = compile_check(ns.specs, sys.stdout)
         return code
     if ns.verb == "serve":
+        from engine.runtime.promhttp import Limits
         from engine.verbs.serve import run_serve
 
-        return run_serve(ns.specs, ns.listen, ns.verbose)
+        limits = Limits(ns.request_timeout, ns.max_header_bytes, ns.max_connections)
+        return run_serve(ns.specs, ns.listen, ns.verbose, limits, ns.web_config)
     if ns.verb == "doctor":
         from engine.verbs.doctor import run_doctor
 

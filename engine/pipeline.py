@@ -29,13 +29,17 @@ def plan_spec(path: str, btf: str | None = None) -> M.Plan:
 
 
 def problems_of(path: str, btf: str | None = None) -> list[Problem]:
-    """Every problem of the spec at `path`, empty when it plans. An EngineError (BTF
+    """Every problem of the spec at `path`, empty when it plans and would serve. An EngineError (BTF
     unreadable, say) is not the spec's fault and propagates."""
     try:
-        plan_spec(path, btf)
+        document = load_document(path)
+        plan = plan_document(document, btf)
     except SpecError as error:
         return error.problems
-    return []
+    # What `engine serve` checks too (one function), so a spec that validates also serves.
+    from engine.runtime.prom import metric_problems
+
+    return metric_problems(document, plan)
 
 
 def warnings_of(path: str, btf: str | None = None) -> list[Problem]:

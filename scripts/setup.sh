@@ -19,7 +19,8 @@ as_root() { if is_root; then "$@"; else sudo "$@"; fi; }
 packages=(python3-bpfcc python3-venv python3-pip bpftool iputils-ping iproute2 util-linux procps make)
 # The oracles the real-kernel tests compare with: bcc's shipped tools and bpftrace.
 packages+=(bpfcc-tools bpftrace)
-# engine serve's test scrapes it with a real Prometheus server.
+# engine serve's test scrapes it with a real Prometheus server; the same package ships
+# promtool, whose `check metrics` judges every exposition the tests scrape (tests/promcheck.py).
 packages+=(prometheus)
 missing=()
 for p in "${packages[@]}"; do
@@ -30,6 +31,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -q >/dev/null
     as_root apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v promtool >/dev/null; then
+    # A prometheus from elsewhere (a tarball, a snap) may come without it.
+    say "warning: no promtool on PATH; \`apt-cache policy prometheus\` says which package would bring it" \
+        "(the exposition checks skip without it, and fail under CI=true)"
 fi
 
 # --- 2. kernel headers -------------------------------------------------------

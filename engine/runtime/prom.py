@@ -1,10 +1,12 @@
-"""Histograms as Prometheus exposes them: cumulative `le` buckets, `_sum` and `_count`.
+"""Prometheus rules in one place: the metric model of a spec's aggregations (names, types,
+labels, checked the same way by `engine validate` and `engine serve`), and histograms as
+Prometheus exposes them: cumulative `le` buckets, `_sum` and `_count`.
 
-Pure functions for a metrics endpoint to use. As in ebpf_exporter (exporter/histogram.go),
-the bucket set comes from the aggregation's configuration, not from the keys the kernel
-happened to fill, so every scrape shows the same `le` values (missing buckets are backfilled
-with the running count), and a multiplier turns the unit into the metric's (1e-6: usecs to
-seconds).
+The histogram helpers are pure functions for a metrics endpoint to use. As in ebpf_exporter
+(exporter/histogram.go), the bucket set comes from the aggregation's configuration, not from
+the keys the kernel happened to fill, so every scrape shows the same `le` values (missing
+buckets are backfilled with the running count), and a multiplier turns the unit into the
+metric's (1e-6: usecs to seconds).
 
 One difference, because the kernel's buckets differ: ebpf_exporter's exp2 bucket i holds
 (2^(i-1), 2^i] (its kernel side rounds the log up), so its `le` is 2^i. The engine's log2
@@ -17,8 +19,11 @@ below min ends at min - 1, and the one at or above max only counts towards +Inf.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from typing import Any
 
+from engine.errors import Location, Problem, SpecError
 from engine.plan import model as M
 from engine.runtime.sinks import linear_bounds, log2_bounds
 
@@ -95,3 +100,272 @@ def exposition(name: str, labels: dict[str, str], h: PromHistogram) -> list[str]
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+# --- the metric model: one spec's aggregations as metrics, checked ---------------------------
+
+DEFAULT_MAX_SERIES = 1000
+# Prometheus reserves label names starting with `__` (`__name__` is the metric name: a label
+# of that name makes a scrape fail as a whole); `le` and `quantile` are the labels histograms
+# and summaries add, so a key field of that name would make two series one.
+RESERVED_LABELS = ("le", "quantile")
+NOWHERE = Location("")
+# The engine's own metrics (engine_series_overflow_total, ...) use this prefix; spec metrics
+# may not, so no spec can shadow one, today's or a later one.
+ENGINE_PREFIX = "engine_"
+
+# A declared source unit -> (Prometheus base unit, divisor to it: a division is correctly
+# rounded, 4095 / 1e9 prints 4.095e-06 where 4095 * 1e-9 does not). Only these convert; any
+# other unit string is left as it is and not put in the name (declared, never guessed).
+UNITS: dict[str, tuple[str, float]] = {
+    "ns": ("seconds", 1e9),
+    "nsecs": ("seconds", 1e9),
+    "us": ("seconds", 1e6),
+    "usecs": ("seconds", 1e6),
+    "ms": ("seconds", 1e3),
+    "msecs": ("seconds", 1e3),
+    "s": ("seconds", 1.0),
+    "secs": ("seconds", 1.0),
+    "seconds": ("seconds", 1.0),
+    "bytes": ("bytes", 1.0),
+}
+
+# The metric type each aggregation kind may be, the first one the default. A `sum` of a
+# signed field can fall, which a counter must not: its default is gauge, and counter is
+# refused (see `allowed_types`).
+TYPES: dict[str, tuple[str, ...]] = {
+    "count": ("counter", "gauge"),
+    "sum": ("counter", "gauge"),
+    "min": ("gauge",),
+    "max": ("gauge",),
+    "avg": ("gauge",),
+    "log2": ("histogram",),
+    "linear": ("histogram",),
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one aggregation of one spec is exposed."""
+
+    spec: str
+    aggregation: str
+    name: str  # without `_total` (prometheus_client adds it to counters)
+    help: str
+    type: str  # counter | gauge | histogram
+    divisor: float  # source unit -> base unit
+    max_series: int
+    where: Location = NOWHERE  # the name's source: metrics.X.name, else the aggregation
+
+
+def sanitize(name: str) -> str:
+    """A Prometheus metric name from free text: [a-zA-Z_:][a-zA-Z0-9_:]*, lower case."""
+    out = re.sub(r"[^a-zA-Z0-9_]+", "_", name).strip("_").lower()
+    return out if out and not out[0].isdigit() else f"_{out}"
+
+
+def allowed_types(agg: M.Aggregation) -> tuple[str, ...]:
+    """The metric types an aggregation may be, its default first."""
+    if agg.kind == "sum" and agg.signed:
+        return ("gauge",)
+    return TYPES[agg.kind]
+
+
+def exposed_names(metric: Metric) -> set[str]:
+    """Every name the metric takes in an exposition: its family's and its samples'. Two
+    metrics clash when these meet (a gauge `x_count` and a histogram `x`, a counter `x` and a
+    gauge `x_total`)."""
+    n = metric.name
+    if metric.type == "counter":
+        return {n, f"{n}_total"}
+    if metric.type == "histogram":
+        return {n, f"{n}_bucket", f"{n}_sum", f"{n}_count"}
+    return {n}
+
+
+def clashes(metrics: list[Metric]) -> list[Problem]:
+    """A problem at each metric whose names meet an earlier one's, or the engine's own."""
+    problems = []
+    taken: dict[str, Metric] = {}
+    for m in metrics:
+        names = exposed_names(m)
+        own = sorted(x for x in names if x.startswith(ENGINE_PREFIX) or x.startswith("__"))
+        if own:
+            problems.append(
+                Problem(
+                    f"metrics: metric name '{m.name}' starts with "
+                    f"'{'__' if own[0].startswith('__') else ENGINE_PREFIX}', which is "
+                    "reserved (engine_: the engine's own metrics; __: Prometheus); "
+                    "name it with metrics.<aggregation>.name",
+                    m.where,
+                )
+            )
+            continue
+        other = next((taken[x] for x in sorted(names) if x in taken), None)
+        if other is not None:
+            same = sorted(names & exposed_names(other))
+            whose = (
+                f"aggregation '{other.aggregation}'"
+                if other.spec == m.spec
+                else f"spec '{other.spec}' (aggregation '{other.aggregation}')"
+            )
+            problems.append(
+                Problem(
+                    f"metrics: {m.type} '{m.name}' of aggregation '{m.aggregation}' clashes "
+                    f"with the {other.type} '{other.name}' of {whose} ({', '.join(same)}); "
+                    "give one another name with metrics.<aggregation>.name",
+                    m.where,
+                )
+            )
+            continue
+        taken.update(dict.fromkeys(names, m))
+    return problems
+
+
+def serving_program(plan: M.Plan) -> M.Program:
+    """What `engine serve` keeps in the kernel: the spec's aggregations active with default
+    options, else its output.count (what -c counts)."""
+    from engine.plan.bind import bind
+
+    program = bind(plan, mode="events")
+    if not program.aggregations and plan.key is not None:
+        program = bind(plan, mode="count")
+    return program
+
+
+def _aggregation_path(document: Any, agg: M.Aggregation) -> tuple[str | int, ...]:
+    """Where the spec declares `agg`: output.count, or its output.aggregations entry."""
+    if agg.by_count:
+        return ("output", "count")
+    from engine.plan.planner import AGG_KEYS
+
+    entries = ((document.data or {}).get("output") or {}).get("aggregations") or []
+    for i, entry in enumerate(entries):
+        kind = next((k for k in AGG_KEYS if k in entry), "")
+        if entry.get("name", kind) == agg.name:
+            return ("output", "aggregations", i)
+    return ("output",)
+
+
+def label_problems(document: Any, agg: M.Aggregation, by: tuple[M.Column, ...]) -> list[Problem]:
+    """Key fields whose names Prometheus reserves, located at the `by` entry."""
+    problems = []
+    for column in by:
+        name = column.field
+        if not (name.startswith("__") or name in RESERVED_LABELS):
+            continue
+        j = agg.by.index(column) if column in agg.by else 0
+        why = (
+            "Prometheus reserves label names starting with '__'"
+            if name.startswith("__")
+            else f"'{name}' is the label Prometheus adds to "
+            f"{'histogram buckets' if name == 'le' else 'summary quantiles'}"
+        )
+        problems.append(
+            Problem(
+                f"metrics: key field '{name}' of aggregation '{agg.name}' cannot be a "
+                f"Prometheus label: {why}; rename the field",
+                document.locate((*_aggregation_path(document, agg), "by", j)),
+            )
+        )
+    return problems
+
+
+def metric_models(plan: M.Plan, program: M.Program, document: Any) -> dict[str, Metric]:
+    """The metric of each active aggregation: the spec's `metrics:` entry, else derived.
+    SpecError with every problem: an entry for no aggregation, a type the kind cannot be, a
+    reserved label or metric name, two metrics whose names clash."""
+    declared: dict[str, Any] = (document.data or {}).get("metrics") or {}
+    problems = []
+    for name in declared:
+        if name not in {a.name for a in plan.aggregations}:
+            names = ", ".join(a.name for a in plan.aggregations) or "none"
+            problems.append(
+                Problem(
+                    f"metrics: no aggregation '{name}' (aggregations: {names}; "
+                    "output.count is 'count')",
+                    document.locate(("metrics", name), key=True),
+                )
+            )
+    for agg in plan.aggregations:  # also those serve leaves off: the entry is wrong anyway
+        mtype = (declared.get(agg.name) or {}).get("type")
+        kind_types = allowed_types(agg)
+        if mtype is not None and mtype not in kind_types:
+            signed = " of a signed field (it can fall; a counter cannot)" if agg.signed else ""
+            problems.append(
+                Problem(
+                    f"metrics: a {agg.kind} aggregation{signed} is a "
+                    f"{' or '.join(kind_types)}, not a {mtype}",
+                    document.locate(("metrics", agg.name, "type")),
+                )
+            )
+    out: dict[str, Metric] = {}
+    for sink in program.aggregations:
+        agg = sink.agg
+        entry = declared.get(agg.name) or {}
+        kind_types = allowed_types(agg)
+        mtype = entry.get("type", kind_types[0])
+        if mtype not in kind_types:
+            continue  # said above
+        problems += label_problems(document, agg, sink.by)
+        unit = entry.get("unit", agg.unit if agg.kind != "count" else "")
+        base, divisor = UNITS.get(unit, ("", 1.0))
+        if agg.kind == "count":
+            base, divisor = "", 1.0
+        derived = agg.header if agg.by_count else agg.name
+        name = sanitize(entry.get("name") or f"{plan.name}_{derived}")
+        if mtype == "counter" and name.endswith("_total"):
+            name = name[: -len("_total")]
+        if base and not name.endswith(f"_{base}"):
+            name = f"{name}_{base}"
+        by = ", ".join(c.field for c in sink.by) or "nothing"
+        help_text = entry.get("help") or (
+            f"spec {plan.name}: aggregation '{agg.name}' ({agg.kind}"
+            f"{' of ' + agg.value if agg.value else ''}{' in ' + unit if unit else ''}) by {by}"
+        )
+        where = (
+            document.locate(("metrics", agg.name, "name"))
+            if "name" in entry
+            else document.locate(_aggregation_path(document, agg))
+        )
+        out[agg.name] = Metric(
+            plan.name,
+            agg.name,
+            name,
+            help_text,
+            mtype,
+            divisor,
+            int(entry.get("max_series", DEFAULT_MAX_SERIES)),
+            where,
+        )
+    problems += clashes(list(out.values()))
+    if problems:
+        raise SpecError(problems)
+    return out
+
+
+def metric_problems(document: Any, plan: M.Plan) -> list[Problem]:
+    """What `engine serve` would refuse in a planned spec, for `engine validate`: the same
+    checks (`metric_models` on `serving_program`). A spec with no `metrics:` section and
+    nothing to serve is fine for `engine run`; with one, it is meant to be served."""
+    data = document.data or {}
+    output = data.get("output") or {}
+    if not (output.get("aggregations") or output.get("count") or "metrics" in data):
+        return []  # nothing serve could serve, nothing said about serving
+    program = serving_program(plan)
+    problems = []
+    if not program.aggregations and "metrics" in data:
+        problems.append(no_aggregation_problem(document, plan))
+    try:
+        metric_models(plan, program, document)
+    except SpecError as error:
+        problems += error.problems
+    return problems
+
+
+def no_aggregation_problem(document: Any, plan: M.Plan) -> Problem:
+    return Problem(
+        f"engine serve: spec '{plan.name}' has no aggregation to serve "
+        "(add output.count or output.aggregations)",
+        document.locate(("output",), key=True),
+    )

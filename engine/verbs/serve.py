@@ -21,131 +21,31 @@ import os
 import platform
 import re
 import signal
-import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from socketserver import ThreadingMixIn
-from typing import Any, Callable, Iterable, Iterator, Sequence
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Any, Callable, Iterator, Sequence
 
-from engine.errors import EngineError, Problem, SpecError, UsageError
+from engine.errors import EngineError, SpecError, UsageError
 from engine.plan import model as M
 from engine.runtime import decoders
 from engine.runtime.aggregates import Aggregate, Bucket, Series, read_aggregates
+from engine.runtime.prom import (  # noqa: F401  (the metric model, re-exported for tests)
+    DEFAULT_MAX_SERIES,
+    TYPES,
+    UNITS,
+    Metric,
+    clashes,
+    metric_models,
+    no_aggregation_problem,
+    sanitize,
+    serving_program,
+)
+from engine.runtime.promhttp import HttpServer, Limits, Stats, WebConfig, load_web_config
 
 DEFAULT_LISTEN = "127.0.0.1:9435"
-DEFAULT_MAX_SERIES = 1000
 OTHER = "other"
-
-# A declared source unit -> (Prometheus base unit, divisor to it: a division is correctly
-# rounded, 4095 / 1e9 prints 4.095e-06 where 4095 * 1e-9 does not). Only these convert; any
-# other unit string is left as it is and not put in the name (declared, never guessed).
-UNITS: dict[str, tuple[str, float]] = {
-    "ns": ("seconds", 1e9),
-    "nsecs": ("seconds", 1e9),
-    "us": ("seconds", 1e6),
-    "usecs": ("seconds", 1e6),
-    "ms": ("seconds", 1e3),
-    "msecs": ("seconds", 1e3),
-    "s": ("seconds", 1.0),
-    "secs": ("seconds", 1.0),
-    "seconds": ("seconds", 1.0),
-    "bytes": ("bytes", 1.0),
-}
-
-# The metric type each aggregation kind may be, the first one the default.
-TYPES: dict[str, tuple[str, ...]] = {
-    "count": ("counter", "gauge"),
-    "sum": ("counter", "gauge"),
-    "min": ("gauge",),
-    "max": ("gauge",),
-    "avg": ("gauge",),
-    "log2": ("histogram",),
-    "linear": ("histogram",),
-}
-
-
-# --- the metric model -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Metric:
-    """How one aggregation of one spec is exposed."""
-
-    spec: str
-    aggregation: str
-    name: str  # without `_total` (prometheus_client adds it to counters)
-    help: str
-    type: str  # counter | gauge | histogram
-    divisor: float  # source unit -> base unit
-    max_series: int
-
-
-def sanitize(name: str) -> str:
-    """A Prometheus metric name from free text: [a-zA-Z_:][a-zA-Z0-9_:]*, lower case."""
-    out = re.sub(r"[^a-zA-Z0-9_]+", "_", name).strip("_").lower()
-    return out if out and not out[0].isdigit() else f"_{out}"
-
-
-def metric_models(plan: M.Plan, program: M.Program, document: Any) -> dict[str, Metric]:
-    """The metric of each active aggregation: the spec's `metrics:` entry, else derived."""
-    declared: dict[str, Any] = (document.data or {}).get("metrics") or {}
-    sinks = {s.agg.name: s for s in program.aggregations}
-    problems = []
-    for name in declared:
-        if name not in {a.name for a in plan.aggregations}:
-            names = ", ".join(a.name for a in plan.aggregations) or "none"
-            problems.append(
-                Problem(
-                    f"metrics: no aggregation '{name}' (aggregations: {names}; "
-                    "output.count is 'count')",
-                    document.locate(("metrics", name), key=True),
-                )
-            )
-    out: dict[str, Metric] = {}
-    for agg_name, sink in sinks.items():
-        agg = sink.agg
-        entry = declared.get(agg_name) or {}
-        kind_types = TYPES[agg.kind]
-        mtype = entry.get("type", kind_types[0])
-        if mtype not in kind_types:
-            problems.append(
-                Problem(
-                    f"metrics: a {agg.kind} aggregation is a {' or '.join(kind_types)}, "
-                    f"not a {mtype}",
-                    document.locate(("metrics", agg_name, "type")),
-                )
-            )
-            continue
-        unit = entry.get("unit", agg.unit if agg.kind != "count" else "")
-        base, divisor = UNITS.get(unit, ("", 1.0))
-        if agg.kind == "count":
-            base, divisor = "", 1.0
-        derived = agg.header if agg.by_count else agg.name
-        name = sanitize(entry.get("name") or f"{plan.name}_{derived}")
-        if mtype == "counter" and name.endswith("_total"):
-            name = name[: -len("_total")]
-        if base and not name.endswith(f"_{base}"):
-            name = f"{name}_{base}"
-        by = ", ".join(c.field for c in sink.by) or "nothing"
-        help_text = entry.get("help") or (
-            f"spec {plan.name}: aggregation '{agg.name}' ({agg.kind}"
-            f"{' of ' + agg.value if agg.value else ''}{' in ' + unit if unit else ''}) by {by}"
-        )
-        out[agg_name] = Metric(
-            plan.name,
-            agg_name,
-            name,
-            help_text,
-            mtype,
-            divisor,
-            int(entry.get("max_series", DEFAULT_MAX_SERIES)),
-        )
-    if problems:
-        raise SpecError(problems)
-    return out
 
 
 # --- the cardinality budget (user-space stopgap; the kernel's overflow comes with the sinks) ---
@@ -266,9 +166,12 @@ def le_text(le: float) -> str:
 class EngineCollector:
     """A prometheus_client collector reading every served spec's maps at each scrape."""
 
-    def __init__(self, served: list[Served], load_errors: dict[str, int]) -> None:
+    def __init__(
+        self, served: list[Served], load_errors: dict[str, int], http: Stats | None = None
+    ) -> None:
         self.served = served
         self.load_errors = load_errors
+        self.http = http or Stats()
         self.lock = threading.Lock()  # bcc map reads are not meant to run concurrently
         self.last_duration = 0.0
         self.scrape_errors = 0
@@ -347,6 +250,20 @@ class EngineCollector:
             )
             scrape_err.add_metric([], self.scrape_errors)
             families += [overflow, dropped, state_fail, load, loaded, scrape_err]
+            conns = GaugeMetricFamily(
+                "engine_http_connections", "HTTP connections open (this scrape's included)."
+            )
+            conns.add_metric([], self.http.open)
+            closed = CounterMetricFamily(
+                "engine_http_connections_closed",
+                "HTTP connections the server closed: the client was too slow (timeout), sent "
+                "too large a head, waited for its request when the limit was reached (evicted), "
+                "came over the limit, sent a bad request, or failed the TLS handshake.",
+                labels=["reason"],
+            )
+            for reason, n in self.http.closed.items():
+                closed.add_metric([reason], n)
+            families += [conns, closed]
             if with_stats:
                 families += [runs, run_time]
             last = GaugeMetricFamily(
@@ -364,6 +281,7 @@ class EngineCollector:
             GaugeMetricFamily,
             HistogramMetricFamily,
         )
+        from prometheus_client.samples import Sample
 
         labels = list(agg.key_fields)
         d = metric.divisor
@@ -376,7 +294,15 @@ class EngineCollector:
                 for le in bounds:
                     running += raw.get(le, 0)
                     cumulative.append((le_text(le / d), running))
-                h.add_metric([v for _, v in s.labels], cumulative, s.sum / d)
+                values = [v for _, v in s.labels]
+                h.add_metric(values, cumulative, s.sum / d)
+                if bounds[0] < 0:
+                    # prometheus_client leaves _count and _sum out when a bucket is negative
+                    # (OpenMetrics has no _sum then); the text format served here has both,
+                    # and an lhist below zero needs its _count like any other.
+                    lbl = dict(zip(labels, values))
+                    h.samples.append(Sample(f"{metric.name}_count", lbl, running))
+                    h.samples.append(Sample(f"{metric.name}_sum", lbl, s.sum / d))
             return h
         family_type: Callable[..., Any] = (
             CounterMetricFamily if metric.type == "counter" else GaugeMetricFamily
@@ -388,44 +314,7 @@ class EngineCollector:
         return fam
 
 
-# --- HTTP -------------------------------------------------------------------------------------
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def make_app(registry: Any, healthy: Callable[[], bool]) -> Callable[..., Iterable[bytes]]:
-    """/metrics through prometheus_client, /healthz, 404 for the rest."""
-    from prometheus_client import make_wsgi_app
-
-    metrics = make_wsgi_app(registry)
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == "/metrics":
-            result: Iterable[bytes] = metrics(environ, start_response)
-            return result
-        if path == "/healthz":
-            ok = healthy()
-            start_response(
-                "200 OK" if ok else "503 Service Unavailable",
-                [("Content-Type", "text/plain; charset=utf-8")],
-            )
-            return [b"ok\n" if ok else b"no spec loaded\n"]
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-        return [b"engine serve: /metrics and /healthz\n"]
-
-    return app
+# --- HTTP (engine.runtime.promhttp) -------------------------------------------------------
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -444,44 +333,41 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def plan_spec(path: str, btf: str | None = None) -> tuple[M.Plan, M.Program, dict[str, Metric]]:
-    """Load, check and bind one spec for serving: its aggregations, or output.count."""
-    from engine.plan import planner
-    from engine.plan.bind import bind
+    """Load, check and bind one spec for serving: its aggregations, or output.count. The
+    metric checks are `engine validate`'s (engine.runtime.prom.metric_models)."""
+    from engine.pipeline import plan_document
     from engine.spec.loader import load_document
-    from engine.spec.schema import check_schema
 
     document = load_document(path)
-    problems = check_schema(document)
-    if problems:
-        raise SpecError(problems)
-    plan = planner.plan(document, btf)
-    program = bind(plan, mode="events")
-    if not program.aggregations and plan.key is not None:
-        program = bind(plan, mode="count")  # output.count: what -c counts
+    plan = plan_document(document, btf)
+    program = serving_program(plan)
     if not program.aggregations:
-        raise SpecError(
-            [
-                Problem(
-                    f"engine serve: spec '{plan.name}' has no aggregation to serve "
-                    "(add output.count or output.aggregations)",
-                    document.locate(("output",), key=True),
-                )
-            ]
-        )
+        raise SpecError([no_aggregation_problem(document, plan)])
     return plan, program, metric_models(plan, program, document)
 
 
-def run_serve(specs: Sequence[str], listen: str, verbose: bool) -> int:
-    from prometheus_client import CollectorRegistry
+def run_serve(
+    specs: Sequence[str],
+    listen: str,
+    verbose: bool,
+    limits: Limits | None = None,
+    web_config: str | None = None,
+) -> int:
+    from prometheus_client import CollectorRegistry, generate_latest
 
     from engine.runtime import runner
 
     host, port = parse_listen(listen)
+    web = load_web_config(web_config) if web_config else WebConfig()
     planned = [plan_spec(p) for p in specs]  # every spec mistake before touching the kernel
     names = [p.name for p, _, _ in planned]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
         raise UsageError(f"spec name '{dup}' is given twice; each served spec needs its own name")
+    # Two specs' metrics may not share a name either: one scrape would carry both.
+    problems = clashes([m for _, _, metrics in planned for m in metrics.values()])
+    if problems:
+        raise SpecError(problems)
     runner.check_privileges()
     stop = runner.Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -505,27 +391,29 @@ def run_serve(specs: Sequence[str], listen: str, verbose: bool) -> int:
                 runner.say(f"{plan.name}: {m.type} {m.name}")
         if not served:
             raise EngineError("engine serve: no spec loaded; nothing to serve")
+        stats = Stats()
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(EngineCollector(served, load_errors))
-        app = make_app(registry, lambda: bool(served))
-        server_class = _Server6 if ":" in host else _Server
+        registry.register(EngineCollector(served, load_errors, stats))
+        server = HttpServer(
+            lambda: bytes(generate_latest(registry)), lambda: bool(served), limits, web, stats
+        )
         try:
-            server = make_server(host, port, app, server_class, _QuietHandler)
+            bound = server.start(host, port)
         except OSError as exc:
+            server = None
             raise UsageError(f"--listen {listen}: {exc.strerror or exc}") from None
-        bound = server.server_address[1]
         shown = f"[{host}]" if ":" in host else host
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2})
-        thread.daemon = True
-        thread.start()
-        runner.say(f"serving http://{shown}:{bound}/metrics ({len(served)} specs); Ctrl-C to end")
+        scheme = "https" if web.tls is not None else "http"
+        runner.say(
+            f"serving {scheme}://{shown}:{bound}/metrics ({len(served)} specs"
+            f"{', basic auth' if web.users else ''}); Ctrl-C to end"
+        )
         while not stop.requested:
             time.sleep(runner.POLL_MS / 1000)
         return 0
     finally:
         if server is not None:
-            server.shutdown()
-            server.server_close()
+            server.stop()
         for s in served:
             s.session.close()
         for sig, handler in old.items():

@@ -9,6 +9,7 @@ all series equals the connects made. SIGTERM detaches every program.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from tests.promcheck import check_exposition
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -55,9 +58,18 @@ def loaded_prog_ids() -> set[int]:
 class Serve:
     """`engine serve SPEC... --listen 127.0.0.1:0` with its port read from stderr."""
 
-    def __init__(self, *specs: str) -> None:
+    def __init__(self, *specs: str, args: tuple[str, ...] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "serve", *specs, "--listen", "127.0.0.1:0"],
+            [
+                sys.executable,
+                "-m",
+                "engine.cli",
+                "serve",
+                *specs,
+                "--listen",
+                "127.0.0.1:0",
+                *args,
+            ],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -190,7 +202,11 @@ class Prometheus:
 
 @pytest.fixture
 def serve_and_prometheus(tmp_path: Path) -> Iterator[tuple[Serve, Prometheus]]:
-    serve = Serve("specs/tcpconnect.yaml", "tests/specs/serve/writesize.yaml")
+    serve = Serve(
+        "specs/tcpconnect.yaml",
+        "tests/specs/serve/writesize.yaml",
+        "tests/specs/serve/writeret.yaml",
+    )
     prom = None
     try:
         prom = Prometheus(serve.port, tmp_path)
@@ -219,6 +235,20 @@ CHILD = textwrap.dedent(
 
 SIZES = (1, 5, 100, 250, 999, 1000, 4000)
 
+# Writes that return -EBADF (-9) and two that succeed: signed values for writeret.yaml.
+RET_CHILD = textwrap.dedent(
+    """\
+    import ctypes, os, sys
+    ctypes.CDLL(None).prctl(15, b"engine-rtest", 0, 0, 0)  # PR_SET_NAME
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.write(fd, b"x")
+    os.write(fd, b"xxxxx")
+    libc = ctypes.CDLL(None, use_errno=True)
+    for _ in range(2):
+        assert libc.write(999, b"x", 1) == -1 and ctypes.get_errno() == 9  # EBADF
+    """
+)
+
 
 def test_prometheus_sees_exact_counts_and_buckets(
     serve_and_prometheus: tuple[Serve, Prometheus],
@@ -241,7 +271,7 @@ def test_prometheus_sees_exact_counts_and_buckets(
     subprocess.run(
         [sys.executable, "-c", CHILD, "engine-wtest", *map(str, SIZES)], check=True, timeout=30
     )
-    name = "engine_test_write_size_bytes"
+    name = "wtest_write_size_bytes"
     prom.wait_value(f'{name}_count{{comm="engine-wtest"}}', len(SIZES))
     prom.wait_value(f'{name}_sum{{comm="engine-wtest"}}', sum(SIZES))
     buckets = {
@@ -266,7 +296,25 @@ def test_prometheus_sees_exact_counts_and_buckets(
     assert linear == {"99.0": 2, "199.0": 3, "299.0": 4, "999.0": 5, "+Inf": 7}
     prom.wait_value('writesize_biggest_bytes{comm="engine-wtest"}', 4000)
     prom.wait_value('engine_spec_load_errors_total{spec="tcpconnect"}', 0)
-    prom.wait_value("engine_specs_loaded", 2)
+    prom.wait_value("engine_specs_loaded", 3)
+
+    # Signed values: the sum is a gauge below zero; the lhist's buckets start below zero and
+    # it keeps _count and _sum (prometheus_client drops them for negative buckets).
+    subprocess.run([sys.executable, "-c", RET_CHILD], check=True, timeout=30)
+    prom.wait_value('writeret_returned{comm="engine-rtest"}', 1 + 5 - 9 - 9)
+    prom.wait_value('writeret_rets_count{comm="engine-rtest"}', 4)
+    prom.wait_value('writeret_rets_sum{comm="engine-rtest"}', 1 + 5 - 9 - 9)
+    rets = {
+        r["metric"]["le"]: float(r["value"][1])
+        for r in prom.query('writeret_rets_bucket{comm="engine-rtest"}')
+    }
+    # lhist -16..16 step 8: [-16,-9] holds -9 twice, [0,7] holds 1 and 5.
+    assert rets == {"-9.0": 2, "7.0": 4, "+Inf": 4}
+    # The whole scrape passes the strict checks and promtool; Prometheus kept the target up.
+    status, text = serve.get("/metrics")
+    assert status == 200
+    check_exposition(text)
+    prom.wait_value('up{job="engine"}', 1)
 
     status, text = serve.get("/healthz")
     assert (status, text) == (200, "ok\n")
@@ -301,6 +349,7 @@ def test_series_budget_other_carries_the_rest() -> None:
         subprocess.run([sys.executable, "-c", script, "engine-ctest", *args], check=True)
         status, text = serve.get("/metrics")
         assert status == 200
+        check_exposition(text)
         values = {
             m.group(1): float(m.group(2))
             for m in re.finditer(r'^tcpbudget_connects_total\{dport="(\w+)"\} (\S+)$', text, re.M)
@@ -338,6 +387,7 @@ def test_program_run_counts_only_when_bpf_stats_enabled() -> None:
             listener.listen(64)
             connects(10, listener.getsockname()[1])
         text = serve.get("/metrics")[1]
+        check_exposition(text)
     except BaseException:
         serve.kill()
         raise
@@ -356,3 +406,60 @@ def test_program_run_counts_only_when_bpf_stats_enabled() -> None:
     assert float(runs.group(1)) >= 10
     assert float(run_time.group(1)) > 0
     assert serve.stop() == 0
+
+
+def test_slow_clients_and_50_scrapers_do_not_starve_a_scrape() -> None:
+    """Issue 17: 20 connections with unfinished requests (one of 60 kB) and 50 clients
+    scraping without pause; a well-behaved scrape with Prometheus' default 10 s timeout is
+    answered each time, and the server closes every slow connection itself."""
+    serve = Serve(
+        "tests/specs/serve/tcpbudget.yaml",
+        args=("--request-timeout", "2"),  # and 64 connections at most: 20 + 51 are more
+    )
+    stop = threading.Event()
+    slow: list[socket.socket] = []
+    scrapers: list[threading.Thread] = []
+    answered = [0]
+
+    def scrape_forever() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                serve.get("/metrics")
+                answered[0] += 1
+
+    try:
+        for i in range(20):
+            s = socket.create_connection(("127.0.0.1", serve.port), timeout=60)
+            tail = b"a" * (60_000 if i == 0 else 100)
+            s.sendall(f"GET /metrics HTTP/1.1\r\nX-Slow-{i}: ".encode() + tail)
+            slow.append(s)
+        scrapers = [threading.Thread(target=scrape_forever, daemon=True) for _ in range(50)]
+        for t in scrapers:
+            t.start()
+        for _ in range(3):
+            status, text = serve.get("/metrics")  # urllib, timeout=10: Prometheus' default
+            assert status == 200 and "engine_specs_loaded 1.0" in text
+        for s in slow:
+            s.settimeout(60)
+            with contextlib.suppress(ConnectionResetError):
+                while s.recv(65536):
+                    pass  # a 431 for the 60 kB one, then the end; the others just end
+        stop.set()
+        for t in scrapers:
+            t.join(60)
+        text = serve.get("/metrics")[1]
+        closed = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(
+                r'^engine_http_connections_closed_total\{reason="(\w+)"\} (\S+)$', text, re.M
+            )
+        }
+        assert closed["header_too_large"] == 1
+        assert closed["timeout"] + closed["evicted"] >= 19, closed
+        assert answered[0] > 0
+        assert serve.stop() == 0
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
+        serve.kill()
