@@ -222,19 +222,31 @@ def inline(expr: M.CExpr, steps: list[M.Step]) -> M.CExpr:
         return M.CArith(step.op, left, part(step.right), step.ctype, step.via)
 
     def walk(e: M.CExpr) -> M.CExpr:
-        if isinstance(e, M.CVar) and e.name in arith:
+        """Every CExpr kind has its case: a kind left out would keep a local the filter
+        never declares (a `$switch and x / 2 > 5` once rendered `v1` undeclared)."""
+        if isinstance(e, M.CVar):
+            if e.name not in arith:
+                return e
             found = part(e.name)
             assert isinstance(found, M.CArith)
             return found
+        if isinstance(e, (M.CNum, M.COption, M.CTrue, M.CStrEq, M.CArith)):
+            return e  # no locals inside
         if isinstance(e, M.CCompare):
             return M.CCompare(e.op, walk(e.left), walk(e.right))
         if isinstance(e, M.CIn):
             return M.CIn(walk(e.left), e.values, e.negate)
+        if isinstance(e, M.CInSet):
+            left = walk(e.left)
+            assert isinstance(left, M.CVar), "a set's left side is an event slot"
+            return M.CInSet(left, e.set, e.negate)
         if isinstance(e, M.CBool):
             return M.CBool(e.op, tuple(walk(t) for t in e.terms))
         if isinstance(e, M.CNot):
             return M.CNot(walk(e.term))
-        return e
+        if isinstance(e, M.CSwitch):
+            return M.CSwitch(e.option, e.on, walk(e.term))
+        raise TypeError(f"inline: no case for {type(e).__name__}")  # a new CExpr kind
 
     return walk(expr)
 
