@@ -113,6 +113,7 @@ class CArith:
     right: Union[str, CArith]
     ctype: str
     via: str = ""
+    guard: bool = False  # a division by a variable: as the `arith` step's `guard`
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,13 @@ class Arith(StepBase):
     op: str
     left: str
     right: str
-    via: str = ""  # the type the operands are computed in, when not ctype (unsigned division)
+    # the type the operands are computed in, when not ctype: the unsigned type of its width
+    # for a signed + - * << and unary - (they wrap, where C's signed overflow is undefined),
+    # and for a signed division of values that cannot be negative
+    via: str = ""
+    # `/` or `%` by a variable: BPF's x / 0 == 0 and x % 0 == x, written out in the C, which
+    # leaves a division by zero undefined (clang folded `x % (y - y)` to 0, `x / x` to 1)
+    guard: bool = False
 
     @property
     def operand_ctype(self) -> str:
