@@ -23,10 +23,11 @@ size). Expressions whose operands are all constants are folded here, exactly, th
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 from engine.plan import model as M
-from engine.plan.resolve import PlanError, Resolver, Val, VKind, constant_val, int_vt
+from engine.plan.resolve import VT, PlanError, Resolver, Val, VKind, constant_val, int_vt
 from engine.spec import expr as E
 
 
@@ -128,7 +129,7 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
     dest = r.s.local()
     guard = op_divides(node.op) and not is_constant(right)
     r.s.emit(M.Arith(dest, ctype, node.op, parts[0], parts[1], via, guard))
-    return Val(int_vt(ctype), var=dest)
+    return Val(computed(ctype, left, right), var=dest)
 
 
 def operand_val(r: Resolver, node: E.Node) -> Val:
@@ -176,10 +177,17 @@ def unary(r: Resolver, node: E.Unary) -> Val:
     via = "u" + ctype[1:] if node.op == "-" and ctype[0] == "s" else ""  # -INT_MIN wraps
     dest = r.s.local()
     r.s.emit(M.Arith(dest, ctype, node.op, "", val.var, via))
-    return Val(int_vt(ctype), var=dest)
+    return Val(computed(ctype, val), var=dest)
 
 
 WRAPS = ("+", "-", "*", "<<")  # signed overflow is undefined in C: computed unsigned
+
+
+def computed(ctype: str, *operands: Val) -> VT:
+    """A result's type, keeping where its operands came from (a user pointer read from state
+    plus 8 still points to user memory)."""
+    origins = tuple(dict.fromkeys(o for val in operands for o in val.vt.origins))
+    return replace(int_vt(ctype), origins=origins)
 
 
 def op_divides(op: str) -> bool:

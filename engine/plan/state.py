@@ -11,7 +11,7 @@ before the probe's filter, so a `take` deletes its key on every path the event t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from engine.errors import did_you_mean
@@ -190,15 +190,15 @@ class StateResolver:
     def value_of(self, smap: M.StateMap, dest: str) -> Val:
         if smap.members == ("value",):
             slot = smap.value.slots[0]
-            return self.member_val(slot, f"{dest}.{slot.name}")
+            return self.member_val(slot, f"{dest}.{slot.name}", origin(smap.name, "value"))
         return Val(VT(VKind.STATE, label=f"state '{smap.name}' value", state=smap.name), var=dest)
 
     @staticmethod
-    def member_val(slot: M.Slot, var: str) -> Val:
+    def member_val(slot: M.Slot, var: str, where: str) -> Val:
         if slot.count:
             vt = VT(VKind.STR, slot.count, count=slot.count, label="char[16]", char=True)
             return Val(vt, var=var)
-        return Val(int_vt(slot.ctype), var=var)
+        return Val(replace(int_vt(slot.ctype), origins=(where,)), var=var)
 
     def member(self, base: Val, node: E.Attr) -> Val:
         smap = self.maps[base.vt.state]
@@ -209,7 +209,7 @@ class StateResolver:
                 node.col,
             )
         slot = smap.value.slots[smap.members.index(node.attr)]
-        return self.member_val(slot, f"{base.var}.{slot.name}")
+        return self.member_val(slot, f"{base.var}.{slot.name}", origin(smap.name, node.attr))
 
     def store(self, smap: M.StateMap, key_node: E.Node, value: Any, col: int) -> None:
         """`store: {MAP: {key: K, value: V}}`: V an expression, or a mapping per member."""
@@ -236,6 +236,11 @@ class StateResolver:
                 comm.append(slot.name)
                 continue
             val = self.r.number(self.r.value(node), node)
+            provenance = self.r.s.provenance
+            if val.vt.user:
+                provenance.user.setdefault(origin(smap.name, name), val.vt.label)
+            if val.vt.origins:
+                provenance.flows.setdefault(origin(smap.name, name), set()).update(val.vt.origins)
             text = str(self.r.constant(node, slot.ctype)) if val.is_const else val.var
             parts.append((slot.name, text))
         dest = self.r.s.local()
@@ -244,6 +249,21 @@ class StateResolver:
     def delete(self, smap: M.StateMap, key_node: E.Node) -> None:
         key = self.key(smap, key_node)
         self.r.s.emit(M.StateDelete(self.r.s.local(), smap.name, key))
+
+
+def origin(smap: str, member: str) -> str:
+    """A state member as Provenance and VT.origins name it."""
+    return f"{smap}.{member}"
+
+
+def user_pointer_message(member: str, label: str) -> str:
+    """Why a value read from state cannot be cast: it is a user-space pointer."""
+    smap, name = member.split(".", 1)
+    where = f"state '{smap}'" if name == "value" else f"'{name}' comes from state '{smap}', which"
+    return (
+        f"{where} holds a user-space pointer (stored from a '{label}'); kernel structs cannot "
+        "be read through it (bpf_probe_read_kernel of a user address reads nothing)"
+    )
 
 
 def _col(node: E.Node) -> int:
