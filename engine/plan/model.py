@@ -355,6 +355,7 @@ class StateRead(StepBase):
     delete: bool
     defaults: tuple[tuple[str, str], ...] = ()
     has_default: bool = False
+    index: int = 0  # the map's StateMap.index: a take's delete is counted (engine_state_keys)
 
 
 @dataclass(frozen=True)
@@ -370,7 +371,8 @@ class StateHas(StepBase):
 
 @dataclass(frozen=True)
 class StatePut(StepBase):
-    """Store a value struct under a key; a failed update is counted (engine_errors[index])."""
+    """Store a value struct under a key; a failed update is counted (engine_errors[index]),
+    and so is a new key (engine_state_keys[2 * index]: evictions are what is missing)."""
 
     kind: ClassVar[str] = "stateput"
     reads_from: ClassVar[tuple[str, ...]] = ("key", "parts")
@@ -391,6 +393,7 @@ class StateDelete(StepBase):
     dest: str  # unused local name, so every step has one
     map: str
     key: str
+    index: int = 0  # the map's StateMap.index: a delete is counted (engine_state_keys)
 
 
 @dataclass(frozen=True)
@@ -465,7 +468,10 @@ class StateMap:
     members: tuple[str, ...]  # the value's member names in the spec ("value" for one)
     size: int
     lru: bool
-    index: int  # its counter in engine_errors (failed updates)
+    # its counter in engine_errors (failed updates); 2 x index and 2 x index + 1 in
+    # engine_state_keys count the keys inserted and deleted, so that user space knows the
+    # keys an LRU map evicted (inserted - deleted - held), which the kernel does not say
+    index: int
     stash: bool = False  # made by the engine for a return probe's entry arguments
 
 

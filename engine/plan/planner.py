@@ -723,7 +723,7 @@ class Planner:
         first: tuple[M.Step, ...] = (
             M.Builtin("tid", "u32", "tid"),
             M.StateKey("key", name, (("k0", "tid"),)),
-            M.StateRead("st", name, "key", True),
+            M.StateRead("st", name, "key", True, index=smap.index),
         )
         return tuple(entry), first
 

@@ -184,7 +184,8 @@ class StateResolver:
                 )
             slot = smap.value.slots[0]
             defaults = ((slot.name, str(self.r.constant(node.args[2], slot.ctype))),)
-        s.emit(M.StateRead(dest, smap.name, key, node.func == "take", defaults, has_default))
+        take = node.func == "take"
+        s.emit(M.StateRead(dest, smap.name, key, take, defaults, has_default, smap.index))
         return self.value_of(smap, dest)
 
     def value_of(self, smap: M.StateMap, dest: str) -> Val:
@@ -248,7 +249,7 @@ class StateResolver:
 
     def delete(self, smap: M.StateMap, key_node: E.Node) -> None:
         key = self.key(smap, key_node)
-        self.r.s.emit(M.StateDelete(self.r.s.local(), smap.name, key))
+        self.r.s.emit(M.StateDelete(self.r.s.local(), smap.name, key, smap.index))
 
 
 def origin(smap: str, member: str) -> str:
