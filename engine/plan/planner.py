@@ -37,7 +37,13 @@ from engine.plan.resolve import (
     int_vt,
     name_index,
 )
-from engine.plan.state import StateResolver, plan_states, user_pointer_message, uses_state
+from engine.plan.state import (
+    StateResolver,
+    StoreValueError,
+    plan_states,
+    user_pointer_message,
+    uses_state,
+)
 from engine.runtime.decoders import REGISTRY
 from engine.spec import expr as E
 
@@ -763,6 +769,9 @@ class Planner:
                     if key is None or value is None:
                         continue
                     sr.store(smap, key, value, 0)
+                except StoreValueError as exc:
+                    where = (*path, "value", exc.member) if exc.member else (*path, "value")
+                    self.problem(exc.message, where, exc.col)
                 except PlanError as exc:
                     self.problem(exc.message, path if verb == "delete" else (*path, "key"), exc.col)
 

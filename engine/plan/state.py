@@ -114,6 +114,15 @@ def _children(node: E.Node) -> tuple[E.Node, ...]:
     return tuple(getattr(node, a) for a in ("left", "right", "operand") if hasattr(node, a))
 
 
+class StoreValueError(PlanError):
+    """A problem in a store's value (`member`: which one of a mapping, "" for a single value),
+    so the planner locates it there and not at the key."""
+
+    def __init__(self, message: str, col: int, member: str) -> None:
+        super().__init__(message, col)
+        self.member = member
+
+
 class StateResolver:
     """Resolves state helpers and stores within one alternative's Resolver."""
 
@@ -227,25 +236,34 @@ class StateResolver:
             )
         parts, comm = [], []
         for name, slot in zip(smap.members, smap.value.slots):
-            node = values[name]
-            if slot.count:
-                if not (isinstance(node, E.Name) and node.name == "comm"):
-                    raise PlanError(
-                        f"state '{smap.name}' member '{name}' is a comm (char[16]); store `comm`",
-                        _col(node),
-                    )
+            try:
+                text = self.member_text(smap, name, slot, values[name])
+            except PlanError as exc:
+                member = name if isinstance(value, dict) else ""
+                raise StoreValueError(exc.message, exc.col, member) from None
+            if text is None:
                 comm.append(slot.name)
-                continue
-            val = self.r.number(self.r.value(node), node)
-            provenance = self.r.s.provenance
-            if val.vt.user:
-                provenance.user.setdefault(origin(smap.name, name), val.vt.label)
-            if val.vt.origins:
-                provenance.flows.setdefault(origin(smap.name, name), set()).update(val.vt.origins)
-            text = str(self.r.constant(node, slot.ctype)) if val.is_const else val.var
-            parts.append((slot.name, text))
+            else:
+                parts.append((slot.name, text))
         dest = self.r.s.local()
         self.r.s.emit(M.StatePut(dest, smap.name, key, tuple(parts), tuple(comm), smap.index))
+
+    def member_text(self, smap: M.StateMap, name: str, slot: M.Slot, node: E.Node) -> str | None:
+        """The C text stored into one value member (None: the task's comm)."""
+        if slot.count:
+            if not (isinstance(node, E.Name) and node.name == "comm"):
+                raise PlanError(
+                    f"state '{smap.name}' member '{name}' is a comm (char[16]); store `comm`",
+                    _col(node),
+                )
+            return None
+        val = self.r.number(self.r.value(node), node)
+        provenance = self.r.s.provenance
+        if val.vt.user:
+            provenance.user.setdefault(origin(smap.name, name), val.vt.label)
+        if val.vt.origins:
+            provenance.flows.setdefault(origin(smap.name, name), set()).update(val.vt.origins)
+        return str(self.r.constant(node, slot.ctype)) if val.is_const else val.var
 
     def delete(self, smap: M.StateMap, key_node: E.Node) -> None:
         key = self.key(smap, key_node)
