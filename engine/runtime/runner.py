@@ -282,15 +282,19 @@ class Session:
             return int(sum(getattr(v, "value", v) for v in table[i]))
 
         inserted = [total(2 * st.index) if st.lru else 0 for st in states]
-        # a key deleted while the walk stands on it restarts it: at most `size` are held
-        held = [
-            sum(1 for _ in itertools.islice(self.bpf[f"state_{st.name}"].keys(), st.size))
-            if st.lru
-            else 0
-            for st in states
-        ]
+        held = [self.held(st) if st.lru else 0 for st in states]
         deleted = [total(2 * st.index + 1) if st.lru else 0 for st in states]
         return [max(0, i - h - d) for i, h, d in zip(inserted, held, deleted)]
+
+    def held(self, st: M.StateMap) -> int:
+        """Keys in a state map. The map is opened with byte-array key and value types: only
+        its keys are walked, and bcc cannot decode every C type (an `s8` member's `signed
+        char`). A key deleted while the walk stands on it restarts it: at most `size`."""
+        byte = ctypes.c_uint8
+        table = self.bpf.get_table(
+            f"state_{st.name}", keytype=byte * st.key.size, leaftype=byte * st.value.size
+        )
+        return sum(1 for _ in itertools.islice(table.keys(), st.size))
 
     def lost(self) -> int:
         """Events the BPF side could not hand over (its buffer full), summed over CPUs."""
