@@ -708,5 +708,11 @@ class Program:
         return tuple(out)
 
     @property
+    def state_counters(self) -> int:
+        """engine_state_keys' size: two counters per state map, by StateMap.index, which
+        counts the plan's maps (a stash map of an alternative not chosen is left out here)."""
+        return 2 * (max(st.index for st in self.states) + 1) if self.states else 0
+
+    @property
     def aggregations(self) -> tuple[AggSink, ...]:
         return tuple(s for s in self.sinks if isinstance(s, AggSink))

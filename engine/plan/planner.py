@@ -100,7 +100,8 @@ class Planner:
         self.stashes: set[str] = set()  # state maps the engine made for return probes
         self.function_owner: dict[str, int] = {}  # generated BPF function -> probe index
         self.provenance = Provenance()  # what state members hold (user-space pointers)
-        self.cast_paths: dict[int, tuple[E.Node, tuple[Any, ...]]] = {}  # id(cast) -> path
+        # id(cast) -> (the cast, kept so that no other node takes its id; its let/field path)
+        self.cast_paths: dict[int, tuple[E.Node, tuple[Any, ...]]] = {}
 
     # -- locations ---------------------------------------------------------------------------
     def where(self, path: Sequence[str | int], col: int = 0, key: bool = False) -> Location:
@@ -212,7 +213,7 @@ class Planner:
         for node, origins in self.provenance.casts:
             found = self.provenance.user_pointer(origins)
             entry = self.cast_paths.get(id(node))
-            if found is not None and entry is not None and isinstance(node, E.Cast):
+            if found is not None and entry is not None:
                 self.problem(user_pointer_message(*found), entry[1], int(node.expr.col))
 
     def plan_aggregations(
