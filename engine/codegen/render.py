@@ -139,6 +139,9 @@ def c_expr(expr: M.CExpr) -> str:
         if expr.left is None:
             return f"(({expr.ctype})({expr.op}{right}))"
         left = f"({cast}){c_arith_operand(expr.left)}"
+        if expr.guard:  # BPF's x / 0 == 0, x % 0 == x (the `arith` step's guard)
+            zero = left if expr.op == "%" else "0"
+            return f"(({expr.ctype})({right} != 0 ? {left} {expr.op} {right} : {zero}))"
         return f"(({expr.ctype})({left} {expr.op} {right}))"
     raise TypeError(f"not an expression: {expr!r}")
 

@@ -5,7 +5,9 @@ A constant (a literal, an enum constant, or a folded constant expression) has th
 a decimal literal of its value: s32 if it fits, else s64, else u64. Then both operands take a
 common type (C's usual arithmetic conversions): the wider of the two; at equal width, unsigned
 wins. Shifts keep the (promoted) left operand's type. The result is computed in that type and
-wraps as C's does: `ktime_ns + -1` is `ktime_ns - 1`, `args.sport + 3000000000` is an s64.
+wraps: `ktime_ns + -1` is `ktime_ns - 1`, `args.sport + 3000000000` is an s64. A signed
++ - * << and unary - are computed in the unsigned type of the width (`via`) and converted
+back, since C leaves signed overflow undefined and clang optimizes on that.
 
 Refused at validation, since clang or the verifier would refuse (or the result is undefined):
 a constant division or modulo by zero, a constant shift by a negative amount or by the
@@ -13,17 +15,19 @@ type's width or more, and signed division or modulo (BPF has no signed divide: u
 values, e.g. a difference of u64 timestamps), unless both operands are known not to be
 negative (a u8 or u16 promoted to s32, a constant >= 0): then the division is done unsigned,
 which gives C's value. A division by a variable that is 0 gives 0 (and `%` by 0 leaves the
-dividend), as BPF defines it. Arithmetic on pointers is refused (C would scale by the pointee's
+dividend), as BPF defines it; the C tests the divisor (`guard`), since C does not define it
+(clang folded `x / x` to 1). Arithmetic on pointers is refused (C would scale by the pointee's
 size). Expressions whose operands are all constants are folded here, exactly, then wrapped to
 64 bits.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 from engine.plan import model as M
-from engine.plan.resolve import PlanError, Resolver, Val, VKind, constant_val, int_vt
+from engine.plan.resolve import VT, PlanError, Resolver, Val, VKind, constant_val, int_vt
 from engine.spec import expr as E
 
 
@@ -110,6 +114,8 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
                 )
             if ctype[0] == "s":
                 via = "u" + ctype[1:]  # both >= 0: the unsigned quotient is C's
+    if ctype[0] == "s" and node.op in WRAPS:
+        via = "u" + ctype[1:]  # two's complement wrap, where C's signed overflow is undefined
     parts = []
     for val in (left, right):
         if is_constant(val):
@@ -121,8 +127,9 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
         else:
             parts.append(val.var)
     dest = r.s.local()
-    r.s.emit(M.Arith(dest, ctype, node.op, parts[0], parts[1], via))
-    return Val(int_vt(ctype), var=dest)
+    guard = op_divides(node.op) and not is_constant(right)
+    r.s.emit(M.Arith(dest, ctype, node.op, parts[0], parts[1], via, guard))
+    return Val(computed(ctype, left, right), var=dest)
 
 
 def operand_val(r: Resolver, node: E.Node) -> Val:
@@ -167,9 +174,20 @@ def unary(r: Resolver, node: E.Unary) -> Val:
         v = _const(val)
         return constant_val(-v if node.op == "-" else ~v)
     ctype = operand_type(val, node.operand)
+    via = "u" + ctype[1:] if node.op == "-" and ctype[0] == "s" else ""  # -INT_MIN wraps
     dest = r.s.local()
-    r.s.emit(M.Arith(dest, ctype, node.op, "", val.var))
-    return Val(int_vt(ctype), var=dest)
+    r.s.emit(M.Arith(dest, ctype, node.op, "", val.var, via))
+    return Val(computed(ctype, val), var=dest)
+
+
+WRAPS = ("+", "-", "*", "<<")  # signed overflow is undefined in C: computed unsigned
+
+
+def computed(ctype: str, *operands: Val) -> VT:
+    """A result's type, keeping where its operands came from (a user pointer read from state
+    plus 8 still points to user memory)."""
+    origins = tuple(dict.fromkeys(o for val in operands for o in val.vt.origins))
+    return replace(int_vt(ctype), origins=origins)
 
 
 def op_divides(op: str) -> bool:
@@ -219,22 +237,34 @@ def inline(expr: M.CExpr, steps: list[M.Step]) -> M.CExpr:
         if step is None:
             return text
         left = part(step.left) if step.left else None
-        return M.CArith(step.op, left, part(step.right), step.ctype, step.via)
+        return M.CArith(step.op, left, part(step.right), step.ctype, step.via, step.guard)
 
     def walk(e: M.CExpr) -> M.CExpr:
-        if isinstance(e, M.CVar) and e.name in arith:
+        """Every CExpr kind has its case: a kind left out would keep a local the filter
+        never declares (a `$switch and x / 2 > 5` once rendered `v1` undeclared)."""
+        if isinstance(e, M.CVar):
+            if e.name not in arith:
+                return e
             found = part(e.name)
             assert isinstance(found, M.CArith)
             return found
+        if isinstance(e, (M.CNum, M.COption, M.CTrue, M.CStrEq, M.CArith)):
+            return e  # no locals inside
         if isinstance(e, M.CCompare):
             return M.CCompare(e.op, walk(e.left), walk(e.right))
         if isinstance(e, M.CIn):
             return M.CIn(walk(e.left), e.values, e.negate)
+        if isinstance(e, M.CInSet):
+            left = walk(e.left)
+            assert isinstance(left, M.CVar), "a set's left side is an event slot"
+            return M.CInSet(left, e.set, e.negate)
         if isinstance(e, M.CBool):
             return M.CBool(e.op, tuple(walk(t) for t in e.terms))
         if isinstance(e, M.CNot):
             return M.CNot(walk(e.term))
-        return e
+        if isinstance(e, M.CSwitch):
+            return M.CSwitch(e.option, e.on, walk(e.term))
+        raise TypeError(f"inline: no case for {type(e).__name__}")  # a new CExpr kind
 
     return walk(expr)
 

@@ -115,6 +115,7 @@ class CArith:
     right: Union[str, CArith]
     ctype: str
     via: str = ""
+    guard: bool = False  # a division by a variable: as the `arith` step's `guard`
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,13 @@ class Arith(StepBase):
     op: str
     left: str
     right: str
-    via: str = ""  # the type the operands are computed in, when not ctype (unsigned division)
+    # the type the operands are computed in, when not ctype: the unsigned type of its width
+    # for a signed + - * << and unary - (they wrap, where C's signed overflow is undefined),
+    # and for a signed division of values that cannot be negative
+    via: str = ""
+    # `/` or `%` by a variable: BPF's x / 0 == 0 and x % 0 == x, written out in the C, which
+    # leaves a division by zero undefined (clang folded `x % (y - y)` to 0, `x / x` to 1)
+    guard: bool = False
 
     @property
     def operand_ctype(self) -> str:
@@ -350,6 +357,7 @@ class StateRead(StepBase):
     delete: bool
     defaults: tuple[tuple[str, str], ...] = ()
     has_default: bool = False
+    index: int = 0  # the map's StateMap.index: a take's delete is counted (engine_state_keys)
 
 
 @dataclass(frozen=True)
@@ -365,7 +373,8 @@ class StateHas(StepBase):
 
 @dataclass(frozen=True)
 class StatePut(StepBase):
-    """Store a value struct under a key; a failed update is counted (engine_errors[index])."""
+    """Store a value struct under a key; a failed update is counted (engine_errors[index]),
+    and so is a new key (engine_state_keys[2 * index]: evictions are what is missing)."""
 
     kind: ClassVar[str] = "stateput"
     reads_from: ClassVar[tuple[str, ...]] = ("key", "parts")
@@ -386,6 +395,7 @@ class StateDelete(StepBase):
     dest: str  # unused local name, so every step has one
     map: str
     key: str
+    index: int = 0  # the map's StateMap.index: a delete is counted (engine_state_keys)
 
 
 @dataclass(frozen=True)
@@ -460,7 +470,10 @@ class StateMap:
     members: tuple[str, ...]  # the value's member names in the spec ("value" for one)
     size: int
     lru: bool
-    index: int  # its counter in engine_errors (failed updates)
+    # its counter in engine_errors (failed updates); 2 x index and 2 x index + 1 in
+    # engine_state_keys count the keys inserted and deleted, so that user space knows the
+    # keys an LRU map evicted (inserted - deleted - held), which the kernel does not say
+    index: int
     stash: bool = False  # made by the engine for a return probe's entry arguments
 
 
@@ -732,6 +745,12 @@ class Program:
             out += [st.key, st.value]
         out += [s.key for s in self.sinks if isinstance(s, AggSink)]
         return tuple(out)
+
+    @property
+    def state_counters(self) -> int:
+        """engine_state_keys' size: two counters per state map, by StateMap.index, which
+        counts the plan's maps (a stash map of an alternative not chosen is left out here)."""
+        return 2 * (max(st.index for st in self.states) + 1) if self.states else 0
 
     @property
     def aggregations(self) -> tuple[AggSink, ...]:

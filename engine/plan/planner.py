@@ -29,6 +29,7 @@ from engine.plan.resolve import (
     COMM_LEN,
     VT,
     PlanError,
+    Provenance,
     Resolver,
     Scope,
     Val,
@@ -36,7 +37,13 @@ from engine.plan.resolve import (
     int_vt,
     name_index,
 )
-from engine.plan.state import StateResolver, plan_states, uses_state
+from engine.plan.state import (
+    StateResolver,
+    StoreValueError,
+    plan_states,
+    user_pointer_message,
+    uses_state,
+)
 from engine.runtime.decoders import REGISTRY
 from engine.spec import expr as E
 
@@ -97,6 +104,9 @@ class Planner:
         self.broken: set[str] = set()  # fields whose expression did not parse
         self.stashes: set[str] = set()  # state maps the engine made for return probes
         self.function_owner: dict[str, int] = {}  # generated BPF function -> probe index
+        self.provenance = Provenance()  # what state members hold (user-space pointers)
+        # id(cast) -> (the cast, kept so that no other node takes its id; its let/field path)
+        self.cast_paths: dict[int, tuple[E.Node, tuple[Any, ...]]] = {}
 
     # -- locations ---------------------------------------------------------------------------
     def where(self, path: Sequence[str | int], col: int = 0, key: bool = False) -> Location:
@@ -145,6 +155,7 @@ class Planner:
         count_by = self.plan_columns(count.get("by", []), ("output", "count", "by"), fields, probes)
         aggregations = self.plan_aggregations(fields, probes)
         self.check_state_use()
+        self.check_user_casts()
         if count_by:
             header = count.get("header", "COUNT")
             aggregations.insert(
@@ -233,6 +244,15 @@ class Planner:
                     ("state", name),
                     key=True,
                 )
+
+    def check_user_casts(self) -> None:
+        """A value read from state and cast to a kernel struct, where some store (in any
+        probe, before or after) puts a user-space pointer into that state member."""
+        for node, origins in self.provenance.casts:
+            found = self.provenance.user_pointer(origins)
+            entry = self.cast_paths.get(id(node))
+            if found is not None and entry is not None:
+                self.problem(user_pointer_message(*found), entry[1], int(node.expr.col))
 
     def plan_aggregations(
         self, fields: dict[str, M.Field], probes: list[M.Probe | None]
@@ -628,6 +648,7 @@ class Planner:
             return None
         kind, targets, scope = target
         scope.states = self.states
+        scope.provenance = self.provenance
         resolver = Resolver(scope, self.enum_lookup)
         before = len(self.problems)
         own_lets = {
@@ -638,6 +659,12 @@ class Planner:
             (k, (n, (*probe_path, "let", k))) for k, n in lets.items()
         ]
         where_node = self.parse(alt["where"], (*path, "where")) if "where" in alt else None
+        # a cast is a whole `let` or field value: where to say what is wrong with it
+        for node, npath in [n for _, n in all_lets] + [
+            (node, vpath) for _, _, vpath, node in field_specs.values()
+        ]:
+            if isinstance(node, E.Cast):
+                self.cast_paths[id(node)] = (node, npath)
         # Check every `let` once (so unused ones still report errors), then forget the
         # steps: a `let` is computed where first used, so unused ones cost nothing.
         scope.lazy = {k: n for k, (n, _) in all_lets if n is not None}
@@ -777,7 +804,7 @@ class Planner:
         first: tuple[M.Step, ...] = (
             M.Builtin("tid", "u32", "tid"),
             M.StateKey("key", name, (("k0", "tid"),)),
-            M.StateRead("st", name, "key", True),
+            M.StateRead("st", name, "key", True, index=smap.index),
         )
         return tuple(entry), first
 
@@ -817,6 +844,9 @@ class Planner:
                     if key is None or value is None:
                         continue
                     sr.store(smap, key, value, 0)
+                except StoreValueError as exc:
+                    where = (*path, "value", exc.member) if exc.member else (*path, "value")
+                    self.problem(exc.message, where, exc.col)
                 except PlanError as exc:
                     self.problem(exc.message, path if verb == "delete" else (*path, "key"), exc.col)
 

@@ -110,6 +110,9 @@ class VT:
     data_loc: bool = False
     user: bool = False  # a user-space pointer (syscall arguments): read with *_user helpers
     state: str = ""  # a state map's value (kind "state"): the map's name
+    # the state members ("map.member") this value was read or computed from: a user-space
+    # pointer kept in state is still one (Provenance)
+    origins: tuple[str, ...] = ()
 
     @property
     def ctype(self) -> str:
@@ -183,6 +186,33 @@ def vt_of(btf: Btf, type_id: int) -> VT:
 
 
 @dataclass
+class Provenance:
+    """What state members hold, across every probe of a spec: a member some store fills with
+    a user-space pointer (a syscall's `const char *`) holds one, and so does a member filled
+    from such a member. A value read back from state is only an integer, so casts of such
+    values are noted (`casts`) and checked once every store is known: a spec may read a map
+    in a probe that comes before the one that stores it."""
+
+    user: dict[str, str] = field(default_factory=dict)  # member -> the stored pointer's type
+    flows: dict[str, set[str]] = field(default_factory=dict)  # member -> members stored in it
+    casts: list[tuple[E.Cast, tuple[str, ...]]] = field(default_factory=list)
+
+    def user_pointer(self, origins: Iterable[str]) -> tuple[str, str] | None:
+        """(member, pointer type) of the first origin that holds a user-space pointer."""
+        for origin in origins:
+            seen, todo = {origin}, [origin]
+            while todo:
+                member = todo.pop()
+                if member in self.user:
+                    return origin, self.user[member]
+                for source in self.flows.get(member, ()):
+                    if source not in seen:
+                        seen.add(source)
+                        todo.append(source)
+        return None
+
+
+@dataclass
 class Scope:
     """Names visible to expressions of one attach alternative, and the steps emitted so far."""
 
@@ -203,6 +233,7 @@ class Scope:
     loads: dict[tuple[str, int, int, str], str] = field(default_factory=dict)
     counter: int = 0
     states: dict[str, M.StateMap] = field(default_factory=dict)  # the spec's state maps
+    provenance: Provenance = field(default_factory=Provenance)  # shared by the spec's scopes
 
     @property
     def attach(self) -> AttachKind:
@@ -563,6 +594,8 @@ class Resolver:
                 "can be read through it, not structs",
                 node.expr.col,
             )
+        if val.vt.origins:  # read from state: refused if a store puts a user pointer there
+            self.s.provenance.casts.append((node, val.vt.origins))
         if val.vt.kind not in (VKind.PTR, VKind.INT) or val.vt.size != 8:
             raise PlanError(
                 f"only a pointer can be cast to a kernel type; got a '{val.vt.label}'",

@@ -11,7 +11,7 @@ before the probe's filter, so a `take` deletes its key on every path the event t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from engine.errors import did_you_mean
@@ -114,6 +114,15 @@ def _children(node: E.Node) -> tuple[E.Node, ...]:
     return tuple(getattr(node, a) for a in ("left", "right", "operand") if hasattr(node, a))
 
 
+class StoreValueError(PlanError):
+    """A problem in a store's value (`member`: which one of a mapping, "" for a single value),
+    so the planner locates it there and not at the key."""
+
+    def __init__(self, message: str, col: int, member: str) -> None:
+        super().__init__(message, col)
+        self.member = member
+
+
 class StateResolver:
     """Resolves state helpers and stores within one alternative's Resolver."""
 
@@ -184,21 +193,22 @@ class StateResolver:
                 )
             slot = smap.value.slots[0]
             defaults = ((slot.name, str(self.r.constant(node.args[2], slot.ctype))),)
-        s.emit(M.StateRead(dest, smap.name, key, node.func == "take", defaults, has_default))
+        take = node.func == "take"
+        s.emit(M.StateRead(dest, smap.name, key, take, defaults, has_default, smap.index))
         return self.value_of(smap, dest)
 
     def value_of(self, smap: M.StateMap, dest: str) -> Val:
         if smap.members == ("value",):
             slot = smap.value.slots[0]
-            return self.member_val(slot, f"{dest}.{slot.name}")
+            return self.member_val(slot, f"{dest}.{slot.name}", origin(smap.name, "value"))
         return Val(VT(VKind.STATE, label=f"state '{smap.name}' value", state=smap.name), var=dest)
 
     @staticmethod
-    def member_val(slot: M.Slot, var: str) -> Val:
+    def member_val(slot: M.Slot, var: str, where: str) -> Val:
         if slot.count:
             vt = VT(VKind.STR, slot.count, count=slot.count, label="char[16]", char=True)
             return Val(vt, var=var)
-        return Val(int_vt(slot.ctype), var=var)
+        return Val(replace(int_vt(slot.ctype), origins=(where,)), var=var)
 
     def member(self, base: Val, node: E.Attr) -> Val:
         smap = self.maps[base.vt.state]
@@ -209,7 +219,7 @@ class StateResolver:
                 node.col,
             )
         slot = smap.value.slots[smap.members.index(node.attr)]
-        return self.member_val(slot, f"{base.var}.{slot.name}")
+        return self.member_val(slot, f"{base.var}.{slot.name}", origin(smap.name, node.attr))
 
     def store(self, smap: M.StateMap, key_node: E.Node, value: Any, col: int) -> None:
         """`store: {MAP: {key: K, value: V}}`: V an expression, or a mapping per member."""
@@ -226,24 +236,53 @@ class StateResolver:
             )
         parts, comm = [], []
         for name, slot in zip(smap.members, smap.value.slots):
-            node = values[name]
-            if slot.count:
-                if not (isinstance(node, E.Name) and node.name == "comm"):
-                    raise PlanError(
-                        f"state '{smap.name}' member '{name}' is a comm (char[16]); store `comm`",
-                        _col(node),
-                    )
+            try:
+                text = self.member_text(smap, name, slot, values[name])
+            except PlanError as exc:
+                member = name if isinstance(value, dict) else ""
+                raise StoreValueError(exc.message, exc.col, member) from None
+            if text is None:
                 comm.append(slot.name)
-                continue
-            val = self.r.number(self.r.value(node), node)
-            text = str(self.r.constant(node, slot.ctype)) if val.is_const else val.var
-            parts.append((slot.name, text))
+            else:
+                parts.append((slot.name, text))
         dest = self.r.s.local()
         self.r.s.emit(M.StatePut(dest, smap.name, key, tuple(parts), tuple(comm), smap.index))
 
+    def member_text(self, smap: M.StateMap, name: str, slot: M.Slot, node: E.Node) -> str | None:
+        """The C text stored into one value member (None: the task's comm)."""
+        if slot.count:
+            if not (isinstance(node, E.Name) and node.name == "comm"):
+                raise PlanError(
+                    f"state '{smap.name}' member '{name}' is a comm (char[16]); store `comm`",
+                    _col(node),
+                )
+            return None
+        val = self.r.number(self.r.value(node), node)
+        provenance = self.r.s.provenance
+        if val.vt.user:
+            provenance.user.setdefault(origin(smap.name, name), val.vt.label)
+        if val.vt.origins:
+            provenance.flows.setdefault(origin(smap.name, name), set()).update(val.vt.origins)
+        return str(self.r.constant(node, slot.ctype)) if val.is_const else val.var
+
     def delete(self, smap: M.StateMap, key_node: E.Node) -> None:
         key = self.key(smap, key_node)
-        self.r.s.emit(M.StateDelete(self.r.s.local(), smap.name, key))
+        self.r.s.emit(M.StateDelete(self.r.s.local(), smap.name, key, smap.index))
+
+
+def origin(smap: str, member: str) -> str:
+    """A state member as Provenance and VT.origins name it."""
+    return f"{smap}.{member}"
+
+
+def user_pointer_message(member: str, label: str) -> str:
+    """Why a value read from state cannot be cast: it is a user-space pointer."""
+    smap, name = member.split(".", 1)
+    where = f"state '{smap}'" if name == "value" else f"'{name}' comes from state '{smap}', which"
+    return (
+        f"{where} holds a user-space pointer (stored from a '{label}'); kernel structs cannot "
+        "be read through it (bpf_probe_read_kernel of a user address reads nothing)"
+    )
 
 
 def _col(node: E.Node) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import select
 import stat
@@ -269,6 +270,34 @@ class Session:
             for i in range(len(self.program.errors))
         ]
 
+    def evicted(self) -> list[int]:
+        """Per LRU state map (Program.states order; 0 for the others): keys the kernel evicted,
+        which it tells no one, as the keys inserted - deleted - still held. Read in that
+        order, so stores and takes running meanwhile can only make it smaller: it never
+        reports an eviction that did not happen, and a later read catches up."""
+        states = self.program.states
+        if not any(st.lru for st in states):
+            return [0] * len(states)
+        table = self.bpf["engine_state_keys"]
+
+        def total(i: int) -> int:
+            return int(sum(getattr(v, "value", v) for v in table[i]))
+
+        inserted = [total(2 * st.index) if st.lru else 0 for st in states]
+        held = [self.held(st) if st.lru else 0 for st in states]
+        deleted = [total(2 * st.index + 1) if st.lru else 0 for st in states]
+        return [max(0, i - h - d) for i, h, d in zip(inserted, held, deleted)]
+
+    def held(self, st: M.StateMap) -> int:
+        """Keys in a state map. The map is opened with byte-array key and value types: only
+        its keys are walked, and bcc cannot decode every C type (an `s8` member's `signed
+        char`). A key deleted while the walk stands on it restarts it: at most `size`."""
+        byte = ctypes.c_uint8
+        table = self.bpf.get_table(
+            f"state_{st.name}", keytype=byte * st.key.size, leaftype=byte * st.value.size
+        )
+        return sum(1 for _ in itertools.islice(table.keys(), st.size))
+
     def lost(self) -> int:
         """Events the BPF side could not hand over (its buffer full), summed over CPUs."""
         per_cpu = self.bpf["lost"][0]  # bcc gives plain ints for a u64 per-CPU array
@@ -454,6 +483,7 @@ class EventLoop:
         self.rows = RowMaker(plan, plan.event, columns, self.state)
         self.aggregates = AggregatePrinter(session.program, config.fmt, out, self.state)
         self.errors_seen = [0] * len(session.program.errors)
+        self.evicted_seen = [0] * len(session.program.states)
         self.lost_seen = 0
         self.perf_lost = 0
         self.next_lost_check = 0.0
@@ -560,12 +590,19 @@ class EventLoop:
             self.broken = True
 
     def check_errors(self) -> None:
-        """Failed state updates and dropped aggregation keys, once each, with their cause."""
+        """Failed state updates, keys an LRU state map evicted (each an event that will find
+        nothing to pair with) and dropped aggregation keys, once each, with their cause."""
         counts = self.session.errors()
         for i, (n, seen) in enumerate(zip(counts, self.errors_seen)):
             if n > seen:
                 say(f"{self.session.program.errors[i]}: {n - seen}")
                 self.errors_seen[i] = n
+        states = self.session.program.states
+        for i, (n, seen) in enumerate(zip(self.session.evicted(), self.evicted_seen)):
+            if n > seen:
+                st = states[i]
+                say(f"state '{st.name}': keys evicted (LRU map full, size {st.size}): {n - seen}")
+                self.evicted_seen[i] = n
 
 
 def closed_pipe_watch(out: TextIO) -> Callable[[], bool]:

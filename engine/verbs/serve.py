@@ -157,6 +157,9 @@ class Served:
     session: Any  # runner.Session
     metrics: dict[str, Metric]
     budgets: dict[str, Budget]
+    # keys each LRU state map evicted, the most yet read (a counter never goes down; a read
+    # while probes run can only come out low: runner.Session.evicted)
+    evicted: dict[str, int] = field(default_factory=dict)
 
 
 def le_text(le: float) -> str:
@@ -201,6 +204,11 @@ class EngineCollector:
                 "Failed state-map updates in the kernel (map full).",
                 labels=["spec", "state"],
             )
+            state_evicted = CounterMetricFamily(
+                "engine_state_evictions",
+                "Keys an LRU state map evicted (map full): events that found nothing to pair with.",
+                labels=["spec", "state"],
+            )
             runs = CounterMetricFamily(
                 "engine_bpf_program_runs",
                 "BPF program runs (kernel.bpf_stats_enabled=1 only).",
@@ -216,6 +224,7 @@ class EngineCollector:
                 try:
                     aggregates = read_aggregates(served.session)
                     errors = served.session.errors()
+                    evicted = served.session.evicted()
                 except Exception as exc:  # a map read failing must not end the daemon
                     self.scrape_errors += 1
                     print(f"engine serve: reading {served.spec}: {exc}", file=sys.stderr)
@@ -227,8 +236,11 @@ class EngineCollector:
                     overflow.add_metric([served.spec, metric.name], len(budget.overflowed))
                     dropped.add_metric([served.spec, metric.name], agg.dropped)
                 program = served.session.program
-                for st, n in zip(program.states, errors):
+                for st, n, gone in zip(program.states, errors, evicted):
                     state_fail.add_metric([served.spec, st.name], n)
+                    if st.lru:
+                        most = served.evicted[st.name] = max(served.evicted.get(st.name, 0), gone)
+                        state_evicted.add_metric([served.spec, st.name], most)
                 if with_stats:
                     for raw, fn in sorted(getattr(served.session.bpf, "funcs", {}).items()):
                         name = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -249,7 +261,7 @@ class EngineCollector:
                 "engine_scrape_errors", "Scrapes where reading a spec's maps failed."
             )
             scrape_err.add_metric([], self.scrape_errors)
-            families += [overflow, dropped, state_fail, load, loaded, scrape_err]
+            families += [overflow, dropped, state_fail, state_evicted, load, loaded, scrape_err]
             conns = GaugeMetricFamily(
                 "engine_http_connections", "HTTP connections open (this scrape's included)."
             )

@@ -61,6 +61,14 @@ static __always_inline void count_error(int i)
     if (n)
         *n += 1;
 }
+BPF_PERCPU_ARRAY(engine_state_keys, u64, 2);
+
+static __always_inline void count_key(int i)
+{
+    u64 *n = engine_state_keys.lookup(&i);
+    if (n)
+        *n += 1;
+}
 BPF_TABLE("lru_hash", struct state_start_key_t, struct state_start_val_t, state_start, 10240);
 
 // probe 'issue': tracepoint block/block_rq_issue
@@ -80,8 +88,16 @@ int p0_issue_tracepoint_block_block_rq_issue(void *ctx)
     struct state_start_val_t v5;
     __builtin_memset(&v5, 0, sizeof(v5));
     v5.f_value = v4;
-    if (state_start.update(&v3, &v5) < 0)
-        count_error(0);
+    if (state_start.insert(&v3, &v5) == 0) {
+        count_key(0); // a new key
+    } else {
+        // the key is there: store over it (not a new key), or the map is full
+        struct state_start_val_t *v5_old = state_start.lookup(&v3);
+        if (v5_old)
+            *v5_old = v5;
+        else
+            count_error(0);
+    }
     return 0;
 }
 
@@ -102,7 +118,8 @@ int p1_complete_tracepoint_block_block_rq_complete(void *ctx)
     if (!v8_p)
         return 0; // no state stored for this key: nothing to pair with
     v8 = *v8_p;
-    state_start.delete(&v7);
+    if (state_start.delete(&v7) == 0)
+        count_key(1);
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     u64 v9 = bpf_ktime_get_ns();

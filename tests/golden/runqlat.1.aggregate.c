@@ -61,6 +61,14 @@ static __always_inline void count_error(int i)
     if (n)
         *n += 1;
 }
+BPF_PERCPU_ARRAY(engine_state_keys, u64, 2);
+
+static __always_inline void count_key(int i)
+{
+    u64 *n = engine_state_keys.lookup(&i);
+    if (n)
+        *n += 1;
+}
 BPF_TABLE("lru_hash", struct state_start_key_t, struct state_start_val_t, state_start, 10240);
 
 // probe 'wakeup': raw_tracepoint sched_wakeup
@@ -85,8 +93,16 @@ int p0_wakeup_raw_tracepoint_sched_wakeup(struct bpf_raw_tracepoint_args *ctx)
     struct state_start_val_t v6;
     __builtin_memset(&v6, 0, sizeof(v6));
     v6.f_value = v5;
-    if (state_start.update(&v4, &v6) < 0)
-        count_error(0);
+    if (state_start.insert(&v4, &v6) == 0) {
+        count_key(0); // a new key
+    } else {
+        // the key is there: store over it (not a new key), or the map is full
+        struct state_start_val_t *v6_old = state_start.lookup(&v4);
+        if (v6_old)
+            *v6_old = v6;
+        else
+            count_error(0);
+    }
     return 0;
 }
 
@@ -112,8 +128,16 @@ int p1_wakeup_new_raw_tracepoint_sched_wakeup_new(struct bpf_raw_tracepoint_args
     struct state_start_val_t v6;
     __builtin_memset(&v6, 0, sizeof(v6));
     v6.f_value = v5;
-    if (state_start.update(&v4, &v6) < 0)
-        count_error(0);
+    if (state_start.insert(&v4, &v6) == 0) {
+        count_key(0); // a new key
+    } else {
+        // the key is there: store over it (not a new key), or the map is full
+        struct state_start_val_t *v6_old = state_start.lookup(&v4);
+        if (v6_old)
+            *v6_old = v6;
+        else
+            count_error(0);
+    }
     return 0;
 }
 
@@ -145,8 +169,16 @@ int p2_preempted_raw_tracepoint_sched_switch(struct bpf_raw_tracepoint_args *ctx
     struct state_start_val_t v7;
     __builtin_memset(&v7, 0, sizeof(v7));
     v7.f_value = v6;
-    if (state_start.update(&v5, &v7) < 0)
-        count_error(0);
+    if (state_start.insert(&v5, &v7) == 0) {
+        count_key(0); // a new key
+    } else {
+        // the key is there: store over it (not a new key), or the map is full
+        struct state_start_val_t *v7_old = state_start.lookup(&v5);
+        if (v7_old)
+            *v7_old = v7;
+        else
+            count_error(0);
+    }
     return 0;
 }
 
@@ -172,7 +204,8 @@ int p3_run_raw_tracepoint_sched_switch(struct bpf_raw_tracepoint_args *ctx)
     if (!v9_p)
         return 0; // no state stored for this key: nothing to pair with
     v9 = *v9_p;
-    state_start.delete(&v8);
+    if (state_start.delete(&v8) == 0)
+        count_key(1);
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     u64 v10 = bpf_ktime_get_ns();

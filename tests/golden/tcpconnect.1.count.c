@@ -78,6 +78,14 @@ static __always_inline void count_error(int i)
     if (n)
         *n += 1;
 }
+BPF_PERCPU_ARRAY(engine_state_keys, u64, 2);
+
+static __always_inline void count_key(int i)
+{
+    u64 *n = engine_state_keys.lookup(&i);
+    if (n)
+        *n += 1;
+}
 BPF_TABLE("lru_hash", struct state_stash_connect_key_t, struct state_stash_connect_val_t, state_stash_connect, 10240);
 
 // probe 'connect': kretprobe tcp_v4_connect, tcp_v6_connect
@@ -93,8 +101,16 @@ int p0_connect_kretprobe_tcp_v4_connect_entry(struct pt_regs *ctx)
     struct state_stash_connect_val_t st;
     __builtin_memset(&st, 0, sizeof(st));
     st.f_a0 = arg0;
-    if (state_stash_connect.update(&key, &st) < 0)
-        count_error(0);
+    if (state_stash_connect.insert(&key, &st) == 0) {
+        count_key(0); // a new key
+    } else {
+        // the key is there: store over it (not a new key), or the map is full
+        struct state_stash_connect_val_t *st_old = state_stash_connect.lookup(&key);
+        if (st_old)
+            *st_old = st;
+        else
+            count_error(0);
+    }
     return 0;
 }
 
@@ -110,7 +126,8 @@ int p0_connect_kretprobe_tcp_v4_connect(struct pt_regs *ctx)
     if (!st_p)
         return 0; // no state stored for this key: nothing to pair with
     st = *st_p;
-    state_stash_connect.delete(&key);
+    if (state_stash_connect.delete(&key) == 0)
+        count_key(1);
     s32 v1 = (s32)PT_REGS_RC(ctx);
     if (!(v1 == 0))
         return 0;
@@ -178,8 +195,16 @@ int p0_connect_kretprobe_tcp_v6_connect_entry(struct pt_regs *ctx)
     struct state_stash_connect_val_t st;
     __builtin_memset(&st, 0, sizeof(st));
     st.f_a0 = arg0;
-    if (state_stash_connect.update(&key, &st) < 0)
-        count_error(0);
+    if (state_stash_connect.insert(&key, &st) == 0) {
+        count_key(0); // a new key
+    } else {
+        // the key is there: store over it (not a new key), or the map is full
+        struct state_stash_connect_val_t *st_old = state_stash_connect.lookup(&key);
+        if (st_old)
+            *st_old = st;
+        else
+            count_error(0);
+    }
     return 0;
 }
 
@@ -195,7 +220,8 @@ int p0_connect_kretprobe_tcp_v6_connect(struct pt_regs *ctx)
     if (!st_p)
         return 0; // no state stored for this key: nothing to pair with
     st = *st_p;
-    state_stash_connect.delete(&key);
+    if (state_stash_connect.delete(&key) == 0)
+        count_key(1);
     s32 v1 = (s32)PT_REGS_RC(ctx);
     if (!(v1 == 0))
         return 0;

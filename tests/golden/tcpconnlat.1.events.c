@@ -65,6 +65,14 @@ static __always_inline void count_error(int i)
     if (n)
         *n += 1;
 }
+BPF_PERCPU_ARRAY(engine_state_keys, u64, 2);
+
+static __always_inline void count_key(int i)
+{
+    u64 *n = engine_state_keys.lookup(&i);
+    if (n)
+        *n += 1;
+}
 BPF_TABLE("lru_hash", struct state_start_key_t, struct state_start_val_t, state_start, 10240);
 
 // probe 'connect': kprobe tcp_v4_connect, tcp_v6_connect
@@ -84,8 +92,16 @@ int p0_connect_kprobe_tcp_v4_connect(struct pt_regs *ctx)
     v5.f_ts = v3;
     v5.f_pid = v4;
     bpf_get_current_comm(&v5.f_comm, sizeof(v5.f_comm));
-    if (state_start.update(&v2, &v5) < 0)
-        count_error(0);
+    if (state_start.insert(&v2, &v5) == 0) {
+        count_key(0); // a new key
+    } else {
+        // the key is there: store over it (not a new key), or the map is full
+        struct state_start_val_t *v5_old = state_start.lookup(&v2);
+        if (v5_old)
+            *v5_old = v5;
+        else
+            count_error(0);
+    }
     return 0;
 }
 
@@ -104,8 +120,16 @@ int p0_connect_kprobe_tcp_v6_connect(struct pt_regs *ctx)
     v5.f_ts = v3;
     v5.f_pid = v4;
     bpf_get_current_comm(&v5.f_comm, sizeof(v5.f_comm));
-    if (state_start.update(&v2, &v5) < 0)
-        count_error(0);
+    if (state_start.insert(&v2, &v5) == 0) {
+        count_key(0); // a new key
+    } else {
+        // the key is there: store over it (not a new key), or the map is full
+        struct state_start_val_t *v5_old = state_start.lookup(&v2);
+        if (v5_old)
+            *v5_old = v5;
+        else
+            count_error(0);
+    }
     return 0;
 }
 
@@ -131,7 +155,8 @@ int p1_established_kprobe_tcp_rcv_state_process(struct pt_regs *ctx)
     if (!v7_p)
         return 0; // no state stored for this key: nothing to pair with
     v7 = *v7_p;
-    state_start.delete(&v6);
+    if (state_start.delete(&v6) == 0)
+        count_key(1);
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     u64 v8 = bpf_ktime_get_ns();

@@ -65,6 +65,14 @@ static __always_inline void count_error(int i)
     if (n)
         *n += 1;
 }
+BPF_PERCPU_ARRAY(engine_state_keys, u64, 2);
+
+static __always_inline void count_key(int i)
+{
+    u64 *n = engine_state_keys.lookup(&i);
+    if (n)
+        *n += 1;
+}
 BPF_TABLE("lru_hash", struct state_start_key_t, struct state_start_val_t, state_start, 10240);
 
 // probe 'connect': tracepoint sock/inet_sock_set_state
@@ -90,8 +98,16 @@ int p0_connect_tracepoint_sock_inet_sock_set_state(void *ctx)
     v9.f_ts = v7;
     v9.f_pid = v8;
     bpf_get_current_comm(&v9.f_comm, sizeof(v9.f_comm));
-    if (state_start.update(&v6, &v9) < 0)
-        count_error(0);
+    if (state_start.insert(&v6, &v9) == 0) {
+        count_key(0); // a new key
+    } else {
+        // the key is there: store over it (not a new key), or the map is full
+        struct state_start_val_t *v9_old = state_start.lookup(&v6);
+        if (v9_old)
+            *v9_old = v9;
+        else
+            count_error(0);
+    }
     return 0;
 }
 
@@ -115,7 +131,8 @@ int p1_established_tracepoint_sock_inet_sock_set_state(void *ctx)
     if (!v9_p)
         return 0; // no state stored for this key: nothing to pair with
     v9 = *v9_p;
-    state_start.delete(&v8);
+    if (state_start.delete(&v8) == 0)
+        count_key(1);
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     u64 v10 = bpf_ktime_get_ns();

@@ -79,6 +79,14 @@ static __always_inline void count_error(int i)
     if (n)
         *n += 1;
 }
+BPF_PERCPU_ARRAY(engine_state_keys, u64, 4);
+
+static __always_inline void count_key(int i)
+{
+    u64 *n = engine_state_keys.lookup(&i);
+    if (n)
+        *n += 1;
+}
 BPF_TABLE("lru_hash", struct state_birth_key_t, struct state_birth_val_t, state_birth, 10240);
 BPF_TABLE("lru_hash", struct state_whoami_key_t, struct state_whoami_val_t, state_whoami, 10240);
 
@@ -101,8 +109,16 @@ int p0_born_tracepoint_sock_inet_sock_set_state(void *ctx)
     struct state_birth_val_t v6;
     __builtin_memset(&v6, 0, sizeof(v6));
     v6.f_value = v5;
-    if (state_birth.update(&v4, &v6) < 0)
-        count_error(0);
+    if (state_birth.insert(&v4, &v6) == 0) {
+        count_key(0); // a new key
+    } else {
+        // the key is there: store over it (not a new key), or the map is full
+        struct state_birth_val_t *v6_old = state_birth.lookup(&v4);
+        if (v6_old)
+            *v6_old = v6;
+        else
+            count_error(0);
+    }
     return 0;
 }
 
@@ -126,8 +142,16 @@ int p1_owner_tracepoint_sock_inet_sock_set_state(void *ctx)
     __builtin_memset(&v6, 0, sizeof(v6));
     v6.f_pid = v5;
     bpf_get_current_comm(&v6.f_comm, sizeof(v6.f_comm));
-    if (state_whoami.update(&v4, &v6) < 0)
-        count_error(1);
+    if (state_whoami.insert(&v4, &v6) == 0) {
+        count_key(2); // a new key
+    } else {
+        // the key is there: store over it (not a new key), or the map is full
+        struct state_whoami_val_t *v6_old = state_whoami.lookup(&v4);
+        if (v6_old)
+            *v6_old = v6;
+        else
+            count_error(1);
+    }
     return 0;
 }
 
@@ -150,7 +174,8 @@ int p2_closed_tracepoint_sock_inet_sock_set_state(void *ctx)
     if (!v12_p)
         return 0; // no state stored for this key: nothing to pair with
     v12 = *v12_p;
-    state_birth.delete(&v11);
+    if (state_birth.delete(&v11) == 0)
+        count_key(1);
     struct state_whoami_key_t v13;
     __builtin_memset(&v13, 0, sizeof(v13));
     v13.k0 = v10;
@@ -160,7 +185,8 @@ int p2_closed_tracepoint_sock_inet_sock_set_state(void *ctx)
     if (!v14_p)
         return 0; // no state stored for this key: nothing to pair with
     v14 = *v14_p;
-    state_whoami.delete(&v13);
+    if (state_whoami.delete(&v13) == 0)
+        count_key(3);
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
     u64 v15 = bpf_ktime_get_ns();

@@ -55,3 +55,15 @@ def test_with_the_switch_only_failures_print(engine) -> None:
 def test_the_switch_combines_with_a_value_option(engine) -> None:
     child, rows = rows_of(engine, "--failed", "-s", "0")
     assert rows == [(child, -999997, 0, "ESRCH")]
+
+
+def test_arithmetic_under_a_switch_compiles_and_filters(engine) -> None:
+    """`$neg and tpid * 2 < 0` with -n: the guarded term's arithmetic is inlined into the
+    filter (it once used a local before its declaration, which clang refused)."""
+    for negative_only in (False, True):
+        e = engine("tests/specs/live/switch_arith.yaml", "-o", "json", *(["-n"] * negative_only))
+        child = kill_twice()
+        result = e.stop()
+        assert result.code == 0, result.stderr
+        tpids = [r["tpid"] for r in result.json_rows() if r["pid"] == child]
+        assert tpids == ([-999997] if negative_only else [child, -999997])

@@ -71,6 +71,29 @@ def test_rendered_c_is_typed() -> None:
     assert "~" in c_of("~ktime_ns")
 
 
+def test_signed_arithmetic_wraps_in_the_c() -> None:
+    """C leaves signed overflow undefined (clang assumed `s32 + 1` never wraps and widened
+    it: 2147483647 + 1 + 3000000000 printed 5147483648); the C computes + - * << and unary -
+    in the unsigned type of the width, and converts back: two's complement, as documented."""
+    text = c_of("(args.oldstate + 1) * 3 - (args.oldstate << 2)")
+    assert "s32 v2 = (s32)((u32)v1 + (u32)1);" in text
+    assert "s32 v3 = (s32)((u32)v2 * (u32)3);" in text
+    assert "s32 v4 = (s32)((u32)v1 << (u32)2);" in text
+    assert "s32 v5 = (s32)((u32)v3 - (u32)v4);" in text
+    assert "s32 v2 = (s32)(-(u32)v1);" in c_of("-args.oldstate")
+    assert "s32 v2 = (s32)((s32)v1 >> (s32)2);" in c_of("args.oldstate >> 2")  # arithmetic
+
+
+def test_a_division_by_a_variable_is_bpfs() -> None:
+    """BPF: x / 0 == 0, x % 0 == x; C leaves both undefined (clang folded `x % (x - x)` to
+    0 and `x / x` to 1), so the C says it: a division by a variable tests it first."""
+    text = c_of("ktime_ns / (ktime_ns - ktime_ns)")
+    assert "u64 v3 = (u64)((u64)v2 != 0 ? (u64)v1 / (u64)v2 : 0);" in text
+    text = c_of("ktime_ns % ktime_ns")
+    assert "u64 v2 = (u64)((u64)v1 != 0 ? (u64)v1 % (u64)v1 : (u64)v1);" in text
+    assert "u64 v2 = (u64)((u64)v1 / (u64)1000ULL);" in c_of("ktime_ns / 1000")  # no test
+
+
 def test_constants_fold() -> None:
     text = c_of("ktime_ns + (1 << 12)")
     assert "(u64)4096ULL" in text and "<<" not in text
@@ -151,7 +174,11 @@ def test_arithmetic_in_a_filter_is_one_typed_expression() -> None:
         "if (!((((u64)((u64)ev.f_t / (u64)1000ULL)) > 5ULL) && "
         "(((s32)((s32)ev.f_x & (s32)1)) == 0)))"
     )
-    assert filter_c("-x < 0") == "if (!(((s32)(-(s32)ev.f_x)) < 0))"
+    assert filter_c("-x < 0") == "if (!(((s32)(-(u32)ev.f_x)) < 0))"  # wraps: see below
+    assert filter_c("t % (t - 1) == 3") == (
+        "if (!(((u64)((u64)((u64)((u64)ev.f_t - (u64)1ULL)) != 0 ? (u64)ev.f_t % "
+        "(u64)((u64)((u64)ev.f_t - (u64)1ULL)) : (u64)ev.f_t)) == 3ULL))"
+    )
     assert filter_c("x / 2 == 3") == "if (!(((s32)((u32)ev.f_x / (u32)2)) == 3))"
 
 
@@ -201,4 +228,4 @@ output:
 """
     p = planner.plan(load_text(spec, "t.yaml"), FIXTURE)
     assert p.fields[0].ctype == "s32"
-    assert "s32 v10 = (s32)((s32)v9 - (s32)5);" in render.render_c(bind(p))
+    assert "s32 v10 = (s32)((u32)v9 - (u32)5);" in render.render_c(bind(p))

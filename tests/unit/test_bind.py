@@ -275,3 +275,44 @@ def test_choices_pick_the_alternative(plan: M.Plan) -> None:
     assert first.stash == (("a0", 0),) and second.stash == ()
     with pytest.raises(ValueError):
         bind(M.Plan("x", "", (), (), (), plan.event, (), (), "N", None), mode="count")
+
+
+TWO_STASHES = """\
+name: t
+probes:
+  - name: a
+    attach:
+      - kretprobe: tcp_v4_connect
+      - tracepoint: sock/inet_sock_set_state
+        let:
+          sk: args.skaddr as sock
+    fields:
+      x: sk.__sk_common.skc_family
+  - name: b
+    attach:
+      - kretprobe: tcp_v6_connect
+      - tracepoint: sock/inet_sock_set_state
+        let:
+          sk: args.skaddr as sock
+    fields:
+      x: sk.__sk_common.skc_family
+output:
+  columns: [x]
+"""
+
+
+def test_state_counters_cover_every_index_in_use() -> None:
+    """engine_state_keys is indexed by StateMap.index, which counts the plan's maps: with
+    probe a on its tracepoint, stash_a is left out, and stash_b (index 1) still needs
+    counters 2 and 3 (the array was once sized by the maps in use: 2, and stash_b's counts
+    went nowhere and its read at exit failed)."""
+    from engine.plan import planner
+    from engine.spec.loader import load_text
+
+    plan = planner.plan(load_text(TWO_STASHES, "t.yaml"), BTF)
+    program = bind(plan, choices={"a": 1, "b": 0})
+    assert [(st.name, st.index) for st in program.states] == [("stash_b", 1)]
+    assert program.state_counters == 4
+    c = render.render_c(program)
+    assert "BPF_PERCPU_ARRAY(engine_state_keys, u64, 4);" in c
+    assert "count_key(2);" in c and "count_key(3);" in c

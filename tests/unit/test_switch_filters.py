@@ -162,3 +162,24 @@ def test_the_docs_example_is_killsnoops() -> None:
     spec = (root / "tests" / "specs" / "live" / "killsnoop.yaml").read_text().splitlines()
     shown = [line for line in block.splitlines() if line and line != "..."]
     assert len(shown) == 4 and all(line in spec for line in shown), shown
+
+
+def test_arithmetic_under_a_switch_is_inlined() -> None:
+    """A guarded term's arithmetic becomes part of the filter's one C expression, like any
+    other (it once kept the local `v1`, rendered before anything declared it)."""
+    p = plan("$low and sport / 2 > 5")
+    on = render.render_c(B.bind(p, options={"low": True}))
+    (line,) = [x.strip() for x in on.splitlines() if "if (!" in x and "ev.f_sport" in x]
+    assert line == "if (!(((s32)((u32)ev.f_sport / (u32)2)) > 5))"
+    assert render.render_c(B.bind(p, options={"low": False})).count("ev.f_sport /") == 0
+
+
+def test_every_filter_node_kind_has_a_case() -> None:
+    """inline() refuses a node kind it does not know instead of leaving its locals behind."""
+    from engine.plan.arith import inline
+
+    class Unknown:
+        pass
+
+    with pytest.raises(TypeError, match="no case for Unknown"):
+        inline(Unknown(), [])  # type: ignore[arg-type]
