@@ -6,14 +6,13 @@ must count exactly 777 for getppid; with -L the engine's latency sum is a positi
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 
+import procs
 import pytest
+from conftest import CHILD_TIMEOUT
+from oracle import BccTool
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -23,51 +22,22 @@ CHILD = f"import os, sys\nsys.stdin.readline()\nfor _ in range({N}):\n    os.get
 
 
 def start_child() -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return procs.spawn(
         [sys.executable, "-I", "-c", CHILD], stdin=subprocess.PIPE, text=True, cwd="/"
     )
-
-
-def bcc_syscount(pid: int) -> subprocess.Popen[str]:
-    tool = shutil.which("syscount-bpfcc")
-    if tool is None:
-        pytest.fail("syscount-bpfcc is missing: scripts/setup.sh installs bpfcc-tools")
-    return subprocess.Popen(
-        [tool, "-p", str(pid), "-T", "500"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def wait_line(proc: subprocess.Popen[str], word: str, timeout: float = 60) -> list[str]:
-    assert proc.stdout is not None
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if word in line:
-            return seen
-    pytest.fail(f"no {word!r} from {proc.args}: {''.join(seen)}")
 
 
 def test_counts_equal_bccs_syscount(engine) -> None:
     child = start_child()
     try:
-        bcc = bcc_syscount(child.pid)
-        wait_line(bcc, "Tracing")
+        bcc = BccTool("syscount-bpfcc", "-p", str(child.pid), "-T", "500")
         e = engine(SPEC, "-p", str(child.pid), "-o", "json")
         assert child.stdin is not None
         child.stdin.write("go\n")
         child.stdin.flush()
-        assert child.wait(timeout=30) == 0
+        assert child.wait(CHILD_TIMEOUT) == 0
         result = e.stop()
-        os.killpg(bcc.pid, signal.SIGINT)
-        out, _ = bcc.communicate(timeout=30)
+        out = bcc.stop()
     finally:
         child.kill()
         if child.stdin is not None:
@@ -75,7 +45,7 @@ def test_counts_equal_bccs_syscount(engine) -> None:
     assert result.code == 0, result.stderr
     ours = {r["syscall"]: r["count"] for r in result.json_rows()}
     theirs = {}
-    for line in out.splitlines():
+    for line in out:
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             theirs[parts[0]] = int(parts[1])
@@ -91,7 +61,7 @@ def test_latency_sits_next_to_the_count(engine) -> None:
         assert child.stdin is not None
         child.stdin.write("go\n")
         child.stdin.flush()
-        assert child.wait(timeout=30) == 0
+        assert child.wait(CHILD_TIMEOUT) == 0
         result = e.stop()
     finally:
         child.kill()
