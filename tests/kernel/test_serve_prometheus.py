@@ -299,7 +299,9 @@ def test_series_budget_other_carries_the_rest() -> None:
             )
         )
         args = [f"{p}:{n}" for p, n in made.items()]
-        subprocess.run([sys.executable, "-c", script, "engine-ctest", *args], check=True)
+        subprocess.run(
+            [sys.executable, "-c", script, "engine-ctest", *args], check=True, timeout=60
+        )
         status, text = serve.get("/metrics")
         assert status == 200
         values = {
