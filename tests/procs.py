@@ -75,10 +75,19 @@ def kill(proc: subprocess.Popen[Any], timeout: float = REAP_TIMEOUT) -> None:
         for pid in _stragglers(proc.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            with contextlib.suppress(OSError, ValueError):
-                stream.close()
+    streams = [s for s in (proc.stdin, proc.stdout, proc.stderr) if s is not None]
+    if streams:
+        # A close waits for a read another thread is blocked in, which ends only when every
+        # writer is gone: one outside the group could hold it, so never wait long for it.
+        closer = threading.Thread(target=_close, args=(streams,), daemon=True)
+        closer.start()
+        closer.join(5)
+
+
+def _close(streams: list[Any]) -> None:
+    for stream in streams:
+        with contextlib.suppress(OSError, ValueError):
+            stream.close()
 
 
 def stop_all() -> None:
