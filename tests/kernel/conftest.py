@@ -501,6 +501,31 @@ def conn_child() -> Iterator[Callable[..., ConnChild]]:
         child.kill()
 
 
+class HeldChild:
+    """A python child that runs `code` only once told to: its pid is known before the engine
+    starts, so the engine can keep only its events, in the kernel (`-p PID`). Events of the
+    same kind from the rest of a busy machine (another process calling kill() in a loop)
+    then cannot fill the buffer and cost the test its own."""
+
+    def __init__(self, code: str) -> None:
+        self.proc = procs.spawn(
+            [sys.executable, "-I", "-c", "import sys\nsys.stdin.readline()\n" + code],
+            cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        self.pid = self.proc.pid
+
+    def run(self) -> str:
+        """Let it run to its end; its stdout."""
+        try:
+            out, err = self.proc.communicate("go\n", timeout=CHILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            procs.kill(self.proc)
+            pytest.fail(f"the child did not finish within {CHILD_TIMEOUT:.0f} s")
+        assert self.proc.returncode == 0, f"child exit {self.proc.returncode}: {err}"
+        return out
+
+
 def run_ping(*args: str) -> int:
     """Run ping to completion; return its pid (which is the pid of the task that pinged)."""
     proc = procs.spawn(
