@@ -1,4 +1,5 @@
-"""Fixtures every test folder shares: the committed kernel BTF and a synthetic one.
+"""Fixtures every test folder shares: the committed kernel BTF and a synthetic one, and the
+guarantee that no process a test started (with `procs.spawn`) outlives it.
 
 pytest puts this folder on sys.path (rootdir-relative "prepend" import mode), so test modules
 import the helpers beside it: `from btf_fixture import BTF`, `import btfwriter`.
@@ -11,6 +12,11 @@ from pathlib import Path
 import btfwriter
 import pytest
 from btf_fixture import BTF
+from procs import (  # noqa: F401  (pytest finds the fixture and hooks by their names here)
+    no_process_outlives_its_test,
+    pytest_configure,
+    pytest_sessionfinish,
+)
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,10 @@ from engine.runtime.rows import RowMaker
 from engine.runtime.sinks import AggregatePrinter, check_membarrier
 
 POLL_MS = 100
+# Records one poll reads at most. libbpf's ring buffer read loops while records keep coming,
+# so a flood faster than the printer would keep the loop from ever checking for a stop, the
+# --duration deadline or flushing; a negative return from the callback ends that read.
+READ_BATCH = 4096
 
 
 @dataclass
@@ -489,6 +493,7 @@ class EventLoop:
         self.next_lost_check = 0.0
         self.broken = False
         self.reader_gone = closed_pipe_watch(out)
+        self.batch_left = READ_BATCH
 
     def run(self, mode: str) -> int:
         deadline = time.monotonic() + self.config.duration if self.config.duration else None
@@ -540,9 +545,10 @@ class EventLoop:
             b["events"].open_perf_buffer(self.on_event, page_cnt=pages, lost_cb=self.on_lost)
 
     def poll(self, b: Any, timeout: int = POLL_MS) -> None:
+        self.batch_left = READ_BATCH
         if self.session.program.transport == "ringbuf":
             b.ring_buffer_poll(timeout)
-            if self.session.program.wakeup_batch > 1:
+            if self.session.program.wakeup_batch > 1 and self.batch_left > 0:
                 # Batched wake-ups leave records unsignalled: read them at least every
                 # POLL_MS, so no event waits longer than that.
                 b.ring_buffer_consume()
@@ -550,15 +556,23 @@ class EventLoop:
             b.perf_buffer_poll(timeout)
 
     def drain(self, b: Any) -> None:
-        """Everything still buffered, whether or not the kernel woke us for it."""
+        """Everything still buffered, whether or not the kernel woke us for it: at most what
+        the buffer holds (8-byte records at the least), so a flood cannot prolong it."""
         if self.session.program.transport == "ringbuf":
-            b.ring_buffer_consume()
+            for _ in range(self.config.ringbuf_pages * 4096 // 8 // READ_BATCH + 1):
+                self.batch_left = READ_BATCH
+                b.ring_buffer_consume()
+                if self.batch_left > 0:  # the read ended because the buffer was empty
+                    break
         else:
-            b.perf_buffer_poll(0)
+            b.perf_buffer_poll(0)  # reads each CPU's buffer up to its head once: bounded
 
-    def on_event(self, _ctx: Any, data: int, size: int) -> None:
-        """Per event: copy the bytes once, unpack, format; written later in one batch."""
+    def on_event(self, _ctx: Any, data: int, size: int) -> int:
+        """Per event: copy the bytes once, unpack, format; written later in one batch.
+        -1 (libbpf stops reading) once READ_BATCH records were read by this poll."""
         self.printer.row(self.rows.values(ctypes.string_at(data, size)))
+        self.batch_left -= 1
+        return -1 if self.batch_left <= 0 else 0
 
     def on_lost(self, count: int) -> None:
         """The kernel's report of perf records it dropped: the same events whose perf_submit

@@ -27,16 +27,20 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterator, NoReturn, Sequence
 
+import procs
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-READY_TIMEOUT = 60.0  # bcc compiles in ~1 s here; CI machines are slow
-STOP_TIMEOUT = 20.0
-CHILD_TIMEOUT = 30.0
-RELEASE_TIMEOUT = 10.0  # the kernel frees programs after an RCU grace period
+# Timeouts bound a hang, never a speed: each is ~3x what a slow machine with both CPUs busy
+# needs (tests/kernel waits for readiness signals, so a quiet machine never waits them out).
+READY_TIMEOUT = 240.0  # python start + plan + bcc's clang compile: ~1 s quiet, a minute loaded
+STOP_TIMEOUT = 60.0  # detach and final output after a stop signal
+CHILD_TIMEOUT = 60.0  # a traffic child's few connects
+EVENT_TIMEOUT = 60.0  # an event already in the kernel's buffer reaching the engine's stdout
+RELEASE_TIMEOUT = 30.0  # the kernel frees programs after an RCU grace period
 
 IN_CI = os.environ.get("CI", "").strip().lower() == "true"
 NOBODY = 65534
@@ -124,7 +128,7 @@ class LineReader:
 
 def bpftool_progs() -> list[dict]:
     out = subprocess.run(
-        ["bpftool", "prog", "list", "-j"], capture_output=True, text=True, timeout=30, check=True
+        ["bpftool", "prog", "list", "-j"], capture_output=True, text=True, timeout=90, check=True
     )
     return json.loads(out.stdout or "[]")
 
@@ -247,14 +251,14 @@ class EngineProc:
             popen_argv = ["bash", "-c", cmd]
         else:
             popen_argv = self.argv
-        self.proc = subprocess.Popen(
+        self.started_at = time.monotonic()  # before the engine exists: a lower bound of its times
+        self.proc = procs.spawn(
             popen_argv,
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            start_new_session=True,
         )
         self.pipeline = bool(pipeline)
         self.out = LineReader(self.proc.stdout)
@@ -301,14 +305,18 @@ class EngineProc:
         self.prog_names = {i: names.get(i, "") for i in self.prog_ids}
         return self
 
-    def wait_stdout(self, predicate: Callable[[list[str]], bool], timeout: float = 15.0) -> None:
+    def wait_stdout(
+        self, predicate: Callable[[list[str]], bool], timeout: float = EVENT_TIMEOUT
+    ) -> None:
         if not self.out.wait_for(predicate, timeout):
             pytest.fail(
                 f"stdout never matched within {timeout} s\nstdout:\n{self.out.text()}\n"
                 f"stderr:\n{self.err.text()}"
             )
 
-    def wait_rows(self, found: Callable[[list[dict]], bool], timeout: float = 15.0) -> None:
+    def wait_rows(
+        self, found: Callable[[list[dict]], bool], timeout: float = EVENT_TIMEOUT
+    ) -> None:
         """wait_stdout, with `found` given the stdout lines so far as JSON rows (-o json)."""
         self.wait_stdout(lambda lines: found([json.loads(line) for line in lines]), timeout)
 
@@ -340,22 +348,22 @@ class EngineProc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(10)
+                self.proc.wait(procs.REAP_TIMEOUT)
         self.close_pipes()
 
 
 @pytest.fixture
 def engine(kernel_env: None) -> Iterator[Callable[..., EngineProc]]:
     """engine(spec, *args, ready=True, pipeline="") -> a running EngineProc."""
-    procs: list[EngineProc] = []
+    started: list[EngineProc] = []
 
     def start(spec: str, *args: str, ready: bool = True, pipeline: str = "") -> EngineProc:
         p = EngineProc(spec, args, pipeline=pipeline)
-        procs.append(p)
+        started.append(p)
         return p.wait_ready() if ready else p
 
     yield start
-    for p in procs:
+    for p in started:
         p.kill()
 
 
@@ -415,19 +423,17 @@ class ConnChild:
             argv = [*SETPRIV_NOBODY, *argv]
         argv = [*prefix, *argv]  # e.g. unshare -m: the child in a new mount namespace
         self.listen = list(listen)
-        self.proc = subprocess.Popen(
+        self.proc = procs.spawn(
             argv,
             cwd="/",
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            start_new_session=True,
         )
         self.out = LineReader(self.proc.stdout)
         if not self.out.wait_for(lambda ls: len(ls) >= 1, CHILD_TIMEOUT):
-            self.kill()
-            pytest.fail(f"connect child reported nothing: {self.proc.stderr.read()}")
+            self.abort("connect child reported nothing")
         info = json.loads(self.out.lines[0])
         self.pid: int = info["pid"]
         self.uid: int = info["uid"]
@@ -445,8 +451,7 @@ class ConnChild:
         try:
             self.proc.wait(CHILD_TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail("connect child did not finish")
+            self.abort("connect child did not finish")
         self.out.join(5)
         stderr = self.proc.stderr.read() if self.proc.stderr else ""
         assert self.proc.returncode == 0 and self.out.lines[-1:] == ["done"], (
@@ -459,11 +464,21 @@ class ConnChild:
         self.finish()
         return self
 
+    def abort(self, why: str) -> NoReturn:
+        """Kill it, then fail with what it said on stderr (readable once it is gone)."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(procs.REAP_TIMEOUT)
+        stderr = self.proc.stderr.read() if self.proc.stderr else ""
+        self.kill()
+        pytest.fail(f"{why} within {CHILD_TIMEOUT:.0f} s: {stderr}")
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+            self.proc.wait(procs.REAP_TIMEOUT)
         streams = [self.proc.stdin, self.proc.stderr]
         if self.out.join(5):
             streams.append(self.proc.stdout)
@@ -489,15 +504,39 @@ def conn_child() -> Iterator[Callable[..., ConnChild]]:
         child.kill()
 
 
+class HeldChild:
+    """A python child that runs `code` only once told to: its pid is known before the engine
+    starts, so the engine can keep only its events, in the kernel (`-p PID`). Events of the
+    same kind from the rest of a busy machine (another process calling kill() in a loop)
+    then cannot fill the buffer and cost the test its own."""
+
+    def __init__(self, code: str) -> None:
+        self.proc = procs.spawn(
+            [sys.executable, "-I", "-c", "import sys\nsys.stdin.readline()\n" + code],
+            cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        self.pid = self.proc.pid
+
+    def run(self) -> str:
+        """Let it run to its end; its stdout."""
+        try:
+            out, err = self.proc.communicate("go\n", timeout=CHILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            procs.kill(self.proc)
+            pytest.fail(f"the child did not finish within {CHILD_TIMEOUT:.0f} s")
+        assert self.proc.returncode == 0, f"child exit {self.proc.returncode}: {err}"
+        return out
+
+
 def run_ping(*args: str) -> int:
     """Run ping to completion; return its pid (which is the pid of the task that pinged)."""
-    proc = subprocess.Popen(
+    proc = procs.spawn(
         ["ping", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=CHILD_TIMEOUT)

@@ -1,5 +1,10 @@
-"""Oracles running beside the engine on the same workload: a bpftrace script (it reads BTF, so
-it is right on this kernel where bcc's header-compiled tools are not)."""
+"""Oracles running beside the engine on the same workload: bpftrace scripts (bpftrace reads BTF,
+so it is right on this kernel where bcc's header-compiled tools are not) and bcc's own tools.
+
+Each is ready on a line it prints once its probes are attached (never after a fixed sleep), is
+stopped with SIGINT to print its results, and is started with `procs.spawn`, so it is killed
+when the test ends however it ends: an oracle never outlives its test.
+"""
 
 from __future__ import annotations
 
@@ -8,111 +13,124 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
-import time
-from typing import IO
+from typing import Callable, Sequence
 
+import procs
 import pytest
+from conftest import EVENT_TIMEOUT, LineReader
 
-STOP_TIMEOUT = 90.0  # bpftrace detaches its probes on exit; slow on a loaded machine
+# bcc's tools compile their C against the whole kernel header tree: ~10 s on a quiet machine,
+# minutes with both CPUs busy. bpftrace's scripts are smaller but attach one probe at a time.
+READY_TIMEOUT = 600.0
+STOP_TIMEOUT = 120.0  # bpftrace detaches its probes on exit; slow on a loaded machine
+READY = "READY"
 
 
-class Bpftrace:
-    """`bpftrace -e SCRIPT`, started and waited for until its probes are attached."""
+class Oracle:
+    """A tracing tool in its own session, both pipes drained on threads (neither can fill and
+    stall it); ready once `ready(line)` holds for a line on stdout."""
 
-    def __init__(self, script: str) -> None:
-        tool = shutil.which("bpftrace")
-        if tool is None:
-            pytest.fail("bpftrace is missing: scripts/setup.sh installs it")
-        self.proc = subprocess.Popen(
-            [tool, "-e", script],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 60
-        self.head: list[str] = []
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.head.append(line)
-            if line.startswith("Attaching"):
-                return
-        self.stop()
-        pytest.fail(f"bpftrace did not attach: {''.join(self.head)}{self.proc.stderr.read()}")
+    name = "oracle"
 
-    def stop(self) -> list[str]:
-        """SIGINT, then everything it printed after attaching."""
+    def __init__(
+        self, argv: Sequence[str], ready: Callable[[str], bool], env: dict[str, str] | None = None
+    ) -> None:
+        self.argv = list(argv)
+        self.proc = procs.spawn(
+            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=env,
+        )  # fmt: skip
+        self.out = LineReader(self.proc.stdout)
+        self.err = LineReader(self.proc.stderr)
+        if not self.out.wait_for(lambda ls: any(ready(x) for x in ls), READY_TIMEOUT):
+            self.kill()
+            pytest.fail(
+                f"{self.name} was not ready within {READY_TIMEOUT:.0f} s (exit {self.proc.poll()})"
+                f": {self.argv}\nstdout:\n{self.out.text()}\nstderr:\n{self.err.text()[-2000:]}"
+            )
+        self.ready_index = next(i for i, x in enumerate(self.out.lines) if ready(x))
+
+    def wait_line(self, found: Callable[[str], bool], timeout: float = EVENT_TIMEOUT) -> None:
+        """Wait until a line after the ready one satisfies `found` (an event it printed)."""
+        start = self.ready_index + 1
+        if not self.out.wait_for(lambda ls: any(found(x) for x in ls[start:]), timeout):
+            pytest.fail(
+                f"{self.name} printed no such line within {timeout:.0f} s\n"
+                f"stdout:\n{self.out.text()}\nstderr:\n{self.err.text()[-2000:]}"
+            )
+
+    def finish(self) -> list[str]:
+        """SIGINT (results print at exit), wait for the exit; stdout after the ready line."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=60)
-        return out.splitlines()
-
-
-class BpftraceJson:
-    """`bpftrace -f json -e SCRIPT`: its maps and printfs as JSON records, one a line (a
-    histogram's buckets as {min, max, count}). Ready once the script's BEGIN printed READY:
-    BEGIN runs after every probe is attached, where "Attaching N probes" comes before."""
-
-    def __init__(self, script: str) -> None:
-        tool = shutil.which("bpftrace")
-        if tool is None:
-            pytest.fail("bpftrace is missing: scripts/setup.sh installs it")
-        self.proc = subprocess.Popen(
-            [tool, "-B", "line", "-f", "json", "-e", script],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self.errors: list[str] = []
-        self.ready = threading.Event()
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        # both pipes are drained on threads, so neither can fill and stall bpftrace
-        self.pumps = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True),
-        ]
-        for pump in self.pumps:
-            pump.start()
-        if not self.ready.wait(60):
-            self.kill()
-            pytest.fail(f"bpftrace did not start: {''.join(self.errors)[-2000:]}")
-
-    def _read(self, stream: IO[str], out: bool) -> None:
-        for line in stream:
-            (self.lines if out else self.errors).append(line)
-            if out and "READY" in line:
-                self.ready.set()
-
-    def stop(self) -> list[dict]:
-        """SIGINT (maps print at exit); the JSON records it printed."""
-        os.killpg(self.proc.pid, signal.SIGINT)
         try:
             self.proc.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.kill()
-            pytest.fail(f"bpftrace did not exit {STOP_TIMEOUT:.0f} s after SIGINT")
+            pytest.fail(f"{self.name} did not exit {STOP_TIMEOUT:.0f} s after SIGINT")
         self.close()
-        assert self.proc.returncode == 0, "".join(self.errors)
-        return [json.loads(line) for line in self.lines if line.startswith("{")]
+        assert self.proc.returncode == 0, f"{self.name} exit {self.proc.returncode}: " + (
+            self.err.text()
+        )
+        return self.out.lines[self.ready_index + 1 :]
 
     def close(self) -> None:
-        """Wait for the pipes' ends and close them."""
-        for pump in self.pumps:
-            pump.join(timeout=STOP_TIMEOUT)
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        """Wait for the pipes' ends (the process is gone) and close them."""
+        for reader, stream in ((self.out, self.proc.stdout), (self.err, self.proc.stderr)):
+            if reader.join(STOP_TIMEOUT) and stream is not None:
+                stream.close()
 
     def kill(self) -> None:
-        """Teardown: make sure it is gone and its pipes are closed."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=STOP_TIMEOUT)
-        if self.proc.stdout is not None and not self.proc.stdout.closed:
-            self.close()
+        """Teardown on any path: make sure it is gone and its pipes are closed."""
+        procs.kill(self.proc)
+
+
+def bpftrace_argv(*args: str) -> list[str]:
+    tool = shutil.which("bpftrace")
+    if tool is None:
+        pytest.fail("bpftrace is missing: scripts/setup.sh installs it")
+    return [tool, "-B", "line", *args]
+
+
+class Bpftrace(Oracle):
+    """`bpftrace -e SCRIPT`: BEGIN prints READY, which bpftrace runs after every probe is
+    attached ("Attaching N probes" comes before they are). `stop()`: what it printed after."""
+
+    name = "bpftrace"
+
+    def __init__(self, script: str) -> None:
+        script = 'BEGIN { printf("' + READY + '\\n"); }\n' + script
+        super().__init__(bpftrace_argv("-e", script), lambda line: line == READY)
+
+    def stop(self) -> list[str]:
+        return self.finish()
+
+
+class BpftraceJson(Oracle):
+    """`bpftrace -f json -e SCRIPT`: its maps and printfs as JSON records, one a line (a
+    histogram's buckets as {min, max, count}). The script's BEGIN must print READY."""
+
+    name = "bpftrace"
+
+    def __init__(self, script: str) -> None:
+        super().__init__(bpftrace_argv("-f", "json", "-e", script), lambda line: READY in line)
+
+    def stop(self) -> list[dict]:
+        """SIGINT (maps print at exit); the JSON records it printed."""
+        return [json.loads(line) for line in self.finish() if line.startswith("{")]
+
+
+class BccTool(Oracle):
+    """One of bcc's tools (`syscount-bpfcc ...`), ready on its "Tracing" line."""
+
+    def __init__(self, tool: str, *args: str) -> None:
+        path = shutil.which(tool)
+        if path is None:
+            pytest.fail(f"{tool} is missing: scripts/setup.sh installs bpfcc-tools")
+        self.name = tool
+        # The tools are Python: into a pipe, "Tracing" would wait in a buffer until exit.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        super().__init__([path, *args], lambda line: line.startswith("Tracing"), env)
+
+    def stop(self) -> list[str]:
+        return self.finish()

@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 
+import procs
 import pytest
+from conftest import CHILD_TIMEOUT
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -42,7 +44,7 @@ def closed_ports(n: int) -> list[int]:
 
 def test_keys_past_the_size_fold_into_other(engine) -> None:
     ports = closed_ports(8)
-    child = subprocess.Popen(
+    child = procs.spawn(
         [sys.executable, "-I", "-c", CHILD, *map(str, ports)], stdin=subprocess.PIPE, text=True
     )
     try:
@@ -50,7 +52,7 @@ def test_keys_past_the_size_fold_into_other(engine) -> None:
         assert child.stdin is not None
         child.stdin.write("go\n")
         child.stdin.close()
-        assert child.wait(timeout=30) == 0
+        assert child.wait(CHILD_TIMEOUT) == 0
         result = e.stop()
     finally:
         child.kill()

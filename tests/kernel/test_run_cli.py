@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import READY_TIMEOUT
 
 from engine.kernel.btf import VMLINUX
 
@@ -37,7 +38,7 @@ def engine(*args: str, prefix: tuple[str, ...] = (), env: dict | None = None):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=READY_TIMEOUT,  # it may compile and load: a minute on a loaded machine
         env=env,
     )
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import READY_TIMEOUT
 
 from engine.kernel.btf import VMLINUX
 
@@ -45,7 +46,7 @@ def test_run_flag_value_refused_in_one_line(args: list[str], flag: str, why: str
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=READY_TIMEOUT,  # it may compile and load: a minute on a loaded machine
     )
     assert (r.returncode, r.stdout) == (2, ""), r.stderr
     (line,) = r.stderr.splitlines()

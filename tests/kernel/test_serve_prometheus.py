@@ -26,7 +26,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
+import procs
 import pytest
+from conftest import READY_TIMEOUT, RELEASE_TIMEOUT, STOP_TIMEOUT
 
 from tests.promcheck import check_exposition
 
@@ -50,7 +52,7 @@ def prog_ids_held_by(pid: int) -> set[int]:
 
 def loaded_prog_ids() -> set[int]:
     out = subprocess.run(
-        ["bpftool", "prog", "list", "-j"], capture_output=True, text=True, check=True
+        ["bpftool", "prog", "list", "-j"], capture_output=True, text=True, check=True, timeout=90
     )
     return {p["id"] for p in json.loads(out.stdout or "[]")}
 
@@ -59,7 +61,7 @@ class Serve:
     """`engine serve SPEC... --listen 127.0.0.1:0` with its port read from stderr."""
 
     def __init__(self, *specs: str, args: tuple[str, ...] = ()) -> None:
-        self.proc = subprocess.Popen(
+        self.proc = procs.spawn(
             [
                 sys.executable,
                 "-m",
@@ -90,8 +92,8 @@ class Serve:
             ready.set()
 
         threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(90) or not self.port:
-            self.proc.kill()
+        if not ready.wait(READY_TIMEOUT) or not self.port:
+            procs.kill(self.proc)
             raise AssertionError("engine serve did not start:\n" + "".join(self.lines))
 
     def get(self, path: str) -> tuple[int, str]:
@@ -105,9 +107,9 @@ class Serve:
         held = prog_ids_held_by(self.proc.pid)
         assert held, "engine serve holds no BPF programs"
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(20)
+        code = self.proc.wait(STOP_TIMEOUT)
         self.close()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + RELEASE_TIMEOUT
         while held & loaded_prog_ids() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not held & loaded_prog_ids(), "programs left loaded after SIGTERM"
@@ -118,10 +120,7 @@ class Serve:
             self.proc.stderr.close()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.close()
+        procs.kill(self.proc)
 
 
 class Prometheus:
@@ -149,7 +148,7 @@ class Prometheus:
             )
         )
         self.log = (tmp / "prometheus.log").open("w")
-        self.proc = subprocess.Popen(
+        self.proc = procs.spawn(
             [
                 binary,
                 f"--config.file={config}",
@@ -159,15 +158,17 @@ class Prometheus:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + READY_TIMEOUT  # it accepts, then answers 200 when ready
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=10) as r:
                     if r.status == 200:
                         return
             except OSError:
                 time.sleep(0.3)
-        raise AssertionError("prometheus did not become ready")
+        procs.kill(self.proc)
+        self.log.close()
+        raise AssertionError(f"prometheus was not ready within {READY_TIMEOUT:.0f} s")
 
     @property
     def url(self) -> str:
@@ -180,7 +181,7 @@ class Prometheus:
         assert body["status"] == "success", body
         return list(body["data"]["result"])
 
-    def wait_value(self, promql: str, want: float, timeout: float = 30) -> list[dict[str, Any]]:
+    def wait_value(self, promql: str, want: float, timeout: float = 90) -> list[dict[str, Any]]:
         """Poll until the query's single value equals `want`; fail with what it last saw."""
         deadline = time.monotonic() + timeout
         result: list[dict[str, Any]] = []
@@ -194,9 +195,9 @@ class Prometheus:
     def stop(self) -> None:
         self.proc.terminate()
         try:
-            self.proc.wait(20)
+            self.proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            procs.kill(self.proc)
         self.log.close()
 
 
@@ -346,7 +347,9 @@ def test_series_budget_other_carries_the_rest() -> None:
             )
         )
         args = [f"{p}:{n}" for p, n in made.items()]
-        subprocess.run([sys.executable, "-c", script, "engine-ctest", *args], check=True)
+        subprocess.run(
+            [sys.executable, "-c", script, "engine-ctest", *args], check=True, timeout=60
+        )
         status, text = serve.get("/metrics")
         assert status == 200
         check_exposition(text)

@@ -6,10 +6,8 @@ and int: s32, though tracefs widens them to 8 unsigned bytes), tgid is u32, task
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from conftest import HeldChild
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -52,14 +50,14 @@ def expected(me: int, nice: int, pid: int, sig: int) -> dict[str, int]:
 
 
 def test_arithmetic_values_are_exact(engine) -> None:
-    e = engine(SPEC, "-o", "json")
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", CHILD], capture_output=True, text=True, timeout=30, check=True
-    )
-    me, nice = (int(x) for x in done.stdout.split())
+    child = HeldChild(CHILD)  # -p: only its kills reach user space, whatever else kills
+    e = engine(SPEC, "-o", "json", "-p", str(child.pid))
+    me, nice = (int(x) for x in child.run().split())
+    assert me == child.pid
     result = e.stop()
     assert result.code == 0, result.stderr
-    rows = [r for r in result.json_rows() if r["pid"] == me]
+    rows = result.json_rows()
+    assert all(r["pid"] == me for r in rows), rows
     assert rows == [
         expected(me, nice, me, 0),
         expected(me, nice, me, 18),

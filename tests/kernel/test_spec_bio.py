@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import procs
 import pytest
+from conftest import CHILD_TIMEOUT
 from oracle import BpftraceJson
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
@@ -59,8 +61,8 @@ def loopdev(tmp_path: Path) -> Iterator[tuple[str, int]]:
 
 def dd(*args: str) -> int:
     """Run dd to the end; its pid (the pid the block layer sees issue the requests)."""
-    proc = subprocess.Popen(["dd", *args, "status=none"])
-    assert proc.wait(timeout=30) == 0
+    proc = procs.spawn(["dd", *args, "status=none"])
+    assert proc.wait(CHILD_TIMEOUT) == 0
     return proc.pid
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 
+import procs
 import pytest
+from conftest import CHILD_TIMEOUT
 
 from engine.kernel.btf import Btf
 
@@ -38,9 +39,9 @@ def closed_udp_port() -> int:
 def test_udp_to_a_closed_port_is_dropped_with_no_socket(engine) -> None:
     port = closed_udp_port()
     e = engine(SPEC, "-o", "json", "-P", "0x800")
-    with subprocess.Popen([sys.executable, "-c", SEND, str(port), "1"]) as child:
-        assert child.wait(10) == 0
-    e.wait_rows(lambda rows: any(r["pid"] == child.pid for r in rows), timeout=10)
+    with procs.spawn([sys.executable, "-c", SEND, str(port), "1"]) as child:
+        assert child.wait(CHILD_TIMEOUT) == 0
+    e.wait_rows(lambda rows: any(r["pid"] == child.pid for r in rows))
     result = e.stop()
     assert result.code == 0, result.stderr
     rows = result.json_rows()

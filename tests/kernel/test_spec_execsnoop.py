@@ -7,11 +7,12 @@ The engine runs as `engine run ... -o json` in its own session; the test waits f
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
+import procs
 import pytest
+from conftest import CHILD_TIMEOUT
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -21,15 +22,15 @@ Row = dict[str, Any]
 
 def execs(e: Any, pid: int) -> tuple[Any, list[Row]]:
     """Stop the engine once `pid` exec'd; its Result, and that pid's rows."""
-    e.wait_rows(lambda rows: any(r["pid"] == pid for r in rows), timeout=10)
+    e.wait_rows(lambda rows: any(r["pid"] == pid for r in rows))
     result = e.stop()
     return result, [r for r in result.json_rows() if r["pid"] == pid]
 
 
 def test_exec_of_bin_true(engine) -> None:
     e = engine(SPEC, "-o", "json", "-U", "-u", str(os.getuid()))
-    with subprocess.Popen(["/bin/true"]) as child:
-        assert child.wait(10) == 0
+    with procs.spawn(["/bin/true"]) as child:
+        assert child.wait(CHILD_TIMEOUT) == 0
     result, rows = execs(e, child.pid)
     assert result.code == 0, result.stderr
     # comm is already the new program's; filename is the path as given to execve().
@@ -44,8 +45,8 @@ def test_exec_of_a_script(engine, tmp_path: Path) -> None:
     script.write_text("#!/bin/sh\nexit 0\n")
     script.chmod(0o755)
     e = engine(SPEC, "-o", "json")
-    with subprocess.Popen([str(script)]) as child:
-        assert child.wait(10) == 0
+    with procs.spawn([str(script)]) as child:
+        assert child.wait(CHILD_TIMEOUT) == 0
     _, rows = execs(e, child.pid)
     # The tracepoint fires once, for the script's path; comm is its name, cut to 15 bytes.
     assert rows == [
@@ -57,10 +58,10 @@ def test_exec_of_a_script(engine, tmp_path: Path) -> None:
 def test_uid_filter(engine) -> None:
     nobody = 65534
     e = engine(SPEC, "-o", "json", "-U", "-u", str(nobody))
-    with subprocess.Popen(["/bin/true"]) as as_root:
-        assert as_root.wait(10) == 0
-    with subprocess.Popen(["/bin/true"], user=nobody, group=nobody, extra_groups=[]) as as_nobody:
-        assert as_nobody.wait(10) == 0
+    with procs.spawn(["/bin/true"]) as as_root:
+        assert as_root.wait(CHILD_TIMEOUT) == 0
+    with procs.spawn(["/bin/true"], user=nobody, group=nobody, extra_groups=[]) as as_nobody:
+        assert as_nobody.wait(CHILD_TIMEOUT) == 0
     result, rows = execs(e, as_nobody.pid)
     assert rows == [
         {"uid": nobody, "comm": "true", "pid": as_nobody.pid, "ppid": os.getpid(),
@@ -73,10 +74,10 @@ def test_uid_filter(engine) -> None:
 def test_name_filter_compares_comm_exactly(engine) -> None:
     """-n/--name: a string option compared with comm in the kernel, byte by byte."""
     e = engine(SPEC, "-o", "json", "-n", "true")
-    with subprocess.Popen(["/bin/echo", "-n"]) as other:
-        assert other.wait(10) == 0
-    with subprocess.Popen(["/bin/true"]) as child:
-        assert child.wait(10) == 0
+    with procs.spawn(["/bin/echo", "-n"]) as other:
+        assert other.wait(CHILD_TIMEOUT) == 0
+    with procs.spawn(["/bin/true"]) as child:
+        assert child.wait(CHILD_TIMEOUT) == 0
     result, rows = execs(e, child.pid)
     assert [(r["comm"], r["filename"]) for r in rows] == [("true", "/bin/true")]
     assert {r["comm"] for r in result.json_rows()} == {"true"}

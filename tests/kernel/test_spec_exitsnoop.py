@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 
+import procs
 import pytest
+from conftest import CHILD_TIMEOUT
 from oracle import BpftraceJson
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
@@ -49,7 +51,7 @@ tracepoint:sched:sched_process_exit /pid == tid && curtask->real_parent->tgid ==
 
 
 def spawn(comm: str, code: int) -> subprocess.Popen[str]:
-    child = subprocess.Popen(
+    child = procs.spawn(
         [sys.executable, "-I", "-c", CHILD, comm, str(code)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -69,7 +71,7 @@ def end(child: subprocess.Popen[str], sig: int) -> int:
     else:
         child.stdin.write("go\n")
         child.stdin.flush()
-    code = child.wait(timeout=30)
+    code = child.wait(CHILD_TIMEOUT)
     child.stdin.close()
     child.stdout.close()
     return code

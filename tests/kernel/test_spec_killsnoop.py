@@ -7,10 +7,10 @@ prints one row with the result. A child sends known signals; each row must be ex
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
+from conftest import HeldChild
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -29,20 +29,20 @@ print(me, *results)
 """
 
 
-def run_child() -> tuple[int, list[int]]:
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", CHILD], capture_output=True, text=True, timeout=30, check=True
-    )
-    me, *results = (int(x) for x in done.stdout.split())
-    return me, results
+def rows_of(engine, *args: str) -> tuple[int, list[int], list[dict]]:
+    """The child's pid, the results it saw, and the engine's rows (only its: -p PID)."""
+    child = HeldChild(CHILD)
+    e = engine(SPEC, "-o", "json", "-p", str(child.pid), *args)
+    me, *results = (int(x) for x in child.run().split())
+    assert me == child.pid
+    result = e.stop()
+    assert result.code == 0, result.stderr
+    return me, results, result.json_rows()
 
 
 def test_each_kill_is_one_exact_row_with_its_result(engine) -> None:
-    e = engine(SPEC, "-o", "json")
-    me, results = run_child()
-    result = e.stop()
-    assert result.code == 0, result.stderr
-    rows = [r for r in result.json_rows() if r["pid"] == me]
+    me, results, rows = rows_of(engine)
+    assert all(r["pid"] == me for r in rows), rows
     assert [(r["tpid"], r["sig"], r["result"]) for r in rows] == [
         (me, 0, "0"),
         (999_999_1, 0, "ESRCH"),
@@ -54,8 +54,5 @@ def test_each_kill_is_one_exact_row_with_its_result(engine) -> None:
 
 def test_filter_on_a_value_taken_from_state(engine) -> None:
     """`sig == $signal` compares a field that came out of the state map."""
-    e = engine(SPEC, "-o", "json", "-s", "9")
-    me, _ = run_child()
-    result = e.stop()
-    assert result.code == 0, result.stderr
-    assert [r for r in result.json_rows() if r["pid"] == me] == []
+    _, _, rows = rows_of(engine, "-s", "9")
+    assert rows == []

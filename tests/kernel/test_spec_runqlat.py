@@ -13,7 +13,9 @@ import re
 import subprocess
 import sys
 
+import procs
 import pytest
+from conftest import CHILD_TIMEOUT
 from oracle import Bpftrace
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
@@ -67,14 +69,14 @@ def test_histogram_agrees_with_bpftrace(engine) -> None:
     """bcc's runqlat-bpfcc runs here but reads task_struct through Debian 6.1's headers, so
     its -p filter (p->tgid) never matches on this kernel; bpftrace reads the same scheduler
     tracepoints through their tracefs formats, so it is the oracle for one process."""
-    child = subprocess.Popen([sys.executable, "-I", "-c", CHILD], stdin=subprocess.PIPE, text=True)
+    child = procs.spawn([sys.executable, "-I", "-c", CHILD], stdin=subprocess.PIPE, text=True)
     try:
         oracle = Bpftrace(SCRIPT.replace("CHILD", str(child.pid)))
         e = engine(SPEC, "-p", str(child.pid))
         assert child.stdin is not None
         child.stdin.write("go\n")
         child.stdin.close()
-        assert child.wait(timeout=60) == 0
+        assert child.wait(CHILD_TIMEOUT) == 0
         result = e.stop()
         theirs = bt_buckets(oracle.stop())
     finally:
@@ -89,13 +91,13 @@ def test_histogram_agrees_with_bpftrace(engine) -> None:
 
 
 def test_per_process_histogram_is_keyed_by_the_pid(engine) -> None:
-    child = subprocess.Popen([sys.executable, "-I", "-c", CHILD], stdin=subprocess.PIPE, text=True)
+    child = procs.spawn([sys.executable, "-I", "-c", CHILD], stdin=subprocess.PIPE, text=True)
     try:
         e = engine(SPEC, "-p", str(child.pid), "-P", "-m", "-o", "json")
         assert child.stdin is not None
         child.stdin.write("go\n")
         child.stdin.close()
-        assert child.wait(timeout=60) == 0
+        assert child.wait(CHILD_TIMEOUT) == 0
         result = e.stop()
     finally:
         child.kill()

@@ -7,88 +7,38 @@ same calls need (see test_latency_sum_is_bccs)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
-from typing import Iterator
 
+import procs
 import pytest
+from conftest import CHILD_TIMEOUT
+from oracle import BccTool
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
 SPEC = "specs/syscount.yaml"
 N = 777
-BCC_READY = 300.0  # bcc compiles syscount's C from kernel headers: minutes on a busy machine
-BCC_STOP = 120.0
 
 
 def start_child(n: int = N) -> subprocess.Popen[str]:
     child = f"import os, sys\nsys.stdin.readline()\nfor _ in range({n}):\n    os.getppid()\n"
-    return subprocess.Popen(
+    return procs.spawn(
         [sys.executable, "-I", "-c", child], stdin=subprocess.PIPE, text=True, cwd="/"
     )
-
-
-@contextmanager
-def bcc_syscount(pid: int, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """bcc's syscount tracing `pid`, killed on every path out (a failed wait included)."""
-    tool = shutil.which("syscount-bpfcc")
-    if tool is None:
-        pytest.fail("syscount-bpfcc is missing: scripts/setup.sh installs bpfcc-tools")
-    proc = subprocess.Popen(
-        [tool, "-p", str(pid), "-T", "500", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=BCC_STOP)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def stop_bcc(proc: subprocess.Popen[str]) -> str:
-    """SIGINT (syscount prints its table on exit), then everything it printed after."""
-    os.killpg(proc.pid, signal.SIGINT)
-    out, _ = proc.communicate(timeout=BCC_STOP)
-    return out
-
-
-def wait_line(proc: subprocess.Popen[str], word: str, timeout: float = 60) -> list[str]:
-    assert proc.stdout is not None
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if word in line:
-            return seen
-    pytest.fail(f"no {word!r} from {proc.args}: {''.join(seen)}")
 
 
 def test_counts_equal_bccs_syscount(engine) -> None:
     child = start_child()
     try:
-        with bcc_syscount(child.pid) as bcc:
-            wait_line(bcc, "Tracing", BCC_READY)
-            e = engine(SPEC, "-p", str(child.pid), "-o", "json")
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-            assert child.wait(timeout=30) == 0
-            result = e.stop()
-            out = stop_bcc(bcc)
+        bcc = BccTool("syscount-bpfcc", "-p", str(child.pid), "-T", "500")
+        e = engine(SPEC, "-p", str(child.pid), "-o", "json")
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.wait(CHILD_TIMEOUT) == 0
+        result = e.stop()
+        out = bcc.stop()
     finally:
         child.kill()
         if child.stdin is not None:
@@ -96,7 +46,7 @@ def test_counts_equal_bccs_syscount(engine) -> None:
     assert result.code == 0, result.stderr
     ours = {r["syscall"]: r["count"] for r in result.json_rows()}
     theirs = {}
-    for line in out.splitlines():
+    for line in out:
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             theirs[parts[0]] = int(parts[1])
@@ -112,7 +62,7 @@ def test_latency_sits_next_to_the_count(engine) -> None:
         assert child.stdin is not None
         child.stdin.write("go\n")
         child.stdin.flush()
-        assert child.wait(timeout=30) == 0
+        assert child.wait(CHILD_TIMEOUT) == 0
         result = e.stop()
     finally:
         child.kill()
@@ -124,7 +74,7 @@ def test_latency_sits_next_to_the_count(engine) -> None:
     assert header.split() == ["SYSCALL", "COUNT", "TIME(us)"]
     row = next(ln.split() for ln in lines if ln.startswith("getppid "))
     assert int(row[1]) == N
-    assert int(row[2]) >= 0
+    assert float(row[2]) >= 0 and "." in row[2]  # ns digits: 3 decimals in us
 
 
 # Calls enough for a total of milliseconds (tens with -m, so the engine's whole milliseconds
@@ -151,15 +101,14 @@ def test_latency_sum_is_bccs(engine, unit: str) -> None:
     flags = ["-L", "-m"] if unit == "ms" else ["-L"]
     child = start_child(n)
     try:
-        with bcc_syscount(child.pid, *flags) as bcc:
-            wait_line(bcc, "Tracing", BCC_READY)
-            e = engine(SPEC, "-p", str(child.pid), *flags, "-o", "json")
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-            assert child.wait(timeout=120) == 0
-            result = e.stop()
-            out = stop_bcc(bcc)
+        bcc = BccTool("syscount-bpfcc", "-p", str(child.pid), "-T", "500", *flags)
+        e = engine(SPEC, "-p", str(child.pid), *flags, "-o", "json")
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.wait(CHILD_TIMEOUT * 2) == 0
+        result = e.stop()
+        out = "".join(f"{line}\n" for line in bcc.stop())
     finally:
         child.kill()
         if child.stdin is not None:

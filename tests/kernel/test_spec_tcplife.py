@@ -14,7 +14,9 @@ import subprocess
 import sys
 import time
 
+import procs
 import pytest
+from conftest import CHILD_TIMEOUT
 from oracle import Bpftrace
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
@@ -52,7 +54,7 @@ SCRIPT = (  # only the test's own sessions (other tests may storm the machine me
 
 
 def test_bytes_and_owner_are_exact(engine) -> None:
-    child = subprocess.Popen(
+    child = procs.spawn(
         [sys.executable, "-I", "-c", CHILD],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -66,9 +68,11 @@ def test_bytes_and_owner_are_exact(engine) -> None:
         began = time.monotonic()
         child.stdin.write("go\n")
         child.stdin.flush()
-        assert child.wait(timeout=30) == 0
+        assert child.wait(CHILD_TIMEOUT) == 0
         wall_ms = (time.monotonic() - began) * 1000
-        time.sleep(0.5)  # the last FIN/ACK closes the sockets just after the child exits
+        # the last FIN/ACK closes the sockets just after the child exits: wait for both rows
+        e.wait_rows(lambda rows: any(r["rport"] == port for r in rows))
+        oracle.wait_line(lambda ln: ln.split()[1:2] == [str(port)])
         result = e.stop()
         theirs = [tuple(int(x) for x in ln.split()) for ln in oracle.stop() if ln.strip()]
     finally:

@@ -11,7 +11,9 @@ import socket
 import subprocess
 import sys
 
+import procs
 import pytest
+from conftest import CHILD_TIMEOUT
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -30,7 +32,7 @@ c.close()
 
 def connect_from_child(port: int) -> tuple[int, int]:
     """A child connects to 127.0.0.1:port, then closes; returns (its pid, its local port)."""
-    with subprocess.Popen(
+    with procs.spawn(
         [sys.executable, "-c", CONNECT, str(port)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -40,7 +42,7 @@ def connect_from_child(port: int) -> tuple[int, int]:
         sport = int(child.stdout.readline())
         child.stdin.write("close\n")
         child.stdin.close()
-        assert child.wait(10) == 0
+        assert child.wait(CHILD_TIMEOUT) == 0
     return child.pid, sport
 
 
@@ -50,7 +52,7 @@ def test_loopback_connect_and_close(engine) -> None:
         e = engine(SPEC, "-o", "json", "-D", str(port))
         pid, sport = connect_from_child(port)
         server.accept()[0].close()
-        e.wait_rows(lambda rows: any(r["newstate"] == "TCP_FIN_WAIT1" for r in rows), timeout=10)
+        e.wait_rows(lambda rows: any(r["newstate"] == "TCP_FIN_WAIT1" for r in rows))
         result = e.stop()
     assert result.code == 0, result.stderr
     rows = result.json_rows()
@@ -90,7 +92,7 @@ def test_local_port_filter_and_ipv6(engine) -> None:
         peer = client.getsockname()[1]
         client.close()
         conn.close()
-        e.wait_rows(lambda rows: any(r["newstate"] == "TCP_CLOSE" for r in rows), timeout=10)
+        e.wait_rows(lambda rows: any(r["newstate"] == "TCP_CLOSE" for r in rows))
         result = e.stop()
     assert result.code == 0, result.stderr
     rows = result.json_rows()

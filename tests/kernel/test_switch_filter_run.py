@@ -7,10 +7,8 @@ group: ESRCH, nothing signalled); both runs see the same child's calls, so the r
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from conftest import HeldChild
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -26,20 +24,15 @@ except ProcessLookupError:
 """
 
 
-def kill_twice() -> int:
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", CHILD], capture_output=True, text=True, timeout=30, check=True
-    )
-    return int(done.stdout)
-
-
 def rows_of(engine, *args: str) -> tuple[int, list[tuple[int, int, int, str]]]:
-    e = engine(SPEC, "-o", "json", *args)
-    child = kill_twice()
+    child = HeldChild(CHILD)  # -p: only its kills reach user space, whatever else kills
+    e = engine(SPEC, "-o", "json", "-p", str(child.pid), *args)
+    assert int(child.run()) == child.pid
     result = e.stop()
     assert result.code == 0, result.stderr
     rows = [(r["pid"], r["tpid"], r["sig"], r["result"]) for r in result.json_rows()]
-    return child, [r for r in rows if r[0] == child]
+    assert all(r[0] == child.pid for r in rows), rows
+    return child.pid, rows
 
 
 def test_without_the_switch_every_kill_prints(engine) -> None:
@@ -61,9 +54,11 @@ def test_arithmetic_under_a_switch_compiles_and_filters(engine) -> None:
     """`$neg and tpid * 2 < 0` with -n: the guarded term's arithmetic is inlined into the
     filter (it once used a local before its declaration, which clang refused)."""
     for negative_only in (False, True):
-        e = engine("tests/specs/live/switch_arith.yaml", "-o", "json", *(["-n"] * negative_only))
-        child = kill_twice()
+        child = HeldChild(CHILD)
+        args = ["-o", "json", "-p", str(child.pid), *(["-n"] * negative_only)]
+        e = engine("tests/specs/live/switch_arith.yaml", *args)
+        assert int(child.run()) == child.pid
         result = e.stop()
         assert result.code == 0, result.stderr
-        tpids = [r["tpid"] for r in result.json_rows() if r["pid"] == child]
-        assert tpids == ([-999997] if negative_only else [child, -999997])
+        tpids = [r["tpid"] for r in result.json_rows() if r["pid"] == child.pid]
+        assert tpids == ([-999997] if negative_only else [child.pid, -999997])

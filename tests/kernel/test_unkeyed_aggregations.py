@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import procs
 import pytest
+from conftest import CHILD_TIMEOUT
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -19,13 +21,13 @@ for sig in (0, 17, 23, 28):  # SIGCHLD, SIGURG, SIGWINCH: ignored by default
 
 
 def test_one_row_of_every_kind(engine) -> None:
-    child = subprocess.Popen([sys.executable, "-I", "-c", CHILD], stdin=subprocess.PIPE, text=True)
+    child = procs.spawn([sys.executable, "-I", "-c", CHILD], stdin=subprocess.PIPE, text=True)
     try:
         e = engine(SPEC, "-p", str(child.pid), "-o", "json")
         assert child.stdin is not None
         child.stdin.write("go\n")
         child.stdin.close()
-        assert child.wait(timeout=30) == 0
+        assert child.wait(CHILD_TIMEOUT) == 0
         result = e.stop()
     finally:
         child.kill()

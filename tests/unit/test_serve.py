@@ -133,6 +133,7 @@ def test_serve_of_a_bad_spec_is_one_line_exit_1(tmp_path: pathlib.Path) -> None:
         capture_output=True,
         text=True,
         cwd=ROOT,
+        timeout=120,  # a serve that wrongly started would never end by itself
     )
     assert r.returncode == 1
     assert len(r.stderr.splitlines()) == 1, r.stderr
