@@ -446,6 +446,7 @@ class Layout:
     struct: str
     slots: tuple[Slot, ...]
     size: int
+    align: int = 0  # declared alignment past the members' own (C `aligned`); 0: none
 
 
 @dataclass(frozen=True)
