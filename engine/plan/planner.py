@@ -369,12 +369,17 @@ class Planner:
         probes: list[M.Probe | None],
     ) -> tuple[M.Column, ...]:
         columns = []
+        seen: set[str] = set()
         for i, item in enumerate(items):
             spec: dict[str, Any] = {"field": item} if isinstance(item, str) else item
             where: tuple[str | int, ...] = (
                 (*path, i) if isinstance(item, str) else (*path, i, "field")
             )
             name = spec["field"]
+            if path[-1] == "by" and name in seen:  # a key struct cannot hold a member twice
+                self.problem(f"field '{name}' is already in this `by` list", where)
+                continue
+            seen.add(name)
             f = fields.get(name)
             if f is None:
                 if all(p is not None for p in probes) and name not in self.broken:
