@@ -1052,10 +1052,16 @@ def layout(struct: str, members: list[tuple[str, str, int]], at_least: int = 1) 
 # --- entry points ------------------------------------------------------------------------------
 
 _BTF_CACHE: dict[str, Btf] = {}
+EMPTY_BTF = "--btf: an empty path; name a BTF file, or leave --btf out for the running kernel's"
 
 
 def load_btf(path: str | None) -> Btf:
-    """Kernel BTF, once per process; a missing or bad file is a one-line EngineError."""
+    """Kernel BTF, once per process; a missing or bad file is a one-line EngineError.
+
+    `path` None is the running kernel's; an empty one is a mistake (`--btf ''`, `--btf
+    "$UNSET"`), not a quiet way to say the running kernel."""
+    if path is not None and not path.strip():
+        raise UsageError(EMPTY_BTF)
     key = path or VMLINUX
     if key not in _BTF_CACHE:
         try:
