@@ -4,7 +4,8 @@ Options change the generated program, not just its constants: a switch turns agg
 their `by` columns (so their keys) on and off and guards filter terms; an integer or string
 option adds a comparison when given; a list option compares inline up to 8 values and looks a
 hash set up past that. The planner's stack check and `engine validate --compile` look at
-every shape here: no option given, every option given, each option given alone, and for each
+every shape here: no option given, every option given (a list with more values than are
+compared inline), each switch alone, each list option alone with one value, and for each
 aggregation the switches that make its key widest.
 """
 
@@ -61,7 +62,10 @@ def option_shapes(plan: M.Plan) -> list[Shape]:
     shapes = [_shape(plan, {})]
     if plan.options:
         shapes.append(_shape(plan, {o.name: given(o) for o in plan.options}))
-        shapes += [_shape(plan, {o.name: given(o, many=False)}) for o in plan.options]
+    # alone: a switch (it may turn off what another turns on), a list with one value (inline ==);
+    # a number or string only adds its own comparison, which every option given has
+    alone = [o for o in plan.options if o.ctype == "bool" or o.is_list]
+    shapes += [_shape(plan, {o.name: given(o, many=False)}) for o in alone]
     for agg in plan.aggregations:
         if agg.by_count or agg.unless in agg.when:
             continue  # -c's count has its own mode; an `if` and `unless` of one switch never is
