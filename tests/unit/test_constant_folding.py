@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pathlib
 import tracemalloc
+import warnings
 
 import pytest
 
@@ -18,6 +19,7 @@ from engine.errors import SpecError
 from engine.plan import planner
 from engine.plan.arith import fold
 from engine.plan.bind import bind
+from engine.spec import expr as E
 from engine.spec.loader import load_text
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -81,3 +83,18 @@ def test_folding_builds_no_other_operation() -> None:
 )
 def test_a_constant_c_refuses_is_one_located_problem(where: str, message: str) -> None:
     assert problems(where) == [message]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("1and x", "invalid decimal literal"), ("0x1for x", "invalid hexadecimal literal")],
+)
+def test_a_number_run_into_a_word_is_an_error_not_a_warning(
+    text: str, message: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Python reads `1and x` as `1 and x` with a SyntaxWarning on stderr (found by the fuzz
+    suite's arithmetic): one located error instead, and nothing on stderr."""
+    with warnings.catch_warnings(), pytest.raises(E.ExprError, match=f"^syntax error: {message}$"):
+        warnings.simplefilter("default")  # as outside the tests, where warnings only print
+        E.parse(text)
+    assert capfd.readouterr().err == ""
