@@ -638,6 +638,14 @@ class AggSink:
         return f"agg_{self.agg.kind}"
 
     @property
+    def key_copies(self) -> tuple[tuple[str, bool], ...]:
+        """Each key slot filled from the event's, and whether it is an array: an array is
+        copied with bpf_probe_read_kernel, since clang copies a byte-aligned one inline a byte
+        at a time through spilled registers (a 200-byte string passed the 512-byte stack)."""
+        arrays = {s.name for s in self.key.slots if s.count}
+        return tuple((slot_name(c.field), slot_name(c.field) in arrays) for c in self.by)
+
+    @property
     def has_other(self) -> bool:
         """Events whose key does not fit go to one overflow series, `other`, in the kernel
         (a per-CPU array beside the hash, which never fails); min and max only count them."""

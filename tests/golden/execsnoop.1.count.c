@@ -62,7 +62,7 @@ int p0_exec_tracepoint_sched_sched_process_exec(void *ctx)
     {
         struct agg_count_key_t key;
         __builtin_memset(&key, 0, sizeof(key));
-        __builtin_memcpy(&key.f_comm, &ev.f_comm, sizeof(key.f_comm));
+        bpf_probe_read_kernel(&key.f_comm, sizeof(key.f_comm), &ev.f_comm);
         u64 zero = 0;
         u64 *val = agg_count.lookup_or_try_init(&key, &zero);
         if (val) {

@@ -1,14 +1,14 @@
 """The planner's BPF stack sum against clang: what it accepts compiles, a little more does not.
 
-For each shape (a tracepoint with a user string, count mode, a return probe with stashed
-arguments, aggregation keys switched on by an option, a `by` column switched on by one, a
-histogram's key, a state value of task names stored and copied out) the test finds the
-largest size the validator accepts, compiles that program with bcc in a child process (clang
-ends its process on a too-large stack) in the shape that needs the most stack, and checks the
-next size is refused. Then it compiles the program 9 bytes past the accepted one and expects
-clang's stack error: the planner's sum is within one 8-byte slot of what clang sees. A
-compiler that does end the process still has its message copied to stderr
-(engine.runtime.runner.captured_stderr).
+For each shape (a tracepoint with a user string, count mode, a count key string copied from
+past a number, a return probe with stashed arguments, aggregation keys switched on by an
+option, a `by` column switched on by one, a histogram's key, a state value of task names
+stored and copied out) the test finds the largest size the validator accepts, compiles that
+program with bcc in a child process (clang ends its process on a too-large stack) in the shape
+that needs the most stack, and checks the next size is refused. Then it compiles the program
+9 bytes past the accepted one and expects clang's stack error: the planner's sum is within one
+8-byte slot of what clang sees. A compiler that does end the process still has its message
+copied to stderr (engine.runtime.runner.captured_stderr).
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ SHAPES = {
     "tracepoint": Shape(one_probe(OPENAT, BIG + STRING, "  columns: [b]\n")),
     "count": Shape(
         one_probe(OPENAT, STRING, "  columns: [b]\n  count: {by: [b, pid]}\n"), mode="count"
+    ),
+    "count-key-after-a-number": Shape(
+        one_probe(OPENAT, "      cpu: cpu\n" + STRING, "  columns: [b]\n  count: {by: [b]}\n"),
+        mode="count",
     ),
     "kretprobe": Shape(
         one_probe(
