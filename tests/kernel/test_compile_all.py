@@ -207,7 +207,7 @@ def test_a_failing_shape_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: pat
     """A program that fails only with --wide on: the line says so."""
     spec = tmp_path / "sw.yaml"
     spec.write_text(SWITCHED)
-    broken = "__builtin_memcpy(&key.f_file"
+    broken = "bpf_probe_read_kernel(&key.f_file"
     inject(monkeypatch, lambda c: c.replace(broken, "nope = 1;\n" + broken))
     code, lines = run([str(spec)], monkeypatch)
     assert code == 1
