@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import bisect
 import enum
+import os
+import stat
 import struct
 import sys
 from array import array
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from engine.errors import EngineError
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
+MAX_BTF = 256 << 20  # bytes: a kernel's BTF is a few MiB (allyesconfig's tens)
 
 _MAGIC = 0xEB9F
 _HEADER = {"<": struct.Struct("<HBBIIIII"), ">": struct.Struct(">HBBIIIII")}
@@ -199,18 +202,25 @@ class Btf:
 
     @classmethod
     def load(cls, path: str = VMLINUX) -> Btf:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
+        """Read a BTF file (or its .xz): a regular file of at most MAX_BTF bytes, so a
+        device (/dev/zero), a FIFO or a huge file is refused instead of read without end."""
+        try:  # O_NONBLOCK: opening a FIFO would wait for a writer
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise BtfError(f"{path}: not a regular file (a BTF file is one)")
+                data = f.read(MAX_BTF + 1)
         except OSError as e:
             raise BtfError(f"{path}: cannot read BTF: {e.strerror or e}") from None
         if data[:6] == b"\xfd7zXZ\x00":  # xz-compressed, as the test fixtures are shipped
             import lzma
 
+            unpack = lzma.LZMADecompressor()
             try:
-                data = lzma.decompress(data)
+                data = unpack.decompress(data, max_length=MAX_BTF + 1)
             except lzma.LZMAError as e:
                 raise BtfError(f"{path}: cannot decompress BTF: {e}") from None
+        if len(data) > MAX_BTF:
+            raise BtfError(f"{path}: larger than {MAX_BTF >> 20} MiB; not a kernel's BTF")
         return cls(data, path)
 
     @classmethod

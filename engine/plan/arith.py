@@ -65,17 +65,25 @@ def wrap(value: int, ctype: str) -> int:
     return value
 
 
+FOLD_OPS: dict[str, Callable[[int, int], int]] = {
+    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+    "<<": lambda a, b: a << b, ">>": lambda a, b: a >> b,
+    "&": lambda a, b: a & b, "|": lambda a, b: a | b, "^": lambda a, b: a ^ b,
+}  # fmt: skip
+
+
 def fold(op: str, a: int, b: int) -> int:
-    """A constant operation, as C computes it (division truncates toward zero)."""
+    """A constant operation, as C computes it (division truncates toward zero).
+
+    Only `op` is computed: the caller has checked its operands (a shift amount 0..63, a
+    divisor not 0), so no other operation's value, such as `1 << 8589934592`, is ever built.
+    """
     if op == "/":
         q = abs(a) // abs(b)
         return q if (a < 0) == (b < 0) else -q
     if op == "%":
         return a - fold("/", a, b) * b
-    return {
-        "+": a + b, "-": a - b, "*": a * b, "<<": a << b if b >= 0 else 0, ">>": a >> b,
-        "&": a & b, "|": a | b, "^": a ^ b,
-    }[op]  # fmt: skip
+    return FOLD_OPS[op](a, b)
 
 
 def binop(r: Resolver, node: E.BinOp) -> Val:

@@ -458,6 +458,7 @@ class Layout:
     struct: str
     slots: tuple[Slot, ...]
     size: int
+    align: int = 0  # declared alignment past the members' own (C `aligned`); 0: none
 
 
 @dataclass(frozen=True)
@@ -684,6 +685,14 @@ class AggSink:
         if self.buckets:
             return (("u64", "buckets", self.buckets), (self.value_ctype, "sum", 0))
         return ()
+
+    @property
+    def key_copies(self) -> tuple[tuple[str, bool], ...]:
+        """Each key slot filled from the event's, and whether it is an array: an array is
+        copied with bpf_probe_read_kernel, since clang copies a byte-aligned one inline a byte
+        at a time through spilled registers (a 200-byte string passed the 512-byte stack)."""
+        arrays = {s.name for s in self.key.slots if s.count}
+        return tuple((slot_name(c.field), slot_name(c.field) in arrays) for c in self.by)
 
     @property
     def leaf(self) -> str:

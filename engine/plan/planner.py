@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from engine.attach import KINDS, Target, kind_of
@@ -25,6 +26,7 @@ from engine.kernel.btf import VMLINUX, Btf, BtfError, Kind, Param
 from engine.plan import model as M
 from engine.plan import tracepoints
 from engine.plan.arith import fields_only, inline
+from engine.plan.bind import bind
 from engine.plan.resolve import (
     COMM_LEN,
     VT,
@@ -37,6 +39,7 @@ from engine.plan.resolve import (
     int_vt,
     name_index,
 )
+from engine.plan.shapes import modes, option_shapes
 from engine.plan.state import (
     StateResolver,
     StoreValueError,
@@ -176,12 +179,7 @@ class Planner:
                 "key_t",
                 [(M.slot_name(f.name), f.ctype, f.count) for f in field_list if f.name in by],
             )
-        for probe in probes:
-            if probe is not None:
-                self.check_stack(probe, event, key)
-        if self.problems:
-            raise SpecError(self.problems)
-        return M.Plan(
+        plan = M.Plan(
             name=self.data["name"],
             description=self.data.get("description", ""),
             options=tuple(self.options.values()),
@@ -195,6 +193,10 @@ class Planner:
             states=tuple(self.states.values()),
             aggregations=tuple(aggregations),
         )
+        self.check_stack(plan)
+        if self.problems:
+            raise SpecError(self.problems)
+        return plan
 
     def check_printed_fields(
         self,
@@ -385,26 +387,42 @@ class Planner:
                 )
             first.setdefault(name, i)
 
-    def check_stack(self, probe: M.Probe, event: M.Layout, key: M.Layout | None) -> None:
-        """Refuse a probe whose program would pass the BPF stack limit.
+    def check_stack(self, plan: M.Plan) -> None:
+        """Refuse a probe whose program would pass the BPF stack limit, in any shape.
 
         clang does not report a too-large stack as an error: its BPF backend ends the process.
-        So the planner adds up what each alternative's function keeps on the stack (see
-        `stack_bytes`) and says which fields are large instead.
+        So the planner adds up what each function keeps on the stack (`stack_use`), for every
+        alternative, output mode and option shape (engine.plan.shapes: aggregation keys and
+        their `by` columns come and go with switches), and says what is large instead.
         """
-        need = max(stack_bytes(alt, event, key) for alt in probe.alternatives)
-        if need <= STACK_LIMIT:
-            return
-        big = sorted((s for s in event.slots if s.size >= 16), key=lambda s: -s.size)
-        named = ", ".join(f"{s.name[len('f_') :]} {s.size}" for s in big) or "none over 16 bytes"
-        where = f"the event is {event.size} bytes (fields: {named})"
-        if key is not None:
-            where += f" and the count key {key.size} bytes (twice: bcc copies it to count)"
-        self.problem(
-            f"probe '{probe.name}' needs {need} bytes of BPF stack, over the kernel's "
-            f"{STACK_LIMIT}: {where}; make string fields smaller with `size:`",
-            ("probes", probe.index, "fields"),
-        )
+        worst: dict[str, tuple[int, StackUse, str]] = {}
+        most = max((len(p.alternatives) for p in plan.probes), default=1)
+        for shape in option_shapes(plan):
+            for mode in modes(plan):
+                label = " ".join(x for x in ("-c" * (mode == "count"), shape.flags) if x)
+                for index in range(most):
+                    choices = {p.name: min(index, len(p.alternatives) - 1) for p in plan.probes}
+                    try:
+                        program = bind(plan, mode=mode, options=shape.values, choices=choices)
+                    except UsageError:
+                        continue  # a value this shape cannot take (a 1-byte string field)
+                    for bound in program.probes:
+                        use = stack_use(bound, program)
+                        if use.total > worst.get(bound.name, (0,))[0]:
+                            worst[bound.name] = (use.total, use, label)
+        for probe in plan.probes:
+            need, use, label = worst.get(probe.name, (0, StackUse(), ""))
+            if need <= STACK_LIMIT:
+                continue
+            spec = self.data["probes"][probe.index]
+            part = next((k for k in ("fields", "store") if spec.get(k)), "name")
+            self.problem(
+                f"probe '{probe.name}' needs {need} bytes of BPF stack"
+                f"{f' with {label}' if label else ''}, over the kernel's {STACK_LIMIT}: "
+                f"{use.explain(plan.event)}; make string fields smaller with `size:`, or keys "
+                "and state values fewer",
+                ("probes", probe.index, part),
+            )
 
     def plan_options(self) -> None:
         seen: dict[str, str] = {}
@@ -445,12 +463,17 @@ class Planner:
         probes: list[M.Probe | None],
     ) -> tuple[M.Column, ...]:
         columns = []
+        seen: set[str] = set()
         for i, item in enumerate(items):
             spec: dict[str, Any] = {"field": item} if isinstance(item, str) else item
             where: tuple[str | int, ...] = (
                 (*path, i) if isinstance(item, str) else (*path, i, "field")
             )
             name = spec["field"]
+            if path[-1] == "by" and name in seen:  # a key struct cannot hold a member twice
+                self.problem(f"field '{name}' is already in this `by` list", where)
+                continue
+            seen.add(name)
             f = fields.get(name)
             if f is None:
                 if all(p is not None for p in probes) and name not in self.broken:
@@ -1002,32 +1025,115 @@ def _first_member(btf: Btf, vt: VT) -> str:
 
 STACK_LIMIT = 512  # bytes of stack a BPF program may use
 STACK_RESERVE = 8  # what every function keeps besides: the lost counter's key, spills
+SLOT = 8  # clang gives each stack object a multiple of 8 bytes
 ADDRESSED = (M.Load, M.LoadBits, M.DataLocStr)  # steps whose local is read into by address
 
 
-def stack_bytes(alt: M.Alternative, event: M.Layout, key: M.Layout | None) -> int:
-    """Bytes of BPF stack one alternative's function needs, as clang lays it out.
+def _slot(size: int) -> int:
+    return (size + SLOT - 1) // SLOT * SLOT
 
-    The event (and in count mode the key, twice) live on the stack, so does the temporary a
-    bpf_probe_read_* writes a number into (one 8-byte slot, each read in its own block) and
-    a return probe's stash copy. Registers hold the rest. Measured against clang by
-    tests/kernel/test_stack_limit.py: the largest events that compile are within
-    STACK_RESERVE of this sum.
+
+@dataclass
+class StackUse:
+    """What one BPF function keeps on the stack, by part (bytes)."""
+
+    event: int = 0
+    reads: int = 0  # the temporary a bpf_probe_read_* writes a number into
+    states: dict[str, int] = dataclasses.field(default_factory=dict)  # state map -> structs
+    sink: tuple[str, int] = ("", 0)  # the largest aggregation block: (what it is, bytes)
+    sets: int = 0  # a list option's hash set lookup key
+    reserve: int = STACK_RESERVE
+
+    @property
+    def total(self) -> int:
+        parts = (self.event, self.reads, self.sink[1], self.sets, self.reserve)
+        return sum(parts) + sum(self.states.values())
+
+    def explain(self, event: M.Layout) -> str:
+        big = sorted((s for s in event.slots if s.size >= 16), key=lambda s: -s.size)
+        named = ", ".join(f"{s.name[len('f_') :]} {s.size}" for s in big) or "none over 16 bytes"
+        said = [f"the event is {event.size} bytes (fields: {named})"]
+        if self.sink[1]:
+            said.append(self.sink[0])
+        said += [f"state '{name}' {size} bytes" for name, size in self.states.items()]
+        return ", ".join(said)
+
+
+def stack_use(probe: M.ProgramProbe, program: M.Program) -> StackUse:
+    """Bytes of BPF stack one bound probe's function needs, as clang lays it out.
+
+    On the stack: the event; the temporary a bpf_probe_read_* writes a number into (one
+    8-byte slot, each read in its own block); every state key and stored value, and a value
+    read whose task name is copied out (a value read only by its numbers is kept in
+    registers, one 8-byte spill slot per member read: a return probe's stashed arguments are
+    such a value); the key of an aggregation,
+    with its block's locals (each aggregation is its own block, so the largest counts, not
+    their sum); a hash set lookup's key. Registers hold the rest. Measured against clang by
+    tests/kernel/test_stack_limit.py: the largest programs it accepts compile.
     """
-    steps = [*alt.steps, *(s for f in alt.fields for s in f.steps)]
-    locals_ = 8 if any(isinstance(s, ADDRESSED) for s in steps) else 0
-    stash = 8 * len(alt.stash) + 8 if alt.stash else 0
-    count = 2 * key.size if key else 0  # the key, and bcc's copy of it in `increment`
-    return event.size + count + locals_ + stash + STACK_RESERVE
+    alt = probe.alternative
+    steps = [*alt.stash_steps, *alt.steps, *alt.state_steps, *probe.pre, *probe.post]
+    states = {st.name: st for st in program.states}
+    use = StackUse(event=_slot(program.event.size))
+    use.reads = SLOT if any(isinstance(s, ADDRESSED) for s in steps) else 0
+    copied = {s.src.partition(".")[0] for s in steps if isinstance(s, M.CopyLocal)}
+    members = _members_read(steps)
+    for step in steps:
+        if isinstance(step, M.StateKey):
+            size = states[step.map].key.size
+        elif isinstance(step, M.StatePut) or (
+            isinstance(step, M.StateRead) and step.dest in copied
+        ):
+            size = states[step.map].value.size
+        elif isinstance(step, M.StateRead):  # in registers, each spilled around helper calls
+            size = SLOT * len(members.get(step.dest, ()))
+        else:
+            continue
+        use.states[step.map] = use.states.get(step.map, 0) + _slot(size)
+    if probe.emits:
+        for sink in program.sinks:
+            if isinstance(sink, M.AggSink):
+                block = _slot(sink.key.size) + (2 * SLOT if sink.agg.kind == "avg" else SLOT)
+                if block > use.sink[1]:
+                    owner = "the count key" if sink.agg.by_count else (
+                        f"the key of aggregation '{sink.agg.name}'"
+                    )  # fmt: skip
+                    use.sink = (f"{owner} {sink.key.size} bytes", block)
+    if program.sets:
+        use.sets = SLOT
+    return use
+
+
+def _members_read(steps: list[M.Step]) -> dict[str, set[str]]:
+    """Local -> the members of it the steps read (`v3.f_ts`; a stash's through `Stashed`)."""
+    found: dict[str, set[str]] = {}
+    for step in steps:
+        if isinstance(step, M.Stashed):
+            found.setdefault("st", set()).add(step.slot)
+            continue
+        for attr in step.reads_from:
+            value = getattr(step, attr)
+            for text in [value] if isinstance(value, str) else [v for _, v in value]:
+                local, dot, member = text.partition(".")
+                if dot:
+                    found.setdefault(local, set()).add(member)
+    return found
 
 
 # --- layouts ----------------------------------------------------------------------------------
 
 INET_SIZE = 18  # struct inet_addr { u16 family; u8 addr[16]; }
+STATE_VALUE_ALIGN = 8  # a state value is copied out of its map: 8 bytes at a time (`layout`)
 
 
-def layout(struct: str, members: list[tuple[str, str, int]]) -> M.Layout:
-    """C struct layout with natural alignment, the way clang lays it out for BPF."""
+def layout(struct: str, members: list[tuple[str, str, int]], at_least: int = 1) -> M.Layout:
+    """C struct layout with natural alignment, the way clang lays it out for BPF.
+
+    `at_least` raises the struct's alignment (declared with `aligned`, and the size rounded to
+    it) where the members' own is less. A state value copied out of its map is one: clang
+    copies a byte-aligned struct a byte at a time, through spilled registers, so a 128-byte
+    value of task names passed the 512-byte stack where an 8-aligned one costs its size.
+    """
     offset, align_max, slots = 0, 1, []
     for name, ctype, count in members:
         if ctype == "struct inet_addr":
@@ -1041,17 +1147,25 @@ def layout(struct: str, members: list[tuple[str, str, int]]) -> M.Layout:
         slots.append(M.Slot(name, ctype, count, offset, size))
         offset += size
         align_max = max(align_max, align)
+    declared = at_least if at_least > align_max else 0
+    align_max = max(align_max, at_least)
     total = (offset + align_max - 1) // align_max * align_max
-    return M.Layout(struct, tuple(slots), max(total, 1))
+    return M.Layout(struct, tuple(slots), max(total, 1), declared)
 
 
 # --- entry points ------------------------------------------------------------------------------
 
 _BTF_CACHE: dict[str, Btf] = {}
+EMPTY_BTF = "--btf: an empty path; name a BTF file, or leave --btf out for the running kernel's"
 
 
 def load_btf(path: str | None) -> Btf:
-    """Kernel BTF, once per process; a missing or bad file is a one-line EngineError."""
+    """Kernel BTF, once per process; a missing or bad file is a one-line EngineError.
+
+    `path` None is the running kernel's; an empty one is a mistake (`--btf ''`, `--btf
+    "$UNSET"`), not a quiet way to say the running kernel."""
+    if path is not None and not path.strip():
+        raise UsageError(EMPTY_BTF)
     key = path or VMLINUX
     if key not in _BTF_CACHE:
         try:

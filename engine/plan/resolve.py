@@ -714,6 +714,13 @@ class Resolver:
         return opt, on, node.col
 
     def number(self, val: Val, node: E.Node) -> Val:
+        if val.vt.kind is VKind.STATE:  # a struct of members: C cannot compare it
+            members = self.s.states[val.vt.state].members
+            raise PlanError(
+                f"a {val.vt.label} has members ({', '.join(members)}) and is no number; "
+                f"compare or compute with one of them (`.{members[0]}`)",
+                getattr(node, "col", 0),
+            )
         if val.vt.kind in (VKind.INET, VKind.COMM, VKind.STR, VKind.ARRAY, VKind.STRUCT):
             raise PlanError(
                 f"a '{val.vt.label}' cannot be compared (numbers only, for now)",

@@ -42,7 +42,7 @@ def parse_type(text: str) -> Member | None:
 
 def plan_states(spec: dict[str, Any], problem: Callable[..., None]) -> dict[str, M.StateMap]:
     """The top-level `state:` maps, with their key and value layouts."""
-    from engine.plan.planner import layout
+    from engine.plan.planner import STATE_VALUE_ALIGN, layout
 
     maps: dict[str, M.StateMap] = {}
     for index, (name, item) in enumerate(spec.items()):
@@ -72,7 +72,7 @@ def plan_states(spec: dict[str, Any], problem: Callable[..., None]) -> dict[str,
         maps[name] = M.StateMap(
             name,
             layout(f"state_{name}_key_t", key_members),
-            layout(f"state_{name}_val_t", value_members),
+            layout(f"state_{name}_val_t", value_members, STATE_VALUE_ALIGN),
             tuple(values),
             int(item.get("size", DEFAULT_SIZE)),
             bool(item.get("lru", True)),

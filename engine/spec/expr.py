@@ -15,6 +15,7 @@ import io
 import keyword
 import re
 import tokenize
+import warnings
 from dataclasses import dataclass
 from typing import Union
 
@@ -197,7 +198,10 @@ def _parse_plain(text: str) -> Node:
         marks[i] = word
         chars[i] = "_"
     try:
-        tree = ast.parse("".join(chars), mode="eval")
+        with warnings.catch_warnings():
+            # `1and x` or `0x1for`: Python warns (on stderr) and reads on; here it is an error
+            warnings.simplefilter("error", SyntaxWarning)
+            tree = ast.parse("".join(chars), mode="eval")
     except SyntaxError as exc:
         col = max((exc.offset or 1) - 1, 0)
         raise ExprError(f"syntax error: {exc.msg}", col) from None

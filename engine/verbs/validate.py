@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pathlib
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, TextIO, Tuple
 
@@ -141,6 +143,8 @@ def btf_files(args: List[str]) -> List[str]:
     """The BTF files named by repeated --btf: files as given, a folder's *.btf[.xz] sorted."""
     files: List[str] = []
     for arg in args:
+        if not arg.strip():
+            raise UsageError(planner.EMPTY_BTF)
         if os.path.isdir(arg):
             found = sorted(
                 os.path.join(arg, n) for n in os.listdir(arg) if n.endswith(BTF_SUFFIXES)
@@ -338,6 +342,14 @@ def _matrix_json(rows: List[Tuple[str, List[Cell]]]) -> Dict[str, Any]:
     return {"kernels": kernels, "specs": specs, "valid": all(s["valid"] for s in specs)}
 
 
+def _uri(path: str) -> str:
+    """A SARIF artifactLocation.uri: a URI reference, so a relative path is percent-encoded
+    (`my specs/a#1.yaml` -> `my%20specs/a%231.yaml`) and an absolute one is a file: URI."""
+    if os.path.isabs(path):
+        return pathlib.Path(path).as_uri()
+    return urllib.parse.quote(path)
+
+
 def _sarif(rows: List[Tuple[str, List[Cell]]]) -> Dict[str, Any]:
     """SARIF 2.1.0 for code scanning: one result per problem, naming the kernels it is on."""
     merged: Dict[Tuple[str, int, int, str], List[str]] = {}
@@ -348,7 +360,7 @@ def _sarif(rows: List[Tuple[str, List[Cell]]]) -> Dict[str, Any]:
                 merged.setdefault(key, []).append(cell.kernel)
     results = []
     for (file, line, col, message), kernels in merged.items():
-        location: Dict[str, Any] = {"artifactLocation": {"uri": file}}
+        location: Dict[str, Any] = {"artifactLocation": {"uri": _uri(file)}}
         if line:
             location["region"] = {"startLine": line, "startColumn": max(col, 1)}
         results.append(

@@ -1,10 +1,12 @@
 """`engine validate --compile`: compile every attach alternative with bcc, verifier-load it.
 
 Each (spec, probe, alternative, mode) is bound with that alternative chosen (the other probes
-at their first) and no option set, so the whole program is rendered and compiled by bcc, as
-`run` compiles it, and every BPF function of the alternative is loaded through the
-kernel's verifier (nothing is attached). So a kprobe alternative is checked on a kernel that
-cannot attach kprobes; fentry/fexit loads this kernel refuses are reported, not failed.
+at their first) in every shape the options can produce (engine.plan.shapes: no option, all,
+each switch alone, ...: switches turn aggregations, their key columns and filter terms on and
+off), so each distinct program is rendered and compiled by bcc, as `run` compiles it, and every
+BPF function of the alternative is loaded through the kernel's verifier (nothing is
+attached). The report says which shape failed. So a kprobe alternative is checked on a kernel
+that cannot attach kprobes; fentry/fexit loads this kernel refuses are reported, not failed.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Any, TextIO
 
 from engine.attach import KINDS
 from engine.codegen import render
-from engine.errors import EngineError, SpecError
+from engine.errors import EngineError, SpecError, UsageError
 from engine.kernel import capabilities
 from engine.pipeline import plan_spec
 from engine.plan import model as M
 from engine.plan.bind import bind
+from engine.plan.shapes import Shape, modes, option_shapes
 from engine.runtime.runner import captured_stderr, import_bcc, kfunc_style
 
 # Kinds bcc loads itself at compile time (it must, to resolve their BTF target).
@@ -42,23 +45,51 @@ def compile_check(paths: list[str], out: TextIO) -> int:
             out.writelines(p.format() + "\n" for p in exc.problems)
             failed += 1
             continue
+        shapes = option_shapes(plan)
         for probe in plan.probes:
             for index, alt in enumerate(probe.alternatives):
                 if alt.kind in TRACING and alt.kind not in tracing:
                     tracing[alt.kind] = capabilities.probe(alt.kind)
-                for mode in ("events", "count") if plan.key else ("events",):
+                for mode in modes(plan):
                     # the whole program, as `run` loads it: every probe, this one's choice
                     choices = {**others(plan, tracing), probe.name: index}
-                    program = bind(plan, mode=mode, choices=choices, kfunc_style=kfunc_style())
-                    ok, what = check_one(bcc, program, alt, tracing.get(alt.kind))
+                    ok, what = check_shapes(bcc, plan, mode, choices, alt, shapes, tracing)
                     checked, failed = checked + 1, failed + (not ok)
                     targets = ", ".join(alt.targets)
                     out.write(
                         f"{path}: probe '{probe.name}' alternative {index + 1} "
-                        f"({alt.kind} {targets}) {mode}: {what}\n"
+                        f"({alt.kind} {targets}) {mode}{what}\n"
                     )
     out.write(f"{checked} checked: {checked - failed} ok, {failed} failed\n")
     return 1 if failed else 0
+
+
+def check_shapes(
+    bcc: Any,
+    plan: M.Plan,
+    mode: str,
+    choices: dict[str, int],
+    alt: M.Alternative,
+    shapes: list[Shape],
+    tracing: dict[str, capabilities.Probe],
+) -> tuple[bool, str]:
+    """Compile and load each distinct program the option shapes make; the first failure
+    names its shape (`with -t -P 1`) when the shapes make more than one program."""
+    programs: dict[str, str] = {}  # C text -> the first shape that makes it
+    for shape in shapes:
+        try:
+            program = bind(plan, mode=mode, options=shape.values, choices=choices,
+                           kfunc_style=kfunc_style())  # fmt: skip
+        except UsageError:
+            continue  # a value this shape cannot take (a string option on a 1-byte field)
+        programs.setdefault(render.render_c(program), shape.label)
+    what = "no option shape binds"
+    for text, label in programs.items():
+        ok, what = check_one(bcc, text, alt, tracing.get(alt.kind))
+        if not ok:
+            return False, f" with {label}: {what}" if len(programs) > 1 else f": {what}"
+    shaped = f" in {len(programs)} option shapes" if len(programs) > 1 else ""
+    return bool(programs), f": {what}{shaped}"
 
 
 def others(plan: M.Plan, tracing: dict[str, capabilities.Probe]) -> dict[str, int]:
@@ -76,10 +107,9 @@ def others(plan: M.Plan, tracing: dict[str, capabilities.Probe]) -> dict[str, in
 
 
 def check_one(
-    bcc: Any, program: M.Program, alt: M.Alternative, tracing: capabilities.Probe | None
+    bcc: Any, text: str, alt: M.Alternative, tracing: capabilities.Probe | None
 ) -> tuple[bool, str]:
-    """Compile one bound program and verifier-load the alternative's functions."""
-    text = render.render_c(program)
+    """Compile one rendered program and verifier-load the alternative's functions."""
     with captured_stderr() as log:
         try:
             b = bcc.BPF(text=text.encode())

@@ -3,7 +3,11 @@
 Seeds are every spec in specs/ and tests/specs/good/. A mutated spec is a seed's data with a
 few edits (a value replaced by an interesting one, a key dropped or added, a list item
 repeated, a subtree copied from elsewhere, an expression recombined), dumped back to YAML;
-or a seed's text with a few characters changed, which reaches the loader's corners.
+or a seed's text with a few characters changed, which reaches the loader's corners. Expressions
+include arithmetic with the integers that reach the constant folder's corners (negative and
+huge shift counts, products past 64 bits). `built_specs` composes specs from parts instead:
+bool switches on aggregations, their `by` columns and filter terms, wide string fields in keys,
+state values of task names and numbers, so the stack check and every option shape are reached.
 """
 
 from __future__ import annotations
@@ -133,6 +137,10 @@ KEYS = [
 TYPES = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "bool", "str", "list[u16]"]
 DECODERS = ["str", "inet", "be16", "be32", "hex", "enum", "errno", "elapsed", "ksym", "int"]
 OPS = ["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
+# Arithmetic and bit operators, and integers that reach the constant folder's corners (a
+# shift count past 63, a negative one, a product past 64 bits, an int64's ends).
+ARITH = ["+", "-", "*", "/", "//", "%", "<<", ">>", "&", "|", "^"]
+ARITH_INTS = [*INTS, 3, 8, 31, 32, 63, 64, 65, -3, -64, 8589934592, 2**40, -(2**40), 10**30]
 HELPERS = ["sock_saddr", "sock_daddr", "transport_header", "network_header", "inet"]
 
 
@@ -140,7 +148,7 @@ def expressions() -> st.SearchStrategy[str]:
     """Expression text: names, members, indexes, casts, comparisons, helpers, options."""
     leaves = st.one_of(
         st.sampled_from(NAMES),
-        st.sampled_from(INTS).map(str),
+        st.sampled_from(ARITH_INTS).map(str),
         st.integers(-(2**70), 2**70).map(str),
         st.sampled_from(['"curl"', '"\\udc80"', '"\\xff"', '""', "$pid", "$port", "$nosuch"]),
     )
@@ -153,6 +161,10 @@ def expressions() -> st.SearchStrategy[str]:
             st.tuples(inner, st.sampled_from(OPS), inner).map(lambda t: f"{t[0]} {t[1]} {t[2]}"),
             st.tuples(inner, st.sampled_from(["and", "or"]), inner).map(
                 lambda t: f"{t[0]} {t[1]} {t[2]}"
+            ),
+            st.tuples(inner, st.sampled_from(ARITH), inner).map(lambda t: f"{t[0]} {t[1]} {t[2]}"),
+            st.tuples(st.sampled_from(["-", "~", "- ", "-(", "~("]), inner).map(
+                lambda t: f"{t[0]}{t[1]}{')' if t[0].endswith('(') else ''}"
             ),
             inner.map(lambda e: f"not {e}"),
             inner.map(lambda e: f"({e})"),
@@ -214,6 +226,7 @@ def _small_edits(old: Any) -> st.SearchStrategy[str]:
     text = old if isinstance(old, str) else "pid"
     words = list(_WORD.finditer(text))
     ints = st.sampled_from(INTS).map(str)
+    arith_ints = st.sampled_from(ARITH_INTS).map(str)
     choices = [
         st.tuples(st.sampled_from(OPS[:6]), ints).map(lambda t: f"{text} {t[0]} {t[1]}"),
         st.tuples(ints, st.sampled_from(OPS[:6])).map(lambda t: f"{t[0]} {t[1]} {text}"),
@@ -226,6 +239,10 @@ def _small_edits(old: Any) -> st.SearchStrategy[str]:
         ),
         st.sampled_from(NAMES).map(lambda m: f"{text}.{m}"),
         st.just(f"not ({text})"),
+        st.tuples(st.sampled_from(ARITH), arith_ints).map(lambda t: f"({text}) {t[0]} {t[1]}"),
+        st.tuples(arith_ints, st.sampled_from(ARITH), arith_ints, st.sampled_from(OPS[:6])).map(
+            lambda t: f"{text} {t[3]} {t[0]} {t[1]} {t[2]}"
+        ),
     ]
     if words:
 
@@ -325,3 +342,109 @@ def mutated_texts(draw: Callable[[st.SearchStrategy[Any]], Any]) -> str:
         piece = draw(st.one_of(st.sampled_from(TEXT_PIECES), st.text(max_size=3)))
         text = text[:i] + piece + text[j:]
     return text
+
+
+# --- specs built from parts: switches, stack-heavy keys, state values --------------------------
+
+# (attach, field name -> value) the fixture and the running kernel both have
+TRACEPOINTS = [
+    ("sched/sched_process_exec", {"file": "args.filename", "opid": "args.old_pid"}),
+    ("sock/inet_sock_set_state", {"sport": "args.sport", "newstate": "args.newstate"}),
+]
+NUMBERS = {"pid": "tgid", "tid": "tid", "uid": "uid", "ts": "ktime_ns", "cpu": "cpu"}
+AGG_KINDS = ["count", "sum", "min", "max", "avg", "hist", "lhist"]
+STATE_TYPES = ["u8", "u16", "u32", "u64", "s32", "comm"]
+
+
+@st.composite
+def built_specs(draw: Callable[[st.SearchStrategy[Any]], Any]) -> str:
+    """A spec made of the parts whose combinations reach the stack limit and the option
+    shapes: bool switches on aggregations, their `by` columns and filter terms; wide string
+    fields in count and aggregation keys; state values of task names and numbers."""
+    switches = [f"sw{i}" for i in range(draw(st.integers(0, 3)))]
+    options: dict[str, Any] = {s: {"flag": f"--{s}", "type": "bool"} for s in switches}
+    if draw(st.booleans()):
+        options["ports"] = {"flag": "-P", "type": "list[u16]"}
+    if draw(st.booleans()):
+        options["who"] = {"flag": "-p", "type": "u32"}
+    tracepoint, args = draw(st.sampled_from(TRACEPOINTS))
+    fields: dict[str, Any] = {}
+    for name in draw(st.lists(st.sampled_from(sorted(NUMBERS)), min_size=1, max_size=4)):
+        fields[name] = NUMBERS[name]
+    for name, value in args.items():
+        if draw(st.booleans()):
+            size = draw(st.sampled_from([1, 8, 16, 64, 120, 128, 200, 240, 248, 255, 256]))
+            fields[name] = {"value": value, "size": size} if name == "file" else value
+    numbers = [f for f in fields if f in NUMBERS or f in ("opid", "sport", "newstate")]
+    switch = st.sampled_from(switches) if switches else st.nothing()
+
+    def column(name: str) -> Any:
+        if switches and draw(st.booleans()):
+            return {"field": name, "if": draw(switch)}
+        return name
+
+    terms = []
+    if "ports" in options and "sport" in fields:
+        terms.append("sport in $ports")
+    if "who" in options:
+        terms.append("pid == $who" if "pid" in fields else f"{numbers[0]} == $who")
+    if switches and draw(st.booleans()):  # a switch guards its `and`, in parentheses
+        bound = draw(st.sampled_from([0, 1, 7, 255]))
+        terms.append(f"(${draw(switch)} and {draw(st.sampled_from(numbers))} > {bound})")
+    probe: dict[str, Any] = {"name": "p", "attach": [{"tracepoint": tracepoint}], "fields": fields}
+    probes = [probe]
+    data: dict[str, Any] = {"name": "built", "options": options, "probes": probes}
+    if terms:
+        probe["filter"] = " and ".join(terms)
+    if draw(st.booleans()):  # state: stored by one probe, taken by this one
+        members = draw(st.lists(st.sampled_from(STATE_TYPES), min_size=1, max_size=8))
+        value = {f"m{i}": t for i, t in enumerate(members)}
+        data["state"] = {"st": {"key": "u32", "value": value}}
+        stored = {m: ("comm" if t == "comm" else "ktime_ns") for m, t in value.items()}
+        probes.insert(0, {
+            "name": "begin", "attach": [{"tracepoint": "sched/sched_process_fork"}],
+            "store": {"st": {"key": "tid", "value": stored}},
+        })  # fmt: skip
+        probe["let"] = {"s": f"{draw(st.sampled_from(['take', 'get']))}(st, tid)"}
+        for m in value:
+            if draw(st.booleans()):
+                fields[f"s_{m}"] = f"s.{m}"
+    output: dict[str, Any] = {"columns": [column(f) for f in fields]}
+    data["output"] = output
+    if draw(st.booleans()):
+        output["count"] = {
+            "by": [
+                column(f)
+                for f in draw(
+                    st.lists(st.sampled_from(sorted(fields)), min_size=1, max_size=3, unique=True)
+                )
+            ]
+        }
+    aggs = []
+    for i in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(AGG_KINDS))
+        agg: dict[str, Any] = {"name": f"a{i}"}
+        if kind == "count":
+            agg["count"] = True
+        elif kind == "lhist":
+            agg["lhist"] = {
+                "value": draw(st.sampled_from(numbers)),
+                "min": 0,
+                "max": 100,
+                "step": 10,
+            }
+        else:
+            agg[kind] = draw(st.sampled_from(numbers))
+        by = draw(st.lists(st.sampled_from(sorted(fields)), max_size=3, unique=True))
+        if by:
+            agg["by"] = [column(f) for f in by]
+        if switches and draw(st.booleans()):
+            agg["if"] = draw(switch)
+        if switches and draw(st.booleans()):
+            agg["unless"] = draw(switch)
+        aggs.append(agg)
+    if aggs:
+        output["aggregations"] = aggs
+    if not options:
+        del data["options"]
+    return yaml.safe_dump(data, sort_keys=False, width=10_000)

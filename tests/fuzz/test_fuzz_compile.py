@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 import pytest
-from fuzz_mutate import mutated_specs, mutated_texts
+from fuzz_mutate import built_specs, mutated_specs, mutated_texts
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -72,7 +72,11 @@ def accepted(text: str) -> bool:
     suppress_health_check=list(HealthCheck),
     print_blob=True,
 )
-@given(st.one_of(mutated_texts(), mutated_specs(edits=2), mutated_specs(sites_only=True)))
+@given(
+    st.one_of(
+        mutated_texts(), mutated_specs(edits=2), mutated_specs(sites_only=True), built_specs()
+    )
+)
 def test_accepted_specs_compile_and_load(text: str) -> None:
     assume(accepted(text))
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:

@@ -3,7 +3,8 @@
 Properties, for every generated spec:
 - nothing is raised but the engine's own SpecError (a traceback is a bug, whatever the input);
 - every problem is one line located at file:line:col (only whole-file problems lack a line);
-- a spec that plans binds in every mode and alternative, renders C and a decoder that loads;
+- a spec that plans binds in every mode, alternative and option shape (engine.plan.shapes),
+  renders C and a decoder that loads;
 - the did-you-mean work per spec is bounded (each suggestion compares at most a shortlist).
 Planning uses the committed BTF fixture, so this runs anywhere. The budget is small here (see
 FUZZ_EXAMPLES); `make fuzz` runs a long, randomized one and docs/performance.md keeps its count.
@@ -17,7 +18,7 @@ import time
 from typing import Any
 
 import pytest
-from fuzz_mutate import mutated_specs, mutated_texts
+from fuzz_mutate import built_specs, mutated_specs, mutated_texts
 from hypothesis import HealthCheck, given, settings
 
 from engine import errors
@@ -26,6 +27,7 @@ from engine.errors import Problem, SpecError
 from engine.plan import model as M
 from engine.plan import planner
 from engine.plan.bind import bind
+from engine.plan.shapes import option_shapes
 from engine.spec.loader import EMPTY_SPEC, load_text
 from engine.spec.schema import check_schema
 
@@ -90,7 +92,7 @@ def pipeline(text: str) -> M.Plan | None:
         located(error.problems, text)
         return None
     modes = ("events", "count") if plan.key else ("events",)
-    for options in ({}, option_values(plan)):
+    for options in [{}, option_values(plan), *(s.values for s in option_shapes(plan))]:
         for probe in plan.probes:
             for index in range(len(probe.alternatives)):
                 for mode in modes:
@@ -134,6 +136,13 @@ def test_mutated_expressions(text: str) -> None:
 @SETTINGS
 @given(mutated_texts())
 def test_mutated_texts(text: str) -> None:
+    check(text)
+
+
+@SETTINGS
+@given(built_specs())
+def test_built_specs(text: str) -> None:
+    """Switches, wide keys and state values: most plan, and bind in every option shape."""
     check(text)
 
 

@@ -52,11 +52,11 @@ struct state_whoami_key_t {
 _Static_assert(sizeof(struct state_whoami_key_t) == 8, "state_whoami_key_t size differs from the decoder");
 _Static_assert(__builtin_offsetof(struct state_whoami_key_t, k0) == 0, "state_whoami_key_t.k0 offset");
 
-struct state_whoami_val_t {
+struct __attribute__((aligned(8))) state_whoami_val_t {
     u32 f_pid;
     char f_comm[16];
 };
-_Static_assert(sizeof(struct state_whoami_val_t) == 20, "state_whoami_val_t size differs from the decoder");
+_Static_assert(sizeof(struct state_whoami_val_t) == 24, "state_whoami_val_t size differs from the decoder");
 _Static_assert(__builtin_offsetof(struct state_whoami_val_t, f_pid) == 0, "state_whoami_val_t.f_pid offset");
 _Static_assert(__builtin_offsetof(struct state_whoami_val_t, f_comm) == 4, "state_whoami_val_t.f_comm offset");
 

@@ -79,7 +79,10 @@ def test_every_spec_alternative_compiles_and_verifies(monkeypatch: pytest.Monkey
     assert kinds & {"kprobe", "kretprobe"}, "no kprobe alternative was verifier-loaded"
     assert "tracepoint" in kinds
     four = "specs/tcpconnect.yaml: probe 'connect' alternative 1 (kretprobe tcp_v4_connect, "
-    assert f"{four}tcp_v6_connect) count: compiled, verifier ok (4 programs)" in lines
+    assert (
+        f"{four}tcp_v6_connect) count: compiled, verifier ok (4 programs) in 3 option shapes"
+        in lines
+    )
 
 
 def test_good_specs_compile_and_verify(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,6 +164,58 @@ def test_verifier_rejection_names_the_program(monkeypatch: pytest.MonkeyPatch) -
         lines[1],
     ), lines
     assert lines[-1] == "2 checked: 1 ok, 1 failed"
+
+
+SWITCHED = """\
+name: sw
+options:
+  wide: {flag: --wide, type: bool, help: one series per file}
+  pid: {flag: -p, type: u32, help: this process only}
+  ports: {flag: -P, type: "list[u16]", help: these ports}
+probes:
+  - name: execs
+    attach:
+      - tracepoint: sched/sched_process_exec
+    fields:
+      file: {value: args.filename, size: 64}
+      pid: tgid
+    filter: pid == $pid and pid in $ports
+output:
+  aggregations:
+    - {name: calls, count: true, by: [pid, {field: file, if: wide}]}
+"""
+
+
+def test_every_option_shape_is_compiled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    """Switches turn key columns on, options add comparisons, a long list becomes a hash set:
+    each distinct program is compiled and loaded, not only the one no option makes."""
+    spec = tmp_path / "sw.yaml"
+    spec.write_text(SWITCHED)
+    seen: list[str] = []
+    inject(monkeypatch, lambda c: seen.append(c) or c)
+    code, lines = run([str(spec)], monkeypatch)
+    assert code == 0 and lines[0].endswith("verifier ok (1 program) in 4 option shapes"), lines
+    wide = "struct agg_calls_key_t {\n    u32 f_pid;\n    char f_file[64];\n};"
+    assert [c for c in seen if wide in c], "no program with --wide's key was compiled"
+    assert [c for c in seen if "set_ports.lookup" in c], "no program with -P's hash set"
+    assert [c for c in seen if "set_ports" not in c and "== 1U" in c], "no -P with one port"
+
+
+def test_a_failing_shape_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    """A program that fails only with --wide on: the line says so."""
+    spec = tmp_path / "sw.yaml"
+    spec.write_text(SWITCHED)
+    broken = "bpf_probe_read_kernel(&key.f_file"
+    inject(monkeypatch, lambda c: c.replace(broken, "nope = 1;\n" + broken))
+    code, lines = run([str(spec)], monkeypatch)
+    assert code == 1
+    assert re.search(
+        r"events with --wide -p 1 -P 1,2,3,4,5,6,7,8,9: compile failed: use of undeclared "
+        r"identifier 'nope'",
+        lines[0],
+    ), lines
 
 
 def test_spec_problems_are_reported_not_raised(
