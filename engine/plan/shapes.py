@@ -16,6 +16,7 @@ from typing import Mapping
 
 from engine.plan import model as M
 from engine.plan.bind import SET_INLINE, OptionValue
+from engine.plan.resolve import PINNED
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,11 @@ class Shape:
 
 def given(option: M.Option, many: bool = True) -> OptionValue:
     """A value for a given option: a list has more values than are compared inline (the
-    hash set), or with `many` off one (the inline ==)."""
+    hash set), or with `many` off one (the inline ==). A pinned map (`--cgroupmap PATH`) is
+    left out: bcc opens (or creates and pins) the map at PATH when it loads the program, so a
+    shape cannot name one that is not there; its lookup adds an 8-byte key to the stack."""
+    if option.ctype == PINNED:
+        return None
     if option.ctype == "bool":
         return True
     if option.ctype == "str":

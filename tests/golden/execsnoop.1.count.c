@@ -63,16 +63,18 @@ int p0_exec_tracepoint_sched_sched_process_exec(void *ctx)
         struct agg_count_key_t key;
         __builtin_memset(&key, 0, sizeof(key));
         bpf_probe_read_kernel(&key.f_comm, sizeof(key.f_comm), &ev.f_comm);
-        u64 zero = 0;
-        u64 *val = agg_count.lookup_or_try_init(&key, &zero);
-        if (val) {
-            *val += 1;
-        } else {  // a key past the map's size: counted, and folded into `other`
-            count_error(0);
-            int other = 0;
-            u64 *o = agg_count_other.lookup(&other);
-            if (o)
-                *o += 1;
+        int first = 0;
+        u64 zero = {0};
+        u64 *init = &zero;
+        if (init) {
+            u64 *val = agg_count.lookup_or_try_init(&key, init);
+            if (!val) {  // a key past the map's size: counted, and folded into `other`
+                count_error(0);
+                val = agg_count_other.lookup(&first);
+            }
+            if (val) {
+                *val += 1;
+            }
         }
     }
     return 0;
