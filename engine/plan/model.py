@@ -433,6 +433,12 @@ Step = Union[
 ]
 
 
+def leaf_size(sink: AggSink) -> int:
+    """Bytes of one per-CPU value of an aggregation (its struct's members, 8 bytes each, or
+    a plain 8-byte integer)."""
+    return sum(8 * (n or 1) for _, _, n in sink.members) or 8
+
+
 def slot_name(field: str) -> str:
     """The C struct member and ctypes attribute of a field: prefixed, so no field name can
     collide with a C or Python keyword or a kernel macro (`int`, `from`, `current`)."""

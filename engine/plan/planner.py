@@ -1093,7 +1093,10 @@ def stack_use(probe: M.ProgramProbe, program: M.Program) -> StackUse:
     if probe.emits:
         for sink in program.sinks:
             if isinstance(sink, M.AggSink):
-                block = _slot(sink.key.size) + (2 * SLOT if sink.agg.kind == "avg" else SLOT)
+                # the key, `first` (the index of `other` and of a histogram's zero), and a
+                # plain value's zero start (emit_agg.c.j2; a histogram starts from a map's)
+                start = 0 if sink.buckets else _slot(M.leaf_size(sink))
+                block = _slot(sink.key.size) + SLOT + start
                 if block > use.sink[1]:
                     owner = "the count key" if sink.agg.by_count else (
                         f"the key of aggregation '{sink.agg.name}'"

@@ -27,6 +27,7 @@ from engine.errors import Problem, SpecError
 from engine.plan import model as M
 from engine.plan import planner
 from engine.plan.bind import bind
+from engine.plan.resolve import PINNED
 from engine.plan.shapes import option_shapes
 from engine.spec.loader import EMPTY_SPEC, load_text
 from engine.spec.schema import check_schema
@@ -74,6 +75,8 @@ def option_values(plan: M.Plan) -> dict[str, Any]:
             out[o.name] = True
         elif o.ctype == "str":
             out[o.name] = "curl"
+        elif o.ctype == PINNED:
+            out[o.name] = "/sys/fs/bpf/engine-fuzz"  # a path: bind writes it into the C
         else:
             out[o.name] = [1, 2] if o.is_list else 1
     return out

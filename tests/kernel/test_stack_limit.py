@@ -48,16 +48,18 @@ def one_probe(attach: str, fields: str, output: str, head: str = "") -> Callable
 
 def states(n: int) -> str:
     """Eight task names (the most a state value holds) stored by one probe, taken and copied
-    out by another, beside string fields of 128 and `n` bytes."""
+    out by another, beside string fields of 128 and `n` bytes (each probe sets every printed
+    field)."""
     names = ", ".join(f"c{i}: comm" for i in range(8))
     return (
         f"name: stack\nstate:\n  st: {{key: u32, value: {{{names}}}}}\nprobes:\n"
         f"  - name: a\n    attach:\n      - {OPENAT}\n"
         f"    fields:\n      a: {{value: args.filename, size: 128}}\n"
-        f"      b: {{value: args.filename, size: {n}}}\n"
+        f"      b: {{value: args.filename, size: {n}}}\n      c: comm\n"
         f"    store:\n      st: {{key: tid, value: {{{names}}}}}\n"
         f"  - name: b\n    attach:\n      - {OPENAT}\n"
-        f"    let:\n      s: take(st, tid)\n    fields:\n      c: s.c7\n"
+        f"    let:\n      s: take(st, tid)\n    fields:\n"
+        f"      b: {{value: args.filename, size: {n}}}\n      c: s.c7\n"
         f"output:\n  columns: [b, c]\n"
     )
 
