@@ -48,6 +48,10 @@ class Aggregate:
     dropped: int  # events the kernel dropped: their key did not fit the map
     header: str = ""  # the table header (count mode: CONNECTS), for derived metric names
     cli_count: bool = False  # the spec's output.count, turned on by -c (or serve)
+    # a histogram's finite `le`s that every series shows, filled or not, so no bucket series
+    # appears late (a late one loses its first increments to rate()): an lhist's are all its
+    # buckets; a log2's () here: from bucket 1 up to the highest ever filled (engine serve)
+    bounds: tuple[float, ...] = ()
 
 
 Converter = Callable[[M.AggSink, "sinks.Series"], Series]
@@ -82,6 +86,14 @@ def _total(sink: M.AggSink, total: int) -> int:
         return total
     total %= 1 << 64
     return total - (1 << 64) if total >= 1 << 63 else total
+
+
+def linear_bounds(agg: M.Aggregation) -> tuple[float, ...]:
+    """Every finite upper bound (inclusive) of an lhist's buckets; () for other kinds."""
+    if agg.kind != "linear":
+        return ()
+    top = (agg.high - agg.low) // agg.step + 1
+    return tuple(float(high) for i in range(top) if (high := sinks.bounds(agg, i)[1]) is not None)
 
 
 KINDS: dict[str, Converter] = {
@@ -129,6 +141,7 @@ def read_aggregates(session: Any) -> list[Aggregate]:
                 dropped=errors[sink.index] if sink.index < len(errors) else 0,
                 header=sink.agg.header,
                 cli_count=sink.agg.by_count,
+                bounds=linear_bounds(sink.agg),
             )
         )
     return out

@@ -178,6 +178,7 @@ class EngineCollector:
         self.lock = threading.Lock()  # bcc map reads are not meant to run concurrently
         self.last_duration = 0.0
         self.scrape_errors = 0
+        self.log2_top: dict[str, float] = {}  # metric -> the highest log2 `le` ever filled
 
     def describe(self) -> list[Any]:
         return []  # unchecked collector: the families are known only at scrape time
@@ -286,8 +287,23 @@ class EngineCollector:
             families.append(last)
         yield from families
 
-    @staticmethod
-    def family(metric: Metric, agg: Aggregate, series: list[Series]) -> Any:
+    def bounds(self, metric: Metric, agg: Aggregate, series: list[Series]) -> list[float]:
+        """The `le`s of every series of a histogram at this scrape, +Inf last: an lhist's
+        all; a log2's bucket 1 (le 1) up to the highest ever filled, which never shrinks, so a
+        bucket series once shown stays, and every one below the top is there from the start."""
+        seen = {b.le for s in series for b in s.buckets if not math.isinf(b.le)}
+        if agg.kind != "log2":
+            return sorted(set(agg.bounds) | seen | {math.inf})
+        top = max(seen | {self.log2_top.get(metric.name, 0.0)})
+        self.log2_top[metric.name] = top
+        les = []
+        i = 1
+        while (1 << i) - 1 <= top:
+            les.append(float((1 << i) - 1))
+            i += 1
+        return sorted(set(les) | seen | {math.inf})
+
+    def family(self, metric: Metric, agg: Aggregate, series: list[Series]) -> Any:
         from prometheus_client.core import (
             CounterMetricFamily,
             GaugeMetricFamily,
@@ -299,7 +315,7 @@ class EngineCollector:
         d = metric.divisor
         if metric.type == "histogram":
             h = HistogramMetricFamily(metric.name, metric.help, labels=labels)
-            bounds = sorted({b.le for s in series for b in s.buckets} | {math.inf})
+            bounds = self.bounds(metric, agg, series)
             for s in series:
                 raw = {b.le: b.count for b in s.buckets}
                 cumulative, running = [], 0

@@ -212,10 +212,14 @@ def test_budget_merges_histograms_bucket_by_bucket() -> None:
     assert (merged.sum, merged.count) == (5009, 8)
 
 
-def exposition(metric: serve.Metric, agg: Aggregate) -> dict[str, float]:
+def exposition(
+    metric: serve.Metric, agg: Aggregate, collector: serve.EngineCollector | None = None
+) -> dict[str, float]:
+    collector = collector or serve.EngineCollector([], {})
+
     class One:
         def collect(self):  # type: ignore[no-untyped-def]
-            yield serve.EngineCollector.family(metric, agg, list(agg.series))
+            yield collector.family(metric, agg, list(agg.series))
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(One())  # type: ignore[arg-type]
@@ -228,23 +232,55 @@ def exposition(metric: serve.Metric, agg: Aggregate) -> dict[str, float]:
 
 
 def test_histogram_in_seconds_is_cumulative_and_consistent() -> None:
-    """ns buckets -> seconds; _count is the bucket total and _sum the converted sum."""
+    """ns buckets -> seconds; _count is the bucket total and _sum the converted sum; every
+    log2 bucket from le 1 up to the highest filled is there for every series."""
     metric = serve.Metric("runq", "lat", "runq_lat_seconds", "h", "histogram", 1e9, 10)
     s1 = Series(lab("a"), buckets=(Bucket(1023, 3), Bucket(4095, 1)), sum=6000, count=4)
     s2 = Series(lab("b"), buckets=(Bucket(4095, 2),), sum=5000, count=2)
     got = exposition(metric, Aggregate("lat", "log2", ("dport",), "ns", (s1, s2), 0))
-    assert got == {
-        "runq_lat_seconds_bucket[('dport', 'a'), ('le', '1.023e-06')]": 3,
-        "runq_lat_seconds_bucket[('dport', 'a'), ('le', '4.095e-06')]": 4,
-        "runq_lat_seconds_bucket[('dport', 'a'), ('le', '+Inf')]": 4,
-        "runq_lat_seconds_count[('dport', 'a')]": 4,
-        "runq_lat_seconds_sum[('dport', 'a')]": 6e-06,
-        "runq_lat_seconds_bucket[('dport', 'b'), ('le', '1.023e-06')]": 0,
-        "runq_lat_seconds_bucket[('dport', 'b'), ('le', '4.095e-06')]": 2,
-        "runq_lat_seconds_bucket[('dport', 'b'), ('le', '+Inf')]": 2,
-        "runq_lat_seconds_count[('dport', 'b')]": 2,
-        "runq_lat_seconds_sum[('dport', 'b')]": 5e-06,
-    }
+    les = [f"{((1 << i) - 1) / 1e9!r}" for i in range(1, 13)]
+    want: dict[str, float] = {}
+    for port, filled, total in (("a", {1023: 3, 4095: 1}, 6e-06), ("b", {4095: 2}, 5e-06)):
+        running = 0
+        for i, le in enumerate(les, start=1):
+            running += filled.get((1 << i) - 1, 0)
+            want[f"runq_lat_seconds_bucket[('dport', '{port}'), ('le', '{le}')]"] = running
+        want[f"runq_lat_seconds_bucket[('dport', '{port}'), ('le', '+Inf')]"] = running
+        want[f"runq_lat_seconds_count[('dport', '{port}')]"] = running
+        want[f"runq_lat_seconds_sum[('dport', '{port}')]"] = total
+    assert got == want
+
+
+def test_histogram_bucket_series_never_appear_late_or_vanish() -> None:
+    """An lhist shows all its buckets from the first scrape; a log2 every bucket up to the
+    highest ever filled, kept when a later scrape (a new key, a --clear'd map) fills less: a
+    bucket series that appears late loses its first increments to rate()."""
+    from engine.runtime.aggregates import linear_bounds
+    from tests.unit.test_print_units import agg as _agg
+
+    lin = _agg("linear", 1)
+    lin = type(lin)(**{**lin.__dict__, "low": 0, "high": 30, "step": 10})
+    metric = serve.Metric("s", "l", "s_l", "h", "histogram", 1.0, 10)
+    one = Series(lab("a"), buckets=(Bucket(19, 1),), sum=15, count=1)
+    got = exposition(
+        metric, Aggregate("l", "linear", ("dport",), "", (one,), 0, bounds=linear_bounds(lin))
+    )
+    assert sorted(k for k in got if "_bucket" in k) == sorted(
+        f"s_l_bucket[('dport', 'a'), ('le', '{le}')]"
+        for le in ("-1.0", "9.0", "19.0", "29.0", "+Inf")
+    )
+    collector = serve.EngineCollector([], {})
+    metric = serve.Metric("s", "h", "s_h", "h", "histogram", 1.0, 10)
+    high = Series(lab("a"), buckets=(Bucket(7, 2),), sum=10, count=2)
+    low = Series(lab("b"), buckets=(Bucket(1, 1),), sum=1, count=1)
+    first = exposition(metric, Aggregate("h", "log2", ("dport",), "", (high,), 0), collector)
+    later = exposition(metric, Aggregate("h", "log2", ("dport",), "", (low,), 0), collector)
+    assert [k for k in first if "_bucket" in k] == [
+        f"s_h_bucket[('dport', 'a'), ('le', '{le}')]" for le in ("1.0", "3.0", "7.0", "+Inf")
+    ]
+    assert [k for k in later if "_bucket" in k] == [
+        f"s_h_bucket[('dport', 'b'), ('le', '{le}')]" for le in ("1.0", "3.0", "7.0", "+Inf")
+    ]
 
 
 def test_counter_gets_total_and_gauge_does_not() -> None:
@@ -397,11 +433,13 @@ def test_every_exposition_is_strictly_valid() -> None:
         ),
     ]
 
+    collector = serve.EngineCollector([], {})
+
     class All:
         def collect(self):  # type: ignore[no-untyped-def]
             for metric, agg in cases:
                 budget = serve.Budget(metric.max_series)
-                yield serve.EngineCollector.family(metric, agg, budget.apply(agg))
+                yield collector.family(metric, agg, budget.apply(agg))
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(All())  # type: ignore[arg-type]
