@@ -279,22 +279,29 @@ def test_prometheus_sees_exact_counts_and_buckets(
         r["metric"]["le"]: float(r["value"][1])
         for r in prom.query(f'{name}_bucket{{comm="engine-wtest"}}')
     }
-    # bcc's log2 buckets: [0,1] [4,7] [64,127] [128,255] [512,1023] [2048,4095], cumulative.
-    assert buckets == {
-        "1.0": 1,
-        "7.0": 2,
-        "127.0": 3,
-        "255.0": 4,
-        "1023.0": 6,
-        "4095.0": 7,
-        "+Inf": 7,
-    }
+    # bcc's log2 buckets: [0,1] [4,7] [64,127] [128,255] [512,1023] [2048,4095], cumulative;
+    # every bucket from le 1 up to the highest filled is there, empty ones included.
+    filled = {1: 1, 7: 1, 127: 1, 255: 1, 1023: 2, 4095: 1}
+    want, running = {}, 0
+    for i in range(1, 13):
+        running += filled.get((1 << i) - 1, 0)
+        want[f"{float((1 << i) - 1)}"] = running
+    assert buckets == {**want, "+Inf": 7}
     linear = {
         r["metric"]["le"]: float(r["value"][1])
         for r in prom.query('writesize_sizes_bucket{comm="engine-wtest"}')
     }
-    # lhist 0..1000 step 100: [0,99] [100,199] [200,299] [900,999], then >= 1000.
-    assert linear == {"99.0": 2, "199.0": 3, "299.0": 4, "999.0": 5, "+Inf": 7}
+    # lhist 0..1000 step 100: [0,99] [100,199] [200,299] [900,999], then >= 1000; every
+    # bucket of the lhist is there (le -1 is its `< min` one).
+    assert linear == {
+        "-1.0": 0,
+        "99.0": 2,
+        "199.0": 3,
+        "299.0": 4,
+        **{f"{float(le)}": 4 for le in range(399, 999, 100)},
+        "999.0": 5,
+        "+Inf": 7,
+    }
     prom.wait_value('writesize_biggest_bytes{comm="engine-wtest"}', 4000)
     prom.wait_value('engine_spec_load_errors_total{spec="tcpconnect"}', 0)
     prom.wait_value("engine_specs_loaded", 3)
@@ -309,8 +316,8 @@ def test_prometheus_sees_exact_counts_and_buckets(
         r["metric"]["le"]: float(r["value"][1])
         for r in prom.query('writeret_rets_bucket{comm="engine-rtest"}')
     }
-    # lhist -16..16 step 8: [-16,-9] holds -9 twice, [0,7] holds 1 and 5.
-    assert rets == {"-9.0": 2, "7.0": 4, "+Inf": 4}
+    # lhist -16..16 step 8: [-16,-9] holds -9 twice, [0,7] holds 1 and 5; all its buckets.
+    assert rets == {"-17.0": 0, "-9.0": 2, "-1.0": 2, "7.0": 4, "15.0": 4, "+Inf": 4}
     # The whole scrape passes the strict checks and promtool; Prometheus kept the target up.
     status, text = serve.get("/metrics")
     assert status == 200
