@@ -10,6 +10,7 @@ import ctypes
 import re
 
 import pytest
+from test_serve_prometheus import Serve  # at collection: its `conftest` is tests/kernel's
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -47,8 +48,6 @@ def test_evicted_keys_are_reported_exactly(engine) -> None:
 def test_serve_counts_evictions() -> None:
     """engine serve: engine_state_evictions_total{state="held"} and the takes that found
     their key (the `takes` count) add up to the 1,000 keys stored."""
-    from tests.kernel.test_serve_prometheus import Serve
-
     serve = Serve("tests/specs/serve/lru_evict.yaml")
     try:
         for key in range(KEYS):
