@@ -76,16 +76,7 @@ def _histogram(sink: M.AggSink, s: sinks.Series) -> Series:
     for i, n in sorted(s.buckets.items()):
         high = sinks.bounds(sink.agg, i)[1]
         out.append(Bucket(math.inf if high is None else float(high), n))
-    return Series(_labels(sink, s), buckets=tuple(out), sum=_total(sink, s.total), count=s.count)
-
-
-def _total(sink: M.AggSink, total: int) -> int:
-    """A histogram's sum as the kernel kept it: u64 per CPU, wrapping, so a signed field's
-    sum is the merged total modulo 2^64 read as two's complement (-12, not 2^64 - 12)."""
-    if not sink.agg.signed:
-        return total
-    total %= 1 << 64
-    return total - (1 << 64) if total >= 1 << 63 else total
+    return Series(_labels(sink, s), buckets=tuple(out), sum=s.total, count=s.count)
 
 
 def linear_bounds(agg: M.Aggregation) -> tuple[float, ...]:

@@ -721,9 +721,23 @@ def test_a_signed_fields_histogram_sum_is_read_as_twos_complement(tmp_path: path
     text = text.replace("count: {max_series: 5}", "states: {max_series: 5}")
     _, program, _ = serve.plan_spec(write(tmp_path, text), BTF)
     (sink,) = program.aggregations
-    for total in (2**64 - 12, 2 * 2**64 - 12):
-        got = KINDS["linear"](sink, sinks.Series(("x",), buckets={1: 4}, total=total))
-        assert got.sum == -12
+    from tests.unit.test_sinks import Table, leaf
+
+    fields = {f.name: f for f in program.fields}
+    reader = sinks.Reader(sink, fields, decoders.State())
+    import struct as st
+
+    from engine.runtime.rows import struct_format
+
+    key = st.pack(struct_format(sink.key)[0], b"x")
+    # per CPU as the kernel keeps them (s64, wrapping): two CPUs whose parts add up past
+    # 2^63 wrap to -12 as the kernel's own s64 sum would; the Reader merges and wraps as C
+    cpus = [leaf(sink, buckets=[0, 2], sum=2**63 - 1), leaf(sink, buckets=[0, 2], sum=2**63 - 11)]
+    (series,) = reader.read(
+        {sink.map: Table({key: cpus}), f"{sink.map}_other": Table({b"other": []})}
+    )
+    got = KINDS["linear"](sink, series)
+    assert got.sum == -12
 
 
 def test_listening_on_all_ipv6_addresses_takes_ipv4_too() -> None:
