@@ -42,10 +42,13 @@ def overlap(a: dict[int, int], b: dict[int, int]) -> float:
 
 
 BT_ROW = re.compile(r"^\[(\d+)(?:, \d+\))?\]?\s+(\d+) \|")
+# sched_switch's tracefs `prev_state` is TASK_REPORT_MAX (0x100) for a preempted task, which is
+# still running (the kernel's __trace_sched_switch_state); bcc's runqlat and the spec read
+# task->__state == 0, which counts that re-queue too, so the oracle masks the report bits.
 SCRIPT = """
 tracepoint:sched:sched_wakeup, tracepoint:sched:sched_wakeup_new /args->pid == CHILD/
 { @start[args->pid] = nsecs; }
-tracepoint:sched:sched_switch /args->prev_pid == CHILD && args->prev_state == 0/
+tracepoint:sched:sched_switch /args->prev_pid == CHILD && (args->prev_state & 0xff) == 0/
 { @start[args->prev_pid] = nsecs; }
 tracepoint:sched:sched_switch /args->next_pid == CHILD && @start[args->next_pid]/
 { @usecs = hist((nsecs - @start[args->next_pid]) / 1000); delete(@start[args->next_pid]); }
