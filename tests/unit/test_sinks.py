@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import random
+import types
 
 import pytest
 
@@ -18,8 +19,6 @@ from engine.plan import planner
 from engine.plan.bind import bind
 from engine.runtime import decoders, sinks
 from engine.spec.loader import load_text
-
-bcc_table = pytest.importorskip("bcc.table", reason="bcc's Python module (python3-bpfcc)")
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURE = str(ROOT / "tests" / "fixtures" / "btf" / "linux-6.18.44-fc.btf.xz")
@@ -53,17 +52,25 @@ def sink(program: M.Program, name: str) -> M.AggSink:
     return next(s for s in program.aggregations if s.agg.name == name)
 
 
+def bcc_table() -> types.ModuleType:
+    """bcc's own printers, the reference of two tests: only those skip without python3-bpfcc
+    (the rest of this file is pure Python and runs everywhere)."""
+    return pytest.importorskip("bcc.table", reason="bcc's Python module (python3-bpfcc)")
+
+
 def bcc_log2(vals: list[int], unit: str) -> str:
+    table = bcc_table()
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        bcc_table._print_log2_hist(vals, unit, None)
+        table._print_log2_hist(vals, unit, None)
     return buf.getvalue()
 
 
 def bcc_linear(vals: list[int], unit: str) -> str:
+    table = bcc_table()
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        bcc_table._print_linear_hist(vals, unit, None)
+        table._print_linear_hist(vals, unit, None)
     return buf.getvalue()
 
 
