@@ -20,6 +20,7 @@ GOOD += "      pid: tgid\noutput:\n  columns: [pid]\n"
 def no_semantics(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests are about formatting: keep the kernel's BTF out of them."""
     monkeypatch.setattr(planner, "plan", lambda document, btf_path: None)
+    monkeypatch.setattr(planner, "plan_with_warnings", lambda document, btf_path: (None, []))
 
 
 @pytest.fixture
