@@ -20,6 +20,8 @@ from engine.plan.tracepoints import RecordError, tracepoint_record
 from engine.spec.loader import Document
 from engine.verbs.explain import explain
 
+pytestmark = pytest.mark.kernel
+
 
 @pytest.fixture(scope="module")
 def events() -> list[str]:

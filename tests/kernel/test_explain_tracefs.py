@@ -14,6 +14,8 @@ from engine.plan import planner
 from engine.spec.loader import load_text
 from engine.verbs.explain import run_explain
 
+pytestmark = pytest.mark.kernel
+
 
 @pytest.fixture(autouse=True)
 def live_tracefs() -> None:
