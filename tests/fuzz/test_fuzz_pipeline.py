@@ -40,6 +40,7 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "70"))
 # Problems about the whole file, which have no line to point at.
 WHOLE_FILE = (EMPTY_SPEC, "file too large")
 SLOWEST: list[tuple[float, str]] = []  # (seconds, spec) of the slowest examples, for the report
+CHECKED = [0]  # examples check() ran in this session: what the report must account for
 
 SETTINGS = settings(
     max_examples=EXAMPLES,
@@ -114,6 +115,7 @@ def check(text: str) -> None:
     SLOWEST.append((spent, text))
     SLOWEST.sort(key=lambda t: -t[0])
     del SLOWEST[5:]
+    CHECKED[0] += 1
     # bounded work: a spec's suggestions compare at most a shortlist each, never a pool
     assert _compared() - before <= errors.SHORTLIST * 4 * max(1, text.count("\n")), text
 
@@ -149,8 +151,33 @@ def test_built_specs(text: str) -> None:
     check(text)
 
 
+def slowest_problems(slowest: list[tuple[float, str]], checked: int) -> list[str]:
+    """What is wrong with the slowest-examples record after `checked` examples: it must hold
+    the min(5, checked) slowest, slowest first, each a real duration of a real spec."""
+    problems = []
+    if len(slowest) != min(5, checked):
+        problems.append(f"{len(slowest)} examples recorded after {checked} checked")
+    times = [t for t, _ in slowest]
+    if times != sorted(times, reverse=True):
+        problems.append(f"not slowest first: {times}")
+    problems += [f"not a duration: {t!r}" for t in times if not 0 < t < float("inf")]
+    problems += [f"not a spec: {text!r}" for t, text in slowest if not isinstance(text, str)]
+    return problems
+
+
+def test_slowest_problems_sees_a_broken_record() -> None:
+    good = [(0.5, "a"), (0.2, "b")]
+    assert slowest_problems(good, 2) == []
+    assert slowest_problems([], 3) == ["0 examples recorded after 3 checked"]
+    assert slowest_problems(good[::-1], 2) == ["not slowest first: [0.2, 0.5]"]
+    assert slowest_problems([(-1.0, "a")], 1) == ["not a duration: -1.0"]
+
+
 def test_report_slowest(capsys: pytest.CaptureFixture[str]) -> None:
-    """Not a limit: prints the slowest examples seen, for docs/performance.md."""
+    """Not a time limit: prints the slowest examples seen, for docs/performance.md; fails when
+    the examples above did not record what the report says."""
+    if not CHECKED[0]:
+        pytest.skip("no fuzz example ran before the report (run the whole file)")
+    assert slowest_problems(SLOWEST, CHECKED[0]) == []
     with capsys.disabled():
-        if SLOWEST:
-            print(f"\nfuzz: slowest example {SLOWEST[0][0]:.3f} s")
+        print(f"\nfuzz: slowest example {SLOWEST[0][0]:.3f} s of {CHECKED[0]}")
