@@ -483,7 +483,7 @@ def named_paths(markdown: str) -> list[str]:
 
 
 def missing_paths(markdown: str, root: pathlib.Path = ROOT) -> list[str]:
-    return [p for p in named_paths(markdown) if not (root / p).exists()]
+    return sorted({p for p in named_paths(markdown) if not (root / p).exists()})
 
 
 def test_missing_paths_sees_a_made_up_module(tmp_path: pathlib.Path) -> None:
