@@ -457,6 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     sub.add_parser("run", help="run a spec: attach, print events or counts (root)", add_help=False)
     sub.add_parser("render", help="print the BPF C or decoder a spec becomes", add_help=False)
+    add_validate(sub)
+    add_explain_and_doctor(sub)
+    add_serve(sub)
+    return p
+
+
+def add_validate(sub: argparse._SubParsersAction[Parser]) -> None:
+    """`engine validate`: no root, no bcc; --btf many times (or a folder) makes a matrix."""
     v = sub.add_parser(
         "validate",
         help="check specs against kernel BTF (no root needed)",
@@ -482,6 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also compile every alternative with bcc and load it through the verifier (root)",
     )
+
+
+def add_explain_and_doctor(sub: argparse._SubParsersAction[Parser]) -> None:
+    """`engine explain` and `engine doctor`: what this kernel (or a BTF file) offers."""
     e = sub.add_parser(
         "explain",
         help="show a function's arguments, a tracepoint's fields or a struct's members, from BTF",
@@ -491,6 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--expand", action="store_true", help="expand nested structs one level")
     d = sub.add_parser("doctor", help="measure what this kernel offers, with remedies")
     d.add_argument("--json", action="store_true", help="one JSON object")
+
+
+def add_serve(sub: argparse._SubParsersAction[Parser]) -> None:
+    """`engine serve`: the exporter's listener and its limits on slow and many clients."""
     s = sub.add_parser(
         "serve",
         help="serve specs' in-kernel aggregations as Prometheus metrics (root)",
@@ -538,7 +554,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "-v", "--verbose", action="store_true", help="show the compiler and verifier output"
     )
-    return p
 
 
 def _positive_float(text: str) -> float:
