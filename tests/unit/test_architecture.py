@@ -26,7 +26,7 @@ import json
 import pathlib
 import re
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pytest
 
@@ -35,6 +35,16 @@ SCHEMA = json.loads((ROOT / "engine" / "spec.schema.json").read_text(encoding="u
 MAX_FUNCTION_LINES = 80
 
 Sources = dict[str, str]  # "engine/plan/planner.py" -> its text
+
+
+def ordered(findings: Iterable[str]) -> list[str]:
+    """Findings "path:line: what" by path, then line number (10 after 9)."""
+
+    def place(finding: str) -> tuple[str, int, str]:
+        path, line, rest = finding.split(":", 2)
+        return path, int(line) if line.isdigit() else 0, rest
+
+    return sorted(findings, key=place)
 
 
 def engine_sources() -> Sources:
@@ -224,7 +234,7 @@ def long_functions(sources: Sources, limit: int = MAX_FUNCTION_LINES) -> list[st
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length > limit:
                     findings.append(f"{path}:{node.lineno}: {node.name} is {length} lines")
-    return sorted(findings)
+    return ordered(findings)
 
 
 # --- string literals ----------------------------------------------------------------------
@@ -267,7 +277,7 @@ KIND_WORDS_ALLOWED: dict[str, set[str]] = {
 
 def kind_literals(sources: Sources, kinds: list[str], home: str) -> list[str]:
     """(f) String literals equal to one of `kinds` in a file outside `home` (the registry)."""
-    return sorted(
+    return ordered(
         f"{path}:{line}: {value!r}"
         for path, text in sources.items()
         if not path.startswith(home)
@@ -286,13 +296,16 @@ def mode_comparisons(sources: Sources, under: str = "engine/runtime/") -> list[s
         if not path.startswith(under):
             continue
         for node in ast.walk(ast.parse(text, path)):
-            if not isinstance(node, ast.Compare):
-                continue
-            for operand in [node.left, *node.comparators]:
+            operands: list[ast.AST] = []
+            if isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+            elif isinstance(node, ast.MatchValue):  # match mode: case "events": ...
+                operands = [node.value]
+            for operand in operands:
                 for c in ast.walk(operand):
                     if isinstance(c, ast.Constant) and c.value in OUTPUT_MODES:
                         findings.append(f"{path}:{node.lineno}: compares with {c.value!r}")
-    return sorted(set(findings))
+    return ordered(set(findings))
 
 
 # --- raw YAML -----------------------------------------------------------------------------
@@ -326,7 +339,7 @@ def raw_yaml_access(sources: Sources, home: str = "engine/spec/") -> list[str]:
                 key = node.args[0].value
             if isinstance(key, str) and key in RAW_KEYS:
                 findings.append(f"{path}:{node.lineno}: raw spec key {key!r}")
-    return sorted(findings)
+    return ordered(findings)
 
 
 # --- the checks fail on bad trees ---------------------------------------------------------
@@ -422,12 +435,14 @@ def test_kind_literals_and_docstrings() -> None:
 def test_mode_comparisons_only_in_runtime() -> None:
     tree = {
         "engine/runtime/runner.py": "if mode == 'events':\n    pass\n"
-        "ok = kind in ('count', 'x')\nlabel = 'events'\n",
+        "ok = kind in ('count', 'x')\nlabel = 'events'\n"
+        "match mode:\n    case 'aggregate':\n        pass\n",
         "engine/plan/bind.py": "if mode == 'count':\n    pass\n",
     }
     assert mode_comparisons(tree) == [
         "engine/runtime/runner.py:1: compares with 'events'",
         "engine/runtime/runner.py:3: compares with 'count'",
+        "engine/runtime/runner.py:6: compares with 'aggregate'",
     ]
 
 
