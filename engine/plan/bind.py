@@ -15,7 +15,8 @@ from engine.attach import KINDS, legacy_name
 from engine.errors import UsageError
 from engine.kernel.pinned import SAFE_PATH
 from engine.plan import model as M
-from engine.plan.resolve import PINNED
+from engine.plan.layout import layout
+from engine.plan.values import PINNED, ctype_range
 
 OptionValue = Union[int, bool, str, Sequence[int], None]
 SET_INLINE = 8  # a list option with more values than this is looked up in a hash set map
@@ -113,8 +114,6 @@ def bind_sinks(
     clear: bool = False,
 ) -> tuple[list[M.Sink], list[str]]:
     """Where events go this run: the active aggregations, or else the event stream."""
-    from engine.plan.planner import layout
-
     fields = {f.name: f for f in plan.fields}
     sinks: list[M.Sink] = []
     errors: list[str] = []
@@ -176,8 +175,6 @@ def in_list(left: M.CExpr, option: str, ctype: str, value: Sequence[int], negate
     if len(value) <= SET_INLINE or not isinstance(left, M.CVar):
         nums = tuple(M.CNum(int(v), ctype) for v in value)
         return M.CIn(left, nums, negate)
-    from engine.plan.resolve import ctype_range
-
     lo, hi = ctype_range(left.ctype)
     kept = tuple(sorted({int(v) for v in value if lo <= int(v) <= hi}))
     return M.CInSet(left, M.SetMap(f"set_{option}", left.ctype, kept), negate)

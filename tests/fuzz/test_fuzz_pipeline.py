@@ -27,8 +27,8 @@ from engine.errors import Problem, SpecError
 from engine.plan import model as M
 from engine.plan import planner
 from engine.plan.bind import bind
-from engine.plan.resolve import PINNED
 from engine.plan.shapes import option_shapes
+from engine.plan.values import PINNED
 from engine.spec.loader import EMPTY_SPEC, load_text
 from engine.spec.schema import check_schema
 
