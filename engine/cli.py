@@ -67,7 +67,7 @@ def shown(text: str) -> str:
 def int_parser(ctype: str) -> Callable[[str], int]:
     """argparse type for an integer option: ASCII decimal or 0x hex, range-checked for its C
     type. Python's int() alone would take Unicode digits ('٣' is 3), '1_000' and spaces."""
-    from engine.plan.resolve import ctype_range
+    from engine.plan.values import ctype_range
 
     lo, hi = ctype_range(ctype)
 

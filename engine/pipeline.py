@@ -10,6 +10,7 @@ from __future__ import annotations
 from engine.errors import Problem, SpecError
 from engine.plan import model as M
 from engine.plan import planner
+from engine.runtime.prom import metric_problems
 from engine.spec.loader import Document, load_document
 from engine.spec.schema import check_schema
 
@@ -37,8 +38,6 @@ def problems_of(path: str, btf: str | None = None) -> list[Problem]:
     except SpecError as error:
         return error.problems
     # What `engine serve` checks too (one function), so a spec that validates also serves.
-    from engine.runtime.prom import metric_problems
-
     return metric_problems(document, plan)
 
 

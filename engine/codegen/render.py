@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from engine.plan import model as M
+from engine.plan.resources import declare
 
 CTYPES = {
     "u8": "ctypes.c_uint8",
@@ -70,7 +71,8 @@ def _fail(message: str) -> str:
 
 def render_c(program: M.Program) -> str:
     """The BPF C program for bcc."""
-    return environment().get_template("program.c.j2").render(program=program)
+    template = environment().get_template("program.c.j2")
+    return template.render(program=program, resources=declare(program))
 
 
 def render_decoder(plan: M.Plan) -> str:

@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import Callable
 
 from engine.plan import model as M
-from engine.plan.resolve import VT, PlanError, Resolver, Val, VKind, constant_val, int_vt
+from engine.plan.values import VT, PlanError, Val, ValueResolver, VKind, constant_val, int_vt
 from engine.spec import expr as E
 
 
@@ -86,7 +86,7 @@ def fold(op: str, a: int, b: int) -> int:
     return FOLD_OPS[op](a, b)
 
 
-def binop(r: Resolver, node: E.BinOp) -> Val:
+def binop(r: ValueResolver, node: E.BinOp) -> Val:
     left = operand_val(r, node.left)
     right = operand_val(r, node.right)
     if is_constant(left) and is_constant(right):
@@ -140,7 +140,7 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
     return Val(computed(ctype, left, right), var=dest)
 
 
-def operand_val(r: Resolver, node: E.Node) -> Val:
+def operand_val(r: ValueResolver, node: E.Node) -> Val:
     """An operand read into a local. A bitfield narrower than 32 bits is read into a 64-bit
     local but computes as C promotes it, as an s32 (`ip.version - 5` is -1, not 2^64 - 1)."""
     raw = r.leaf(node)
@@ -176,7 +176,7 @@ def never_negative(val: Val) -> bool:
     return val.vt.ctype[0] == "u"
 
 
-def unary(r: Resolver, node: E.Unary) -> Val:
+def unary(r: ValueResolver, node: E.Unary) -> Val:
     val = operand_val(r, node.operand)
     if is_constant(val):
         v = _const(val)

@@ -15,7 +15,9 @@ from engine.attach import KINDS, legacy_name
 from engine.errors import UsageError
 from engine.kernel.pinned import SAFE_PATH
 from engine.plan import model as M
-from engine.plan.resolve import PINNED
+from engine.plan.layout import layout
+from engine.plan.resources import agg_error_index, error_names, set_map_name
+from engine.plan.values import PINNED, ctype_range
 
 OptionValue = Union[int, bool, str, Sequence[int], None]
 SET_INLINE = 8  # a list option with more values than this is looked up in a hash set map
@@ -45,9 +47,9 @@ def bind(
     if mode == "count" and plan.key is None:
         raise ValueError("this spec declares no output.count")
     flags = {o.name: "/".join(f for f in (o.short, o.long) if f) for o in plan.options}
-    sinks, errors = bind_sinks(plan, mode, values, transport, ringbuf_pages, wakeup_batch, clear)
-    errors = [f"state '{st.name}': failed updates" for st in plan.states] + errors
+    sinks = bind_sinks(plan, mode, values, transport, ringbuf_pages, wakeup_batch, clear)
     aggs = [s for s in sinks if isinstance(s, M.AggSink)]
+    errors = error_names(plan.states, [s.agg for s in aggs])
     if aggs:
         wanted = {c.field for a in aggs for c in a.by} | {a.agg.value for a in aggs} - {""}
     else:
@@ -111,13 +113,11 @@ def bind_sinks(
     ringbuf_pages: int,
     wakeup_batch: int,
     clear: bool = False,
-) -> tuple[list[M.Sink], list[str]]:
-    """Where events go this run: the active aggregations, or else the event stream."""
-    from engine.plan.planner import layout
-
+) -> list[M.Sink]:
+    """Where events go this run: the active aggregations, or else the event stream. An
+    aggregation's overflow counter follows the state maps' (resources.error_names)."""
     fields = {f.name: f for f in plan.fields}
     sinks: list[M.Sink] = []
-    errors: list[str] = []
     for agg in plan.aggregations:
         if not active(agg, mode == "count", values):
             continue
@@ -127,12 +127,11 @@ def bind_sinks(
             members.append(("all", "u32", 0))
         key = layout(f"agg_{agg.name}_key_t", members)
         value_ctype = "s64" if agg.signed and agg.kind != "count" else "u64"
-        index = len(plan.states) + len(errors)
+        index = agg_error_index(plan.states, len(sinks))
         sinks.append(M.AggSink(agg, key, by, value_ctype, index, 2 if clear else 1))
-        errors.append(f"aggregation '{agg.name}': events past {agg.size} keys, folded into 'other'")
     if not sinks:
         sinks.append(M.EventSink(transport, ringbuf_pages, wakeup_batch))
-    return sinks, errors
+    return sinks
 
 
 def slots_read(expr: M.CExpr) -> set[str]:
@@ -176,11 +175,9 @@ def in_list(left: M.CExpr, option: str, ctype: str, value: Sequence[int], negate
     if len(value) <= SET_INLINE or not isinstance(left, M.CVar):
         nums = tuple(M.CNum(int(v), ctype) for v in value)
         return M.CIn(left, nums, negate)
-    from engine.plan.resolve import ctype_range
-
     lo, hi = ctype_range(left.ctype)
     kept = tuple(sorted({int(v) for v in value if lo <= int(v) <= hi}))
-    return M.CInSet(left, M.SetMap(f"set_{option}", left.ctype, kept), negate)
+    return M.CInSet(left, M.SetMap(set_map_name(option), left.ctype, kept), negate)
 
 
 # Steps that only compute a local (no helper with an effect, no state map touched): when
@@ -278,7 +275,7 @@ def bind_expr(
             if not SAFE_PATH.fullmatch(value):  # it is written into the C as a string
                 flag = (flags or {}).get(expr.values.option, f"option '{expr.values.option}'")
                 raise UsageError(f"{flag}: '{value}' is not a path the engine writes into C")
-            pinned = M.SetMap(f"set_{expr.values.option}", "u64", (), pinned=value)
+            pinned = M.SetMap(set_map_name(expr.values.option), "u64", (), pinned=value)
             return M.CInSet(expr.left, pinned, expr.negate)
         assert not isinstance(value, (int, bool, str))
         return in_list(expr.left, expr.values.option, expr.values.ctype, value, expr.negate)

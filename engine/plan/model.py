@@ -630,11 +630,6 @@ class EventSink:
     wakeup_batch: int  # 0: wake the reader on every event
 
     @property
-    def maps_partial(self) -> str:
-        """templates/partials/maps_<this>.c.j2 declares its maps."""
-        return self.transport
-
-    @property
     def emit_partial(self) -> str:
         """templates/partials/emit_<this>.c.j2 sends one event."""
         return self.transport
@@ -667,10 +662,6 @@ class AggSink:
     value_ctype: str  # the value's C type: s64 for a signed field (sum, min, max, avg, sums)
     index: int  # its counter in engine_errors
     epochs: int = 1
-
-    @property
-    def maps_partial(self) -> str:
-        return "agg"
 
     @property
     def emit_partial(self) -> str:

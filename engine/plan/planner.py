@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from engine.attach import KINDS, Target, kind_of
+from engine.decoders import DECODERS
 from engine.errors import (
-    EngineError,
     Location,
     NameIndex,
     Problem,
@@ -22,23 +22,13 @@ from engine.errors import (
     UsageError,
     did_you_mean,
 )
-from engine.kernel.btf import VMLINUX, Btf, BtfError, Kind, Param
+from engine.kernel.btf import VMLINUX, Btf, Kind, Param
 from engine.plan import model as M
 from engine.plan import tracepoints
 from engine.plan.arith import fields_only, inline
 from engine.plan.bind import bind
-from engine.plan.resolve import (
-    COMM_LEN,
-    VT,
-    PlanError,
-    Provenance,
-    Resolver,
-    Scope,
-    Val,
-    VKind,
-    int_vt,
-    name_index,
-)
+from engine.plan.layout import SLOT, _slot, layout, load_btf
+from engine.plan.resolve import COMM_LEN, Resolver, Scope, name_index
 from engine.plan.shapes import modes, option_shapes
 from engine.plan.state import (
     StateResolver,
@@ -47,7 +37,7 @@ from engine.plan.state import (
     user_pointer_message,
     uses_state,
 )
-from engine.runtime.decoders import REGISTRY
+from engine.plan.values import VT, PlanError, Provenance, Val, VKind, int_vt
 from engine.spec import expr as E
 
 DEFAULT_STR = 64
@@ -976,9 +966,9 @@ class Planner:
             )
         else:
             raise PlanError(f"a '{vt.label}' can't be a field", col)
-        if decoder not in REGISTRY:
+        if decoder not in DECODERS:
             raise PlanError(f"unknown decoder '{decoder}'", col)
-        natural = REGISTRY[decoder].width or count
+        natural = DECODERS[decoder].width or count
         width = spec.get("width", max(len(header), natural))
         return (M.Field(name, ctype, count, decoder, header, width, enum_values), steps)
 
@@ -1025,12 +1015,7 @@ def _first_member(btf: Btf, vt: VT) -> str:
 
 STACK_LIMIT = 512  # bytes of stack a BPF program may use
 STACK_RESERVE = 8  # what every function keeps besides: the lost counter's key, spills
-SLOT = 8  # clang gives each stack object a multiple of 8 bytes
 ADDRESSED = (M.Load, M.LoadBits, M.DataLocStr)  # steps whose local is read into by address
-
-
-def _slot(size: int) -> int:
-    return (size + SLOT - 1) // SLOT * SLOT
 
 
 @dataclass
@@ -1123,63 +1108,7 @@ def _members_read(steps: list[M.Step]) -> dict[str, set[str]]:
     return found
 
 
-# --- layouts ----------------------------------------------------------------------------------
-
-INET_SIZE = 18  # struct inet_addr { u16 family; u8 addr[16]; }
-STATE_VALUE_ALIGN = 8  # a state value is copied out of its map: 8 bytes at a time (`layout`)
-
-
-def layout(struct: str, members: list[tuple[str, str, int]], at_least: int = 1) -> M.Layout:
-    """C struct layout with natural alignment, the way clang lays it out for BPF.
-
-    `at_least` raises the struct's alignment (declared with `aligned`, and the size rounded to
-    it) where the members' own is less. A state value copied out of its map is one: clang
-    copies a byte-aligned struct a byte at a time, through spilled registers, so a 128-byte
-    value of task names passed the 512-byte stack where an 8-aligned one costs its size.
-    """
-    offset, align_max, slots = 0, 1, []
-    for name, ctype, count in members:
-        if ctype == "struct inet_addr":
-            size, align = INET_SIZE, 2
-        elif ctype == "char":
-            size, align = count, 1
-        else:
-            unit = int(ctype[1:]) // 8
-            size, align = unit * max(count, 1), unit
-        offset = (offset + align - 1) // align * align
-        slots.append(M.Slot(name, ctype, count, offset, size))
-        offset += size
-        align_max = max(align_max, align)
-    declared = at_least if at_least > align_max else 0
-    align_max = max(align_max, at_least)
-    total = (offset + align_max - 1) // align_max * align_max
-    return M.Layout(struct, tuple(slots), max(total, 1), declared)
-
-
 # --- entry points ------------------------------------------------------------------------------
-
-_BTF_CACHE: dict[str, Btf] = {}
-EMPTY_BTF = "--btf: an empty path; name a BTF file, or leave --btf out for the running kernel's"
-
-
-def load_btf(path: str | None) -> Btf:
-    """Kernel BTF, once per process; a missing or bad file is a one-line EngineError.
-
-    `path` None is the running kernel's; an empty one is a mistake (`--btf ''`, `--btf
-    "$UNSET"`), not a quiet way to say the running kernel."""
-    if path is not None and not path.strip():
-        raise UsageError(EMPTY_BTF)
-    key = path or VMLINUX
-    if key not in _BTF_CACHE:
-        try:
-            _BTF_CACHE[key] = Btf.load(key)
-        except BtfError as exc:
-            if path:  # the user's --btf: a flag mistake
-                raise UsageError(f"--btf: {exc}") from None
-            raise EngineError(
-                f"{exc}; pass --btf FILE (a vmlinux BTF of the target kernel)"
-            ) from None
-    return _BTF_CACHE[key]
 
 
 def plan(document: Any, btf_path: str | None = None) -> M.Plan:

@@ -11,16 +11,30 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from engine.attach import KINDS, ArgAccess, AttachKind
 from engine.errors import NameIndex, did_you_mean
-
-if TYPE_CHECKING:
-    from engine.plan.state import StateResolver
-from engine.kernel.btf import Btf, BtfType, Kind
+from engine.kernel.btf import Kind
+from engine.plan import arith
 from engine.plan import model as M
+from engine.plan.state import STATE_HELPERS, StateResolver
+from engine.plan.types import TypeSource
+from engine.plan.values import (
+    PINNED,
+    VT,
+    AlreadyReported,
+    PlanError,
+    Provenance,
+    Val,
+    VKind,
+    constant_val,
+    fits,
+    fits64,
+    int_vt,
+    is_constant,
+    vt_of,
+)
 from engine.spec import expr as E
 
 COMM_LEN = 16
@@ -36,9 +50,7 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "cpu": ("u32", "cpu"),
     "cgroup_id": ("u64", "cgroup_id"),
 }
-PINNED = "pinned_map"  # an option type: the path of a BPF hash map another tool pinned
 MNTNS_PATH = ("nsproxy", "mnt_ns", "ns", "inum")  # the `mntns_id` builtin, from `task`
-STATE_HELPERS = ("take", "get", "has")  # engine.plan.state
 HELPERS = (
     "transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet",
     *STATE_HELPERS,
@@ -50,10 +62,10 @@ def _ret_access(access: ArgAccess) -> str:
     return ArgAccess.REGS.value if access is ArgAccess.STASH else access.value
 
 
-_INDEXES: weakref.WeakKeyDictionary[Btf, dict[str, NameIndex]] = weakref.WeakKeyDictionary()
+_INDEXES: weakref.WeakKeyDictionary[TypeSource, dict[str, NameIndex]] = weakref.WeakKeyDictionary()
 
 
-def name_index(btf: Btf, what: str, names: Callable[[], Iterable[str]]) -> NameIndex:
+def name_index(btf: TypeSource, what: str, names: Callable[[], Iterable[str]]) -> NameIndex:
     """The did-you-mean index of one kind of name in `btf`, built on first use only."""
     per_btf = _INDEXES.setdefault(btf, {})
     if what not in per_btf:
@@ -61,162 +73,18 @@ def name_index(btf: Btf, what: str, names: Callable[[], Iterable[str]]) -> NameI
     return per_btf[what]
 
 
-def enum_constant_index(btf: Btf) -> NameIndex:
+def enum_constant_index(btf: TypeSource) -> NameIndex:
     return name_index(btf, "enum constants", btf.enum_names)
-
-
-class PlanError(E.ExprError):
-    """A meaning problem inside one expression, at a 0-based column.
-
-    Same shape as a parse error (message, column); only the stage differs.
-    """
-
-
-class AlreadyReported(PlanError):
-    """The expression uses a `let` whose own error was already reported where it is bound."""
-
-    def __init__(self) -> None:
-        super().__init__("")
-
-
-# --- value types ------------------------------------------------------------------------------
-
-
-class VKind(str, Enum):
-    """What kind of value the planner holds."""
-
-    INT = "int"
-    PTR = "ptr"
-    STRUCT = "struct"  # a struct or union in memory (an lvalue)
-    ARRAY = "array"
-    INET = "inet"  # an address by family (sock_saddr, inet())
-    STR = "str"  # a string: a char array slot, a __data_loc string
-    COMM = "comm"  # the current task's name (bpf_get_current_comm)
-    VOID = "void"
-    STATE = "state"  # a multi-member state map value (engine.plan.state)
-
-
-@dataclass(frozen=True)
-class VT:
-    """What a planner value is: an int, a pointer, a struct in memory, an array, ..."""
-
-    kind: VKind
-    size: int = 0
-    signed: bool = False
-    btf: int = 0  # ptr: pointee id; struct: its id; array: element id; int: enum id or 0
-    count: int = 0
-    label: str = ""  # C spelling for messages
-    char: bool = False  # char arrays and char pointers
-    data_loc: bool = False
-    user: bool = False  # a user-space pointer (syscall arguments): read with *_user helpers
-    state: str = ""  # a state map's value (kind "state"): the map's name
-    # the state members ("map.member") this value was read or computed from: a user-space
-    # pointer kept in state is still one (Provenance)
-    origins: tuple[str, ...] = ()
-
-    @property
-    def ctype(self) -> str:
-        if self.kind is VKind.PTR:
-            return "u64"
-        return f"{'s' if self.signed else 'u'}{self.size * 8}"
-
-
-def int_vt(ctype: str) -> VT:
-    return VT(VKind.INT, int(ctype[1:]) // 8, ctype[0] == "s", label=ctype)
-
-
-@dataclass(frozen=True)
-class Val:
-    """A value during planning: in a C local (rvalue), or in kernel memory at base+offset."""
-
-    vt: VT
-    var: str = ""  # rvalue: the local (or constant text of a generated number)
-    base: str = ""  # lvalue: local holding the base address
-    offset: int = 0
-    bits: tuple[int, int] = (0, 0)  # lvalue bitfield: (bit offset from `offset`, width)
-    parts: tuple[Val, ...] = ()  # inet: family (rvalue), v4 lvalue, v6 lvalue
-    const: int | None = None  # a number written in the spec, an enum constant, or folded
-
-    @property
-    def is_lvalue(self) -> bool:
-        return bool(self.base)
-
-    @property
-    def is_const(self) -> bool:
-        return self.const is not None
-
-
-def constant_val(value: int, label: str = "integer") -> Val:
-    """A constant: its value kept as a number (`const`); `var` is its C text."""
-    return Val(VT(VKind.INT, 8, True, label=label), var=str(value), const=value)
-
-
-def is_char(t: BtfType) -> bool:
-    """Text, not bytes: kernel BTF gives `char` no CHAR encoding, so go by its name."""
-    return t.kind == Kind.INT and t.size == 1 and (t.is_char or t.name == "char")
-
-
-def vt_of(btf: Btf, type_id: int) -> VT:
-    """Planner type of a BTF type (typedefs and qualifiers skipped)."""
-    t = btf.strip(type_id)
-    label = btf.type_str(type_id)
-    if t.kind == Kind.INT:
-        return VT(VKind.INT, t.size, t.signed, label=label, char=is_char(t))
-    if t.kind in (Kind.ENUM, Kind.ENUM64):
-        return VT(VKind.INT, t.size, t.signed, btf=t.id, label=label)
-    if t.kind == Kind.PTR:
-        target = btf.strip(t.type_id)
-        return VT(VKind.PTR, 8, btf=target.id, label=label, char=is_char(target))
-    if t.kind in (Kind.STRUCT, Kind.UNION, Kind.FWD):
-        return VT(VKind.STRUCT, t.size, btf=t.id, label=label)
-    if t.kind == Kind.ARRAY:
-        elem = btf.strip(t.type_id)
-        return VT(
-            VKind.ARRAY,
-            btf.sizeof(t.id),
-            btf=elem.id,
-            count=t.nelems,
-            label=label,
-            char=is_char(elem),
-        )
-    return VT(VKind.VOID, label=label)
 
 
 # --- per-alternative code builder -------------------------------------------------------
 
 
 @dataclass
-class Provenance:
-    """What state members hold, across every probe of a spec: a member some store fills with
-    a user-space pointer (a syscall's `const char *`) holds one, and so does a member filled
-    from such a member. A value read back from state is only an integer, so casts of such
-    values are noted (`casts`) and checked once every store is known: a spec may read a map
-    in a probe that comes before the one that stores it."""
-
-    user: dict[str, str] = field(default_factory=dict)  # member -> the stored pointer's type
-    flows: dict[str, set[str]] = field(default_factory=dict)  # member -> members stored in it
-    casts: list[tuple[E.Cast, tuple[str, ...]]] = field(default_factory=list)
-
-    def user_pointer(self, origins: Iterable[str]) -> tuple[str, str] | None:
-        """(member, pointer type) of the first origin that holds a user-space pointer."""
-        for origin in origins:
-            seen, todo = {origin}, [origin]
-            while todo:
-                member = todo.pop()
-                if member in self.user:
-                    return origin, self.user[member]
-                for source in self.flows.get(member, ()):
-                    if source not in seen:
-                        seen.add(source)
-                        todo.append(source)
-        return None
-
-
-@dataclass
 class Scope:
     """Names visible to expressions of one attach alternative, and the steps emitted so far."""
 
-    btf: Btf
+    btf: TypeSource
     kind: str
     params: dict[str, tuple[int, int]]  # name -> (index, BTF type id)
     ret: int | None  # BTF type id of the return value (return probes)
@@ -421,13 +289,9 @@ class Resolver:
         if isinstance(node, E.Cast):
             return self.cast(node)
         if isinstance(node, E.BinOp):
-            from engine.plan.arith import binop
-
-            return binop(self, node)
+            return arith.binop(self, node)
         if isinstance(node, E.Unary):
-            from engine.plan.arith import unary
-
-            return unary(self, node)
+            return arith.unary(self, node)
         if isinstance(node, E.Str):
             raise PlanError("a string can only be compared with a string field", node.col)
         if isinstance(node, E.Option):
@@ -528,8 +392,6 @@ class Resolver:
         return dest
 
     def state(self) -> StateResolver:
-        from engine.plan.state import StateResolver
-
         return StateResolver(self, self.s.states)
 
     def call(self, node: E.Call) -> Val:
@@ -873,29 +735,6 @@ class Resolver:
         return fits(value, ctype, node)
 
 
-def is_constant(val: Val) -> bool:
-    """A number written in the spec (or an enum constant), not a kernel value."""
-    return val.is_const
-
-
-def fits(value: int, ctype: str, node: E.Node) -> int:
-    """`value` if it is in `ctype`'s range, else a PlanError at the constant."""
-    lo, hi = ctype_range(ctype)
-    if not lo <= value <= hi:
-        raise PlanError(f"{value} does not fit a {ctype} ({lo}..{hi})", getattr(node, "col", 0))
-    return value
-
-
-def fits64(value: int, node: E.Node) -> int:
-    """A constant standing alone must be a 64-bit integer, signed or not."""
-    if not -(1 << 63) <= value < 1 << 64:
-        raise PlanError(
-            f"{value} does not fit 64 bits ({-(1 << 63)}..{(1 << 64) - 1})",
-            getattr(node, "col", 0),
-        )
-    return value
-
-
 def _flags(opt: M.Option) -> str:
     return "/".join(f for f in (opt.short, opt.long) if f)
 
@@ -906,13 +745,3 @@ def _unknown_option(name: str, options: dict[str, M.Option]) -> str:
         f"{', '.join('$' + o for o in options) or 'none declared'}"
         f"{did_you_mean('$' + name, ['$' + o for o in options])}"
     )
-
-
-def ctype_range(ctype: str) -> tuple[int, int]:
-    bits = int(ctype[1:])
-    if ctype[0] == "s":
-        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return 0, (1 << bits) - 1
-
-
-# --- the planner ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Mapping
 
 from engine.plan import model as M
 from engine.plan.bind import SET_INLINE, OptionValue
-from engine.plan.resolve import PINNED
+from engine.plan.values import PINNED
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ from typing import Any, Callable, Sequence
 
 from engine.errors import did_you_mean
 from engine.plan import model as M
-from engine.plan.resolve import STATE_HELPERS, VT, PlanError, Resolver, Val, VKind, int_vt
+from engine.plan.layout import STATE_VALUE_ALIGN, layout
+from engine.plan.values import VT, PlanError, Val, ValueResolver, VKind, int_vt
 from engine.spec import expr as E
 
 INT_TYPES = ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64")
 COMM_LEN = 16
+STATE_HELPERS = ("take", "get", "has")  # the helpers engine.plan.resolve sends here
 DEFAULT_SIZE = 10240
 
 
@@ -42,8 +44,6 @@ def parse_type(text: str) -> Member | None:
 
 def plan_states(spec: dict[str, Any], problem: Callable[..., None]) -> dict[str, M.StateMap]:
     """The top-level `state:` maps, with their key and value layouts."""
-    from engine.plan.planner import STATE_VALUE_ALIGN, layout
-
     maps: dict[str, M.StateMap] = {}
     for index, (name, item) in enumerate(spec.items()):
         path: tuple[Any, ...] = ("state", name)
@@ -126,7 +126,7 @@ class StoreValueError(PlanError):
 class StateResolver:
     """Resolves state helpers and stores within one alternative's Resolver."""
 
-    def __init__(self, r: Resolver, maps: dict[str, M.StateMap]) -> None:
+    def __init__(self, r: ValueResolver, maps: dict[str, M.StateMap]) -> None:
         self.r = r
         self.maps = maps
 

@@ -22,8 +22,9 @@ from typing import Mapping
 
 from engine.errors import EngineError, did_you_mean
 from engine.kernel import tracefs
-from engine.kernel.btf import Btf, BtfType, Kind
-from engine.plan.resolve import VT, VKind, vt_of
+from engine.kernel.btf import BtfType, Kind
+from engine.plan.types import KernelTypeSource, TypeSource
+from engine.plan.values import VT, VKind, vt_of
 
 Fields = Mapping[str, tuple[int, VT]]  # name -> (offset in the record, type)
 
@@ -50,7 +51,7 @@ class Record:
     slots: Mapping[str, int] = field(default_factory=dict)  # tracefs slot wider than its value
 
 
-def tracepoint_record(btf: Btf, category: str, event: str, live: bool) -> Record:
+def tracepoint_record(btf: KernelTypeSource, category: str, event: str, live: bool) -> Record:
     """The record of `category/event`; `live`: tracefs of the running kernel is readable and
     describes the kernel `btf` is from."""
     target = f"{category}/{event}"
@@ -94,7 +95,9 @@ def tracepoint_record(btf: Btf, category: str, event: str, live: bool) -> Record
     return Record(target, merged, "btf", first.name, first.size, names if len(names) > 1 else ())
 
 
-def _live_record(btf: Btf, target: str, fmt: tracefs.EventFormat, records: list[BtfType]) -> Record:
+def _live_record(
+    btf: KernelTypeSource, target: str, fmt: tracefs.EventFormat, records: list[BtfType]
+) -> Record:
     """The BTF record whose layout is exactly the tracefs format's, else tracefs itself."""
     want = {f.name: (f.offset, f.size) for f in fmt.event_fields}
     exact = [r for r in records if _layout(btf, r) == want]
@@ -114,7 +117,7 @@ def _live_record(btf: Btf, target: str, fmt: tracefs.EventFormat, records: list[
     return Record(target, fields, "tracefs", why=why, slots=slots)
 
 
-def _layout(btf: Btf, record: BtfType) -> dict[str, tuple[int, int]]:
+def _layout(btf: TypeSource, record: BtfType) -> dict[str, tuple[int, int]]:
     out = {}
     for m in record.members:
         if m.name in ("ent", "__data") or not m.name:
@@ -135,7 +138,7 @@ def _signs_agree(fields: Fields, signs: Mapping[str, bool]) -> bool:
     )
 
 
-def narrow_by_prototype(btf: Btf, event: str, records: list[BtfType]) -> list[BtfType]:
+def narrow_by_prototype(btf: KernelTypeSource, event: str, records: list[BtfType]) -> list[BtfType]:
     """Of classes whose argument types match the event's, those whose argument names do too.
 
     A DEFINE_EVENT repeats its class's TP_PROTO and TP_ARGS, so the names of
@@ -152,14 +155,14 @@ def narrow_by_prototype(btf: Btf, event: str, records: list[BtfType]) -> list[Bt
     return same or records
 
 
-def _arg_names(btf: Btf, function: str) -> tuple[str, ...]:
+def _arg_names(btf: TypeSource, function: str) -> tuple[str, ...]:
     fn = btf.function(function)
     if fn is None or not all(p.name for p in fn[1][1:]):
         return ()
     return tuple(p.name for p in fn[1][1:])
 
 
-def _class_arg_names(btf: Btf, record_name: str) -> tuple[str, ...]:
+def _class_arg_names(btf: TypeSource, record_name: str) -> tuple[str, ...]:
     cls = record_name[len("trace_event_raw_") :]
     for prefix in ("__bpf_trace_", "trace_event_raw_event_"):
         names = _arg_names(btf, prefix + cls)
@@ -168,14 +171,14 @@ def _class_arg_names(btf: Btf, record_name: str) -> tuple[str, ...]:
     return ()
 
 
-def _btf_hint(btf: Btf, category: str, event: str) -> str:
+def _btf_hint(btf: TypeSource, category: str, event: str) -> str:
     """A did-you-mean from BTF's event names (they carry no category: keep the spec's)."""
     names = [n[len("btf_trace_") :] for n in btf.names(Kind.TYPEDEF) if n[:10] == "btf_trace_"]
     hint = did_you_mean(event, names)
     return hint.replace("mean '", f"mean '{category}/", 1) if hint else ""
 
 
-def record_fields(btf: Btf, record: BtfType) -> dict[str, tuple[int, VT]]:
+def record_fields(btf: TypeSource, record: BtfType) -> dict[str, tuple[int, VT]]:
     """The fields of a `trace_event_raw_*` struct (the common header and `__data` left out)."""
     out: dict[str, tuple[int, VT]] = {}
     for m in record.members:
@@ -191,7 +194,9 @@ def record_fields(btf: Btf, record: BtfType) -> dict[str, tuple[int, VT]]:
     return out
 
 
-def tracefs_fields(btf: Btf, fmt: tracefs.EventFormat, user: bool) -> dict[str, tuple[int, VT]]:
+def tracefs_fields(
+    btf: TypeSource, fmt: tracefs.EventFormat, user: bool
+) -> dict[str, tuple[int, VT]]:
     """Typed fields from a tracefs format (sizes, signedness, `*` and `[N]` in the text).
 
     An integer's C type wins over its slot: the syscalls/* records widen every argument to an
@@ -229,7 +234,7 @@ def tracefs_fields(btf: Btf, fmt: tracefs.EventFormat, user: bool) -> dict[str, 
 _INT_WORDS = {"signed", "unsigned", "char", "short", "int", "long"}
 
 
-def c_integer(btf: Btf, ctype: str) -> VT | None:
+def c_integer(btf: TypeSource, ctype: str) -> VT | None:
     """The integer (or enum) a C type name is, from BTF: `pid_t` -> s32, `unsigned long` ->
     u64, `umode_t` -> u16; None for a name BTF does not know or that is no integer."""
     words = [w for w in ctype.split() if w not in ("const", "volatile")]

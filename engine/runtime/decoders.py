@@ -6,12 +6,12 @@ import bisect
 import errno
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+from engine.decoders import BYTE_ORDER as BYTE_ORDER  # spelled in specs, read as int
+from engine.decoders import DECODERS, DecoderInfo
 from engine.errors import EngineError
-
-if TYPE_CHECKING:
-    from engine.plan.model import Field
+from engine.plan.model import Field
 
 _FAMILIES: dict[int, int] = {int(socket.AF_INET): 4, int(socket.AF_INET6): 6}
 
@@ -164,17 +164,31 @@ Convert = Callable[[Any], Any]
 
 @dataclass(frozen=True)
 class Decoder:
-    """How a field's raw value prints, and how wide its column is by default.
+    """How a field's raw value prints (`info`: its column width and kind, from
+    `engine.decoders`), and how it converts.
 
     Raw values are what `struct` unpacks: ints, bytes for char and u8 arrays, and
     (family, 16 bytes) for an address. `make(field, state)` returns the converter for one
     field (an enum's table, an elapsed time's first timestamp, ...)."""
 
-    width: int  # natural column width; 0: the field's own size (strings)
+    info: DecoderInfo
     make: Callable[[Field | FieldInfo, State], Convert]
-    cached: bool = False  # pure in its bytes: rows caches text by raw value
-    decimal: bool = False  # prints a number with decimals (tables: %.3f)
-    spelled: bool = True  # a spec may name it (int, enum... are chosen by type too)
+
+    @property
+    def width(self) -> int:
+        return self.info.width
+
+    @property
+    def cached(self) -> bool:
+        return self.info.cached
+
+    @property
+    def decimal(self) -> bool:
+        return self.info.decimal
+
+    @property
+    def spelled(self) -> bool:
+        return self.info.spelled
 
 
 def _const(fn: Convert) -> Callable[[Field | FieldInfo, State], Convert]:
@@ -201,25 +215,24 @@ def _hex(field: Field | FieldInfo, state: State) -> Convert:
     return (lambda v: bytes(v).hex()) if field.count else hex
 
 
-REGISTRY: dict[str, Decoder] = {
-    "int": Decoder(6, _const(lambda v: v), spelled=False),
-    "str": Decoder(0, _text, cached=True),
-    "inet": Decoder(16, _const(inet), cached=True),
-    "ip_version": Decoder(2, _const(ip_version)),
-    "enum": Decoder(12, _enum),
-    "errno": Decoder(12, _const(errno_name)),
-    "bool": Decoder(6, _const(bool)),
-    "hex": Decoder(18, _hex),
-    "elapsed": Decoder(9, lambda field, state: state.elapsed, decimal=True),
-    # nanoseconds shown in a larger unit, with decimals (bcc's LAT(ms), AGE(s))
-    "ms": Decoder(8, _const(lambda ns: round(ns / 1e6, 3)), decimal=True),
-    "secs": Decoder(8, _const(lambda ns: round(ns / 1e9, 3)), decimal=True),
-    "devt": Decoder(9, _const(devt), cached=True),
-    "ksym": Decoder(24, lambda field, state: _ksym_ready()),
-    "syscall": Decoder(16, _const(syscall_name)),
+# the conversion of every decoder engine.decoders names (a name missing here fails at import)
+_MAKERS: dict[str, Callable[[Field | FieldInfo, State], Convert]] = {
+    "int": _const(lambda v: v),
+    "str": _text,
+    "inet": _const(inet),
+    "ip_version": _const(ip_version),
+    "enum": _enum,
+    "errno": _const(errno_name),
+    "bool": _const(bool),
+    "hex": _hex,
+    "elapsed": lambda field, state: state.elapsed,
+    "ms": _const(lambda ns: round(ns / 1e6, 3)),
+    "secs": _const(lambda ns: round(ns / 1e9, 3)),
+    "devt": _const(devt),
+    "ksym": lambda field, state: _ksym_ready(),
+    "syscall": _const(syscall_name),
 }
-# Spelled in specs but applied while reading (a byte swap in the kernel), then printed as int.
-BYTE_ORDER = ("be16", "be32", "be64")
+REGISTRY: dict[str, Decoder] = {name: Decoder(i, _MAKERS[name]) for name, i in DECODERS.items()}
 
 
 @dataclass(frozen=True)

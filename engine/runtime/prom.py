@@ -25,6 +25,8 @@ from typing import Any
 
 from engine.errors import Location, Problem, SpecError
 from engine.plan import model as M
+from engine.plan.bind import bind
+from engine.plan.planner import AGG_KEYS
 from engine.runtime.sinks import linear_bounds, log2_bounds
 
 LOG2_BUCKETS = 64  # bpf_log2l gives 1..64 for any u64
@@ -225,8 +227,6 @@ def clashes(metrics: list[Metric]) -> list[Problem]:
 def serving_program(plan: M.Plan) -> M.Program:
     """What `engine serve` keeps in the kernel: the spec's aggregations active with default
     options, else its output.count (what -c counts)."""
-    from engine.plan.bind import bind
-
     program = bind(plan, mode="events")
     if not program.aggregations and plan.key is not None:
         program = bind(plan, mode="count")
@@ -237,8 +237,6 @@ def _aggregation_path(document: Any, agg: M.Aggregation) -> tuple[str | int, ...
     """Where the spec declares `agg`: output.count, or its output.aggregations entry."""
     if agg.by_count:
         return ("output", "count")
-    from engine.plan.planner import AGG_KEYS
-
     entries = ((document.data or {}).get("output") or {}).get("aggregations") or []
     for i, entry in enumerate(entries):
         kind = next((k for k in AGG_KEYS if k in entry), "")

@@ -26,6 +26,7 @@ from engine.codegen import render
 from engine.errors import EngineError, UsageError
 from engine.kernel import capabilities
 from engine.plan import model as M
+from engine.plan import resources
 from engine.plan.bind import OptionValue, bind
 from engine.runtime import decoders, signals
 from engine.runtime.output import Printer
@@ -199,6 +200,7 @@ class Session:
 
     def __init__(self, program: M.Program, verbose: bool) -> None:
         self.program = program
+        self.resources = resources.declare(program)  # the maps, as the C declares them
         self.verbose = verbose
         self.bpf: Any = None
 
@@ -268,10 +270,10 @@ class Session:
         """engine_errors: per counter (Program.errors), summed over CPUs."""
         if not self.program.errors:
             return []
-        table = self.bpf["engine_errors"]
+        counters = self.resources.errors
+        table = self.bpf[counters.map.name]
         return [
-            int(sum(getattr(v, "value", v) for v in table[i]))
-            for i in range(len(self.program.errors))
+            int(sum(getattr(v, "value", v) for v in table[i])) for i in range(len(counters.names))
         ]
 
     def evicted(self) -> list[int]:
@@ -282,14 +284,15 @@ class Session:
         states = self.program.states
         if not any(st.lru for st in states):
             return [0] * len(states)
-        table = self.bpf["engine_state_keys"]
+        keys = self.resources.state_keys
+        table = self.bpf[keys.map.name] if keys else {}
 
         def total(i: int) -> int:
             return int(sum(getattr(v, "value", v) for v in table[i]))
 
-        inserted = [total(2 * st.index) if st.lru else 0 for st in states]
+        inserted = [total(resources.inserted_index(st)) if st.lru else 0 for st in states]
         held = [self.held(st) if st.lru else 0 for st in states]
-        deleted = [total(2 * st.index + 1) if st.lru else 0 for st in states]
+        deleted = [total(resources.deleted_index(st)) if st.lru else 0 for st in states]
         return [max(0, i - h - d) for i, h, d in zip(inserted, held, deleted)]
 
     def held(self, st: M.StateMap) -> int:
@@ -298,13 +301,14 @@ class Session:
         char`). A key deleted while the walk stands on it restarts it: at most `size`."""
         byte = ctypes.c_uint8
         table = self.bpf.get_table(
-            f"state_{st.name}", keytype=byte * st.key.size, leaftype=byte * st.value.size
+            self.resources.state(st).name, keytype=byte * st.key.size, leaftype=byte * st.value.size
         )
         return sum(1 for _ in itertools.islice(table.keys(), st.size))
 
     def lost(self) -> int:
         """Events the BPF side could not hand over (its buffer full), summed over CPUs."""
-        per_cpu = self.bpf["lost"][0]  # bcc gives plain ints for a u64 per-CPU array
+        lost = self.resources.lost.name
+        per_cpu = self.bpf[lost][0]  # bcc gives plain ints for a u64 per-CPU array
         return int(sum(getattr(v, "value", v) for v in per_cpu))
 
     def close(self) -> None:
@@ -539,10 +543,11 @@ class EventLoop:
 
     def open_buffer(self, b: Any) -> None:
         if self.session.program.transport == "ringbuf":
-            b["events"].open_ring_buffer(self.on_event)
+            b[resources.EVENTS].open_ring_buffer(self.on_event)
         else:
             pages = self.config.ringbuf_pages
-            b["events"].open_perf_buffer(self.on_event, page_cnt=pages, lost_cb=self.on_lost)
+            events = b[resources.EVENTS]
+            events.open_perf_buffer(self.on_event, page_cnt=pages, lost_cb=self.on_lost)
 
     def poll(self, b: Any, timeout: int = POLL_MS) -> None:
         self.batch_left = READ_BATCH

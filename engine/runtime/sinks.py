@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 from engine.errors import EngineError
 from engine.plan import model as M
+from engine.plan import resources
 from engine.runtime import decoders
 from engine.runtime.output import render_rows
 from engine.runtime.rows import getter, struct_format
@@ -208,7 +209,7 @@ class Epochs:
     def swap(self, bpf: Any) -> int:
         """Make the other set current; return the old one, which no program writes now."""
         old, self.current = self.current, 1 - self.current
-        table = bpf["agg_epoch"]
+        table = bpf[resources.EPOCH]
         table[table.Key(0)] = table.Leaf(self.current)
         _membarrier(MEMBARRIER_CMD_GLOBAL)
         return old

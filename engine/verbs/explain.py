@@ -16,9 +16,9 @@ from typing import Sequence, TextIO
 from engine.errors import EngineError, did_you_mean
 from engine.kernel import tracefs
 from engine.kernel.btf import VMLINUX, Btf, BtfType, Kind, Param
-from engine.plan.planner import load_btf
-from engine.plan.resolve import VT
+from engine.plan.layout import load_btf
 from engine.plan.tracepoints import tracepoint_record
+from engine.plan.values import VT
 
 _AGG = (Kind.STRUCT, Kind.UNION)
 _ENUMS = (Kind.ENUM, Kind.ENUM64)

@@ -20,7 +20,7 @@ from engine.attach import KINDS, Target, kind_of
 from engine.errors import Problem, SpecError, UsageError
 from engine.kernel.btf import Btf
 from engine.pipeline import problems_of, warnings_of
-from engine.plan import planner
+from engine.plan.layout import EMPTY_BTF, load_btf
 from engine.spec.loader import load_document
 from engine.spec.schema import check_schema
 
@@ -144,7 +144,7 @@ def btf_files(args: List[str]) -> List[str]:
     files: List[str] = []
     for arg in args:
         if not arg.strip():
-            raise UsageError(planner.EMPTY_BTF)
+            raise UsageError(EMPTY_BTF)
         if os.path.isdir(arg):
             found = sorted(
                 os.path.join(arg, n) for n in os.listdir(arg) if n.endswith(BTF_SUFFIXES)
@@ -253,7 +253,7 @@ def matrix(paths: List[str], btfs: List[str]) -> List[Tuple[str, List[Cell]]]:
             with contextlib.suppress(SpecError):
                 document = load_document(path)
                 if not check_schema(document):
-                    probes = choices_on(document.data, planner.load_btf(btf_path))
+                    probes = choices_on(document.data, load_btf(btf_path))
             cells.append(Cell(kernel_name(btf_path), btf_path, problems, probes))
         rows.append((path, cells))
     return rows

@@ -27,8 +27,9 @@ from engine.errors import Problem, SpecError
 from engine.plan import model as M
 from engine.plan import planner
 from engine.plan.bind import bind
-from engine.plan.resolve import PINNED
+from engine.plan.layout import load_btf
 from engine.plan.shapes import option_shapes
+from engine.plan.values import PINNED
 from engine.spec.loader import EMPTY_SPEC, load_text
 from engine.spec.schema import check_schema
 
@@ -54,7 +55,7 @@ SETTINGS = settings(
 
 @pytest.fixture(scope="module", autouse=True)
 def _btf() -> None:
-    planner.load_btf(FIXTURE)  # read once, outside the examples
+    load_btf(FIXTURE)  # read once, outside the examples
 
 
 def located(problems: list[Problem], text: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 from engine.errors import EngineError, SpecError
 from engine.kernel import tracefs
 from engine.plan import planner
+from engine.plan.layout import load_btf
 from engine.plan.tracepoints import RecordError, tracepoint_record
 from engine.spec.loader import Document
 from engine.verbs.explain import explain
@@ -57,7 +58,7 @@ def spec(target: str, fields: list[str]) -> dict[str, Any]:
 
 
 def test_every_listed_field_validates(events: list[str]) -> None:
-    btf = planner.load_btf(None)
+    btf = load_btf(None)
     failures: list[str] = []
     checked = refused = 0
     for target in events:
@@ -93,7 +94,7 @@ def test_btf_alone_never_claims_a_wrong_offset(events: list[str]) -> None:
     """Offline (`--btf`, or without root) the record comes from BTF alone: where BTF cannot
     tell an event's class, fewer fields are offered, but none at another offset or size than
     the running kernel's tracefs says."""
-    btf = planner.load_btf(None)
+    btf = load_btf(None)
     wrong: list[str] = []
     offered = 0
     for target in events:

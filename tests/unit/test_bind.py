@@ -17,7 +17,7 @@ from btf_fixture import BTF
 from engine.codegen import render
 from engine.plan import model as M
 from engine.plan.bind import bind, bind_expr
-from engine.plan.resolve import ctype_range
+from engine.plan.values import ctype_range
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ import pytest
 
 from engine.errors import UsageError
 from engine.kernel import btf as B
-from engine.plan import planner
+from engine.plan.layout import load_btf
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "btf" / "linux-6.18.44-fc.btf.xz"
@@ -90,7 +90,7 @@ def test_btf_is_read_with_a_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         with pytest.raises(B.BtfError, match=r": larger than 1 MiB; not a kernel's BTF$"):
             B.Btf.load(str(path))
     with pytest.raises(UsageError, match=r"^--btf: .*big.btf: larger than 1 MiB"):
-        planner.load_btf(str(big))
+        load_btf(str(big))
 
 
 def test_sarif_uris_are_percent_encoded(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from btf_fixture import BTF
 from engine.codegen import render
 from engine.plan import model as M
 from engine.plan import planner
-from engine.plan.planner import layout
+from engine.plan.layout import layout
 from engine.spec.loader import load_document
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -15,6 +15,7 @@ from btf_fixture import BTF
 from engine.kernel.btf import Btf, Kind
 from engine.plan import model as M
 from engine.plan import planner
+from engine.plan.layout import load_btf
 from engine.spec.loader import load_document
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ def ev(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def btf() -> Btf:
-    return planner.load_btf(BTF)
+    return load_btf(BTF)
 
 
 def plan_of(name: str) -> M.Plan:

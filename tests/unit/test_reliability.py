@@ -19,6 +19,7 @@ from engine.codegen import render
 from engine.errors import NameIndex, SpecError
 from engine.kernel.btf import Kind
 from engine.plan import planner, resolve
+from engine.plan.layout import load_btf
 from engine.spec.loader import load_document, load_text
 from engine.verbs.validate import validate_path
 
@@ -118,7 +119,7 @@ def test_enum_fields_differing_only_in_case_keep_their_own_tables() -> None:
 
 @pytest.fixture(scope="module")
 def functions() -> NameIndex:
-    btf = planner.load_btf(FIXTURE)
+    btf = load_btf(FIXTURE)
     return resolve.name_index(btf, "functions", lambda: btf.names(Kind.FUNC))
 
 
@@ -141,7 +142,7 @@ def test_kernel_function_suggestions_compare_a_shortlist(
 
 
 def test_one_index_per_btf_and_kind() -> None:
-    btf = planner.load_btf(FIXTURE)
+    btf = load_btf(FIXTURE)
     first = resolve.name_index(btf, "functions", lambda: btf.names(Kind.FUNC))
     again = resolve.name_index(btf, "functions", lambda: pytest.fail("rebuilt"))  # type: ignore[arg-type,return-value]
     assert first is again
@@ -153,7 +154,7 @@ def test_64_unknown_kprobe_targets_compare_at_most_a_shortlist_each() -> None:
         f"name: many\nprobes:\n  - name: p\n    attach:\n      - kprobe: [{targets}]\n"
         "    fields:\n      pid: tgid\noutput:\n  columns: [pid]\n"
     )
-    btf = planner.load_btf(FIXTURE)
+    btf = load_btf(FIXTURE)
     index = resolve.name_index(btf, "functions", lambda: btf.names(Kind.FUNC))
     before = index.compared
     with pytest.raises(SpecError) as caught:

@@ -14,7 +14,7 @@ import pytest
 
 from engine.codegen.render import c_expr, c_number
 from engine.plan import model as M
-from engine.plan.resolve import ctype_range
+from engine.plan.values import ctype_range
 
 CTYPES = ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64")
 A, B, C = M.CVar("ev.a", "u32"), M.CVar("ev.b", "u16"), M.CVar("v3", "s64")

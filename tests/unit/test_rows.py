@@ -18,7 +18,7 @@ import struct
 import pytest
 
 from engine.plan import model as M
-from engine.plan.planner import layout
+from engine.plan.layout import layout
 from engine.runtime import decoders, rows
 
 INTS = {

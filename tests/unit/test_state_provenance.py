@@ -5,8 +5,8 @@ tests/specs/bad/state_user_pointer.yaml, checked by tests/kernel/test_bad_live_s
 
 from __future__ import annotations
 
-from engine.plan.resolve import Provenance
 from engine.plan.state import user_pointer_message
+from engine.plan.values import Provenance
 
 
 def test_a_user_pointer_flows_through_stores_in_any_order_and_cycles() -> None:

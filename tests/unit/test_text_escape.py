@@ -15,7 +15,7 @@ import pytest
 from engine.plan import model as M
 from engine.plan import planner
 from engine.plan.bind import bind
-from engine.plan.planner import layout
+from engine.plan.layout import layout
 from engine.runtime import decoders, output, rows, sinks
 from engine.spec.loader import load_text
 

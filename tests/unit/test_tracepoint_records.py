@@ -16,6 +16,7 @@ from engine.errors import SpecError
 from engine.kernel.btf import Btf
 from engine.plan import model as M
 from engine.plan import planner
+from engine.plan.layout import load_btf
 from engine.plan.tracepoints import RecordError, tracepoint_record
 from engine.spec.loader import load_text
 
@@ -25,7 +26,7 @@ FIXTURE = str(ROOT / "tests" / "fixtures" / "btf" / "linux-6.18.44-fc.btf.xz")
 
 @pytest.fixture(scope="module")
 def btf() -> Btf:
-    return planner.load_btf(FIXTURE)
+    return load_btf(FIXTURE)
 
 
 def spec(target: str, *fields: str) -> str:
