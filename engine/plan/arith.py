@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
+from engine.nodes import Transformer
 from engine.plan import model as M
 from engine.plan.resolve import VT, PlanError, Resolver, Val, VKind, constant_val, int_vt
 from engine.spec import expr as E
@@ -239,42 +240,38 @@ def inline(expr: M.CExpr, steps: list[M.Step]) -> M.CExpr:
     arith = {s.dest: s for s in steps if isinstance(s, M.Arith)}
     if len(arith) != len(steps):
         raise PlanError(FILTER_ONLY)
+    return M.rewrite(Inline(arith), expr)
 
-    def part(text: str) -> str | M.CArith:
-        step = arith.get(text)
+
+class Inline(Transformer):
+    """Replaces each arith local by its computation. Only a CVar can name one; every other
+    node kind is rebuilt from its children by the base class, so a new kind (a switch once)
+    cannot keep a local the filter never declares."""
+
+    def __init__(self, arith: dict[str, M.Arith]) -> None:
+        self.arith = arith
+
+    def part(self, text: str) -> str | M.CArith:
+        step = self.arith.get(text)
         if step is None:
             return text
-        left = part(step.left) if step.left else None
-        return M.CArith(step.op, left, part(step.right), step.ctype, step.via, step.guard)
+        left = self.part(step.left) if step.left else None
+        return M.CArith(step.op, left, self.part(step.right), step.ctype, step.via, step.guard)
 
-    def walk(e: M.CExpr) -> M.CExpr:
-        """Every CExpr kind has its case: a kind left out would keep a local the filter
-        never declares (a `$switch and x / 2 > 5` once rendered `v1` undeclared)."""
-        if isinstance(e, M.CVar):
-            if e.name not in arith:
-                return e
-            found = part(e.name)
-            assert isinstance(found, M.CArith)
-            return found
-        if isinstance(e, (M.CNum, M.COption, M.CTrue, M.CStrEq, M.CArith)):
-            return e  # no locals inside
-        if isinstance(e, M.CCompare):
-            return M.CCompare(e.op, walk(e.left), walk(e.right))
-        if isinstance(e, M.CIn):
-            return M.CIn(walk(e.left), e.values, e.negate)
-        if isinstance(e, M.CInSet):
-            left = walk(e.left)
-            assert isinstance(left, M.CVar), "a set's left side is an event slot"
-            return M.CInSet(left, e.set, e.negate)
-        if isinstance(e, M.CBool):
-            return M.CBool(e.op, tuple(walk(t) for t in e.terms))
-        if isinstance(e, M.CNot):
-            return M.CNot(walk(e.term))
-        if isinstance(e, M.CSwitch):
-            return M.CSwitch(e.option, e.on, walk(e.term))
-        raise TypeError(f"inline: no case for {type(e).__name__}")  # a new CExpr kind
+    def visit_CVar(self, node: M.CVar) -> M.CExpr:
+        if node.name not in self.arith:
+            return node
+        found = self.part(node.name)
+        assert isinstance(found, M.CArith)
+        return found
 
-    return walk(expr)
+    def visit_CArith(self, node: M.CArith) -> M.CExpr:
+        return node  # already inlined: its operands are event slots and literals
+
+    def visit_CInSet(self, node: M.CInSet) -> M.CExpr:
+        left = self.visit(node.left)
+        assert isinstance(left, M.CVar), "a set's left side is an event slot"
+        return M.CInSet(left, node.set, node.negate)
 
 
 def _const(val: Val) -> int:

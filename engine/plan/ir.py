@@ -11,28 +11,39 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar, Union, cast
+
+from engine.nodes import Node, Transformer
 
 # --- typed expression trees (filters and `where`) -----------------------------------------
 
 
+class CNode(Node):
+    """A node of a typed expression tree (a filter or `where`)."""
+
+
 @dataclass(frozen=True)
-class CVar:
+class CVar(CNode):
     """A generated C local (`v3`) or event slot (`ev.dport`)."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ()
 
     name: str
     ctype: str  # u8..u64, s8..s64
 
 
 @dataclass(frozen=True)
-class CNum:
+class CNum(CNode):
+    child_fields: ClassVar[tuple[str, ...]] = ()
     value: int
     ctype: str
 
 
 @dataclass(frozen=True)
-class COption:
+class COption(CNode):
     """An option placeholder; `bind` replaces it by typed constants or drops its term."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ()
 
     option: str
     ctype: str
@@ -40,14 +51,16 @@ class COption:
 
 
 @dataclass(frozen=True)
-class CCompare:
+class CCompare(CNode):
+    child_fields: ClassVar[tuple[str, ...]] = ("left", "right")
     op: str  # == != < <= > >=
     left: CExpr
     right: CExpr
 
 
 @dataclass(frozen=True)
-class CIn:
+class CIn(CNode):
+    child_fields: ClassVar[tuple[str, ...]] = ("left", "values")
     left: CExpr
     values: Union[tuple[CNum, ...], COption]
     negate: bool = False
@@ -70,8 +83,10 @@ class SetMap:
 
 
 @dataclass(frozen=True)
-class CInSet:
+class CInSet(CNode):
     """`left in $list` for a long list: one hash lookup instead of a chain of ==."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ("left",)
 
     left: CVar
     set: SetMap
@@ -79,8 +94,10 @@ class CInSet:
 
 
 @dataclass(frozen=True)
-class CStrEq:
+class CStrEq(CNode):
     """A char slot equal to a string: `size` bytes, NUL-terminated unless the value fills it."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ("value",)
 
     slot: str
     value: Union[bytes, COption]
@@ -89,26 +106,30 @@ class CStrEq:
 
 
 @dataclass(frozen=True)
-class CBool:
+class CBool(CNode):
+    child_fields: ClassVar[tuple[str, ...]] = ("terms",)
     op: str  # && ||
     terms: tuple[CExpr, ...]
 
 
 @dataclass(frozen=True)
-class CNot:
+class CNot(CNode):
+    child_fields: ClassVar[tuple[str, ...]] = ("term",)
     term: CExpr
 
 
 @dataclass(frozen=True)
-class CTrue:
-    pass
+class CTrue(CNode):
+    child_fields: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclass(frozen=True)
-class CArith:
+class CArith(CNode):
     """Arithmetic inside a filter (which is one C expression): `(ctype)(left OP right)`, the
     operands cast to `via` or `ctype` as in the `arith` step. An operand is a generated token
     (an event slot, a typed literal) or a nested CArith; unary - and ~ have no left."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ("left", "right")
 
     op: str
     left: Union[str, CArith, None]
@@ -119,9 +140,11 @@ class CArith:
 
 
 @dataclass(frozen=True)
-class CSwitch:
+class CSwitch(CNode):
     """`$flag and TERM` (on) or `not $flag and TERM` (off): `bind` keeps TERM when the switch
     is in that state, else the whole guard drops out (true)."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ("term",)
 
     option: str
     on: bool
@@ -132,12 +155,21 @@ CExpr = Union[
     CVar, CNum, COption, CCompare, CIn, CInSet, CStrEq, CBool, CNot, CTrue, CArith, CSwitch
 ]
 
+
+def rewrite(walker: Transformer, expr: CExpr) -> CExpr:
+    """`walker` applied to an expression tree, which must give an expression tree back."""
+    found = walker.visit(expr)
+    if not isinstance(found, CNode):
+        raise TypeError(f"{type(walker).__name__} made {found!r} of an expression")
+    return cast(CExpr, found)
+
+
 # --- steps: C statements in a probe function, one kind each ------------------------------
 
 _NUMBER = re.compile(r"\(?-?[0-9]")  # constants: 5, -5, (-5LL)
 
 
-class StepBase:
+class StepBase(Node):
     """What every step says about itself: the locals it reads and the name it defines, so
     selecting the steps a field needs walks declared dependencies, not naming conventions."""
 

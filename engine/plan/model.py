@@ -23,6 +23,7 @@ from engine.plan.ir import (  # noqa: F401  re-exported: `M.Load`, `M.CVar` keep
     CExpr,
     CIn,
     CInSet,
+    CNode,
     CNot,
     CNum,
     Comm,
@@ -49,6 +50,7 @@ from engine.plan.ir import (  # noqa: F401  re-exported: `M.Load`, `M.CVar` keep
     StepBase,
     Store,
     Sum,
+    rewrite,
 )
 
 

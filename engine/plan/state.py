@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from engine.errors import did_you_mean
+from engine.nodes import Visitor
 from engine.plan import model as M
 from engine.plan.resolve import STATE_HELPERS, VT, PlanError, Resolver, Val, VKind, int_vt
 from engine.spec import expr as E
@@ -93,25 +94,20 @@ def uses_state(node: E.Node | None) -> bool:
     """Whether an expression calls take/get/has (such `let`s run first, on every path)."""
     if node is None:
         return False
-    if isinstance(node, E.Call):
-        return node.func in STATE_HELPERS or any(uses_state(a) for a in node.args)
-    return any(uses_state(child) for child in _children(node))
+    walker = _StateCalls()
+    walker.visit(node)
+    return walker.found
 
 
-def _children(node: E.Node) -> tuple[E.Node, ...]:
-    if isinstance(node, (E.Attr, E.Index)):
-        return (node.base,)
-    if isinstance(node, E.Cast):
-        return (node.expr,)
-    if isinstance(node, E.ListOf):
-        return node.items
-    if isinstance(node, E.Compare):
-        return (node.left, node.right)
-    if isinstance(node, E.BoolOp):
-        return node.values
-    if isinstance(node, E.Not):
-        return (node.operand,)
-    return tuple(getattr(node, a) for a in ("left", "right", "operand") if hasattr(node, a))
+class _StateCalls(Visitor[None]):
+    """Finds a take/get/has call anywhere in an expression (the rest walked by children)."""
+
+    def __init__(self) -> None:
+        self.found = False
+
+    def visit_Call(self, node: E.Call) -> None:
+        self.found = self.found or node.func in STATE_HELPERS
+        self.generic_visit(node)
 
 
 class StoreValueError(PlanError):
