@@ -61,12 +61,25 @@ def environment() -> jinja2.Environment:
     env.tests["ctrue"] = lambda e: isinstance(e, M.CTrue)
     env.globals["ctypes_names"] = CTYPES
     env.globals["fail"] = _fail
+    env.globals["step_partial"] = step_partial
     return env
 
 
 def _fail(message: str) -> str:
     """A template reached a case it has no text for: a bug, never silently empty C."""
     raise TypeError(message)
+
+
+def step_partial(step: M.Step) -> str:
+    """The template a step names (its `partial`); a step kind without one is a bug."""
+    name = getattr(step, "partial", None)
+    if name is None:
+        raise TypeError(f"no template for step kind {step.kind}")
+    try:
+        environment().get_template(name)
+    except jinja2.TemplateNotFound:
+        raise TypeError(f"no template for step kind {step.kind}: {name} is missing") from None
+    return str(name)
 
 
 def render_c(program: M.Program) -> str:
@@ -166,5 +179,5 @@ class _CEmitter(Visitor[str]):
             return f"(({expr.ctype})({right} != 0 ? {left} {expr.op} {right} : {zero}))"
         return f"(({expr.ctype})({left} {expr.op} {right}))"
 
-    def operand(self, part: str | M.CArith) -> str:
+    def operand(self, part: M.Operand | M.CArith) -> str:
         return self.visit(part) if isinstance(part, M.CArith) else str(part)

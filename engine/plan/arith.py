@@ -125,16 +125,16 @@ def binop(r: Resolver, node: E.BinOp) -> Val:
                 via = "u" + ctype[1:]  # both >= 0: the unsigned quotient is C's
     if ctype[0] == "s" and node.op in WRAPS:
         via = "u" + ctype[1:]  # two's complement wrap, where C's signed overflow is undefined
-    parts = []
+    parts: list[M.Operand] = []
     for val in (left, right):
         if is_constant(val):
             value = _const(val)
             if val is right and node.op in ("<<", ">>"):
-                parts.append(_literal(value, ctype))  # checked above: 0..width-1
+                parts.append(M.Constant(_literal(value, ctype)))  # checked above: 0..width-1
                 continue
-            parts.append(_literal(wrap(value, ctype), ctype))  # C's conversion to ctype
+            parts.append(M.Constant(_literal(wrap(value, ctype), ctype)))  # C's conversion
         else:
-            parts.append(val.var)
+            parts.append(M.operand(val.var))
     dest = r.s.local()
     guard = op_divides(node.op) and not is_constant(right)
     r.s.emit(M.Arith(dest, ctype, node.op, parts[0], parts[1], via, guard))
@@ -185,7 +185,7 @@ def unary(r: Resolver, node: E.Unary) -> Val:
     ctype = operand_type(val, node.operand)
     via = "u" + ctype[1:] if node.op == "-" and ctype[0] == "s" else ""  # -INT_MIN wraps
     dest = r.s.local()
-    r.s.emit(M.Arith(dest, ctype, node.op, "", val.var, via))
+    r.s.emit(M.Arith(dest, ctype, node.op, None, M.operand(val.var), via))
     return Val(computed(ctype, val), var=dest)
 
 
@@ -251,17 +251,17 @@ class Inline(Transformer):
     def __init__(self, arith: dict[str, M.Arith]) -> None:
         self.arith = arith
 
-    def part(self, text: str) -> str | M.CArith:
-        step = self.arith.get(text)
+    def part(self, op: M.Operand) -> M.Operand | M.CArith:
+        step = self.arith.get(op.name) if isinstance(op, M.Local) else None
         if step is None:
-            return text
-        left = self.part(step.left) if step.left else None
+            return op
+        left = None if step.left is None else self.part(step.left)
         return M.CArith(step.op, left, self.part(step.right), step.ctype, step.via, step.guard)
 
     def visit_CVar(self, node: M.CVar) -> M.CExpr:
         if node.name not in self.arith:
             return node
-        found = self.part(node.name)
+        found = self.part(M.Local(node.name))
         assert isinstance(found, M.CArith)
         return found
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, Union, cast
 
+from engine.memory import AddressSpace
 from engine.nodes import Node, Transformer
 
 # --- typed expression trees (filters and `where`) -----------------------------------------
@@ -126,14 +127,14 @@ class CTrue(CNode):
 @dataclass(frozen=True)
 class CArith(CNode):
     """Arithmetic inside a filter (which is one C expression): `(ctype)(left OP right)`, the
-    operands cast to `via` or `ctype` as in the `arith` step. An operand is a generated token
+    operands cast to `via` or `ctype` as in the `arith` step. An operand is a step operand
     (an event slot, a typed literal) or a nested CArith; unary - and ~ have no left."""
 
     child_fields: ClassVar[tuple[str, ...]] = ("left", "right")
 
     op: str
-    left: Union[str, CArith, None]
-    right: Union[str, CArith]
+    left: Union[Operand, CArith, None]
+    right: Union[Operand, CArith]
     ctype: str
     via: str = ""
     guard: bool = False  # a division by a variable: as the `arith` step's `guard`
@@ -164,28 +165,119 @@ def rewrite(walker: Transformer, expr: CExpr) -> CExpr:
     return cast(CExpr, found)
 
 
-# --- steps: C statements in a probe function, one kind each ------------------------------
+# --- step operands: what a step reads, typed where it is built -----------------------------
+
+
+class Operand(Node):
+    """A step's input, as its C text (`str()`), and the generated local it reads (`reads`,
+    "" for none), so dependencies come from the operand's kind, not from its spelling."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def reads(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Local(Operand):
+    """A generated C local (`v3`, `ctx_addr`, a stash's `key`)."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ()
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def reads(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Member(Operand):
+    """A member of a local struct: a state value's (`v3.f_ts`) or the event's (`ev.f_pid`)."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ()
+
+    local: str
+    member: str
+
+    def __str__(self) -> str:
+        return f"{self.local}.{self.member}"
+
+    @property
+    def reads(self) -> str:
+        return self.local
+
+
+@dataclass(frozen=True)
+class Constant(Operand):
+    """A typed C literal (`5U`, `(-5LL)`, an address family's `2`): reads no local."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ()
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def reads(self) -> str:
+        return ""
+
 
 _NUMBER = re.compile(r"\(?-?[0-9]")  # constants: 5, -5, (-5LL)
 
 
+def operand(text: str) -> Operand:
+    """The operand a planner value's text names (Val.var and Val.base are still text): a
+    literal, a member of a local (`v3.f_ts`) or a local. The one place that reads a spelling."""
+    if _NUMBER.match(text):
+        return Constant(text)
+    local, dot, member = text.partition(".")
+    return Member(local, member) if dot else Local(text)
+
+
+def local(text: str) -> Local:
+    """A planner value's text that must name a local (a state key)."""
+    found = operand(text)
+    if not isinstance(found, Local):
+        raise TypeError(f"not a local: {text!r}")
+    return found
+
+
+def member(text: str) -> Member:
+    """A planner value's text that must name a member of a local (a state value's comm)."""
+    found = operand(text)
+    if not isinstance(found, Member):
+        raise TypeError(f"not a member of a local: {text!r}")
+    return found
+
+
+def read_space(user: bool) -> AddressSpace:
+    """The space a value points into: a planner VT's `user` flag (syscall arguments)."""
+    return AddressSpace.USER if user else AddressSpace.KERNEL
+
+
+# --- steps: C statements in a probe function, one kind each ------------------------------
+
+
 class StepBase(Node):
-    """What every step says about itself: the locals it reads and the name it defines, so
-    selecting the steps a field needs walks declared dependencies, not naming conventions."""
+    """What every step says about itself: the locals it reads (through its operands, the
+    `child_fields`) and the name it defines, so selecting the steps a field needs walks
+    declared dependencies, not naming conventions."""
 
     dest: str
-    reads_from: ClassVar[tuple[str, ...]] = ()  # attributes holding locals (or (slot, local) pairs)
+    kind: ClassVar[str]
+    partial: ClassVar[str]  # its template: templates/partials/steps/<kind>.c.j2
+
+    def operands(self) -> tuple[Operand, ...]:
+        return tuple(op for op in self.children() if isinstance(op, Operand))
 
     def reads(self) -> frozenset[str]:
-        found: set[str] = set()
-        for attr in self.reads_from:
-            value = getattr(self, attr)
-            if isinstance(value, str):
-                found.add(value)
-            else:
-                found.update(v for _, v in value)
-        # `v3.f_ts` reads local v3 (a state value's member)
-        return frozenset(v.split(".")[0] for v in found if v and not _NUMBER.match(v))
+        return frozenset(op.reads for op in self.operands() if op.reads)
 
     def writes(self) -> str:
         return self.dest
@@ -194,6 +286,8 @@ class StepBase(Node):
 @dataclass(frozen=True)
 class Builtin(StepBase):
     kind: ClassVar[str] = "builtin"
+    partial: ClassVar[str] = "partials/steps/builtin.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ()
     dest: str
     ctype: str
     which: str  # tgid tid uid gid ktime_ns boot_ns cpu cgroup_id
@@ -202,6 +296,8 @@ class Builtin(StepBase):
 @dataclass(frozen=True)
 class Comm(StepBase):
     kind: ClassVar[str] = "comm"
+    partial: ClassVar[str] = "partials/steps/comm.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ()
     dest: str  # event slot, char[16]
     size: int
 
@@ -211,6 +307,8 @@ class Arg(StepBase):
     """A function argument (kprobe/fentry/raw tracepoint) or the return value (`index` -1)."""
 
     kind: ClassVar[str] = "arg"
+    partial: ClassVar[str] = "partials/steps/arg.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ()
     dest: str
     ctype: str
     index: int
@@ -222,6 +320,8 @@ class Stashed(StepBase):
     """An entry argument read back from the kretprobe/fexit stash."""
 
     kind: ClassVar[str] = "stashed"
+    partial: ClassVar[str] = "partials/steps/stashed.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ()
     dest: str
     ctype: str
     slot: str
@@ -233,13 +333,15 @@ class Load(StepBase):
     tracepoint record's aligned field) a plain load from the context."""
 
     kind: ClassVar[str] = "load"
-    reads_from: ClassVar[tuple[str, ...]] = ("base",)
+    partial: ClassVar[str] = "partials/steps/load.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
     ctype: str
-    base: str
+    base: Operand
     offset: int
     size: int
     direct: bool = False
+    space: AddressSpace = AddressSpace.KERNEL  # where the memory read lives
 
 
 @dataclass(frozen=True)
@@ -247,14 +349,16 @@ class LoadBits(StepBase):
     """A bitfield: read `size` bytes, shift right, mask."""
 
     kind: ClassVar[str] = "loadbits"
-    reads_from: ClassVar[tuple[str, ...]] = ("base",)
+    partial: ClassVar[str] = "partials/steps/loadbits.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
     ctype: str
-    base: str
+    base: Operand
     offset: int
     size: int
     shift: int
     mask: int
+    space: AddressSpace = AddressSpace.KERNEL  # where the memory read lives
 
 
 @dataclass(frozen=True)
@@ -262,9 +366,10 @@ class AddrOf(StepBase):
     """`u64 dest = base + offset` (an address; nothing read)."""
 
     kind: ClassVar[str] = "addr"
-    reads_from: ClassVar[tuple[str, ...]] = ("base",)
+    partial: ClassVar[str] = "partials/steps/addr.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
-    base: str
+    base: Operand
     offset: int
 
 
@@ -273,10 +378,11 @@ class Sum(StepBase):
     """`u64 dest = left + right` (e.g. skb->head + skb->transport_header)."""
 
     kind: ClassVar[str] = "sum"
-    reads_from: ClassVar[tuple[str, ...]] = ("left", "right")
+    partial: ClassVar[str] = "partials/steps/sum.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("left", "right")
     dest: str
-    left: str
-    right: str
+    left: Operand
+    right: Operand
 
 
 @dataclass(frozen=True)
@@ -284,9 +390,10 @@ class Store(StepBase):
     """`ev.slot = src`, byte-swapped first when `swap` is 16/32/64."""
 
     kind: ClassVar[str] = "store"
-    reads_from: ClassVar[tuple[str, ...]] = ("src",)
+    partial: ClassVar[str] = "partials/steps/store.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("src",)
     dest: str
-    src: str
+    src: Operand
     swap: int = 0
 
 
@@ -295,11 +402,13 @@ class Copy(StepBase):
     """Copy `size` bytes of kernel memory into an event array slot."""
 
     kind: ClassVar[str] = "copy"
-    reads_from: ClassVar[tuple[str, ...]] = ("base",)
+    partial: ClassVar[str] = "partials/steps/copy.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
-    base: str
+    base: Operand
     offset: int
     size: int
+    space: AddressSpace = AddressSpace.KERNEL  # where the memory read lives
 
 
 @dataclass(frozen=True)
@@ -307,12 +416,13 @@ class CopyStr(StepBase):
     """A NUL-terminated string into an event char slot (`deref`: base holds a char *)."""
 
     kind: ClassVar[str] = "copystr"
-    reads_from: ClassVar[tuple[str, ...]] = ("base",)
+    partial: ClassVar[str] = "partials/steps/copystr.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
-    base: str
+    base: Operand
     offset: int
     size: int
-    user: bool = False  # a user-space string (syscall arguments)
+    space: AddressSpace = AddressSpace.KERNEL  # USER: a user-space string (syscall arguments)
 
 
 @dataclass(frozen=True)
@@ -320,11 +430,13 @@ class DataLocStr(StepBase):
     """A tracepoint `__data_loc char[]` string: the u32 at `offset` locates it in the record."""
 
     kind: ClassVar[str] = "datalocstr"
-    reads_from: ClassVar[tuple[str, ...]] = ("base",)
+    partial: ClassVar[str] = "partials/steps/datalocstr.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("base",)
     dest: str
-    base: str
+    base: Operand
     offset: int
     size: int
+    space: AddressSpace = AddressSpace.KERNEL  # where the memory read lives
 
 
 @dataclass(frozen=True)
@@ -332,26 +444,29 @@ class Inet(StepBase):
     """An address by family: 4 bytes at v4, or 16 at v6, into `dest.addr`; family kept."""
 
     kind: ClassVar[str] = "inet"
-    reads_from: ClassVar[tuple[str, ...]] = ("family", "v4_base", "v6_base")
+    partial: ClassVar[str] = "partials/steps/inet.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("family", "v4_base", "v6_base")
     dest: str
-    family: str  # a local holding the family
-    v4_base: str
+    family: Operand  # a local holding the family, or a constant
+    v4_base: Operand
     v4_offset: int
-    v6_base: str
+    v6_base: Operand
     v6_offset: int
+    space: AddressSpace = AddressSpace.KERNEL  # where the memory read lives
 
 
 @dataclass(frozen=True)
 class Arith(StepBase):
-    """`ctype dest = left OP right` computed in `ctype` (unary - and ~: `left` is "")."""
+    """`ctype dest = left OP right` computed in `ctype` (unary - and ~: `left` is None)."""
 
     kind: ClassVar[str] = "arith"
-    reads_from: ClassVar[tuple[str, ...]] = ("left", "right")
+    partial: ClassVar[str] = "partials/steps/arith.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("left", "right")
     dest: str
     ctype: str
     op: str
-    left: str
-    right: str
+    left: Operand | None  # None: unary - and ~
+    right: Operand
     # the type the operands are computed in, when not ctype: the unsigned type of its width
     # for a signed + - * << and unary - (they wrap, where C's signed overflow is undefined),
     # and for a signed division of values that cannot be negative
@@ -370,10 +485,11 @@ class StateKey(StepBase):
     """`struct state_<map>_key_t dest = {...}`: a state map's key from locals, member by member."""
 
     kind: ClassVar[str] = "statekey"
-    reads_from: ClassVar[tuple[str, ...]] = ("parts",)
+    partial: ClassVar[str] = "partials/steps/statekey.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("parts",)
     dest: str
     map: str
-    parts: tuple[tuple[str, str], ...]  # (key slot, local or constant text)
+    parts: tuple[tuple[str, Operand], ...]  # (key slot, local or constant): a map
 
 
 @dataclass(frozen=True)
@@ -382,12 +498,13 @@ class StateRead(StepBase):
     a default is given (`defaults`: value slot -> constant text). `dest` is the value struct."""
 
     kind: ClassVar[str] = "stateread"
-    reads_from: ClassVar[tuple[str, ...]] = ("key",)
+    partial: ClassVar[str] = "partials/steps/stateread.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("key",)
     dest: str
     map: str
-    key: str  # the StateKey local
+    key: Local  # the StateKey local
     delete: bool
-    defaults: tuple[tuple[str, str], ...] = ()
+    defaults: tuple[tuple[str, Constant], ...] = ()
     has_default: bool = False
     index: int = 0  # the map's StateMap.index: a take's delete is counted (engine_state_keys)
 
@@ -397,10 +514,11 @@ class StateHas(StepBase):
     """`u64 dest = key present in the map` (nothing deleted)."""
 
     kind: ClassVar[str] = "statehas"
-    reads_from: ClassVar[tuple[str, ...]] = ("key",)
+    partial: ClassVar[str] = "partials/steps/statehas.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("key",)
     dest: str
     map: str
-    key: str
+    key: Local
 
 
 @dataclass(frozen=True)
@@ -409,11 +527,12 @@ class StatePut(StepBase):
     and so is a new key (engine_state_keys[2 * index]: evictions are what is missing)."""
 
     kind: ClassVar[str] = "stateput"
-    reads_from: ClassVar[tuple[str, ...]] = ("key", "parts")
+    partial: ClassVar[str] = "partials/steps/stateput.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("key", "parts")
     dest: str  # the value struct local this step declares and fills
     map: str
-    key: str
-    parts: tuple[tuple[str, str], ...]  # (value slot, local); slot "" never occurs
+    key: Local
+    parts: tuple[tuple[str, Operand], ...]  # (value slot, local or constant): a map
     comm: tuple[str, ...] = ()  # value slots filled with the current task's comm
     index: int = 0
 
@@ -423,10 +542,11 @@ class StateDelete(StepBase):
     """Delete a key (a path that ends a pairing without reading the value)."""
 
     kind: ClassVar[str] = "statedelete"
-    reads_from: ClassVar[tuple[str, ...]] = ("key",)
+    partial: ClassVar[str] = "partials/steps/statedelete.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("key",)
     dest: str  # unused local name, so every step has one
     map: str
-    key: str
+    key: Local
     index: int = 0  # the map's StateMap.index: a delete is counted (engine_state_keys)
 
 
@@ -435,9 +555,10 @@ class CopyLocal(StepBase):
     """Copy `size` bytes from a generated local's member (a state value) into an event slot."""
 
     kind: ClassVar[str] = "copylocal"
-    reads_from: ClassVar[tuple[str, ...]] = ("src",)
+    partial: ClassVar[str] = "partials/steps/copylocal.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("src",)
     dest: str
-    src: str
+    src: Member
     size: int
 
 

@@ -27,6 +27,7 @@ from engine.plan.ir import (  # noqa: F401  re-exported: `M.Load`, `M.CVar` keep
     CNot,
     CNum,
     Comm,
+    Constant,
     COption,
     Copy,
     CopyLocal,
@@ -39,6 +40,9 @@ from engine.plan.ir import (  # noqa: F401  re-exported: `M.Load`, `M.CVar` keep
     Inet,
     Load,
     LoadBits,
+    Local,
+    Member,
+    Operand,
     SetMap,
     Stashed,
     StateDelete,
@@ -50,6 +54,10 @@ from engine.plan.ir import (  # noqa: F401  re-exported: `M.Load`, `M.CVar` keep
     StepBase,
     Store,
     Sum,
+    local,
+    member,
+    operand,
+    read_space,
     rewrite,
 )
 
