@@ -155,9 +155,8 @@ class _SlotsRead(Visitor[None]):
     def visit_CStrEq(self, node: M.CStrEq) -> None:
         self.found.add(node.slot)
 
-    def visit_CArith(self, node: M.CArith) -> None:
-        self.found.update(str(p) for p in (node.left, node.right) if isinstance(p, str))
-        self.generic_visit(node)
+    def visit_Operand(self, node: M.Operand) -> None:
+        self.found.add(str(node))  # an arithmetic operand (CArith's children): `ev.f_sport`
 
 
 def set_maps(expr: M.CExpr) -> list[M.SetMap]:
