@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any, Callable, ClassVar, Generic, TypeVar
 
 N = TypeVar("N", bound="Node")
+NODE_CLASSES: set[str] = {"Node"}  # every node class's name: what a `visit_<Class>` may name
 R = TypeVar("R")
 
 
@@ -27,6 +28,10 @@ class Node:
 
     # every concrete node class declares its own (an empty tuple for a leaf)
     child_fields: ClassVar[tuple[str, ...]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        NODE_CLASSES.add(cls.__name__)
 
     def children(self) -> tuple[Node, ...]:
         """The node's children, in field order (a map's values in its order)."""
@@ -82,6 +87,13 @@ def _map(value: Any, fn: Callable[[Node], Node]) -> Any:
     return value
 
 
+def _check_cases(walker: type) -> None:
+    """A `visit_<Class>` must name a node class: a misspelled case would never run."""
+    for name in vars(walker):
+        if name.startswith("visit_") and name[len("visit_") :] not in NODE_CLASSES:
+            raise TypeError(f"{walker.__name__}.{name}: no node class {name[len('visit_') :]}")
+
+
 def _handler(walker: object, node: object) -> Callable[[Any], Any] | None:
     """The walker's `visit_<Class>` for the node's class (or a base class's), else None."""
     if not isinstance(node, Node):
@@ -104,6 +116,10 @@ class Visitor(Generic[R]):
 
     exhaustive: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_cases(cls)
+
     def visit(self, node: Node) -> R:
         method = _handler(self, node)
         if method is not None:
@@ -125,6 +141,10 @@ class Transformer:
     """Rebuild a tree: `visit_<Class>` returns the node's replacement; a class without a
     method is rebuilt from its transformed children, so a new node kind is carried through
     (its children transformed too) instead of being returned untouched."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_cases(cls)
 
     def visit(self, node: Node) -> Node:
         method = _handler(self, node)

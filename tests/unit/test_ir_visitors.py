@@ -342,3 +342,11 @@ def test_ir_is_reexported_by_the_model() -> None:
     """model.py keeps `M.Load`, `M.CVar`: the same classes as engine.plan.ir's."""
     for cls in [*CEXPRS, *STEPS, *OPERANDS]:
         assert getattr(M, cls.__name__) is getattr(ir, cls.__name__)
+
+
+def test_a_misspelled_case_is_refused_where_the_walker_is_defined() -> None:
+    with pytest.raises(TypeError, match=r"Typo\.visit_CSwtich: no node class CSwtich"):
+
+        class Typo(nodes.Transformer):
+            def visit_CSwtich(self, node: M.CSwitch) -> M.CExpr:
+                return node
