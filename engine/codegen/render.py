@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from engine.nodes import Visitor
 from engine.plan import model as M
 from engine.plan.resources import declare
 
@@ -61,12 +62,25 @@ def environment() -> jinja2.Environment:
     env.tests["ctrue"] = lambda e: isinstance(e, M.CTrue)
     env.globals["ctypes_names"] = CTYPES
     env.globals["fail"] = _fail
+    env.globals["step_partial"] = step_partial
     return env
 
 
 def _fail(message: str) -> str:
     """A template reached a case it has no text for: a bug, never silently empty C."""
     raise TypeError(message)
+
+
+def step_partial(step: M.Step) -> str:
+    """The template a step names (its `partial`); a step kind without one is a bug."""
+    name = getattr(step, "partial", None)
+    if name is None:
+        raise TypeError(f"no template for step kind {step.kind}")
+    try:
+        environment().get_template(name)
+    except jinja2.TemplateNotFound:
+        raise TypeError(f"no template for step kind {step.kind}: {name} is missing") from None
+    return str(name)
 
 
 def render_c(program: M.Program) -> str:
@@ -104,49 +118,68 @@ def c_number(num: M.CNum) -> str:
 
 def c_expr(expr: M.CExpr) -> str:
     """C for a bound expression tree; always parenthesized, so precedence never leaks."""
-    if isinstance(expr, M.CTrue):
+    return _CEmitter().visit(expr)
+
+
+class _CEmitter(Visitor[str]):
+    """One case per expression kind (`exhaustive`: a kind without one is a TypeError)."""
+
+    exhaustive = True
+
+    def visit_CTrue(self, expr: M.CTrue) -> str:
         return "(1)"
-    if isinstance(expr, M.CVar):
+
+    def visit_CVar(self, expr: M.CVar) -> str:
         return expr.name
-    if isinstance(expr, M.CNum):
+
+    def visit_CNum(self, expr: M.CNum) -> str:
         return c_number(expr)
-    if isinstance(expr, M.CCompare):
-        return f"({c_expr(expr.left)} {expr.op} {c_expr(expr.right)})"
-    if isinstance(expr, M.CIn):
+
+    def visit_COption(self, expr: M.COption) -> str:
+        raise ValueError(f"option ${expr.option} is not bound")
+
+    def visit_CCompare(self, expr: M.CCompare) -> str:
+        return f"({self.visit(expr.left)} {expr.op} {self.visit(expr.right)})"
+
+    def visit_CIn(self, expr: M.CIn) -> str:
         if isinstance(expr.values, M.COption):
             raise ValueError(f"option ${expr.values.option} is not bound")
-        left = c_expr(expr.left)
+        left = self.visit(expr.left)
         if not expr.values:
             return "(1)" if expr.negate else "(0)"
         terms = " || ".join(f"{left} == {c_number(v)}" for v in expr.values)
         return f"(!({terms}))" if expr.negate else f"({terms})"
-    if isinstance(expr, M.CInSet):
+
+    def visit_CInSet(self, expr: M.CInSet) -> str:
         found = f"({expr.set.map}.lookup(&({expr.set.ctype}){{{expr.left.name}}}) != 0)"
         return f"(!{found})" if expr.negate else found
-    if isinstance(expr, M.CStrEq):
+
+    def visit_CStrEq(self, expr: M.CStrEq) -> str:
         if isinstance(expr.value, M.COption):
             raise ValueError(f"option ${expr.value.option} is not bound")
         data = expr.value + (b"\0" if len(expr.value) < expr.size else b"")
         text = "(" + " && ".join(f"{expr.slot}[{i}] == {b}" for i, b in enumerate(data)) + ")"
         return f"(!{text})" if expr.negate else text
-    if isinstance(expr, M.CBool):
-        return "(" + f" {expr.op} ".join(c_expr(t) for t in expr.terms) + ")"
-    if isinstance(expr, M.CNot):
-        return f"(!{c_expr(expr.term)})"
-    if isinstance(expr, M.COption):
-        raise ValueError(f"option ${expr.option} is not bound")
-    if isinstance(expr, M.CArith):
+
+    def visit_CBool(self, expr: M.CBool) -> str:
+        return "(" + f" {expr.op} ".join(self.visit(t) for t in expr.terms) + ")"
+
+    def visit_CNot(self, expr: M.CNot) -> str:
+        return f"(!{self.visit(expr.term)})"
+
+    def visit_CSwitch(self, expr: M.CSwitch) -> str:
+        raise ValueError(f"switch ${expr.option} is not bound")
+
+    def visit_CArith(self, expr: M.CArith) -> str:
         cast = expr.via or expr.ctype
-        right = f"({cast}){c_arith_operand(expr.right)}"
+        right = f"({cast}){self.operand(expr.right)}"
         if expr.left is None:
             return f"(({expr.ctype})({expr.op}{right}))"
-        left = f"({cast}){c_arith_operand(expr.left)}"
+        left = f"({cast}){self.operand(expr.left)}"
         if expr.guard:  # BPF's x / 0 == 0, x % 0 == x (the `arith` step's guard)
             zero = left if expr.op == "%" else "0"
             return f"(({expr.ctype})({right} != 0 ? {left} {expr.op} {right} : {zero}))"
         return f"(({expr.ctype})({left} {expr.op} {right}))"
-    raise TypeError(f"not an expression: {expr!r}")
 
-
-def c_arith_operand(part: str | M.CArith) -> str:
-    return c_expr(part) if isinstance(part, M.CArith) else part
+    def operand(self, part: M.Operand | M.CArith) -> str:
+        return self.visit(part) if isinstance(part, M.CArith) else str(part)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
+from engine.nodes import Transformer
 from engine.plan import model as M
 from engine.plan.values import VT, PlanError, Val, ValueResolver, VKind, constant_val, int_vt
 from engine.spec import expr as E
@@ -124,16 +125,16 @@ def binop(r: ValueResolver, node: E.BinOp) -> Val:
                 via = "u" + ctype[1:]  # both >= 0: the unsigned quotient is C's
     if ctype[0] == "s" and node.op in WRAPS:
         via = "u" + ctype[1:]  # two's complement wrap, where C's signed overflow is undefined
-    parts = []
+    parts: list[M.Operand] = []
     for val in (left, right):
         if is_constant(val):
             value = _const(val)
             if val is right and node.op in ("<<", ">>"):
-                parts.append(_literal(value, ctype))  # checked above: 0..width-1
+                parts.append(M.Constant(_literal(value, ctype)))  # checked above: 0..width-1
                 continue
-            parts.append(_literal(wrap(value, ctype), ctype))  # C's conversion to ctype
+            parts.append(M.Constant(_literal(wrap(value, ctype), ctype)))  # C's conversion
         else:
-            parts.append(val.var)
+            parts.append(M.operand(val.var))
     dest = r.s.local()
     guard = op_divides(node.op) and not is_constant(right)
     r.s.emit(M.Arith(dest, ctype, node.op, parts[0], parts[1], via, guard))
@@ -184,7 +185,7 @@ def unary(r: ValueResolver, node: E.Unary) -> Val:
     ctype = operand_type(val, node.operand)
     via = "u" + ctype[1:] if node.op == "-" and ctype[0] == "s" else ""  # -INT_MIN wraps
     dest = r.s.local()
-    r.s.emit(M.Arith(dest, ctype, node.op, "", val.var, via))
+    r.s.emit(M.Arith(dest, ctype, node.op, None, M.operand(val.var), via))
     return Val(computed(ctype, val), var=dest)
 
 
@@ -239,42 +240,38 @@ def inline(expr: M.CExpr, steps: list[M.Step]) -> M.CExpr:
     arith = {s.dest: s for s in steps if isinstance(s, M.Arith)}
     if len(arith) != len(steps):
         raise PlanError(FILTER_ONLY)
+    return M.rewrite(Inline(arith), expr)
 
-    def part(text: str) -> str | M.CArith:
-        step = arith.get(text)
+
+class Inline(Transformer):
+    """Replaces each arith local by its computation. Only a CVar can name one; every other
+    node kind is rebuilt from its children by the base class, so a new kind (a switch once)
+    cannot keep a local the filter never declares."""
+
+    def __init__(self, arith: dict[str, M.Arith]) -> None:
+        self.arith = arith
+
+    def part(self, op: M.Operand) -> M.Operand | M.CArith:
+        step = self.arith.get(op.name) if isinstance(op, M.Local) else None
         if step is None:
-            return text
-        left = part(step.left) if step.left else None
-        return M.CArith(step.op, left, part(step.right), step.ctype, step.via, step.guard)
+            return op
+        left = None if step.left is None else self.part(step.left)
+        return M.CArith(step.op, left, self.part(step.right), step.ctype, step.via, step.guard)
 
-    def walk(e: M.CExpr) -> M.CExpr:
-        """Every CExpr kind has its case: a kind left out would keep a local the filter
-        never declares (a `$switch and x / 2 > 5` once rendered `v1` undeclared)."""
-        if isinstance(e, M.CVar):
-            if e.name not in arith:
-                return e
-            found = part(e.name)
-            assert isinstance(found, M.CArith)
-            return found
-        if isinstance(e, (M.CNum, M.COption, M.CTrue, M.CStrEq, M.CArith)):
-            return e  # no locals inside
-        if isinstance(e, M.CCompare):
-            return M.CCompare(e.op, walk(e.left), walk(e.right))
-        if isinstance(e, M.CIn):
-            return M.CIn(walk(e.left), e.values, e.negate)
-        if isinstance(e, M.CInSet):
-            left = walk(e.left)
-            assert isinstance(left, M.CVar), "a set's left side is an event slot"
-            return M.CInSet(left, e.set, e.negate)
-        if isinstance(e, M.CBool):
-            return M.CBool(e.op, tuple(walk(t) for t in e.terms))
-        if isinstance(e, M.CNot):
-            return M.CNot(walk(e.term))
-        if isinstance(e, M.CSwitch):
-            return M.CSwitch(e.option, e.on, walk(e.term))
-        raise TypeError(f"inline: no case for {type(e).__name__}")  # a new CExpr kind
+    def visit_CVar(self, node: M.CVar) -> M.CExpr:
+        if node.name not in self.arith:
+            return node
+        found = self.part(M.Local(node.name))
+        assert isinstance(found, M.CArith)
+        return found
 
-    return walk(expr)
+    def visit_CArith(self, node: M.CArith) -> M.CExpr:
+        return node  # already inlined: its operands are event slots and literals
+
+    def visit_CInSet(self, node: M.CInSet) -> M.CExpr:
+        left = self.visit(node.left)
+        assert isinstance(left, M.CVar), "a set's left side is an event slot"
+        return M.CInSet(left, node.set, node.negate)
 
 
 def _const(val: Val) -> int:

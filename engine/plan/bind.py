@@ -14,6 +14,7 @@ from typing import Mapping, Sequence, Union
 from engine.attach import KINDS, legacy_name
 from engine.errors import UsageError
 from engine.kernel.pinned import SAFE_PATH
+from engine.nodes import Transformer, Visitor
 from engine.plan import model as M
 from engine.plan.layout import layout
 from engine.plan.resources import agg_error_index, error_names, set_map_name
@@ -136,35 +137,40 @@ def bind_sinks(
 
 def slots_read(expr: M.CExpr) -> set[str]:
     """The event slots (`ev.f_pid`) a bound expression still reads."""
-    if isinstance(expr, M.CVar):
-        return {expr.name}
-    if isinstance(expr, M.CCompare):
-        return slots_read(expr.left) | slots_read(expr.right)
-    if isinstance(expr, (M.CIn, M.CInSet)):
-        return slots_read(expr.left)
-    if isinstance(expr, M.CStrEq):
-        return {expr.slot}
-    if isinstance(expr, M.CBool):
-        return set().union(*(slots_read(t) for t in expr.terms))
-    if isinstance(expr, M.CNot):
-        return slots_read(expr.term)
-    if isinstance(expr, M.CArith):
-        parts = (expr.left, expr.right)
-        return set().union(
-            *(slots_read(p) if isinstance(p, M.CArith) else {p} for p in parts if p is not None)
-        )
-    return set()
+    walker = _SlotsRead()
+    walker.visit(expr)
+    return walker.found
+
+
+class _SlotsRead(Visitor[None]):
+    """The names a tree reads: variables, string slots, arithmetic's operand tokens."""
+
+    def __init__(self) -> None:
+        self.found: set[str] = set()
+
+    def visit_CVar(self, node: M.CVar) -> None:
+        self.found.add(node.name)
+
+    def visit_CStrEq(self, node: M.CStrEq) -> None:
+        self.found.add(node.slot)
+
+    def visit_Operand(self, node: M.Operand) -> None:
+        self.found.add(str(node))  # an arithmetic operand (CArith's children): `ev.f_sport`
 
 
 def set_maps(expr: M.CExpr) -> list[M.SetMap]:
     """The hash sets a bound expression looks values up in."""
-    if isinstance(expr, M.CInSet):
-        return [expr.set]
-    if isinstance(expr, M.CBool):
-        return [s for t in expr.terms for s in set_maps(t)]
-    if isinstance(expr, M.CNot):
-        return set_maps(expr.term)
-    return []
+    walker = _SetMaps()
+    walker.visit(expr)
+    return walker.found
+
+
+class _SetMaps(Visitor[None]):
+    def __init__(self) -> None:
+        self.found: list[M.SetMap] = []
+
+    def visit_CInSet(self, node: M.CInSet) -> None:
+        self.found.append(node.set)
 
 
 def in_list(left: M.CExpr, option: str, ctype: str, value: Sequence[int], negate: bool) -> M.CExpr:
@@ -233,8 +239,21 @@ def bind_expr(
 ) -> M.CExpr:
     """Replace option placeholders by constants; a term whose option is unset becomes true,
     and so does a switch's guarded term when the switch is not in its state."""
-    if isinstance(expr, M.CBool):
-        terms = [bind_expr(t, values, flags) for t in expr.terms]
+    return M.rewrite(BindOptions(values, flags or {}), expr)
+
+
+class BindOptions(Transformer):
+    """The option-holding nodes rebuilt with this run's values; the rest by their children."""
+
+    def __init__(self, values: Mapping[str, OptionValue], flags: Mapping[str, str]) -> None:
+        self.values = values
+        self.flags = flags
+
+    def flag(self, option: str) -> str:
+        return self.flags.get(option, f"option '{option}'")
+
+    def visit_CBool(self, expr: M.CBool) -> M.CExpr:
+        terms = [M.rewrite(self, t) for t in expr.terms]
         if expr.op == "&&":
             terms = [t for t in terms if not isinstance(t, M.CTrue)]
             if not terms:
@@ -242,41 +261,46 @@ def bind_expr(
         elif any(isinstance(t, M.CTrue) for t in terms):
             return M.CTrue()
         return terms[0] if len(terms) == 1 else M.CBool(expr.op, tuple(terms))
-    if isinstance(expr, M.CNot):
-        inner = bind_expr(expr.term, values, flags)
-        return M.CNot(inner)
-    if isinstance(expr, M.CSwitch):
-        given = bool(values.get(expr.option))  # a switch not given is False (or absent)
-        return bind_expr(expr.term, values, flags) if given == expr.on else M.CTrue()
-    if isinstance(expr, M.CCompare) and isinstance(expr.right, M.COption):
-        value = values.get(expr.right.option)
+
+    def visit_CSwitch(self, expr: M.CSwitch) -> M.CExpr:
+        given = bool(self.values.get(expr.option))  # a switch not given is False (or absent)
+        return M.rewrite(self, expr.term) if given == expr.on else M.CTrue()
+
+    def visit_CCompare(self, expr: M.CCompare) -> M.CExpr:
+        if not isinstance(expr.right, M.COption):
+            return expr
+        value = self.values.get(expr.right.option)
         if value is None:
             return M.CTrue()
         assert isinstance(value, int)
         return M.CCompare(expr.op, expr.left, M.CNum(int(value), expr.right.ctype))
-    if isinstance(expr, M.CStrEq) and isinstance(expr.value, M.COption):
-        text = values.get(expr.value.option)
+
+    def visit_CStrEq(self, expr: M.CStrEq) -> M.CExpr:
+        if not isinstance(expr.value, M.COption):
+            return expr
+        text = self.values.get(expr.value.option)
         if text is None:
             return M.CTrue()
         data = str(text).encode()
         if len(data) >= expr.size:
-            flag = (flags or {}).get(expr.value.option, f"option '{expr.value.option}'")
             raise UsageError(
-                f"{flag}: '{text}' is longer than the field holds "
+                f"{self.flag(expr.value.option)}: '{text}' is longer than the field holds "
                 f"({expr.size - 1} characters), so nothing would match"
             )
         return replace(expr, value=data)
-    if isinstance(expr, M.CIn) and isinstance(expr.values, M.COption):
-        value = values.get(expr.values.option)
+
+    def visit_CIn(self, expr: M.CIn) -> M.CExpr:
+        if not isinstance(expr.values, M.COption):
+            return expr
+        value = self.values.get(expr.values.option)
         if value is None:
             return M.CTrue()
         if expr.values.ctype == PINNED:  # the path, checked by engine.kernel.pinned.key_set
             assert isinstance(value, str) and isinstance(expr.left, M.CVar)
             if not SAFE_PATH.fullmatch(value):  # it is written into the C as a string
-                flag = (flags or {}).get(expr.values.option, f"option '{expr.values.option}'")
+                flag = self.flag(expr.values.option)
                 raise UsageError(f"{flag}: '{value}' is not a path the engine writes into C")
             pinned = M.SetMap(set_map_name(expr.values.option), "u64", (), pinned=value)
             return M.CInSet(expr.left, pinned, expr.negate)
         assert not isinstance(value, (int, bool, str))
         return in_list(expr.left, expr.values.option, expr.values.ctype, value, expr.negate)
-    return expr

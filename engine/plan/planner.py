@@ -811,13 +811,13 @@ class Planner:
         slots = sorted(scope.stash.items(), key=lambda kv: kv[1])
         entry: list[M.Step] = [M.Builtin("tid", "u32", "tid")]
         entry += [M.Arg(f"arg{i}", "u64", i, "regs") for _, i in slots]
-        entry.append(M.StateKey("key", name, (("k0", "tid"),)))
-        parts = tuple((M.slot_name(slot), f"arg{i}") for slot, i in slots)
-        entry.append(M.StatePut("st", name, "key", parts, (), smap.index))
+        entry.append(M.StateKey("key", name, (("k0", M.Local("tid")),)))
+        parts = tuple((M.slot_name(slot), M.Local(f"arg{i}")) for slot, i in slots)
+        entry.append(M.StatePut("st", name, M.Local("key"), parts, (), smap.index))
         first: tuple[M.Step, ...] = (
             M.Builtin("tid", "u32", "tid"),
-            M.StateKey("key", name, (("k0", "tid"),)),
-            M.StateRead("st", name, "key", True, index=smap.index),
+            M.StateKey("key", name, (("k0", M.Local("tid")),)),
+            M.StateRead("st", name, M.Local("key"), True, index=smap.index),
         )
         return tuple(entry), first
 
@@ -894,10 +894,12 @@ class Planner:
         elif vt.kind is VKind.INET or decode == "inet":
             if vt.kind is VKind.INET:
                 family, v4, v6 = val.parts
-                steps.append(M.Inet(dest, family.var, v4.base, v4.offset, v6.base, v6.offset))
+                fam_op, v4_base, v6_base = (M.operand(x) for x in (family.var, v4.base, v6.base))
+                steps.append(M.Inet(dest, fam_op, v4_base, v4.offset, v6_base, v6.offset))
             elif val.is_lvalue and vt.size in (4, 16) and vt.kind in (VKind.INT, VKind.ARRAY):
                 fam = "2" if vt.size == 4 else "10"
-                steps.append(M.Inet(dest, fam, val.base, val.offset, val.base, val.offset))
+                base = M.operand(val.base)
+                steps.append(M.Inet(dest, M.Constant(fam), base, val.offset, base, val.offset))
             else:
                 raise PlanError(
                     f"decoder 'inet' needs an address (4 or 16 bytes in kernel "
@@ -912,16 +914,17 @@ class Planner:
         ):
             size = spec.get("size", vt.count if vt.kind is VKind.ARRAY else DEFAULT_STR)
             if vt.data_loc:
-                steps.append(M.DataLocStr(dest, val.base, val.offset, size))
+                steps.append(M.DataLocStr(dest, M.operand(val.base), val.offset, size))
             elif val.var and vt.count:  # a comm kept in a state map
                 size = vt.count
-                steps.append(M.CopyLocal(dest, val.var, size))
+                steps.append(M.CopyLocal(dest, M.member(val.var), size))
             elif vt.kind is VKind.ARRAY and val.is_lvalue:
-                steps.append(M.CopyStr(dest, r.address(val), 0, min(size, vt.size)))
+                steps.append(M.CopyStr(dest, M.operand(r.address(val)), 0, min(size, vt.size)))
                 size = min(size, vt.size)
             elif vt.kind is VKind.PTR:
                 ptr = r.rvalue(val)
-                steps.append(M.CopyStr(dest, ptr.var, 0, size, user=vt.user))
+                space = M.read_space(vt.user)
+                steps.append(M.CopyStr(dest, M.operand(ptr.var), 0, size, space=space))
             else:
                 raise PlanError(f"decoder 'str' needs characters; got a '{vt.label}'", col)
             if decode not in (None, "str"):
@@ -930,7 +933,7 @@ class Planner:
         elif vt.kind is VKind.ARRAY:
             if decode not in (None, "hex"):
                 raise PlanError(f"decoder '{decode}' does not fit an array ('{vt.label}')", col)
-            steps.append(M.Copy(dest, val.base, val.offset, vt.size))
+            steps.append(M.Copy(dest, M.operand(val.base), val.offset, vt.size))
             ctype, count, decoder = "u8", vt.size, "hex"
         elif vt.kind in (VKind.INT, VKind.PTR):
             rv = r.rvalue(val)
@@ -957,7 +960,7 @@ class Planner:
                 raise PlanError(
                     f"decoder '{decoder}' needs nanoseconds (a u64 such as ktime_ns)", col
                 )
-            steps.append(M.Store(dest, rv.var, swap))
+            steps.append(M.Store(dest, M.operand(rv.var), swap))
         elif vt.kind is VKind.STRUCT:
             raise PlanError(
                 f"a field can't hold a whole '{vt.label}'; pick a member, e.g. "
@@ -1061,7 +1064,7 @@ def stack_use(probe: M.ProgramProbe, program: M.Program) -> StackUse:
     states = {st.name: st for st in program.states}
     use = StackUse(event=_slot(program.event.size))
     use.reads = SLOT if any(isinstance(s, ADDRESSED) for s in steps) else 0
-    copied = {s.src.partition(".")[0] for s in steps if isinstance(s, M.CopyLocal)}
+    copied = {s.src.local for s in steps if isinstance(s, M.CopyLocal)}
     members = _members_read(steps)
     for step in steps:
         if isinstance(step, M.StateKey):
@@ -1099,12 +1102,9 @@ def _members_read(steps: list[M.Step]) -> dict[str, set[str]]:
         if isinstance(step, M.Stashed):
             found.setdefault("st", set()).add(step.slot)
             continue
-        for attr in step.reads_from:
-            value = getattr(step, attr)
-            for text in [value] if isinstance(value, str) else [v for _, v in value]:
-                local, dot, member = text.partition(".")
-                if dot:
-                    found.setdefault(local, set()).add(member)
+        for op in step.operands():
+            if isinstance(op, M.Member):
+                found.setdefault(op.local, set()).add(op.member)
     return found
 
 

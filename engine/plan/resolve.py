@@ -369,7 +369,8 @@ class Resolver:
             size = (shift + width + 7) // 8
             ctype = "s64" if val.vt.signed else "u64"
             dest = s.local()
-            s.emit(M.LoadBits(dest, ctype, val.base, val.offset, size, shift, (1 << width) - 1))
+            base = M.operand(val.base)
+            s.emit(M.LoadBits(dest, ctype, base, val.offset, size, shift, (1 << width) - 1))
             return Val(VT(VKind.INT, 8, val.vt.signed, label=val.vt.label), var=dest)
         if val.vt.kind not in (VKind.INT, VKind.PTR) or val.vt.size not in (1, 2, 4, 8):
             raise PlanError(f"a '{val.vt.label}' is not a number or a pointer")
@@ -380,7 +381,7 @@ class Resolver:
             # A tracepoint record is the program's own context: an aligned scalar in it is a
             # plain load the verifier checks, not a bpf_probe_read_kernel call.
             direct = val.base == "ctx_addr" and val.offset % val.vt.size == 0
-            s.emit(M.Load(dest, val.vt.ctype, val.base, val.offset, val.vt.size, direct))
+            s.emit(M.Load(dest, val.vt.ctype, M.operand(val.base), val.offset, val.vt.size, direct))
         return Val(val.vt, var=dest)
 
     def address(self, val: Val) -> str:
@@ -388,7 +389,7 @@ class Resolver:
         if val.offset == 0:
             return val.base
         dest = self.s.local()
-        self.s.emit(M.AddrOf(dest, val.base, val.offset))
+        self.s.emit(M.AddrOf(dest, M.operand(val.base), val.offset))
         return dest
 
     def state(self) -> StateResolver:
@@ -445,7 +446,7 @@ class Resolver:
         head = self.rvalue(self.member(skb, E.Attr(node.args[0], "head", node.col)))
         off = self.rvalue(self.member(skb, E.Attr(node.args[0], node.func, node.col)))
         dest = self.s.local()
-        self.s.emit(M.Sum(dest, head.var, off.var))
+        self.s.emit(M.Sum(dest, M.operand(head.var), M.operand(off.var)))
         return Val(VT(VKind.PTR, 8, label="void *"), var=dest)
 
     def cast(self, node: E.Cast) -> Val:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from engine.errors import did_you_mean
+from engine.nodes import Visitor
 from engine.plan import model as M
 from engine.plan.layout import STATE_VALUE_ALIGN, layout
 from engine.plan.values import VT, PlanError, Val, ValueResolver, VKind, int_vt
@@ -93,25 +94,20 @@ def uses_state(node: E.Node | None) -> bool:
     """Whether an expression calls take/get/has (such `let`s run first, on every path)."""
     if node is None:
         return False
-    if isinstance(node, E.Call):
-        return node.func in STATE_HELPERS or any(uses_state(a) for a in node.args)
-    return any(uses_state(child) for child in _children(node))
+    walker = _StateCalls()
+    walker.visit(node)
+    return walker.found
 
 
-def _children(node: E.Node) -> tuple[E.Node, ...]:
-    if isinstance(node, (E.Attr, E.Index)):
-        return (node.base,)
-    if isinstance(node, E.Cast):
-        return (node.expr,)
-    if isinstance(node, E.ListOf):
-        return node.items
-    if isinstance(node, E.Compare):
-        return (node.left, node.right)
-    if isinstance(node, E.BoolOp):
-        return node.values
-    if isinstance(node, E.Not):
-        return (node.operand,)
-    return tuple(getattr(node, a) for a in ("left", "right", "operand") if hasattr(node, a))
+class _StateCalls(Visitor[None]):
+    """Finds a take/get/has call anywhere in an expression (the rest walked by children)."""
+
+    def __init__(self) -> None:
+        self.found = False
+
+    def visit_Call(self, node: E.Call) -> None:
+        self.found = self.found or node.func in STATE_HELPERS
+        self.generic_visit(node)
 
 
 class StoreValueError(PlanError):
@@ -143,7 +139,7 @@ class StateResolver:
             )
         return found
 
-    def key(self, smap: M.StateMap, node: E.Node) -> str:
+    def key(self, smap: M.StateMap, node: E.Node) -> M.Local:
         """Emit the key struct for `node` (one expression, or a tuple for a multi-part key)."""
         items = node.items if isinstance(node, E.ListOf) else (node,)
         if len(items) != len(smap.key.slots):
@@ -152,7 +148,7 @@ class StateResolver:
                 f"({', '.join(s.ctype for s in smap.key.slots)}); this key has {len(items)}",
                 _col(node),
             )
-        parts = []
+        parts: list[tuple[str, M.Operand]] = []
         for item, slot in zip(items, smap.key.slots):
             val = self.r.number(self.r.value(item), item)
             if not val.is_const and val.vt.size > slot.size:
@@ -163,12 +159,12 @@ class StateResolver:
                     _col(item),
                 )
             if val.is_const:
-                parts.append((slot.name, str(self.r.constant(item, slot.ctype))))
+                parts.append((slot.name, M.Constant(str(self.r.constant(item, slot.ctype)))))
             else:
-                parts.append((slot.name, val.var))
+                parts.append((slot.name, M.operand(val.var)))
         dest = self.r.s.local()
         self.r.s.emit(M.StateKey(dest, smap.name, tuple(parts)))
-        return dest
+        return M.Local(dest)
 
     def call(self, node: E.Call) -> Val:
         what = f"{node.func}(MAP, KEY{', DEFAULT' if node.func == 'get' else ''})"
@@ -182,7 +178,7 @@ class StateResolver:
         if node.func == "has":
             s.emit(M.StateHas(dest, smap.name, key))
             return Val(int_vt("u64"), var=dest)
-        defaults: tuple[tuple[str, str], ...] = ()
+        defaults: tuple[tuple[str, M.Constant], ...] = ()
         has_default = len(node.args) == 3
         if has_default:
             if len(smap.value.slots) != 1 or smap.value.slots[0].count:
@@ -192,7 +188,7 @@ class StateResolver:
                     _col(node.args[2]),
                 )
             slot = smap.value.slots[0]
-            defaults = ((slot.name, str(self.r.constant(node.args[2], slot.ctype))),)
+            defaults = ((slot.name, M.Constant(str(self.r.constant(node.args[2], slot.ctype)))),)
         take = node.func == "take"
         s.emit(M.StateRead(dest, smap.name, key, take, defaults, has_default, smap.index))
         return self.value_of(smap, dest)
@@ -248,8 +244,10 @@ class StateResolver:
         dest = self.r.s.local()
         self.r.s.emit(M.StatePut(dest, smap.name, key, tuple(parts), tuple(comm), smap.index))
 
-    def member_text(self, smap: M.StateMap, name: str, slot: M.Slot, node: E.Node) -> str | None:
-        """The C text stored into one value member (None: the task's comm)."""
+    def member_text(
+        self, smap: M.StateMap, name: str, slot: M.Slot, node: E.Node
+    ) -> M.Operand | None:
+        """What is stored into one value member (None: the task's comm)."""
         if slot.count:
             if not (isinstance(node, E.Name) and node.name == "comm"):
                 raise PlanError(
@@ -263,7 +261,9 @@ class StateResolver:
             provenance.user.setdefault(origin(smap.name, name), val.vt.label)
         if val.vt.origins:
             provenance.flows.setdefault(origin(smap.name, name), set()).update(val.vt.origins)
-        return str(self.r.constant(node, slot.ctype)) if val.is_const else val.var
+        if val.is_const:
+            return M.Constant(str(self.r.constant(node, slot.ctype)))
+        return M.operand(val.var)
 
     def delete(self, smap: M.StateMap, key_node: E.Node) -> None:
         key = self.key(smap, key_node)

@@ -17,7 +17,9 @@ import re
 import tokenize
 import warnings
 from dataclasses import dataclass
-from typing import Union
+from typing import ClassVar, Union
+
+from engine import nodes
 
 MAX_LENGTH = 1000
 MAX_DEPTH = 32
@@ -37,63 +39,78 @@ class ExprError(Exception):
         self.col = col
 
 
+class ExprNode(nodes.Node):
+    """A node of a parsed spec expression."""
+
+
 @dataclass(frozen=True)
-class Num:
+class Num(ExprNode):
+    child_fields: ClassVar[tuple[str, ...]] = ()
     value: int
     col: int
 
 
 @dataclass(frozen=True)
-class Str:
+class Str(ExprNode):
     """A string constant, compared with a string field in a filter (ASCII, as all expressions)."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ()
 
     value: str
     col: int
 
 
 @dataclass(frozen=True)
-class Name:
+class Name(ExprNode):
+    child_fields: ClassVar[tuple[str, ...]] = ()
     name: str
     col: int
 
 
 @dataclass(frozen=True)
-class Option:
+class Option(ExprNode):
     """A `$name` placeholder for a spec option's value."""
 
+    child_fields: ClassVar[tuple[str, ...]] = ()
+
     name: str
     col: int
 
 
 @dataclass(frozen=True)
-class Attr:
+class Attr(ExprNode):
+    child_fields: ClassVar[tuple[str, ...]] = ("base",)
     base: Node
     attr: str
     col: int
 
 
 @dataclass(frozen=True)
-class Index:
+class Index(ExprNode):
+    child_fields: ClassVar[tuple[str, ...]] = ("base",)
     base: Node
     index: int
     col: int
 
 
 @dataclass(frozen=True)
-class Call:
+class Call(ExprNode):
+    child_fields: ClassVar[tuple[str, ...]] = ("args",)
     func: str
     args: tuple[Node, ...]
     col: int
 
 
 @dataclass(frozen=True)
-class ListOf:
+class ListOf(ExprNode):
+    child_fields: ClassVar[tuple[str, ...]] = ("items",)
     items: tuple[Node, ...]
     col: int
 
 
 @dataclass(frozen=True)
-class Compare:
+class Compare(ExprNode):
+    child_fields: ClassVar[tuple[str, ...]] = ("left", "right")
     op: str  # == != < <= > >= in notin
     left: Node
     right: Node
@@ -101,21 +118,25 @@ class Compare:
 
 
 @dataclass(frozen=True)
-class BoolOp:
+class BoolOp(ExprNode):
+    child_fields: ClassVar[tuple[str, ...]] = ("values",)
     op: str  # and | or
     values: tuple[Node, ...]
     col: int
 
 
 @dataclass(frozen=True)
-class Not:
+class Not(ExprNode):
+    child_fields: ClassVar[tuple[str, ...]] = ("operand",)
     operand: Node
     col: int
 
 
 @dataclass(frozen=True)
-class Cast:
+class Cast(ExprNode):
     """`EXPR as TYPE`: reinterpret a pointer (or integer) as a pointer to a kernel type."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ("expr",)
 
     expr: Node
     type_name: str  # "sock", "struct sock" or "union x"
@@ -123,8 +144,10 @@ class Cast:
 
 
 @dataclass(frozen=True)
-class BinOp:
+class BinOp(ExprNode):
     """Arithmetic or bit operation: + - * / % << >> & | ^ (`//` is `/`)."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ("left", "right")
 
     op: str
     left: Node
@@ -133,8 +156,10 @@ class BinOp:
 
 
 @dataclass(frozen=True)
-class Unary:
+class Unary(ExprNode):
     """`-x` or `~x` on an expression."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ("operand",)
 
     op: str
     operand: Node
@@ -335,31 +360,33 @@ def _describe(node: ast.AST) -> str:
     return names.get(type(node).__name__, f"`{type(node).__name__}`")
 
 
+class _Names(nodes.Visitor[None]):
+    """The bare names of a tree; every other node is walked through its children."""
+
+    def __init__(self) -> None:
+        self.found: list[Name] = []
+
+    def visit_Name(self, node: Name) -> None:
+        self.found.append(node)
+
+
+class _Options(nodes.Visitor[None]):
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def visit_Option(self, node: Option) -> None:
+        self.found.append(node.name)
+
+
 def names_in(node: Node) -> list[Name]:
-    """Every bare name the expression uses (not member names)."""
-    found: list[Name] = []
+    """Every bare name the expression uses (not member names: an `Attr`'s name is a field)."""
+    walker = _Names()
+    walker.visit(node)
+    return walker.found
 
-    def walk(n: Node) -> None:
-        if isinstance(n, Name):
-            found.append(n)
-        elif isinstance(n, (Attr, Index)):
-            walk(n.base)
-        elif isinstance(n, Cast):
-            walk(n.expr)
-        elif isinstance(n, (Call, ListOf)):
-            for a in n.args if isinstance(n, Call) else n.items:
-                walk(a)
-        elif isinstance(n, Compare):
-            walk(n.left)
-            walk(n.right)
-        elif isinstance(n, BoolOp):
-            for v in n.values:
-                walk(v)
-        elif isinstance(n, (Not, Unary)):
-            walk(n.operand)
-        elif isinstance(n, BinOp):
-            walk(n.left)
-            walk(n.right)
 
-    walk(node)
-    return found
+def options_in(node: Node) -> list[str]:
+    """The names of the `$options` anywhere in the expression, in order."""
+    walker = _Options()
+    walker.visit(node)
+    return walker.found

@@ -390,7 +390,13 @@ def built_specs(draw: Callable[[st.SearchStrategy[Any]], Any]) -> str:
         terms.append("pid == $who" if "pid" in fields else f"{numbers[0]} == $who")
     if switches and draw(st.booleans()):  # a switch guards its `and`, in parentheses
         bound = draw(st.sampled_from([0, 1, 7, 255]))
-        terms.append(f"(${draw(switch)} and {draw(st.sampled_from(numbers))} > {bound})")
+        value = draw(st.sampled_from(numbers))
+        if draw(st.booleans()):  # arithmetic under the switch: inlined into the filter's C
+            op = draw(st.sampled_from(["+", "-", "*", "/", "%", "<<", ">>", "&", "|", "^"]))
+            operand = draw(st.sampled_from([*(str(n) for n in (1, 2, 3, 7)), *numbers]))
+            value = f"{value} {op} {operand}"
+        off = "not " if draw(st.booleans()) else ""  # the term applies with the switch off
+        terms.append(f"({off}${draw(switch)} and {value} > {bound})")
     probe: dict[str, Any] = {"name": "p", "attach": [{"tracepoint": tracepoint}], "fields": fields}
     probes = [probe]
     data: dict[str, Any] = {"name": "built", "options": options, "probes": probes}

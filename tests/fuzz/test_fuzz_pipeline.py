@@ -4,7 +4,8 @@ Properties, for every generated spec:
 - nothing is raised but the engine's own SpecError (a traceback is a bug, whatever the input);
 - every problem is one line located at file:line:col (only whole-file problems lack a line);
 - a spec that plans binds in every mode, alternative and option shape (engine.plan.shapes),
-  renders C and a decoder that loads;
+  renders C whose generated locals are all declared before use (tests/c_locals.py) and a
+  decoder that loads;
 - the did-you-mean work per spec is bounded (each suggestion compares at most a shortlist).
 Planning uses the committed BTF fixture, so this runs anywhere. The budget is small here (see
 FUZZ_EXAMPLES); `make fuzz` runs a long, randomized one and docs/performance.md keeps its count.
@@ -18,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+from c_locals import local_problems
 from fuzz_mutate import built_specs, mutated_specs, mutated_texts
 from hypothesis import HealthCheck, given, settings
 
@@ -102,7 +104,8 @@ def pipeline(text: str) -> M.Plan | None:
             for index in range(len(probe.alternatives)):
                 for mode in modes:
                     program = bind(plan, mode=mode, options=options, choices={probe.name: index})
-                    assert render.render_c(program)
+                    c = render.render_c(program)
+                    assert c and local_problems(c) == [], (options, index, mode)
     module = render.load_decoder(plan)
     assert len(module.FIELDS) == len(plan.fields)
     return plan

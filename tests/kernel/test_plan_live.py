@@ -42,7 +42,8 @@ def test_tracepoint_loads_match_tracefs(live: None) -> None:
     assert alt.kind == "tracepoint"
     fmt = tracefs.read_format("sock", "inet_sock_set_state")
     declared = {(f.offset, f.size) for f in fmt.fields}
-    loads = [s for s in planner.iter_steps(alt) if isinstance(s, M.Load) and s.base == "ctx_addr"]
+    ctx = M.Local("ctx_addr")
+    loads = [s for s in planner.iter_steps(alt) if isinstance(s, M.Load) and s.base == ctx]
     assert loads, "the tracepoint alternative reads nothing from its record"
     assert {(s.offset, s.size) for s in loads} <= declared
     skaddr = fmt.field("skaddr")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from btf_fixture import BTF
+from c_locals import local_problems
 
 from engine.codegen import render
 from engine.plan import model as M
@@ -180,41 +181,6 @@ def test_count_mode_without_options_skips_dropped_filter_fields(plan: M.Plan) ->
 
 
 # --- every generated local is declared before use: an oracle that reads the C ----------------
-
-LOCAL = re.compile(r"\bv\d+\b")
-DECL = re.compile(
-    r"^\s*(?:const\s+)?(?:[us](?:8|16|32|64)|char|int|void|struct\s+\w+)\s*\**\s*(v\d+)\b"
-)
-FUNCTION = re.compile(r"^int (\w+)\(.*\)\n\{\n(.*?)^\}", re.S | re.M)
-
-
-def local_problems(c: str) -> list[str]:
-    """Uses of a generated local (vN) in the C that are not declared before, in an enclosing
-    block of the same function; and locals declared twice. Empty when the C is sound."""
-    problems = []
-    functions = FUNCTION.findall(c)
-    assert functions, "no BPF function found in the C"
-    for name, body in functions:
-        scopes: list[set[str]] = [set()]
-        for number, raw in enumerate(body.splitlines(), 1):
-            line = raw.split("//", 1)[0]
-            decl = DECL.match(line)
-            used = LOCAL.findall(line)
-            if decl:
-                if any(decl.group(1) in scope for scope in scopes):
-                    problems.append(f"{name}:{number}: {decl.group(1)} declared again: {raw}")
-                used = used[1:]  # the declared name itself
-            for var in used:
-                if not any(var in scope for scope in scopes):
-                    problems.append(f"{name}:{number}: {var} used before its declaration: {raw}")
-            if decl:
-                scopes[-1].add(decl.group(1))
-            for ch in line:
-                if ch == "{":
-                    scopes.append(set())
-                elif ch == "}":
-                    scopes.pop()
-    return problems
 
 
 def test_the_local_oracle_can_fail() -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import pathlib
 
+import pytest
+from c_locals import local_problems
+
 from engine.plan import planner
 from engine.plan.shapes import option_shapes
 from engine.spec.loader import load_text
+from engine.verbs import verify
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURE = str(ROOT / "tests" / "fixtures" / "btf" / "linux-6.18.44-fc.btf.xz")
@@ -57,3 +61,51 @@ def test_an_aggregation_whose_widest_key_needs_two_switches_is_a_shape() -> None
     )
     plan = planner.plan(load_text(text, "t.yaml"), FIXTURE)
     assert "--ms -w" in [s.label for s in option_shapes(plan)]
+
+
+TWO_SWITCHES = """\
+name: t
+options:
+  slow: {flag: -s/--slow, type: bool}
+  fast: {flag: -f/--fast, type: bool}
+probes:
+  - name: p
+    attach:
+      - tracepoint: sock/inet_sock_set_state
+    fields:
+      pid: tgid
+      sport: args.sport
+    filter: ($slow and sport / 2 > 5) and (not $fast and pid * 3 < 7)
+output:
+  columns: [pid, sport]
+"""
+
+
+def test_two_switches_compile_off_on_and_each_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`validate --compile` compiles every shape two switches make: all off, all on, each on
+    alone (issue 18: it compiled only the defaults, so `$slow and port / 2 > 5` validated and
+    then failed to compile with -s). Each shape's C is its own program, every local declared."""
+    plan = planner.plan(load_text(TWO_SWITCHES, "t.yaml"), FIXTURE)
+    shapes = option_shapes(plan)
+    assert [dict(s.values) for s in shapes] == [
+        {},
+        {"slow": True, "fast": True},
+        {"slow": True},
+        {"fast": True},
+    ]
+    compiled: list[str] = []
+
+    def check_one(bcc: object, text: str, alt: object, tracing: object) -> tuple[bool, str]:
+        compiled.append(text)
+        return True, "ok"
+
+    monkeypatch.setattr(verify, "check_one", check_one)
+    monkeypatch.setattr(verify, "kfunc_style", lambda: "module")
+    alt = plan.probes[0].alternatives[0]
+    ok, _ = verify.check_shapes(None, plan, "events", {"p": 0}, alt, shapes, {})
+    assert ok and len(compiled) == 4  # four distinct programs, each compiled
+    for text in compiled:
+        assert local_problems(text) == []
+    slow = [t for t in compiled if "ev.f_sport / " in t]
+    fast_off = [t for t in compiled if "ev.f_pid * " in t]
+    assert len(slow) == 2 and len(fast_off) == 2  # -s on in two shapes; -f off in two

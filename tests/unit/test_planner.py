@@ -80,7 +80,7 @@ def test_tcpconnect_offsets_match_btf(tcp: M.Plan, btf: Btf, index: int) -> None
     daddr = next(s for s in field_steps(alt, "daddr") if isinstance(s, M.Inet))
     assert daddr.v6_offset == offset(btf, "sock", "__sk_common", "skc_v6_daddr")
     assert daddr.v4_offset == offset(btf, "sock", "__sk_common", "skc_daddr")
-    assert daddr.family == family[0].dest  # the family read once, shared
+    assert daddr.family == M.Local(family[0].dest)  # the family read once, shared
     saddr = next(s for s in field_steps(alt, "saddr") if isinstance(s, M.Inet))
     assert saddr.v6_offset == offset(btf, "sock", "__sk_common", "skc_v6_rcv_saddr")
     assert saddr.v4_offset == offset(btf, "sock", "__sk_common", "skc_rcv_saddr")
@@ -144,7 +144,7 @@ def test_pinned_map_options_look_the_value_up_as_a_u64(tcp: M.Plan) -> None:
 def test_tracepoint_loads_skaddr_at_its_offset(tcp: M.Plan, btf: Btf) -> None:
     alt = tcp.probes[0].alternatives[1]
     assert alt.kind == "tracepoint" and alt.stash == ()
-    loads = [s for s in all_steps(alt) if isinstance(s, M.Load) and s.base == "ctx_addr"]
+    loads = [s for s in all_steps(alt) if isinstance(s, M.Load) and s.base == M.Local("ctx_addr")]
     skaddr = [s for s in loads if s.size == 8]
     assert [s.offset for s in skaddr] == [8]
     (record,) = btf.tracepoint_records("inet_sock_set_state")

@@ -183,3 +183,16 @@ def test_every_filter_node_kind_has_a_case() -> None:
 
     with pytest.raises(TypeError, match="no case for Unknown"):
         inline(Unknown(), [])  # type: ignore[arg-type]
+
+
+def test_a_field_read_only_through_filter_arithmetic_is_stored_before_the_filter() -> None:
+    """bind selects the steps of the fields the filter reads (slots_read) to run before it: a
+    field inside the filter's arithmetic is one of them (CArith's operands are typed operands,
+    walked as its children), so its slot is filled before the test reads it."""
+    p = plan("sport / 2 > 5")
+    program = B.bind(p)
+    (probe,) = program.probes
+    assert "f_sport" in {s.dest.partition(".")[2] for s in probe.pre}
+    c = render.render_c(program)
+    store, test = c.index("ev.f_sport = "), c.index("ev.f_sport / ")
+    assert store < test

@@ -48,7 +48,7 @@ def slot_loads(p: M.Plan) -> list[tuple[int, int]]:
         (s.offset, s.size)
         for f in alt.fields
         for s in f.steps
-        if isinstance(s, M.Load) and s.base == "ctx_addr"
+        if isinstance(s, M.Load) and s.base == M.Local("ctx_addr")
     ]
 
 
