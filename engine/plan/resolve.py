@@ -45,11 +45,6 @@ HELPERS = (
 )  # fmt: skip
 
 
-def _ret_access(access: ArgAccess) -> str:
-    """Where a return probe's value is: a stash-using kretprobe still reads PT_REGS_RC."""
-    return ArgAccess.REGS.value if access is ArgAccess.STASH else access.value
-
-
 _INDEXES: weakref.WeakKeyDictionary[Btf, dict[str, NameIndex]] = weakref.WeakKeyDictionary()
 
 
@@ -310,10 +305,8 @@ class Resolver:
         if name == "ret" and s.ret is not None:
             vt = vt_of(self.btf, s.ret) if s.ret else int_vt("s64")
             dest = s.local()
-            # in registers: PT_REGS_RC; in the ctx array (fexit): the slot after the arguments
-            access = s.attach.args
-            where = -1 if access in (ArgAccess.REGS, ArgAccess.STASH) else s.nargs
-            s.emit(M.Arg(dest, vt.ctype, where, _ret_access(access)))
+            where, access = s.attach.ret_arg(s.nargs)  # registers: PT_REGS_RC; fexit: after args
+            s.emit(M.Arg(dest, vt.ctype, where, access.value))
             return Val(vt, var=dest)
         if name in s.params:
             index, type_id = s.params[name]
