@@ -136,6 +136,10 @@ class AttachKind:
             kwargs[self.bcc_target] = target
         return kwargs
 
+    def attach(self, bpf: Any, fn_name: str, target: str) -> None:
+        """Attach the loaded program `fn_name` to `target` with bcc (`bpf` a bcc.BPF)."""
+        getattr(bpf, self.bcc_attach)(**self.bcc_kwargs(fn_name, target))
+
     def arg_c(self, index: int) -> str:
         """The C text reading argument `index` (-1: the return value), see `ret_arg`."""
         return self.args.c_text(index)

@@ -96,6 +96,13 @@ class FunctionKind(AttachKind):
             found.append((t, fn[1], fn[2]))
         return found if len(found) == len(targets) else None
 
+    def attach(self, bpf: Any, fn_name: str, target: str) -> None:
+        """bcc attaches kfunc__/kretfunc__ programs itself while loading; attaching again raises."""
+        attached = {**getattr(bpf, "kfunc_entry_fds", {}), **getattr(bpf, "kfunc_exit_fds", {})}
+        if self.prefix and fn_name.encode() in attached:
+            return
+        super().attach(bpf, fn_name, target)
+
     def gap(self, btf: Btf, targets: Sequence[str]) -> Gap:
         """Functions must be in BTF (BTF lists only functions with an out-of-line copy, so a
         fully inlined one is absent); kprobes need the kernel's kprobe code."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -62,6 +63,17 @@ class RawTracepointKind(AttachKind):
             return None
         params = {(p.name or f"arg{i}"): (i, p.type_id) for i, p in enumerate(rparams)}
         return self.name, targets, scope(ctx.btf, self.name, params, None, None)
+
+    def attach(self, bpf: Any, fn_name: str, target: str) -> None:
+        """bcc attaches one program per raw tracepoint name; a spec may have several probes on
+        one (runqlat's sched_switch), so each gets its own link, kept where bcc's cleanup closes
+        it (bcc.BPF.raw_tracepoint_fds, under a key of its own)."""
+        bcc = importlib.import_module("bcc")  # loaded already: `bpf` is one of its BPF objects
+        fn = bpf.load_func(fn_name.encode(), bcc.BPF.RAW_TRACEPOINT)
+        fd = bcc.libbcc.lib.bpf_attach_raw_tracepoint(fn.fd, target.encode())
+        if fd < 0:
+            raise OSError(f"cannot attach {fn_name} to raw tracepoint {target}")
+        bpf.raw_tracepoint_fds[f"{target}/{fn_name}".encode()] = fd
 
     def gap(self, btf: Btf, targets: Sequence[str]) -> Gap:
         """Its arguments' typedef must be in BTF."""

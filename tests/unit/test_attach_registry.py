@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -373,3 +374,43 @@ def test_validate_asks_the_kind_for_its_gap() -> None:
     assert validate._alternative_gap(BTF, "raw_tracepoint", ["gone"]) == (
         "no raw tracepoint 'gone' in BTF", [],
     )  # fmt: skip
+
+
+class FakeBPF:
+    """A bcc.BPF stand-in recording the attach calls."""
+
+    RAW_TRACEPOINT = 17
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, str]]] = []
+        self.kfunc_entry_fds = {b"kfunc__vmlinux__loaded": 3}
+        self.raw_tracepoint_fds: dict[bytes, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("attach_"):
+            raise AttributeError(name)
+        return lambda **kwargs: self.calls.append((name, kwargs))
+
+    def load_func(self, name: bytes, prog_type: int) -> Any:
+        self.calls.append(("load_func", {"name": name.decode(), "type": str(prog_type)}))
+        return type("Fn", (), {"fd": 7})()
+
+
+def test_bcc_attach_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    b = FakeBPF()
+    KINDS["kprobe"].attach(b, "p0_f", "tcp_v4_connect")
+    KINDS["tracepoint"].attach(b, "p0_t", "sock:x")
+    KINDS["fentry"].attach(b, "kfunc__vmlinux__loaded", "loaded")  # bcc attached it on load
+    KINDS["fentry"].attach(b, "kfunc__vmlinux__other", "other")
+    assert b.calls == [
+        ("attach_kprobe", {"fn_name": "p0_f", "event": "tcp_v4_connect"}),
+        ("attach_tracepoint", {"fn_name": "p0_t", "tp": "sock:x"}),
+        ("attach_kfunc", {"fn_name": "kfunc__vmlinux__other"}),
+    ]
+    lib = type("Lib", (), {"bpf_attach_raw_tracepoint": staticmethod(lambda fd, tp: 40 + fd)})
+    fake_bcc = type("Bcc", (), {"BPF": FakeBPF, "libbcc": type("L", (), {"lib": lib})})
+    monkeypatch.setitem(sys.modules, "bcc", fake_bcc)
+    b = FakeBPF()
+    KINDS["raw_tracepoint"].attach(b, "p1_r", "sched_switch")
+    assert b.calls == [("load_func", {"name": "p1_r", "type": "17"})]
+    assert b.raw_tracepoint_fds == {b"sched_switch/p1_r": 47}  # one link per program
