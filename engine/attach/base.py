@@ -136,6 +136,14 @@ class AttachKind:
             kwargs[self.bcc_target] = target
         return kwargs
 
+    def bcc_name(self, target: str) -> str:
+        """The spec's target as bcc names it (a tracepoint's `category:event`)."""
+        return target.replace("/", ":") if self.tracefs_target else target
+
+    def spec_name(self, bcc_name: str) -> str:
+        """The inverse of `bcc_name`: what the spec wrote (and the capability probe takes)."""
+        return bcc_name.replace(":", "/") if self.tracefs_target else bcc_name
+
     def attach(self, bpf: Any, fn_name: str, target: str) -> None:
         """Attach the loaded program `fn_name` to `target` with bcc (`bpf` a bcc.BPF)."""
         getattr(bpf, self.bcc_attach)(**self.bcc_kwargs(fn_name, target))

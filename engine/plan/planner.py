@@ -695,7 +695,7 @@ class Planner:
         fnames = (f"p{pindex}_{pname}_{kind}_{t.replace('/', '_')}" for t in targets)
         functions: list[M.Function] = []
         for t, fn in zip(targets, fnames):
-            tgt = t.replace("/", ":") if ak.tracefs_target else t
+            tgt = ak.bcc_name(t)
             if ak.entry and scope.stash:
                 functions.append(M.Function(fn + "_entry", ak.entry, t, "entry"))
             if ak.prefix:

@@ -68,7 +68,7 @@ def say(message: str) -> None:
 def probe_alternative(alt: M.Alternative) -> str | None:
     """None when every function of the alternative can attach here, else the reason."""
     for fn in alt.functions:
-        target = fn.target.replace(":", "/") if KINDS[fn.kind].tracefs_target else fn.target
+        target = KINDS[fn.kind].spec_name(fn.target)
         result = capabilities.can_attach(fn.kind, target)
         if not result.ok:
             return f"{fn.kind} {target}: {result.detail}"

@@ -414,3 +414,10 @@ def test_bcc_attach_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     KINDS["raw_tracepoint"].attach(b, "p1_r", "sched_switch")
     assert b.calls == [("load_func", {"name": "p1_r", "type": "17"})]
     assert b.raw_tracepoint_fds == {b"sched_switch/p1_r": 47}  # one link per program
+
+
+def test_bcc_and_spec_names_of_targets() -> None:
+    tp, kp = KINDS["tracepoint"], KINDS["kprobe"]
+    assert tp.bcc_name("sock/inet_sock_set_state") == "sock:inet_sock_set_state"
+    assert tp.spec_name("sock:inet_sock_set_state") == "sock/inet_sock_set_state"
+    assert kp.bcc_name("tcp_v4_connect") == kp.spec_name("tcp_v4_connect") == "tcp_v4_connect"
