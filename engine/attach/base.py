@@ -12,6 +12,7 @@ A new family (uprobes) is one module here and its template partial; no other mod
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
@@ -22,6 +23,7 @@ from engine.memory import AddressSpace
 
 Path = tuple[Any, ...]  # a location inside the spec document, as the planner locates problems
 Gap = tuple["str | None", list[str]]  # why an alternative would not attach (None: it would), notes
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # the schema's identifier
 
 
 class Target(Enum):

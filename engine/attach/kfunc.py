@@ -7,11 +7,11 @@ the kretprobe's entry function fills) and in the mechanism that attaches them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from engine.attach.base import (
+    IDENTIFIER,
     ArgAccess,
     AttachKind,
     BindContext,
@@ -28,7 +28,6 @@ from engine.attach.base import (
 from engine.errors import did_you_mean
 from engine.kernel.btf import Btf, Param
 
-IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # A kernel function that exists only when the kernel has kprobes (CONFIG_KPROBES): without
 # it in BTF, kprobe and kretprobe alternatives cannot attach there.
 KPROBES_WITNESS = "register_kprobe"

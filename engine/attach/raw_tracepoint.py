@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from engine.attach.base import (
+    IDENTIFIER,
     ArgAccess,
     AttachKind,
     BindContext,
@@ -20,7 +21,6 @@ from engine.attach.base import (
     Target,
     TargetError,
 )
-from engine.attach.kfunc import IDENTIFIER
 from engine.errors import did_you_mean
 from engine.kernel.btf import Btf
 
