@@ -150,6 +150,11 @@ class AttachKind:
         """Attach the loaded program `fn_name` to `target` with bcc (`bpf` a bcc.BPF)."""
         getattr(bpf, self.bcc_attach)(**self.bcc_kwargs(fn_name, target))
 
+    @property
+    def stashes(self) -> bool:
+        """Arguments are saved by an entry function and read back (`model.Stashed`), not read."""
+        return self.args is ArgAccess.STASH
+
     def arg_c(self, index: int) -> str:
         """The C text reading argument `index` (-1: the return value), see `ret_arg`."""
         return self.args.c_text(index)

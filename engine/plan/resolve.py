@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-from engine.attach import KINDS, ArgAccess, AttachKind
+from engine.attach import KINDS, AttachKind
 from engine.errors import NameIndex, did_you_mean
 
 if TYPE_CHECKING:
@@ -316,7 +316,7 @@ class Resolver:
                 raise PlanError(
                     f"argument '{name}' is passed on the stack; not supported", node.col
                 )
-            if s.attach.args is ArgAccess.STASH:
+            if s.attach.stashes:
                 slot = f"a{index}"
                 s.stash[slot] = index
                 s.emit(M.Stashed(dest, vt.ctype, slot))

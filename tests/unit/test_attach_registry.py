@@ -421,3 +421,8 @@ def test_bcc_and_spec_names_of_targets() -> None:
     assert tp.bcc_name("sock/inet_sock_set_state") == "sock:inet_sock_set_state"
     assert tp.spec_name("sock:inet_sock_set_state") == "sock/inet_sock_set_state"
     assert kp.bcc_name("tcp_v4_connect") == kp.spec_name("tcp_v4_connect") == "tcp_v4_connect"
+
+
+def test_only_the_kretprobe_reads_a_stash() -> None:
+    assert [n for n, k in KINDS.items() if k.stashes] == ["kretprobe"]
+    assert all(KINDS[k.entry].args is ArgAccess.REGS for k in KINDS.values() if k.stashes)
