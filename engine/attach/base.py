@@ -5,9 +5,10 @@ raw tracepoints) is one module that defines its kinds as instances of its own su
 `Family` that groups them for `engine explain` and `engine doctor`. Every stage asks the kind:
 the planner which targets it names and which names an expression may use (`bind`), the step
 templates how argument i is read (`arg_c`), the runner which bcc call attaches it
-(`bcc_attach`, `bcc_kwargs`), the capability probe how to measure it (`capability`), `validate`
+(`attach`), the capability probe how to measure it (`capability`), `validate`
 why it would not attach on another kernel (`gap`), `explain` how a spec writes it (`Family`).
-A new family (uprobes) is one module here and its template partial; no other module names it.
+A new family (uprobes) is one module here, its template partial and its JSON Schema key (and a
+capabilities mechanism if the kernel attaches it a new way); no other module names it.
 """
 
 from __future__ import annotations
