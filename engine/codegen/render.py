@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from engine.attach import arg_c
 from engine.nodes import Visitor
 from engine.plan import model as M
 from engine.plan.resources import declare
@@ -57,6 +58,7 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["c_expr"] = c_expr
+    env.filters["arg_c"] = arg_c
     env.filters["pyrepr"] = repr
     env.filters["slot"] = M.slot_name
     env.tests["ctrue"] = lambda e: isinstance(e, M.CTrue)

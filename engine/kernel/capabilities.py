@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine.attach import KINDS as ATTACH_KINDS
+from engine.attach import AttachKind, Mechanism
 from engine.errors import UsageError
+from engine.kernel.btf import Btf, BtfError, Kind
 
 
 @dataclass(frozen=True)
@@ -34,19 +36,17 @@ class Probe:
     remedy: str = ""
 
 
-FEATURES = (
-    "root", "bcc", "btf", "headers", "tracefs", "tracepoint", "raw_tracepoint",
-    "kprobe", "kretprobe", "fentry", "fexit", "ringbuf", "perf_buffer",
-)  # fmt: skip
+# The machine, then every attach kind (registry order: measured by can_attach), then buffers.
+LOCAL_FEATURES = ("root", "bcc", "btf", "headers", "tracefs")
+BUFFERS = ("ringbuf", "perf_buffer")
 KINDS = tuple(ATTACH_KINDS)  # every attach kind is a feature measured by can_attach
+FEATURES = (*LOCAL_FEATURES, *KINDS, *BUFFERS)
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 PROG_NAME = b"engine_probe"  # how our programs and maps show up in `bpftool prog list`
 NEEDS_ROOT = "needs root (or CAP_BPF and CAP_PERFMON)"
 ROOT_REMEDY = "run as root (sudo), or grant CAP_BPF and CAP_PERFMON"
-KPROBE_REMEDY = "use a tracepoint alternative, or a kernel built with CONFIG_KPROBES"
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-TRACEPOINTS = ("syscalls/sys_enter_getpid", "sched/sched_process_exec")  # feature probe tries
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
 SYSCALLS = {"x86_64": (321, 298), "aarch64": (280, 241)}  # machine -> (bpf, perf_event_open)
 
@@ -54,7 +54,6 @@ SYSCALLS = {"x86_64": (321, 298), "aarch64": (280, 241)}  # machine -> (bpf, per
 BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN = 0, 2, 5, 17
 PROG_KPROBE, PROG_TRACEPOINT, PROG_RAW_TRACEPOINT, PROG_TRACING = 2, 5, 17, 26
 MAP_PERF_EVENT_ARRAY, MAP_RINGBUF = 4, 27
-ATTACH_TYPES = {"fentry": 24, "fexit": 25}  # BPF_TRACE_FENTRY, BPF_TRACE_FEXIT
 PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT, PERF_COUNT_SW_BPF_OUTPUT = 1, 2, 10
 PERF_SAMPLE_RAW, PERF_FLAG_FD_CLOEXEC, PERF_EVENT_IOC_SET_BPF = 1 << 10, 8, 0x40042408
 
@@ -224,7 +223,7 @@ def _tracepoint_id(target: str) -> int:
         raise _Fail(f"no tracepoint {target} (no {root}/events/{target}/id)") from None
 
 
-def _attach_tracepoint(stack: ExitStack, target: str) -> str:
+def _attach_tracepoint(stack: ExitStack, _kind: AttachKind, target: str) -> str:
     """TRACEPOINT prog on a perf tracepoint event, as bcc's TRACEPOINT_PROBE attaches."""
     tp_id = _tracepoint_id(target)
     prog = _load(stack, PROG_TRACEPOINT)
@@ -232,7 +231,7 @@ def _attach_tracepoint(stack: ExitStack, target: str) -> str:
     return f"attached a tracepoint program to {target}"
 
 
-def _attach_raw_tracepoint(stack: ExitStack, target: str) -> str:
+def _attach_raw_tracepoint(stack: ExitStack, _kind: AttachKind, target: str) -> str:
     """RAW_TRACEPOINT prog opened on the event by name (BPF_RAW_TRACEPOINT_OPEN)."""
     if not re.fullmatch(r"\w+", target):
         raise _Fail(f"raw tracepoint {target!r} is not an event name")
@@ -249,9 +248,9 @@ def _pmu_retprobe_bit() -> int:
         return int(f.read().split(":")[1].split("-")[0])
 
 
-def _attach_kprobe(stack: ExitStack, target: str, ret: bool) -> str:
+def _attach_kprobe(stack: ExitStack, attach_kind: AttachKind, target: str) -> str:
     """Through the kprobe PMU (perf_event_open), else the legacy tracefs kprobe_events."""
-    kind = "kretprobe" if ret else "kprobe"
+    kind, ret = attach_kind.name, attach_kind.returns
     if not re.fullmatch(r"[A-Za-z_][\w.]*", target):
         raise _Fail(f"{target!r} is not a kernel function name")
     root = _tracefs()
@@ -305,37 +304,27 @@ def _attach_legacy_kprobe(stack: ExitStack, kprobe_events: str, target: str, ret
     _set_bpf(_perf_open(stack, event, PERF_TYPE_TRACEPOINT, tp_id), prog)
 
 
-def _attach_tracing(stack: ExitStack, kind: str, target: str) -> str:
+def _attach_tracing(stack: ExitStack, attach_kind: AttachKind, target: str) -> str:
     """fentry/fexit: a TRACING prog bound to the BTF id of FUNC `target`, attached via raw_tp."""
-    from engine.kernel.btf import Btf, BtfError, Kind  # lazy: only this probe needs to parse BTF
-
+    kind, attach_type = attach_kind.name, attach_kind.capability.attach_type
     try:
         found = Btf.load(path=VMLINUX).find(target, Kind.FUNC)
     except BtfError as exc:
         raise _Fail(str(exc)) from None
     if found is None:
         raise _Fail(f"no FUNC {target} in {VMLINUX}")
-    prog = _load(stack, PROG_TRACING, ATTACH_TYPES[kind], found.id)
+    prog = _load(stack, PROG_TRACING, attach_type, found.id)
     attr = RawTracepointAttr(name=0, prog_fd=prog)
     _bpf(stack, f"BPF_RAW_TRACEPOINT_OPEN {kind} {target}", BPF_RAW_TRACEPOINT_OPEN, attr)
     return f"attached {kind} to {target} (BTF id {found.id})"
 
 
-_ATTACH: dict[str, Callable[[ExitStack, str], str]] = {
-    "tracepoint": _attach_tracepoint,
-    "raw_tracepoint": _attach_raw_tracepoint,
-    "kprobe": lambda stack, t: _attach_kprobe(stack, t, ret=False),
-    "kretprobe": lambda stack, t: _attach_kprobe(stack, t, ret=True),
-    "fentry": lambda stack, t: _attach_tracing(stack, "fentry", t),
-    "fexit": lambda stack, t: _attach_tracing(stack, "fexit", t),
-}
-_REMEDIES = {
-    "tracepoint": "check the event exists under /sys/kernel/tracing/events (CONFIG_FTRACE)",
-    "raw_tracepoint": "check the event exists under /sys/kernel/tracing/events",
-    "kprobe": KPROBE_REMEDY,
-    "kretprobe": KPROBE_REMEDY,
-    "fentry": "use a kprobe or tracepoint alternative",
-    "fexit": "use a kretprobe or tracepoint alternative",
+# How each mechanism a kind declares (engine.attach.base.Capability) attaches for real.
+_MECHANISMS: dict[Mechanism, Callable[[ExitStack, AttachKind, str], str]] = {
+    Mechanism.PERF_TRACEPOINT: _attach_tracepoint,
+    Mechanism.RAW_TRACEPOINT: _attach_raw_tracepoint,
+    Mechanism.KPROBE: _attach_kprobe,
+    Mechanism.TRACING: _attach_tracing,
 }
 
 
@@ -352,9 +341,23 @@ def _kernel_step(what: Callable[[ExitStack], str], remedy: str) -> Probe:
 
 def can_attach(kind: str, target: str) -> Probe:
     """Try attaching a no-op program of `kind` to exactly `target`, then detach it again."""
-    if kind not in _ATTACH:
+    if kind not in ATTACH_KINDS:
         raise UsageError(f"unknown attach kind {kind!r} (expected one of {', '.join(KINDS)})")
-    return _kernel_step(lambda stack: _ATTACH[kind](stack, target), _REMEDIES[kind])
+    attach_kind = ATTACH_KINDS[kind]
+    attach = _MECHANISMS[attach_kind.capability.mechanism]
+    return _kernel_step(
+        lambda stack: attach(stack, attach_kind, target), attach_kind.capability.remedy
+    )
+
+
+def _probe_kind(kind: AttachKind) -> Probe:
+    """Attach `kind` to the target it declares for doctor (a tracepoint: the first present)."""
+    targets = kind.capability.targets
+    if kind.capability.mechanism is Mechanism.PERF_TRACEPOINT:
+        root = _tracefs() or TRACEFS_ROOTS[0]
+        exists = [t for t in targets if os.path.exists(f"{root}/events/{t}/id")]
+        targets = tuple(exists) or targets  # none: attaching says which one is missing
+    return can_attach(kind.name, targets[0])
 
 
 def _probe_root() -> Probe:
@@ -455,15 +458,8 @@ def probe(feature: str) -> Probe:
     """Measure one feature now (nothing is cached: capabilities can change under us)."""
     if feature in _LOCAL:
         return _LOCAL[feature]()
-    if feature == "tracepoint":
-        root = _tracefs() or TRACEFS_ROOTS[0]
-        exists = [t for t in TRACEPOINTS if os.path.exists(f"{root}/events/{t}/id")]
-        target = (exists or TRACEPOINTS)[0]  # none: attaching says which one is missing
-        return _kernel_step(lambda st: _attach_tracepoint(st, target), _REMEDIES["tracepoint"])
-    if feature == "raw_tracepoint":
-        return can_attach(feature, "sched_process_exec")
-    if feature in ("kprobe", "kretprobe", "fentry", "fexit"):
-        return can_attach(feature, "vfs_read")
+    if feature in ATTACH_KINDS:
+        return _probe_kind(ATTACH_KINDS[feature])
     if feature == "ringbuf":
         return _kernel_step(_make_ringbuf, "needs Linux 5.8+ (use the perf buffer instead)")
     if feature == "perf_buffer":

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from engine.attach import KINDS, Target, kind_of
+from engine.attach import KINDS, kind_of
 from engine.decoders import DECODERS
 from engine.errors import (
     Location,
@@ -22,7 +22,7 @@ from engine.errors import (
     UsageError,
     did_you_mean,
 )
-from engine.kernel.btf import VMLINUX, Btf, Kind, Param
+from engine.kernel.btf import VMLINUX, Btf, Kind
 from engine.plan import model as M
 from engine.plan import tracepoints
 from engine.plan.arith import fields_only, inline
@@ -563,65 +563,7 @@ class Planner:
     def attach_target(
         self, alt: dict[str, Any], path: tuple[Any, ...]
     ) -> tuple[str, tuple[str, ...], Scope] | None:
-        ak = kind_of(alt)
-        kind = ak.name
-        raw = alt[kind]
-        targets = tuple(raw) if isinstance(raw, list) else (raw,)
-        tpath = (*path, kind)
-        btf = self.btf
-        if ak.target is Target.FUNCTION:
-            found: list[tuple[str, tuple[Param, ...], int]] = []
-            for i, t in enumerate(targets):
-                if t in targets[:i]:
-                    self.problem(f"'{t}' is already in this {kind} list", (*tpath, i))
-                    return None
-                fn = btf.function(t)
-                if fn is None:
-                    self.problem(
-                        f"no kernel function '{t}' in {btf.path}"
-                        f"{did_you_mean(t, self.function_names())}",
-                        (*tpath, i) if isinstance(raw, list) else tpath,
-                    )
-                    continue
-                found.append((t, fn[1], fn[2]))
-            if len(found) != len(targets):
-                return None
-            params = {p.name: (i, p.type_id) for i, p in enumerate(found[0][1]) if p.name}
-            for _, ps, _ in found[1:]:
-                other = {p.name: (i, btf.type_str(p.type_id)) for i, p in enumerate(ps)}
-                for pname, (i, tid) in list(params.items()):
-                    if other.get(pname) != (i, btf.type_str(tid)):
-                        del params[pname]  # differs between targets: not usable
-            ret = found[0][2] if ak.returns else None
-            if ak.returns and ret == 0:
-                ret = None
-            return kind, targets, Scope(btf, kind, params, ret, None, nargs=len(found[0][1]))
-        if ak.target is Target.RAW_TRACEPOINT:
-            rparams = btf.raw_tracepoint(targets[0])
-            if rparams is None:
-                self.problem(
-                    f"no raw tracepoint '{targets[0]}' in {btf.path}"
-                    f"{did_you_mean(targets[0], self.raw_tp_names())}",
-                    tpath,
-                )
-                return None
-            params = {(p.name or f"arg{i}"): (i, p.type_id) for i, p in enumerate(rparams)}
-            return kind, targets, Scope(btf, kind, params, None, None)
-        category, _, event = targets[0].partition("/")
-        record = self.tracepoint_record(category, event, tpath)
-        if record is None:
-            return None
-        note = ""
-        if record.candidates:
-            note = (
-                f" (BTF does not say which of {', '.join(record.candidates)} it uses: these "
-                "are the fields they agree on; on the running kernel, as root without --btf, "
-                "tracefs settles it)"
-            )
-        scope = Scope(
-            btf, kind, {}, None, dict(record.fields), record_label=targets[0], record_note=note
-        )
-        return kind, targets, scope
+        return kind_of(alt).bind(self, alt, path, Scope)  # engine.attach: the kind's family
 
     def function_names(self) -> NameIndex:
         return name_index(self.btf, "functions", lambda: self.btf.names(Kind.FUNC))
@@ -743,7 +685,7 @@ class Planner:
         fnames = (f"p{pindex}_{pname}_{kind}_{t.replace('/', '_')}" for t in targets)
         functions: list[M.Function] = []
         for t, fn in zip(targets, fnames):
-            tgt = t.replace("/", ":") if ak.tracefs_target else t
+            tgt = ak.bcc_name(t)
             if ak.entry and scope.stash:
                 functions.append(M.Function(fn + "_entry", ak.entry, t, "entry"))
             if ak.prefix:

@@ -13,7 +13,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from engine.attach import KINDS, ArgAccess, AttachKind
+from engine.attach import KINDS, AttachKind
 from engine.errors import NameIndex, did_you_mean
 from engine.kernel.btf import Kind
 from engine.plan import arith
@@ -55,11 +55,6 @@ HELPERS = (
     "transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet",
     *STATE_HELPERS,
 )  # fmt: skip
-
-
-def _ret_access(access: ArgAccess) -> str:
-    """Where a return probe's value is: a stash-using kretprobe still reads PT_REGS_RC."""
-    return ArgAccess.REGS.value if access is ArgAccess.STASH else access.value
 
 
 _INDEXES: weakref.WeakKeyDictionary[TypeSource, dict[str, NameIndex]] = weakref.WeakKeyDictionary()
@@ -178,10 +173,8 @@ class Resolver:
         if name == "ret" and s.ret is not None:
             vt = vt_of(self.btf, s.ret) if s.ret else int_vt("s64")
             dest = s.local()
-            # in registers: PT_REGS_RC; in the ctx array (fexit): the slot after the arguments
-            access = s.attach.args
-            where = -1 if access in (ArgAccess.REGS, ArgAccess.STASH) else s.nargs
-            s.emit(M.Arg(dest, vt.ctype, where, _ret_access(access)))
+            where, access = s.attach.ret_arg(s.nargs)  # registers: PT_REGS_RC; fexit: after args
+            s.emit(M.Arg(dest, vt.ctype, where, access.value))
             return Val(vt, var=dest)
         if name in s.params:
             index, type_id = s.params[name]
@@ -191,7 +184,7 @@ class Resolver:
                 raise PlanError(
                     f"argument '{name}' is passed on the stack; not supported", node.col
                 )
-            if s.attach.args is ArgAccess.STASH:
+            if s.attach.stashes:
                 slot = f"a{index}"
                 s.stash[slot] = index
                 s.emit(M.Stashed(dest, vt.ctype, slot))

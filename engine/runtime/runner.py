@@ -69,7 +69,7 @@ def say(message: str) -> None:
 def probe_alternative(alt: M.Alternative) -> str | None:
     """None when every function of the alternative can attach here, else the reason."""
     for fn in alt.functions:
-        target = fn.target.replace(":", "/") if KINDS[fn.kind].tracefs_target else fn.target
+        target = KINDS[fn.kind].spec_name(fn.target)
         result = capabilities.can_attach(fn.kind, target)
         if not result.ok:
             return f"{fn.kind} {target}: {result.detail}"
@@ -243,16 +243,7 @@ class Session:
 
     @staticmethod
     def _attach_one(b: Any, fn: M.Function) -> None:
-        kind = KINDS[fn.kind]
-        # bcc attaches kfunc__/kretfunc__ programs itself while loading; attaching again raises.
-        attached = {**getattr(b, "kfunc_entry_fds", {}), **getattr(b, "kfunc_exit_fds", {})}
-        if kind.prefix and fn.name.encode() in attached:
-            return
-        attach = SHARED_ATTACH.get(kind.bcc_attach)
-        if attach is not None:
-            attach(b, fn.name, fn.target)
-        else:
-            getattr(b, kind.bcc_attach)(**kind.bcc_kwargs(fn.name, fn.target))
+        KINDS[fn.kind].attach(b, fn.name, fn.target)  # engine.attach: the kind's bcc call
 
     def save_log(self, content: str) -> str:
         """Compiler or verifier output: on stderr with -v, else in a file named in the error."""
@@ -320,24 +311,6 @@ class Session:
 
 class Stopped(Exception):
     """A stop signal arrived while loading or attaching: end cleanly, before "Tracing"."""
-
-
-def _attach_raw_tracepoint(b: Any, fn_name: str, tp: str) -> None:
-    """bcc attaches one program per raw tracepoint name; a spec may have several probes on
-    one (runqlat's sched_switch), so each gets its own link, kept where bcc's cleanup closes
-    it (bcc.BPF.raw_tracepoint_fds, under a key of its own)."""
-    bcc = import_bcc()
-    fn = b.load_func(fn_name.encode(), bcc.BPF.RAW_TRACEPOINT)
-    fd = bcc.libbcc.lib.bpf_attach_raw_tracepoint(fn.fd, tp.encode())
-    if fd < 0:
-        raise OSError(f"cannot attach {fn_name} to raw tracepoint {tp}")
-    b.raw_tracepoint_fds[f"{tp}/{fn_name}".encode()] = fd
-
-
-# bcc calls replaced where a spec needs more than bcc's own allows
-SHARED_ATTACH: dict[str, Callable[[Any, str, str], None]] = {
-    "attach_raw_tracepoint": _attach_raw_tracepoint,
-}
 
 
 class AttachError(Exception):

@@ -10,13 +10,15 @@ import json
 import platform
 from typing import Mapping, TextIO
 
+from engine.attach import KINDS
 from engine.kernel import capabilities
 from engine.kernel.capabilities import Probe
 
-# What tracepoint-based specs need; kprobes, fentry and raw tracepoints are optional because
-# every spec lists a tracepoint alternative. Events need one of the two buffers.
-REQUIRED = ("root", "bcc", "btf", "headers", "tracefs", "tracepoint")
-BUFFERS = ("ringbuf", "perf_buffer")
+# What tracepoint-based specs need: the machine and the attach kinds that say they are required;
+# the other kinds are optional because every spec lists a tracepoint alternative. Events need
+# one of the two buffers.
+REQUIRED = (*capabilities.LOCAL_FEATURES, *(k.name for k in KINDS.values() if k.required))
+BUFFERS = capabilities.BUFFERS
 
 
 def missing(results: Mapping[str, Probe]) -> list[str]:
@@ -33,10 +35,7 @@ def summary(results: Mapping[str, Probe]) -> list[str]:
     if not results["root"].ok:
         lines.append("not root: kernel features could not be measured (run as root)")
     else:
-        if not (results["kprobe"].ok and results["kretprobe"].ok):
-            lines.append("kprobes unavailable: specs fall back to their tracepoint alternatives")
-        if not (results["fentry"].ok and results["fexit"].ok):
-            lines.append("fentry/fexit unavailable: specs use their kprobe or tracepoint ones")
+        lines += unavailable(results)
         if not results["ringbuf"].ok and results["perf_buffer"].ok:
             lines.append("ring buffer unavailable: events go through the perf buffer")
     gaps = missing(results)
@@ -44,6 +43,15 @@ def summary(results: Mapping[str, Probe]) -> list[str]:
         lines.append(f"not ready: missing {', '.join(gaps)} (see the remedies above)")
     else:
         lines.append("ready: tracepoint-based specs can run")
+    return lines
+
+
+def unavailable(results: Mapping[str, Probe]) -> list[str]:
+    """Each attach kind's line (said once for kinds sharing it) when one of them cannot attach."""
+    lines: list[str] = []
+    for kind in KINDS.values():
+        if kind.unavailable and not results[kind.name].ok and kind.unavailable not in lines:
+            lines.append(kind.unavailable)
     return lines
 
 

@@ -1,8 +1,8 @@
 """`engine explain`: what a spec can name, read from kernel BTF.
 
-Targets: a kernel function (its arguments, as kprobe/kretprobe/fentry/fexit bind them),
-`category/event` (a tracepoint's record, as `args.FIELD`), `raw:event` (a raw tracepoint's
-arguments), `struct NAME` / `union NAME` (members with byte offsets; anonymous members are
+Targets: whatever an attach family's syntax names (engine.attach: a kernel function's
+arguments, a tracepoint's record as `args.FIELD`, a raw tracepoint's arguments as `raw:event`),
+`struct NAME` / `union NAME` (members with byte offsets; anonymous members are
 flattened, since spec paths pass through them), `enum NAME` or an enum constant (its values).
 Output is plain aligned text; every failure is one line on stderr and exit 1.
 """
@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Sequence, TextIO
 
+from engine.attach import FAMILIES, Family
 from engine.errors import EngineError, did_you_mean
 from engine.kernel import tracefs
 from engine.kernel.btf import VMLINUX, Btf, BtfType, Kind, Param
@@ -57,13 +58,11 @@ def explain(btf: Btf, target: str, expand: bool = False, live: bool = True) -> l
         return _enum(btf, t, "") if words[0] == "enum" else _aggregate(btf, t, expand)
     if len(words) != 1 or not target or target in ("struct", "union", "enum"):
         raise ExplainError(f"cannot explain '{target}'; {_USAGE}")
-    if target.startswith("raw:"):
-        return _raw_tracepoint(btf, target[4:])
-    if "/" in target:
-        return _tracepoint(btf, target, live)
-    fn = btf.function(target)
-    if fn is not None:
-        return _function(btf, target, fn[1], fn[2])
+    explainer = _Explainer(btf, live)
+    for family in sorted(FAMILIES, key=lambda f: not f.explain_prefix):  # raw:EVENT before a/b
+        lines = family.explain(explainer, target)
+        if lines is not None:
+            return lines
     t = btf.find(target, *_AGG, *_ENUMS, Kind.TYPEDEF)
     if t is not None:
         s = btf.strip(t.id)
@@ -79,6 +78,23 @@ def explain(btf: Btf, target: str, expand: bool = False, live: bool = True) -> l
     pool = btf.enum_names() if upper else btf.names(Kind.FUNC, *_AGG, *_ENUMS, Kind.TYPEDEF)
     what = "enum constant" if upper else "kernel function, struct, union, enum or typedef"
     raise ExplainError(f"no {what} '{target}' in {btf.path}{did_you_mean(target, pool)}")
+
+
+class _Explainer:
+    """What each attach family's targets explain as (engine.attach.base.Explainer)."""
+
+    def __init__(self, btf: Btf, live: bool) -> None:
+        self.btf, self.live = btf, live
+
+    def function(self, name: str, family: Family) -> list[str] | None:
+        fn = self.btf.function(name)
+        return None if fn is None else _function(self.btf, name, fn[1], fn[2], family)
+
+    def tracepoint(self, target: str, family: Family) -> list[str]:
+        return _tracepoint(self.btf, target, self.live, family)
+
+    def raw_tracepoint(self, event: str, family: Family) -> list[str]:
+        return _raw_tracepoint(self.btf, event, family)
 
 
 def _table(header: Row, rows: Sequence[Row], right: int = 0) -> list[str]:
@@ -108,7 +124,7 @@ def _pointee_hint(btf: Btf, names: Sequence[str], type_ids: Sequence[int]) -> li
     return lines
 
 
-def _function(btf: Btf, name: str, params: Sequence[Param], ret: int) -> list[str]:
+def _function(btf: Btf, name: str, params: Sequence[Param], ret: int, family: Family) -> list[str]:
     rtype = btf.type_str(ret) if ret else "void"
     sig = ", ".join(_decl(btf, p, i) for i, p in enumerate(params)) or "void"
     rows = [
@@ -116,15 +132,9 @@ def _function(btf: Btf, name: str, params: Sequence[Param], ret: int) -> list[st
         for i, p in enumerate(params)
     ]
     named = [p.name for p in params if p.name]
-    binds = ", ".join(named) or "no arguments"
     lines = [f"{name}({sig}) -> {rtype}", ""]
     lines += _table(("#", "ARG", "TYPE", "SIZE"), rows, right=1) if rows else ["(no arguments)"]
-    lines += ["", "in a spec:", f"  kprobe: {name}      binds {binds}"]
-    ret_text = f" and ret ({rtype})" if ret else " (returns void: no ret)"
-    lines.append(f"  kretprobe: {name}   binds {binds} (saved at entry){ret_text}")
-    lines.append("  fentry/fexit bind the same names; the first attach alternative that works wins")
-    if len(params) > 6:
-        lines.append("  arguments after the 6th are on the stack: kprobes cannot read them")
+    lines += ["", "in a spec:", *family.usage(name, named, rtype if ret else None, len(params))]
     return lines + _pointee_hint(btf, named, [p.type_id for p in params if p.name])
 
 
@@ -132,7 +142,7 @@ def _raw_names(btf: Btf) -> list[str]:
     return [n[len("btf_trace_") :] for n in btf.names(Kind.TYPEDEF) if n[:10] == "btf_trace_"]
 
 
-def _raw_tracepoint(btf: Btf, event: str) -> list[str]:
+def _raw_tracepoint(btf: Btf, event: str, family: Family) -> list[str]:
     params = btf.raw_tracepoint(event)
     if params is None:
         pool = _raw_names(btf)
@@ -142,11 +152,11 @@ def _raw_tracepoint(btf: Btf, event: str) -> list[str]:
     rows = [(str(i), n, btf.type_str(p.type_id)) for i, (n, p) in enumerate(zip(names, params))]
     lines = [f"raw tracepoint {event}({sig})", ""]
     lines += _table(("#", "ARG", "TYPE"), rows, right=1)
-    lines += ["", "in a spec:", f"  raw_tracepoint: {event}   binds {', '.join(names)}"]
+    lines += ["", "in a spec:", *family.usage(event, names, None, len(params))]
     return lines + _pointee_hint(btf, names, [p.type_id for p in params])
 
 
-def _tracepoint(btf: Btf, target: str, live: bool) -> list[str]:
+def _tracepoint(btf: Btf, target: str, live: bool, family: Family) -> list[str]:
     """The fields a spec reads as args.FIELD: the planner's own answer (plan.tracepoints)."""
     category, _, event = target.partition("/")
     if live:
@@ -170,9 +180,7 @@ def _tracepoint(btf: Btf, target: str, live: bool) -> list[str]:
             use += f"  (in a slot of {record.slots[name]} bytes)"
         rows.append((str(off), str(vt.size), name, vt.label, use))
     lines += _table(("OFFSET", "SIZE", "FIELD", "TYPE", "IN A SPEC"), rows, right=2)
-    use = f"  tracepoint: {target}   then args.FIELD in let, where and fields"
-    common = "  (offsets 0-7 are the common header: use the pid, tid and comm builtins)"
-    return [*lines, "", "in a spec:", use, common]
+    return [*lines, "", "in a spec:", *family.usage(target, list(record.fields), None, 0)]
 
 
 def _use(btf: Btf, name: str, vt: VT) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, TextIO, Tuple
 
 from engine import __version__
-from engine.attach import KINDS, Target, kind_of
+from engine.attach import KINDS, kind_of
 from engine.errors import Problem, SpecError, UsageError
 from engine.kernel.btf import Btf
 from engine.pipeline import problems_of, warnings_of
@@ -132,9 +132,6 @@ def _escape_property(text: str) -> str:
 
 MATRIX_FORMATS = (*FORMATS, "sarif")
 BTF_SUFFIXES = (".btf", ".btf.xz")
-# A kernel function that exists only when the kernel has kprobes (CONFIG_KPROBES): without
-# it in BTF, kprobe and kretprobe alternatives cannot attach there.
-KPROBES_WITNESS = "register_kprobe"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_RULE = "engine/spec-invalid-on-kernel"
 
@@ -197,30 +194,10 @@ class Cell:
 def _alternative_gap(btf: Btf, kind: str, targets: List[str]) -> Tuple[str | None, List[str]]:
     """Why an alternative would not attach on the kernel of `btf` (None: it would), and notes.
 
-    Judged from BTF alone: functions must be there (BTF lists only functions with an
-    out-of-line copy, so a fully inlined one is absent), kprobes need the kernel's kprobe
-    code, tracepoints their record type.
+    Judged from BTF alone, by the kind's family (engine.attach: functions must be in BTF,
+    kprobes need the kernel's kprobe code, tracepoints their record type).
     """
-    notes: List[str] = []
-    target_kind = KINDS[kind].target
-    if target_kind is Target.FUNCTION:
-        if KINDS[kind].prog_type == "KPROBE" and btf.function(KPROBES_WITNESS) is None:
-            return f"no kprobes in this kernel ({KPROBES_WITNESS} is not in its BTF)", notes
-        for target in targets:
-            found = btf.function(target)
-            if found is None:
-                return f"no function '{target}' in BTF (absent or always inlined)", notes
-            if found[0].linkage == 0:
-                notes.append(f"{target} is static: calls the compiler inlined are not seen")
-        return None, notes
-    if target_kind is Target.RAW_TRACEPOINT:
-        if btf.raw_tracepoint(targets[0]) is None:
-            return f"no raw tracepoint '{targets[0]}' in BTF", notes
-        return None, notes
-    event = targets[0].partition("/")[2]
-    if not btf.tracepoint_records(event):
-        return f"no record type of tracepoint '{targets[0]}' in BTF", notes
-    return None, notes
+    return KINDS[kind].gap(btf, targets)
 
 
 def choices_on(document: Any, btf: Btf) -> List[Choice]:
@@ -230,8 +207,7 @@ def choices_on(document: Any, btf: Btf) -> List[Choice]:
         choice = Choice(str(probe.get("name")), None, "")
         for index, alt in enumerate(probe.get("attach") or []):
             kind = kind_of(alt).name
-            raw = alt[kind]
-            targets = [str(t) for t in (raw if isinstance(raw, list) else [raw])]
+            targets = list(KINDS[kind].targets_of(alt[kind]))
             gap, notes = _alternative_gap(btf, kind, targets)
             attach = f"{kind} {', '.join(targets)}"
             if gap is None:
