@@ -18,7 +18,7 @@ import jinja2
 from engine.attach import arg_c
 from engine.nodes import Visitor
 from engine.plan import model as M
-from engine.plan.resources import declare
+from engine.plan.resources import declare, deleted_counter, inserted_counter, state_map_name
 
 CTYPES = {
     "u8": "ctypes.c_uint8",
@@ -59,6 +59,9 @@ def environment() -> jinja2.Environment:
     )
     env.filters["c_expr"] = c_expr
     env.filters["arg_c"] = arg_c
+    env.filters["state_map"] = state_map_name
+    env.filters["inserted_counter"] = inserted_counter
+    env.filters["deleted_counter"] = deleted_counter
     env.filters["pyrepr"] = repr
     env.filters["slot"] = M.slot_name
     env.tests["ctrue"] = lambda e: isinstance(e, M.CTrue)

@@ -137,14 +137,24 @@ def agg_error_index(states: Sequence[M.StateMap], position: int) -> int:
     return len(states) + position
 
 
+def inserted_counter(state_index: int) -> int:
+    """engine_state_keys' counter of the keys inserted into the `state_index`-th state map."""
+    return 2 * state_index
+
+
+def deleted_counter(state_index: int) -> int:
+    """engine_state_keys' counter of the keys deleted from the `state_index`-th state map."""
+    return 2 * state_index + 1
+
+
 def inserted_index(st: M.StateMap) -> int:
     """engine_state_keys' counter of the keys inserted into `st` (deleted: the next one)."""
-    return 2 * st.index
+    return inserted_counter(st.index)
 
 
 def deleted_index(st: M.StateMap) -> int:
     """engine_state_keys' counter of the keys deleted from `st`."""
-    return 2 * st.index + 1
+    return deleted_counter(st.index)
 
 
 # --- the pass -----------------------------------------------------------------------------------
