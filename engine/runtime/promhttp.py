@@ -35,7 +35,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from engine.errors import Problem, SpecError, did_you_mean
+from engine.errors import Location, Problem, SpecError, did_you_mean
+from engine.spec.loader import load_document
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REASONS = (
@@ -113,8 +114,6 @@ def load_web_config(path: str) -> WebConfig:
     names are relative to the config file's folder, as in exporter-toolkit."""
     import yaml
 
-    from engine.spec.loader import load_document
-
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -158,8 +157,6 @@ def load_web_config(path: str) -> WebConfig:
 
 
 def _problem(path: str, message: str) -> Problem:
-    from engine.errors import Location
-
     return Problem(message, Location(path))
 
 
