@@ -12,10 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from engine.attach import KINDS, Target, kind_of
+from engine.attach import KINDS, Target
 from engine.errors import (
     EngineError,
-    Location,
     NameIndex,
     Problem,
     SpecError,
@@ -49,6 +48,7 @@ from engine.plan.state import (
 )
 from engine.runtime.decoders import REGISTRY
 from engine.spec import expr as E
+from engine.spec import model as S
 
 DEFAULT_STR = 64
 MAX_STASH = 6  # a return probe keeps at most the register-passed arguments
@@ -94,51 +94,28 @@ ENGINE_FLAGS = {
 class Planner:
     """Walks a document, collecting problems, and builds the Plan."""
 
-    def __init__(self, document: Any, btf: Btf, tracefs_ok: bool) -> None:
-        self.doc = document
-        self.data: dict[str, Any] = document.data
+    def __init__(self, spec: S.Spec, btf: Btf, tracefs_ok: bool) -> None:
+        self.spec = spec
         self.btf = btf
         self.tracefs_ok = tracefs_ok
-        self.problems: list[Problem] = []
+        self.problems: list[Problem] = list(spec.problems)  # expressions that did not parse
         self.options: dict[str, M.Option] = {}
-        self.mentioned: set[str] = set()  # options named by an expression, `if` or `unless`
+        # options named by an expression, `if` or `unless`
+        self.mentioned: set[str] = {n for e in spec.expressions() for n in e.options}
         self.warnings: list[Problem] = []
         self.states: dict[str, M.StateMap] = {}
         self.broken: set[str] = set()  # fields whose expression did not parse
         self.stashes: set[str] = set()  # state maps the engine made for return probes
         self.function_owner: dict[str, int] = {}  # generated BPF function -> probe index
         self.provenance = Provenance()  # what state members hold (user-space pointers)
-        # id(cast) -> (the cast, kept so that no other node takes its id; its let/field path)
-        self.cast_paths: dict[int, tuple[E.Node, tuple[Any, ...]]] = {}
+        # id(cast) -> (the cast, kept so that no other node takes its id; its let/field place)
+        self.cast_paths: dict[int, tuple[E.Node, S.At]] = {}
 
     # -- locations ---------------------------------------------------------------------------
-    def where(self, path: Sequence[str | int], col: int = 0, key: bool = False) -> Location:
-        loc: Location = self.doc.locate(list(path), key=key)
-        if loc.line and (col or not key):
-            line = self.source_line(loc.line)
-            start = loc.col - 1
-            quoted = 1 if line[start : start + 1] in ("'", '"') else 0
-            loc = Location(loc.file, loc.line, loc.col + col + quoted, loc.path)
-        return loc
-
-    def source_line(self, line: int) -> str:
-        """A line of the loaded text: the spec file is never opened a second time."""
-        return str(self.doc.line(line))
-
-    def problem(
-        self, message: str, path: Sequence[str | int], col: int = 0, key: bool = False
-    ) -> None:
+    def problem(self, message: str, at: S.At, col: int = 0, key: bool = False) -> None:
+        """A problem at a value of the spec (`col` characters into it), or at its key."""
         if message:  # an AlreadyReported error has none: it was said where its `let` is
-            self.problems.append(Problem(message, self.where(path, col, key)))
-
-    def parse(self, text: str, path: Sequence[str | int], cast: bool = False) -> E.Node | None:
-        try:
-            node = E.parse(text, allow_cast=cast)
-        except E.ExprError as exc:
-            self.problem(exc.message, path, exc.col)
-            return None
-        self.mentioned.update(_options_in(node))
-        return node
+            self.problems.append(Problem(message, at.key if key else at.col(col)))
 
     def enum_lookup(self, name: str) -> int | None:
         found = self.btf.enum_constant(name)
@@ -147,23 +124,23 @@ class Planner:
     # -- whole spec --------------------------------------------------------------------------
     def plan(self) -> M.Plan:
         self.plan_options()
-        self.states = plan_states(self.data.get("state") or {}, self.problem)
+        self.states = plan_states(self.spec.states, self.problem)
         self.check_probe_names()
         fields: dict[str, M.Field] = {}
-        probes = [self.plan_probe(i, p, fields) for i, p in enumerate(self.data["probes"])]
-        columns = self.plan_columns(
-            self.data["output"].get("columns", []), ("output", "columns"), fields, probes
-        )
-        count = self.data["output"].get("count") or {}
-        count_by = self.plan_columns(count.get("by", []), ("output", "count", "by"), fields, probes)
+        probes = [self.plan_probe(p, fields) for p in self.spec.probes]
+        output = self.spec.output
+        columns = self.plan_columns(output.columns, fields, probes)
+        count = output.count
+        count_header = count.header if count and count.header is not None else "COUNT"
+        count_by = self.plan_columns(count.by if count else (), fields, probes, by=True)
         aggregations = self.plan_aggregations(fields, probes)
         self.check_state_use()
         self.check_user_casts()
         if count_by:
-            header = count.get("header", "COUNT")
-            aggregations.insert(
-                0, M.Aggregation("count", "count", "", count_by, header, "", 10240, by_count=True)
+            counted = M.Aggregation(
+                "count", "count", "", count_by, count_header, "", 10240, by_count=True
             )
+            aggregations.insert(0, counted)
         self.check_printed_fields(fields, columns, aggregations)
         self.warn_unused_options()
         if self.problems:
@@ -180,15 +157,15 @@ class Planner:
                 [(M.slot_name(f.name), f.ctype, f.count) for f in field_list if f.name in by],
             )
         plan = M.Plan(
-            name=self.data["name"],
-            description=self.data.get("description", ""),
+            name=self.spec.name,
+            description=self.spec.description,
             options=tuple(self.options.values()),
             probes=tuple(p for p in probes if p is not None),
             fields=field_list,
             event=event,
             columns=columns,
             count_by=count_by,
-            count_header=count.get("header", "COUNT"),
+            count_header=count_header,
             key=key,
             states=tuple(self.states.values()),
             aggregations=tuple(aggregations),
@@ -215,35 +192,30 @@ class Planner:
             for name in (*(c.field for c in agg.by), agg.value):
                 if name:
                     printed.setdefault(name, where)
-        for i, spec in enumerate(self.data["probes"]):
-            own = spec.get("fields") or {}
+        for probe in self.spec.probes:
+            own = probe.field_names()
             if not own:
                 continue  # it only stores state: it sends nothing
             missing = [n for n in printed if n in fields and n not in own]
             if missing:
                 said = "; ".join(f"'{n}' ({printed[n]})" for n in missing)
                 self.problem(
-                    f"probe '{spec['name']}' does not set {said}: every probe with fields must "
+                    f"probe '{probe.name}' does not set {said}: every probe with fields must "
                     "set each field the output prints (left out, it would read 0 for this "
                     "probe's events, like a real 0); set it in this probe too, or do not print it",
-                    ("probes", i, "fields"),
+                    probe.fields_at,
                     key=True,
                 )
 
     def check_state_use(self) -> None:
         """A state map nothing stores into can never be read: a mistake, said at its name."""
-        stored = {
-            name
-            for spec in self.data["probes"]
-            for verb in ("store",)
-            for name in (spec.get(verb) or {})
-        }
-        for name in self.states:
-            if name not in stored and name not in self.stashes:
+        stored = {store.map for probe in self.spec.probes for store in probe.stores}
+        for state in self.spec.states:
+            if state.name not in stored and state.name not in self.stashes:
                 self.problem(
-                    f"state '{name}' is never stored into: add `store: {{{name}: "
+                    f"state '{state.name}' is never stored into: add `store: {{{state.name}: "
                     "{key: ..., value: ...}}` to the probe that starts the pairing",
-                    ("state", name),
+                    state.at,
                     key=True,
                 )
 
@@ -262,29 +234,24 @@ class Planner:
         """`output.aggregations`: each a kind over a field, keyed by columns."""
         out: list[M.Aggregation] = []
         seen: set[str] = set()
-        for i, spec in enumerate(self.data["output"].get("aggregations") or []):
-            path = ("output", "aggregations", i)
-            kind = next(k for k in AGG_KEYS if k in spec)
-            name = spec.get("name", kind)
+        for spec in self.spec.output.aggregations:
+            kind, name = spec.kind, spec.name
             if name in seen:
-                self.problem(f"aggregation '{name}' is declared twice; name one", (*path, "name"))
+                self.problem(f"aggregation '{name}' is declared twice; name one", spec.name_at)
             seen.add(name)
-            value, low, high, step = "", 0, 0, 0
-            if kind == "lhist":
-                lin = spec["lhist"]
-                value, low, high, step = lin["value"], lin["min"], lin["max"], lin["step"]
-                if high <= low or (high - low) % step or (high - low) // step > 1000:
-                    self.problem(
-                        f"lhist needs min < max with (max - min) a multiple of step and at "
-                        f"most 1000 buckets; got min {low}, max {high}, step {step}",
-                        (*path, "lhist"),
-                    )
-            elif kind != "count":
-                value = spec[kind]
+            value, low, high, step = spec.value, spec.low, spec.high, spec.step
+            if kind == "lhist" and (
+                high <= low or (high - low) % step or (high - low) // step > 1000
+            ):
+                self.problem(
+                    f"lhist needs min < max with (max - min) a multiple of step and at "
+                    f"most 1000 buckets; got min {low}, max {high}, step {step}",
+                    spec.kind_at,
+                )
             signed = False
             if value:
                 f = fields.get(value)
-                vpath = (*path, "lhist", "value") if kind == "lhist" else (*path, kind)
+                vpath = spec.value_at
                 if f is None:
                     if all(p is not None for p in probes) and value not in self.broken:
                         self.problem(
@@ -299,70 +266,73 @@ class Planner:
                     )
                 else:
                     signed = f.ctype.startswith("s")
-            by = self.plan_columns(spec.get("by", []), (*path, "by"), fields, probes)
-            raw_when = spec.get("if", [])
-            when = [raw_when] if isinstance(raw_when, str) else list(raw_when)
-            for key, names in (("if", when), ("unless", [spec.get("unless", "")])):
-                for j, option in enumerate(names):
+            by = self.plan_columns(spec.by, fields, probes, by=True)
+            unless = (spec.unless,) if spec.unless else ()
+            for key, switches in (("if", spec.when), ("unless", unless)):
+                for switch in switches:
+                    option = switch.name
                     if option and (
                         option not in self.options or self.options[option].ctype != "bool"
                     ):
                         bools = [o for o, v in self.options.items() if v.ctype == "bool"]
-                        at = (*path, key, j) if isinstance(spec.get(key), list) else (*path, key)
                         self.problem(
                             f"`{key}` needs a bool option; '{option}' is not one"
                             f"{did_you_mean(option, bools)}",
-                            at,
+                            switch.at,
                         )
-            header = spec.get("header", AGG_HEADERS.get(kind, value.upper() or "COUNT"))
-            unit = spec.get("unit", value)
-            divisor = self.print_divisor(kind, spec, unit, path) if "print" in spec else 1
+            header = spec.header
+            if header is None:
+                header = AGG_HEADERS.get(kind, value.upper() or "COUNT")
+            unit = spec.unit if spec.unit is not None else value
+            divisor = self.print_divisor(kind, spec, unit) if spec.print is not None else 1
+            when = tuple(s.name for s in spec.when)
             out.append(
                 M.Aggregation(
                     name, AGG_KINDS[kind], value, by, header, unit,
-                    spec.get("size", 10240), tuple(when), spec.get("unless", ""),
+                    spec.size, when, spec.unless.name if spec.unless else "",
                     low, high, step, signed, divisor=divisor,
                 )
             )  # fmt: skip
         return out
 
-    def print_divisor(self, kind: str, spec: dict, unit: str, path: tuple) -> int:
+    def print_divisor(self, kind: str, spec: S.Aggregation, unit: str) -> int:
         """`print: us` on a sum, min, max or avg kept in `unit: ns`: what the kernel's value is
         divided by when it prints. The kernel sums exact nanoseconds and the total is divided
         once (as bcc's tools do); dividing each event's value first would drop up to a unit
         per event. Histograms bucket each value as it comes, so they convert the field."""
-        shown = spec["print"]
+        shown = str(spec.print)
         if kind not in PRINTED:
             what = "a count has no unit" if kind == "count" else (
                 f"{AGG_WORDS[kind]} buckets each value as it comes: divide the field instead, "
                 "e.g. `(ktime_ns - t0) / 1000`"
             )  # fmt: skip
-            self.problem(f"`print` converts a sum, min, max or avg; {what}", (*path, "print"))
+            self.problem(f"`print` converts a sum, min, max or avg; {what}", spec.print_at)
             return 1
         if unit not in TIME_NS:
             said = (
-                f"'{unit}' is not one" if "unit" in spec
+                f"'{unit}' is not one" if spec.unit is not None
                 else f"without `unit:` it is the field's name, '{unit}'"
             )  # fmt: skip
             self.problem(
                 f"`print: {shown}` converts from the time unit the kernel keeps the value in "
                 f"({', '.join(TIME_NS)}); {said}: give `unit: ns`"
-                f"{did_you_mean(unit, TIME_NS) if 'unit' in spec else ''}",
-                (*path, "unit") if "unit" in spec else (*path, "print"),
+                f"{did_you_mean(unit, TIME_NS) if spec.unit is not None else ''}",
+                spec.unit_at if spec.unit is not None else spec.print_at,
             )
             return 1
         if TIME_NS[shown] < TIME_NS[unit]:
             self.problem(
                 f"`print: {shown}` is finer than `unit: {unit}`: the kernel's value has no "
                 f"finer digits; keep the field in {shown} (`unit: {shown}`) or print {unit}",
-                (*path, "print"),
+                spec.print_at,
             )
             return 1
         return TIME_NS[shown] // TIME_NS[unit]
 
     def warn_unused_options(self) -> None:
         """An option no expression, column or aggregation names does nothing: say so."""
-        self.mentioned.update(_switches_in(self.data.get("output") or {}))
+        self.mentioned.update(self.spec.output.switches())
+        ats = {o.name: o.at for o in self.spec.options}
         for name, opt in self.options.items():
             if name not in self.mentioned:
                 flags = "/".join(f for f in (opt.short, opt.long) if f)
@@ -370,7 +340,7 @@ class Planner:
                     Problem(
                         f"option '{name}' ({flags}) is used by no filter, `where`, column or "
                         f"aggregation, so it does nothing; use it (${name}) or remove it",
-                        self.where(("options", name), key=True),
+                        ats[name].key,
                         "warning",
                     )
                 )
@@ -378,14 +348,14 @@ class Planner:
     def check_probe_names(self) -> None:
         """Probe names key alternative choices and name maps: each must be used once."""
         first: dict[str, int] = {}
-        for i, probe in enumerate(self.data["probes"]):
-            name = probe["name"]
+        for probe in self.spec.probes:
+            name = probe.name
             if name in first:
                 self.problem(
                     f"probe name '{name}' is already used by probe {first[name] + 1}",
-                    ("probes", i, "name"),
+                    probe.name_at,
                 )
-            first.setdefault(name, i)
+            first.setdefault(name, probe.index)
 
     def check_stack(self, plan: M.Plan) -> None:
         """Refuse a probe whose program would pass the BPF stack limit, in any shape.
@@ -414,20 +384,20 @@ class Planner:
             need, use, label = worst.get(probe.name, (0, StackUse(), ""))
             if need <= STACK_LIMIT:
                 continue
-            spec = self.data["probes"][probe.index]
-            part = next((k for k in ("fields", "store") if spec.get(k)), "name")
+            spec = self.spec.probes[probe.index]
+            part = spec.fields_at if spec.fields else spec.store_at if spec.stores else spec.name_at
             self.problem(
                 f"probe '{probe.name}' needs {need} bytes of BPF stack"
                 f"{f' with {label}' if label else ''}, over the kernel's {STACK_LIMIT}: "
                 f"{use.explain(plan.event)}; make string fields smaller with `size:`, or keys "
                 "and state values fewer",
-                ("probes", probe.index, part),
+                part,
             )
 
     def plan_options(self) -> None:
         seen: dict[str, str] = {}
-        for name, spec in (self.data.get("options") or {}).items():
-            flag = spec.get("flag") or f"--{name.replace('_', '-')}"
+        for spec in self.spec.options:
+            name, flag = spec.name, spec.flag
             short, _, long = (
                 flag.partition("/")
                 if flag.startswith("-") and not flag.startswith("--")
@@ -439,38 +409,35 @@ class Planner:
                 if f in ENGINE_FLAGS:
                     self.problem(
                         f"option flag {f} is the engine's own; pick another",
-                        ("options", name, "flag"),
+                        spec.flag_at,
                     )
                 elif f in seen:
                     self.problem(
                         f"option flag {f} is already used by option '{seen[f]}'",
-                        ("options", name, "flag"),
+                        spec.flag_at,
                     )
                 seen[f] = name
-            typ = spec["type"]
+            typ = spec.type
             is_list = typ.startswith("list[")
             ctype = typ[5:-1] if is_list else typ
-            metavar = spec.get("metavar") or name.upper()
             self.options[name] = M.Option(
-                name, short, long, ctype, is_list, spec.get("help", ""), metavar
+                name, short, long, ctype, is_list, spec.help, spec.metavar
             )
 
     def plan_columns(
         self,
-        items: list[Any],
-        path: tuple[str | int, ...],
+        items: Sequence[S.Column],
         fields: dict[str, M.Field],
         probes: list[M.Probe | None],
+        by: bool = False,
     ) -> tuple[M.Column, ...]:
+        """Columns (or `by` keys: each field once) of planned fields."""
         columns = []
         seen: set[str] = set()
-        for i, item in enumerate(items):
-            spec: dict[str, Any] = {"field": item} if isinstance(item, str) else item
-            where: tuple[str | int, ...] = (
-                (*path, i) if isinstance(item, str) else (*path, i, "field")
-            )
-            name = spec["field"]
-            if path[-1] == "by" and name in seen:  # a key struct cannot hold a member twice
+        for spec in items:
+            where = spec.at
+            name = spec.field
+            if by and name in seen:  # a key struct cannot hold a member twice
                 self.problem(f"field '{name}' is already in this `by` list", where)
                 continue
             seen.add(name)
@@ -483,66 +450,39 @@ class Planner:
                         where,
                     )
                 continue
-            option = spec.get("if", "")
+            option = spec.when
             if option and (option not in self.options or self.options[option].ctype != "bool"):
                 bools = [o for o, v in self.options.items() if v.ctype == "bool"]
                 self.problem(
                     f"`if` needs a bool option; '{option}' is not one{did_you_mean(option, bools)}",
-                    (*path, i, "if"),
+                    spec.when_at,
                 )
-            header = spec.get("header", f.header)
-            width = spec.get("width", f.width if header == f.header else len(header))
+            header = spec.header if spec.header is not None else f.header
+            width = spec.width
+            if width is None:
+                width = f.width if header == f.header else len(header)
             columns.append(M.Column(name, header, width, option))
         return tuple(columns)
 
     # -- probes ------------------------------------------------------------------------------
-    def plan_probe(
-        self, index: int, spec: dict[str, Any], fields: dict[str, M.Field]
-    ) -> M.Probe | None:
-        base = ("probes", index)
-        name = spec["name"]
-        lets = {
-            k: self.parse(v, (*base, "let", k), cast=True)
-            for k, v in (spec.get("let") or {}).items()
-        }
-        field_specs = {}
-        for fname, raw in (spec.get("fields") or {}).items():
-            fpath = (*base, "fields", fname)
-            fspec: dict[str, Any] = {"value": raw} if isinstance(raw, str) else raw
-            vpath = fpath if isinstance(raw, str) else (*fpath, "value")
-            field_specs[fname] = (fspec, fpath, vpath, self.parse(fspec["value"], vpath, True))
-            if field_specs[fname][3] is None:
-                self.broken.add(fname)  # said once where it is; columns naming it stay quiet
-        filter_node = None
-        if "filter" in spec:
-            filter_node = self.parse(spec["filter"], (*base, "filter"))
+    def plan_probe(self, spec: S.Probe, fields: dict[str, M.Field]) -> M.Probe | None:
+        for field in spec.fields:
+            if field.value.node is None:
+                self.broken.add(field.name)  # said once where it is; columns naming it stay quiet
         alternatives = []
         before = len(self.problems)
-        for ai, alt in enumerate(spec["attach"]):
-            a = self.plan_alternative(
-                index,
-                name,
-                ai,
-                alt,
-                lets,
-                field_specs,
-                fields,
-                filter_node,
-                (*base, "attach", ai),
-                base,
-            )
+        for alt in spec.attach:
+            a = self.plan_alternative(spec, alt, fields)
             if a is not None:
                 alternatives.append(a)
         if len(self.problems) > before or not alternatives:
             return None
         filt: M.CExpr = M.CTrue()
-        if filter_node is not None:
-            filt = self.plan_filter(filter_node, fields, (*base, "filter"))
-        return M.Probe(name, index, tuple(alternatives), filt, emits=bool(field_specs))
+        if spec.filter is not None and spec.filter.node is not None:
+            filt = self.plan_filter(spec.filter.node, fields, spec.filter.at)
+        return M.Probe(spec.name, spec.index, tuple(alternatives), filt, emits=bool(spec.fields))
 
-    def plan_filter(
-        self, node: E.Node, fields: dict[str, M.Field], path: tuple[Any, ...]
-    ) -> M.CExpr:
+    def plan_filter(self, node: E.Node, fields: dict[str, M.Field], at: S.At) -> M.CExpr:
         def operand(n: E.Node) -> Val:
             if isinstance(n, E.Name) and n.name in fields:
                 f = fields[n.name]
@@ -567,30 +507,26 @@ class Planner:
         try:
             return inline(resolver.condition(node, leaf, self.options), scope.steps)
         except PlanError as exc:
-            self.problem(exc.message, path, exc.col)
+            self.problem(exc.message, at, exc.col)
             return M.CTrue()
 
-    def attach_target(
-        self, alt: dict[str, Any], path: tuple[Any, ...]
-    ) -> tuple[str, tuple[str, ...], Scope] | None:
-        ak = kind_of(alt)
+    def attach_target(self, alt: S.Alternative) -> tuple[str, tuple[str, ...], Scope] | None:
+        ak = KINDS[alt.kind]
         kind = ak.name
-        raw = alt[kind]
-        targets = tuple(raw) if isinstance(raw, list) else (raw,)
-        tpath = (*path, kind)
+        targets = alt.targets
         btf = self.btf
         if ak.target is Target.FUNCTION:
             found: list[tuple[str, tuple[Param, ...], int]] = []
             for i, t in enumerate(targets):
                 if t in targets[:i]:
-                    self.problem(f"'{t}' is already in this {kind} list", (*tpath, i))
+                    self.problem(f"'{t}' is already in this {kind} list", alt.target_ats[i])
                     return None
                 fn = btf.function(t)
                 if fn is None:
                     self.problem(
                         f"no kernel function '{t}' in {btf.path}"
                         f"{did_you_mean(t, self.function_names())}",
-                        (*tpath, i) if isinstance(raw, list) else tpath,
+                        alt.target_ats[i],
                     )
                     continue
                 found.append((t, fn[1], fn[2]))
@@ -612,13 +548,13 @@ class Planner:
                 self.problem(
                     f"no raw tracepoint '{targets[0]}' in {btf.path}"
                     f"{did_you_mean(targets[0], self.raw_tp_names())}",
-                    tpath,
+                    alt.kind_at,
                 )
                 return None
             params = {(p.name or f"arg{i}"): (i, p.type_id) for i, p in enumerate(rparams)}
             return kind, targets, Scope(btf, kind, params, None, None)
         category, _, event = targets[0].partition("/")
-        record = self.tracepoint_record(category, event, tpath)
+        record = self.tracepoint_record(category, event, alt.kind_at)
         if record is None:
             return None
         note = ""
@@ -643,30 +579,20 @@ class Planner:
 
         return name_index(self.btf, "raw tracepoints", names)
 
-    def tracepoint_record(
-        self, category: str, event: str, path: tuple[Any, ...]
-    ) -> tracepoints.Record | None:
+    def tracepoint_record(self, category: str, event: str, at: S.At) -> tracepoints.Record | None:
         """A tracepoint's record (engine.plan.tracepoints: tracefs on the live kernel, else BTF)."""
         try:
             return tracepoints.tracepoint_record(self.btf, category, event, self.tracefs_ok)
         except tracepoints.RecordError as exc:
-            self.problem(str(exc), path)
+            self.problem(str(exc), at)
             return None
 
     def plan_alternative(
-        self,
-        pindex: int,
-        pname: str,
-        aindex: int,
-        alt: dict[str, Any],
-        lets: dict[str, E.Node | None],
-        field_specs: dict[str, Any],
-        fields: dict[str, M.Field],
-        filter_node: E.Node | None,
-        path: tuple[Any, ...],
-        probe_path: tuple[Any, ...],
+        self, probe: S.Probe, alt: S.Alternative, fields: dict[str, M.Field]
     ) -> M.Alternative | None:
-        target = self.attach_target(alt, path)
+        pindex, pname, aindex = probe.index, probe.name, alt.index
+        filter_node = probe.filter.node if probe.filter is not None else None
+        target = self.attach_target(alt)
         if target is None:
             return None
         kind, targets, scope = target
@@ -674,17 +600,11 @@ class Planner:
         scope.provenance = self.provenance
         resolver = Resolver(scope, self.enum_lookup)
         before = len(self.problems)
-        own_lets = {
-            k: (self.parse(v, (*path, "let", k), cast=True), (*path, "let", k))
-            for k, v in (alt.get("let") or {}).items()
-        }
-        all_lets = list(own_lets.items()) + [
-            (k, (n, (*probe_path, "let", k))) for k, n in lets.items()
-        ]
-        where_node = self.parse(alt["where"], (*path, "where")) if "where" in alt else None
+        all_lets = [(let.name, (let.expr.node, let.expr.at)) for let in (*alt.lets, *probe.lets)]
+        where_node = alt.where.node if alt.where is not None else None
         # a cast is a whole `let` or field value: where to say what is wrong with it
         for node, npath in [n for _, n in all_lets] + [
-            (node, vpath) for _, _, vpath, node in field_specs.values()
+            (f.value.node, f.value.at) for f in probe.fields
         ]:
             if isinstance(node, E.Cast):
                 self.cast_paths[id(node)] = (node, npath)
@@ -707,11 +627,11 @@ class Planner:
         scope.bindings.clear()
         scope.lazy = {k: n for k, (n, _) in all_lets if n is not None and k not in scope.failed}
         where: M.CExpr = M.CTrue()
-        if where_node is not None:
+        if where_node is not None and alt.where is not None:
             try:
                 where = resolver.condition(where_node, resolver.value, self.options)
             except PlanError as exc:
-                self.problem(exc.message, (*path, "where"), exc.col)
+                self.problem(exc.message, alt.where.at, exc.col)
         where_steps = tuple(scope.steps)
         # State reads run right after `where` (which says whether this is the probe's event
         # at all) and before the filter: a `take` deletes its key on every path on which the
@@ -724,20 +644,21 @@ class Planner:
                     self.problem(exc.message, lpath, exc.col)
         state_steps = tuple(scope.steps[len(where_steps) :])
         codes = []
-        for fname, (fspec, fpath, vpath, node) in field_specs.items():
+        for field in probe.fields:
+            node = field.value.node
             if node is None:
                 continue
             mark = len(scope.steps)
             try:
                 val = resolver.value(node)
-                f, steps = self.field_code(resolver, fname, fspec, val, node)
+                f, steps = self.field_code(resolver, field, val, node)
             except PlanError as exc:
-                self.problem(exc.message, vpath, exc.col)
+                self.problem(exc.message, field.value.at, exc.col)
                 continue
-            codes.append(M.FieldCode(fname, tuple(scope.steps[mark:]) + tuple(steps)))
-            self.merge_field(fields, f, fpath)
+            codes.append(M.FieldCode(field.name, tuple(scope.steps[mark:]) + tuple(steps)))
+            self.merge_field(fields, f, field.at)
         mark = len(scope.steps)
-        self.plan_stores(resolver, probe_path)
+        self.plan_stores(resolver, probe)
         stores = tuple(scope.steps[mark:])
         if len(self.problems) > before:
             return None
@@ -748,7 +669,7 @@ class Planner:
             try:
                 entry_steps, stash_steps = self.stash_state(pname, scope)
             except PlanError as exc:
-                self.problem(exc.message, ("state", f"stash_{pname}"), key=True)
+                self.problem(exc.message, self.spec.locate("state", f"stash_{pname}"), key=True)
                 return None
         fnames = (f"p{pindex}_{pname}_{kind}_{t.replace('/', '_')}" for t in targets)
         functions: list[M.Function] = []
@@ -760,18 +681,17 @@ class Planner:
                 fn = f"{ak.prefix}{t}"
                 owner = self.function_owner.setdefault(fn, pindex)
                 if owner != pindex:  # the name is the function's: two probes would collide
-                    at = (*path, kind, targets.index(t)) if isinstance(alt[kind], list) else None
                     self.problem(
-                        f"probe '{self.data['probes'][owner]['name']}' already has a {kind} "
+                        f"probe '{self.spec.probes[owner].name}' already has a {kind} "
                         f"on '{t}'; bcc names the program after the function, so a spec can "
                         f"attach one {kind} to it",
-                        at or (*path, kind),
+                        alt.target_ats[targets.index(t)],
                     )
                     return None
             functions.append(M.Function(fn, kind, tgt, "main"))
         filter_fields = tuple(
             sorted(
-                {n.name for n in E.names_in(filter_node) if n.name in field_specs}
+                {n.name for n in E.names_in(filter_node) if n.name in probe.field_names()}
                 if filter_node
                 else set()
             )
@@ -831,70 +751,56 @@ class Planner:
         )
         return tuple(entry), first
 
-    def plan_stores(self, resolver: Resolver, probe_path: tuple[Any, ...]) -> None:
+    def plan_stores(self, resolver: Resolver, probe: S.Probe) -> None:
         """The probe's `store` and `delete`, resolved in this alternative's scope."""
-        spec = self.data["probes"][probe_path[1]]
         sr = StateResolver(resolver, self.states)
-        for verb in ("store", "delete"):
-            for sname, item in (spec.get(verb) or {}).items():
-                path = (*probe_path, verb, sname)
-                smap = self.states.get(sname)
-                if smap is None:
-                    self.problem(
-                        f"no state map '{sname}'; state maps: "
-                        f"{', '.join(self.states) or 'none declared (top-level `state:`)'}"
-                        f"{did_you_mean(sname, self.states)}",
-                        path,
-                        key=True,
-                    )
+        items: tuple[S.Store | S.Delete, ...] = (*probe.stores, *probe.deletes)
+        for item in items:
+            smap = self.states.get(item.map)
+            if smap is None:
+                self.problem(
+                    f"no state map '{item.map}'; state maps: "
+                    f"{', '.join(self.states) or 'none declared (top-level `state:`)'}"
+                    f"{did_you_mean(item.map, self.states)}",
+                    item.at,
+                    key=True,
+                )
+                continue
+            try:
+                if isinstance(item, S.Delete):
+                    if item.key.node is not None:
+                        sr.delete(smap, item.key.node)
                     continue
-                try:
-                    if verb == "delete":
-                        key = self.parse_in(item, path)
-                        if key is not None:
-                            sr.delete(smap, key)
+                spec = item.value
+                value: Any
+                if spec.expr is None:
+                    value = {k: e.node for k, e in spec.members}
+                    if any(v is None for v in value.values()):
                         continue
-                    key = self.parse_in(item["key"], (*path, "key"))
-                    raw = item["value"]
-                    if isinstance(raw, dict):
-                        value: Any = {
-                            k: self.parse_in(v, (*path, "value", k)) for k, v in raw.items()
-                        }
-                        if any(v is None for v in value.values()):
-                            continue
-                    else:
-                        value = self.parse_in(raw, (*path, "value"))
-                    if key is None or value is None:
-                        continue
-                    sr.store(smap, key, value, 0)
-                except StoreValueError as exc:
-                    where = (*path, "value", exc.member) if exc.member else (*path, "value")
-                    self.problem(exc.message, where, exc.col)
-                except PlanError as exc:
-                    self.problem(exc.message, path if verb == "delete" else (*path, "key"), exc.col)
-
-    def parse_in(self, raw: Any, path: tuple[Any, ...]) -> E.Node | None:
-        """An expression, or a list of them (a multi-part key) as one tuple node."""
-        if isinstance(raw, list):
-            items = [self.parse(str(x), (*path, i)) for i, x in enumerate(raw)]
-            if any(i is None for i in items):
-                return None
-            return E.ListOf(tuple(i for i in items if i is not None), 0)
-        return self.parse(str(raw), path)
+                else:
+                    value = spec.expr.node
+                if item.key.node is None or value is None:
+                    continue
+                sr.store(smap, item.key.node, value, 0)
+            except StoreValueError as exc:  # only a store has a value
+                assert isinstance(item, S.Store)
+                members = dict(item.value.members)
+                at = members[exc.member].at if exc.member else item.value.at
+                self.problem(exc.message, at, exc.col)
+            except PlanError as exc:
+                at = item.at if isinstance(item, S.Delete) else item.key.at
+                self.problem(exc.message, at, exc.col)
 
     def field_code(
-        self, r: Resolver, name: str, spec: dict[str, Any], val: Val, node: E.Node
+        self, r: Resolver, spec: S.Field, val: Val, node: E.Node
     ) -> tuple[M.Field, list[M.Step]]:
         """How a value lands in its event slot, and how that slot prints."""
-        decode = spec.get("decode")
-        enum_name = ""
-        if isinstance(decode, dict):
-            enum_name, decode = decode["enum"], "enum"
+        name, decode, enum_name = spec.name, spec.decode, spec.enum
         dest = f"ev.{M.slot_name(name)}"
         vt = val.vt
         steps: list[M.Step] = []
         col = getattr(node, "col", 0)
-        header = spec.get("header", name.upper())
+        header = spec.header if spec.header is not None else name.upper()
         enum_values: tuple[tuple[int, str], ...] = ()
         if vt.kind is VKind.COMM:
             if decode not in (None, "str"):
@@ -920,7 +826,9 @@ class Planner:
             or (vt.char and vt.kind in (VKind.ARRAY, VKind.PTR))
             or decode == "str"
         ):
-            size = spec.get("size", vt.count if vt.kind is VKind.ARRAY else DEFAULT_STR)
+            size = spec.size if spec.size is not None else (
+                vt.count if vt.kind is VKind.ARRAY else DEFAULT_STR
+            )  # fmt: skip
             if vt.data_loc:
                 steps.append(M.DataLocStr(dest, val.base, val.offset, size))
             elif val.var and vt.count:  # a comm kept in a state map
@@ -979,7 +887,7 @@ class Planner:
         if decoder not in REGISTRY:
             raise PlanError(f"unknown decoder '{decoder}'", col)
         natural = REGISTRY[decoder].width or count
-        width = spec.get("width", max(len(header), natural))
+        width = spec.width if spec.width is not None else max(len(header), natural)
         return (M.Field(name, ctype, count, decoder, header, width, enum_values), steps)
 
     def enum_values(self, enum_name: str, vt: VT, col: int) -> tuple[tuple[int, str], ...]:
@@ -1002,7 +910,7 @@ class Planner:
             raise PlanError("decoder 'enum' needs an enum: `decode: {enum: NAME}`", col)
         return tuple((e.value, e.name) for e in t.enumerators)
 
-    def merge_field(self, fields: dict[str, M.Field], f: M.Field, path: tuple[Any, ...]) -> None:
+    def merge_field(self, fields: dict[str, M.Field], f: M.Field, at: S.At) -> None:
         old = fields.get(f.name)
         if old is None:
             fields[f.name] = f
@@ -1012,7 +920,7 @@ class Planner:
                 f"({f.decoder}) here but a {old.ctype}"
                 f"{f'[{old.count}]' if old.count else ''} ({old.decoder}) elsewhere; "
                 "every alternative and probe must give it the same type",
-                path,
+                at,
             )
 
 
@@ -1182,43 +1090,22 @@ def load_btf(path: str | None) -> Btf:
     return _BTF_CACHE[key]
 
 
-def plan(document: Any, btf_path: str | None = None) -> M.Plan:
-    """Plan a schema-valid document; raises SpecError with every problem found."""
-    return plan_with_warnings(document, btf_path)[0]
+def plan(spec: S.Spec | S.Source, btf_path: str | None = None) -> M.Plan:
+    """Plan a typed spec (or a schema-valid document, built here); raises SpecError with
+    every problem found."""
+    return plan_with_warnings(spec, btf_path)[0]
 
 
-def plan_with_warnings(document: Any, btf_path: str | None = None) -> tuple[M.Plan, list[Problem]]:
+def plan_with_warnings(
+    spec: S.Spec | S.Source, btf_path: str | None = None
+) -> tuple[M.Plan, list[Problem]]:
     """`plan`, and what is valid but probably not meant (an option nothing uses)."""
+    if not isinstance(spec, S.Spec):
+        spec = S.build(spec)
     btf = load_btf(btf_path)
     live = btf_path is None or os.path.realpath(btf_path) == os.path.realpath(VMLINUX)
-    planner = Planner(document, btf, tracefs_ok=live and _tracefs_readable())
+    planner = Planner(spec, btf, tracefs_ok=live and _tracefs_readable())
     return planner.plan(), planner.warnings
-
-
-def _options_in(node: Any) -> Iterator[str]:
-    """Names of the `$options` anywhere in an expression tree."""
-    if isinstance(node, E.Option):
-        yield node.name
-    elif isinstance(node, tuple):
-        for item in node:
-            yield from _options_in(item)
-    elif dataclasses.is_dataclass(node):
-        for f in dataclasses.fields(node):
-            yield from _options_in(getattr(node, f.name))
-
-
-def _switches_in(data: Any) -> Iterator[str]:
-    """Bool options named by `if:` / `unless:` anywhere under `output` (a name or a list)."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if key in ("if", "unless"):
-                names = [value] if isinstance(value, str) else value
-                yield from (n for n in names if isinstance(n, str))
-            else:
-                yield from _switches_in(value)
-    elif isinstance(data, list):
-        for item in data:
-            yield from _switches_in(item)
 
 
 def _tracefs_readable() -> bool:

@@ -383,9 +383,10 @@ class _Builder:
         fpath = (*path, "fields", name)
         spec: dict[str, Any] = {"value": raw} if isinstance(raw, str) else raw
         value = self.expr(spec["value"], fpath if isinstance(raw, str) else (*fpath, "value"), True)
-        decode, enum = spec.get("decode"), ""
-        if isinstance(decode, dict):
-            decode, enum = "enum", str(decode["enum"])
+        raw_decode: Any = spec.get("decode")
+        decode, enum = raw_decode, ""
+        if isinstance(raw_decode, dict):
+            decode, enum = "enum", str(raw_decode["enum"])
         return Field(
             name, value, decode, enum, spec.get("header"), spec.get("width"), spec.get("size"),
             self.at(*fpath),
