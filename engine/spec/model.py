@@ -40,21 +40,22 @@ class Source(Protocol):
 
 @dataclass(frozen=True)
 class At:
-    """Where a value was written: the value itself (past an opening quote, so that a column
-    inside an expression lands on its character) and its mapping key."""
+    """Where a value was written: the value itself, its mapping key, and whether the value
+    opens with a quote (so that a column inside an expression lands on its character)."""
 
     value: Location
     key: Location
+    quoted: int = 0
 
-    def col(self, col: int) -> Location:
-        """The location `col` characters into the value (an expression's column)."""
-        if not col or not self.value.line:
-            return self.value
+    def col(self, col: int = 0) -> Location:
+        """The location `col` characters into the value's text (past an opening quote)."""
         v = self.value
-        return Location(v.file, v.line, v.col + col, v.path)
+        if not v.line:
+            return v
+        return Location(v.file, v.line, v.col + col + self.quoted, v.path)
 
 
-NOWHERE = At(Location(""), Location(""))
+NOWHERE = At(Location(""), Location(""))  # where a default (no such key) is
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class Column:
     width: int | None
     at: At  # the field name
     when_at: At
+    entry: At  # the list entry (a name, or the mapping)
 
 
 @dataclass(frozen=True)
@@ -305,13 +307,13 @@ class _Builder:
         self.problems: list[Problem] = []
 
     def at(self, *path: PathItem) -> At:
-        """The value at `path` (shifted past an opening quote) and its key."""
+        """Where the value at `path` (or its nearest ancestor) and its key are."""
         loc = self.doc.locate(list(path))
+        quoted = 0
         if loc.line:
             line = str(self.doc.line(loc.line))
             quoted = 1 if line[loc.col - 1 : loc.col] in ("'", '"') else 0
-            loc = Location(loc.file, loc.line, loc.col + quoted, loc.path)
-        return At(loc, self.doc.locate(list(path), key=True))
+        return At(loc, self.doc.locate(list(path), key=True), quoted)
 
     def expr(self, text: Any, path: Path, cast: bool = False) -> Expr:
         at = self.at(*path)
@@ -429,10 +431,10 @@ class _Builder:
 
     def column(self, path: Path, raw: Any) -> Column:
         if isinstance(raw, str):
-            return Column(raw, "", None, None, self.at(*path), self.at(*path, "if"))
+            return Column(raw, "", None, None, self.at(*path), self.at(*path, "if"), self.at(*path))
         return Column(
             str(raw["field"]), raw.get("if", ""), raw.get("header"), raw.get("width"),
-            self.at(*path, "field"), self.at(*path, "if"),
+            self.at(*path, "field"), self.at(*path, "if"), self.at(*path),
         )  # fmt: skip
 
     def columns(self, raw: Any, path: Path) -> tuple[Column, ...]:

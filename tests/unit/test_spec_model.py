@@ -133,7 +133,8 @@ def test_options_and_switches_are_collected() -> None:
 def test_locations_skip_quotes_and_shift_by_column() -> None:
     where = build().probes[0].attach[0].where
     assert where is not None
-    assert (where.at.value.line, where.at.value.col) == (12, 17)  # past the opening quote
+    assert (where.at.value.line, where.at.value.col, where.at.quoted) == (12, 16, 1)
+    assert where.at.col().col == 17  # past the opening quote
     assert where.at.col(4).col == 21
     assert where.at.value.path == "$.probes[0].attach[0].where"
     assert build().probes[0].fields_at.key.col == 5
