@@ -58,11 +58,6 @@ def check(path: str, btf: str | None = None) -> Checked:
     return check_spec(load(path), btf)
 
 
-def check_document(document: Document, btf: str | None = None) -> Checked:
-    """`check` of an already loaded document (tests, specs made in memory)."""
-    return check_spec(typed(document), btf)
-
-
 def verdict(path: str, btf: str | None = None) -> tuple[list[Problem], list[Problem]]:
     """(problems, warnings) of the spec at `path`, for `engine validate`: every problem, the
     serve checks included (a spec that validates also serves), and when there is none what is
@@ -74,8 +69,3 @@ def verdict(path: str, btf: str | None = None) -> tuple[list[Problem], list[Prob
         return error.problems, []
     problems = checked.serve_problems()
     return problems, [] if problems else list(checked.warnings)
-
-
-def plan_spec(path: str, btf: str | None = None) -> M.Plan:
-    """The Plan of the spec file at `path` (SpecError with every problem found)."""
-    return check(path, btf).plan
