@@ -13,11 +13,11 @@ import os
 from typing import Iterator
 
 from engine.errors import EngineError, Problem, SpecError, UsageError
+from engine.kernel import tracefs
 from engine.kernel.btf import VMLINUX, Btf, BtfError
 from engine.plan import model as M
 from engine.plan import passes
 from engine.plan.passes.context import Context
-from engine.plan.passes.limits import STACK_LIMIT, StackUse, stack_use  # noqa: F401
 from engine.plan.passes.names import ENGINE_FLAGS  # noqa: F401  (tests check it against the CLI)
 from engine.spec import model as S
 
@@ -137,8 +137,6 @@ def plan_with_warnings(
 
 
 def _tracefs_readable() -> bool:
-    from engine.kernel import tracefs
-
     try:
         tracefs.events_dir()
     except tracefs.TracefsError:
