@@ -32,7 +32,11 @@ def plan_probe(ctx: Context, spec: S.Probe, fields: dict[str, M.Field]) -> M.Pro
         a = plan_alternative(ctx, spec, alt, fields)
         if a is not None:
             alternatives.append(a)
-    if len(ctx.problems) > before or not alternatives:
+    if (
+        len(ctx.problems) > before
+        or not alternatives
+        or any(failed(ctx, spec, a) for a in spec.attach)
+    ):
         return None
     filt: M.CExpr = M.CTrue()
     if spec.filter is not None and spec.filter.node is not None:
@@ -74,7 +78,7 @@ def plan_alternative(
     mark = len(scope.steps)
     plan_stores(ctx, resolver, probe)
     stores = tuple(scope.steps[mark:])
-    if len(ctx.problems) > before:
+    if len(ctx.problems) > before or failed(ctx, probe, alt):
         return None
     entry_steps: tuple[M.Step, ...] = ()
     stash_steps: tuple[M.Step, ...] = ()
@@ -110,6 +114,20 @@ def plan_alternative(
         entry_steps,
         stash_steps,
     )
+
+
+def failed(ctx: Context, probe: S.Probe, alt: S.Alternative) -> bool:
+    """Whether the alternative has a problem said before this pass: its target was not found
+    (the attach pass), or one of its own expressions (`let`, `where`) or the probe's stores
+    and deletes (resolved in its scope) did not parse (the typed spec)."""
+    if ctx.targets[probe.index, alt.index] is None:
+        return True
+    own = [let.expr for let in alt.lets] + ([alt.where] if alt.where is not None else [])
+    for store in probe.stores:
+        own += [store.key, *(e for _, e in store.value.members)]
+        own += [store.value.expr] if store.value.expr is not None else []
+    own += [d.key for d in probe.deletes]
+    return any(e.node is None for e in own)
 
 
 Let = tuple[str, tuple[E.Node | None, S.At]]
