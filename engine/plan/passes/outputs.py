@@ -11,7 +11,6 @@ from engine.plan.passes.context import Context
 from engine.spec import model as S
 
 # output.aggregations: the spec key -> the model's kind, how errors name it, its header
-AGG_KEYS = ("count", "sum", "min", "max", "avg", "hist", "lhist")
 AGG_KINDS = {"count": "count", "sum": "sum", "min": "min", "max": "max", "avg": "avg",
              "hist": "log2", "lhist": "linear"}  # fmt: skip
 AGG_WORDS = {"sum": "a sum", "min": "a min", "max": "a max", "avg": "an average",
