@@ -362,7 +362,7 @@ def option_values(plan: M.Plan, ns: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_with_spec(verb: str, argv: list[str]) -> int:
     """`run` and `render`: find the spec first, then parse the spec's flags."""
-    from engine.pipeline import plan_spec
+    from engine.pipeline import check
 
     pre = spec_parser(verb, None)
     pre_args = [a for a in argv if a not in ("-h", "--help")]
@@ -373,7 +373,7 @@ def cmd_with_spec(verb: str, argv: list[str]) -> int:
             return 0
         pre.error("the following arguments are required: SPEC")
     btf = flag_value(argv, "--btf")
-    plan = plan_spec(spec, btf)
+    plan = check(spec, btf).plan
     final = spec_parser(verb, plan)
     ns = final.parse_args(argv)
     if ns.spec != spec:  # the spec's own flags took another reading of the arguments

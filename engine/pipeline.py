@@ -1,53 +1,71 @@
-"""The pipeline up to a Plan, in one place: load (YAML with locations) -> JSON Schema ->
-plan (names, offsets and types resolved against kernel BTF).
+"""The one way in: load (YAML with locations) -> JSON Schema -> typed spec -> plan.
 
-Every verb that needs a plan (run, render, validate, validate --compile) and the golden
-regenerator call this, so a spec means the same whichever way it enters.
+Every verb (run, render, validate, verify, serve) and the golden regenerator call `check`
+(or `load` then `check_spec`, where the typed spec is needed even when it does not plan), so a
+spec means the same whichever way it enters, and each spec is loaded and planned once.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from engine.errors import Problem, SpecError
 from engine.plan import model as M
 from engine.plan import planner
 from engine.runtime.prom import metric_problems
+from engine.spec import model as S
 from engine.spec.loader import Document, load_document
 from engine.spec.schema import check_schema
 
 
-def plan_document(document: Document, btf: str | None = None) -> M.Plan:
-    """A loaded document's Plan; SpecError carries every problem (schema ones first: the
-    planner may assume the schema's shape)."""
+@dataclass(frozen=True)
+class Checked:
+    """A spec that plans: its typed model, its plan, and what is valid but probably not meant
+    (an option nothing uses)."""
+
+    spec: S.Spec
+    plan: M.Plan
+    warnings: tuple[Problem, ...]
+
+    def serve_problems(self) -> list[Problem]:
+        """What `engine serve` would refuse (its metric checks), for `engine validate`."""
+        return metric_problems(self.spec, self.plan)
+
+
+def typed(document: Document) -> S.Spec:
+    """A loaded document's typed spec; SpecError with the schema's problems (the model may
+    assume the schema's shape)."""
     problems = check_schema(document)
     if problems:
         raise SpecError(problems)
-    return planner.plan(document, btf)
+    return S.build(document)
 
 
-def plan_spec(path: str, btf: str | None = None) -> M.Plan:
-    """The Plan of the spec file at `path` (SpecError with every problem found)."""
-    return plan_document(load_document(path), btf)
+def load(path: str) -> S.Spec:
+    """The typed spec of the file at `path` (SpecError: it does not load or fit the schema)."""
+    return typed(load_document(path))
 
 
-def problems_of(path: str, btf: str | None = None) -> list[Problem]:
-    """Every problem of the spec at `path`, empty when it plans and would serve. An EngineError (BTF
-    unreadable, say) is not the spec's fault and propagates."""
+def check_spec(spec: S.Spec, btf: str | None = None) -> Checked:
+    """Plan a typed spec against kernel BTF (`btf` None: the running kernel's); SpecError
+    with every problem found."""
+    plan, warnings = planner.plan_with_warnings(spec, btf)
+    return Checked(spec, plan, tuple(warnings))
+
+
+def check(path: str, btf: str | None = None) -> Checked:
+    """The spec file at `path`, loaded, checked and planned; SpecError with every problem."""
+    return check_spec(load(path), btf)
+
+
+def verdict(path: str, btf: str | None = None) -> tuple[list[Problem], list[Problem]]:
+    """(problems, warnings) of the spec at `path`, for `engine validate`: every problem, the
+    serve checks included (a spec that validates also serves), and when there is none what is
+    valid but probably not meant. An EngineError (BTF unreadable, say) is not the spec's
+    fault and propagates."""
     try:
-        document = load_document(path)
-        plan = plan_document(document, btf)
+        checked = check(path, btf)
     except SpecError as error:
-        return error.problems
-    # What `engine serve` checks too (one function), so a spec that validates also serves.
-    return metric_problems(document, plan)
-
-
-def warnings_of(path: str, btf: str | None = None) -> list[Problem]:
-    """What is valid but probably not meant in the spec at `path` (an option nothing uses);
-    empty when it does not plan (`problems_of` says why)."""
-    try:
-        document = load_document(path)
-        if check_schema(document):
-            return []
-        return planner.plan_with_warnings(document, btf)[1]
-    except SpecError:
-        return []
+        return error.problems, []
+    problems = checked.serve_problems()
+    return problems, [] if problems else list(checked.warnings)

@@ -89,17 +89,27 @@ class Record(Protocol):
     def candidates(self) -> tuple[str, ...]: ...
 
 
+class Alternative(Protocol):
+    """An attach alternative as the typed spec holds it (engine.spec.model.Alternative): its
+    target strings and where each is written (locations the planner reports problems at)."""
+
+    @property
+    def targets(self) -> tuple[str, ...]: ...
+    @property
+    def target_ats(self) -> tuple[Any, ...]: ...  # each target's place (a bare one: the value)
+    @property
+    def kind_at(self) -> Any: ...  # the kind's key and its value
+
+
 class BindContext(Protocol):
     """What a family needs from the planner to bind an alternative: BTF, names, problems."""
 
-    btf: Btf
-
-    def problem(
-        self, message: str, path: Sequence[str | int], col: int = 0, key: bool = False
-    ) -> None: ...
+    @property
+    def btf(self) -> Btf: ...
+    def problem(self, message: str, at: Any) -> None: ...
     def function_names(self) -> NameIndex: ...
     def raw_tp_names(self) -> NameIndex: ...
-    def tracepoint_record(self, category: str, event: str, path: Path) -> Any: ...
+    def tracepoint_record(self, category: str, event: str, at: Any) -> Any: ...
 
 
 S = TypeVar("S")
@@ -197,7 +207,7 @@ class AttachKind:
         return ("ret",) if self.returns else ()
 
     def bind(
-        self, ctx: BindContext, alt: Mapping[str, Any], path: Path, scope: Callable[..., S]
+        self, ctx: BindContext, alt: Alternative, scope: Callable[..., S]
     ) -> tuple[str, tuple[str, ...], S] | None:
         """(kind, targets, scope of names) of one alternative; problems go to `ctx`."""
         raise NotImplementedError

@@ -8,10 +8,11 @@ the kretprobe's entry function fills) and in the mechanism that attaches them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from engine.attach.base import (
     IDENTIFIER,
+    Alternative,
     ArgAccess,
     AttachKind,
     BindContext,
@@ -20,7 +21,6 @@ from engine.attach.base import (
     Family,
     Gap,
     Mechanism,
-    Path,
     S,
     Target,
     TargetError,
@@ -54,11 +54,10 @@ class FunctionKind(AttachKind):
         return FunctionTarget(text)
 
     def bind(
-        self, ctx: BindContext, alt: Mapping[str, Any], path: Path, scope: Callable[..., S]
+        self, ctx: BindContext, alt: Alternative, scope: Callable[..., S]
     ) -> tuple[str, tuple[str, ...], S] | None:
-        raw = alt[self.name]
-        targets = self.targets_of(raw)
-        found = self._functions(ctx, targets, (*path, self.name), isinstance(raw, list))
+        targets = alt.targets
+        found = self._functions(ctx, alt)
         if found is None:
             return None
         params = _common_params(ctx.btf, found)
@@ -68,21 +67,20 @@ class FunctionKind(AttachKind):
         bound = scope(ctx.btf, self.name, params, ret, None, nargs=len(found[0][1]))
         return self.name, targets, bound
 
-    def _functions(
-        self, ctx: BindContext, targets: tuple[str, ...], tpath: Path, listed: bool
-    ) -> list[Found] | None:
+    def _functions(self, ctx: BindContext, alt: Alternative) -> list[Found] | None:
         """Each target's (name, params, return type id); None (problems said) if one is bad.
 
         A repeated target stops at once; a missing one is said and the rest still checked.
         """
         found: list[Found] = []
+        targets = alt.targets
         for i, t in enumerate(targets):
-            at = (*tpath, i) if listed else tpath
+            at = alt.target_ats[i]
             try:
                 self.check_repeat(targets, i)
                 self.parse_target(t)
             except TargetError as exc:
-                ctx.problem(exc.message, (*tpath, i) if exc.index is not None else at)
+                ctx.problem(exc.message, at)
                 return None
             fn = ctx.btf.function(t)
             if fn is None:

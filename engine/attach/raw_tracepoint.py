@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from engine.attach.base import (
     IDENTIFIER,
+    Alternative,
     ArgAccess,
     AttachKind,
     BindContext,
@@ -16,7 +17,6 @@ from engine.attach.base import (
     Family,
     Gap,
     Mechanism,
-    Path,
     S,
     Target,
     TargetError,
@@ -44,10 +44,10 @@ class RawTracepointKind(AttachKind):
         return RawTracepointTarget(text)
 
     def bind(
-        self, ctx: BindContext, alt: Mapping[str, Any], path: Path, scope: Callable[..., S]
+        self, ctx: BindContext, alt: Alternative, scope: Callable[..., S]
     ) -> tuple[str, tuple[str, ...], S] | None:
-        tpath = (*path, self.name)
-        targets = self.targets_of(alt[self.name])
+        tpath = alt.kind_at
+        targets = alt.targets
         try:
             event = self.parse_target(targets[0]).event
         except TargetError as exc:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 from engine.attach.base import (
+    Alternative,
     ArgAccess,
     AttachKind,
     BindContext,
@@ -19,7 +20,6 @@ from engine.attach.base import (
     Family,
     Gap,
     Mechanism,
-    Path,
     S,
     Target,
     TargetError,
@@ -65,10 +65,10 @@ class TracepointKind(AttachKind):
         return ("args",)
 
     def bind(
-        self, ctx: BindContext, alt: Mapping[str, Any], path: Path, scope: Callable[..., S]
+        self, ctx: BindContext, alt: Alternative, scope: Callable[..., S]
     ) -> tuple[str, tuple[str, ...], S] | None:
-        tpath = (*path, self.name)
-        targets = self.targets_of(alt[self.name])
+        tpath = alt.kind_at
+        targets = alt.targets
         try:
             target = self.parse_target(targets[0])
         except TargetError as exc:

@@ -20,6 +20,7 @@ from engine.plan import model as M
 from engine.plan.layout import STATE_VALUE_ALIGN, layout
 from engine.plan.values import VT, PlanError, Val, ValueResolver, VKind, int_vt
 from engine.spec import expr as E
+from engine.spec import model as S
 
 INT_TYPES = ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64")
 COMM_LEN = 16
@@ -43,40 +44,36 @@ def parse_type(text: str) -> Member | None:
     return None
 
 
-def plan_states(spec: dict[str, Any], problem: Callable[..., None]) -> dict[str, M.StateMap]:
+def plan_states(
+    states: Sequence[S.State], problem: Callable[[str, S.At], None]
+) -> dict[str, M.StateMap]:
     """The top-level `state:` maps, with their key and value layouts."""
     maps: dict[str, M.StateMap] = {}
-    for index, (name, item) in enumerate(spec.items()):
-        path: tuple[Any, ...] = ("state", name)
-        raw_key = item["key"]
-        keys: Sequence[str] = raw_key if isinstance(raw_key, list) else [raw_key]
+    for index, item in enumerate(states):
+        name = item.name
         key_members = []
-        for i, text in enumerate(keys):
-            m = parse_type(str(text))
+        for i, part in enumerate(item.key):
+            m = parse_type(part.type)
             if m is None or m.count:
-                where: tuple[Any, ...] = (
-                    (*path, "key", i) if isinstance(raw_key, list) else (*path, "key")
-                )
-                problem(f"a state key part is an integer type ({', '.join(INT_TYPES)})", where)
+                problem(f"a state key part is an integer type ({', '.join(INT_TYPES)})", part.at)
                 continue
             key_members.append((key_slot(i), m.ctype, 0))
-        raw_value = item["value"]
-        values = raw_value if isinstance(raw_value, dict) else {"value": raw_value}
         value_members = []
-        for vname, text in values.items():
-            m = parse_type(str(text))
+        for member in item.value:
+            m = parse_type(member.type)
             if m is None:
-                where = (*path, "value", vname) if isinstance(raw_value, dict) else (*path, "value")
-                problem(f"a state value is an integer type ({', '.join(INT_TYPES)}) or comm", where)
+                problem(
+                    f"a state value is an integer type ({', '.join(INT_TYPES)}) or comm", member.at
+                )
                 continue
-            value_members.append((value_slot(vname), m.ctype, m.count))
+            value_members.append((value_slot(member.name), m.ctype, m.count))
         maps[name] = M.StateMap(
             name,
             layout(f"state_{name}_key_t", key_members),
             layout(f"state_{name}_val_t", value_members, STATE_VALUE_ALIGN),
-            tuple(values),
-            int(item.get("size", DEFAULT_SIZE)),
-            bool(item.get("lru", True)),
+            tuple(m.name for m in item.value),
+            item.size,
+            item.lru,
             index,
         )
     return maps

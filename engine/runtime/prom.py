@@ -21,13 +21,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from engine.errors import Location, Problem, SpecError
 from engine.plan import model as M
 from engine.plan.bind import bind
-from engine.plan.planner import AGG_KEYS
 from engine.runtime.sinks import linear_bounds, log2_bounds
+from engine.spec import model as S
 
 LOG2_BUCKETS = 64  # bpf_log2l gives 1..64 for any u64
 
@@ -233,19 +232,30 @@ def serving_program(plan: M.Plan) -> M.Program:
     return program
 
 
-def _aggregation_path(document: Any, agg: M.Aggregation) -> tuple[str | int, ...]:
+NO_METRIC = S.Metric("", None, None, None, None, None, S.NOWHERE, S.NOWHERE, S.NOWHERE)
+
+
+def _aggregation_at(spec: S.Spec, agg: M.Aggregation) -> S.At:
     """Where the spec declares `agg`: output.count, or its output.aggregations entry."""
-    if agg.by_count:
-        return ("output", "count")
-    entries = ((document.data or {}).get("output") or {}).get("aggregations") or []
-    for i, entry in enumerate(entries):
-        kind = next((k for k in AGG_KEYS if k in entry), "")
-        if entry.get("name", kind) == agg.name:
-            return ("output", "aggregations", i)
-    return ("output",)
+    if agg.by_count and spec.output.count is not None:
+        return spec.output.count.at
+    for entry in spec.output.aggregations:
+        if entry.name == agg.name:
+            return entry.at
+    return spec.output.at
 
 
-def label_problems(document: Any, agg: M.Aggregation, by: tuple[M.Column, ...]) -> list[Problem]:
+def _by_at(spec: S.Spec, agg: M.Aggregation, j: int) -> Location:
+    """Where the `by` entry j of `agg` is written."""
+    by: tuple[S.Column, ...] = ()
+    if agg.by_count and spec.output.count is not None:
+        by = spec.output.count.by
+    else:
+        by = next((e.by for e in spec.output.aggregations if e.name == agg.name), ())
+    return by[j].entry.value if j < len(by) else _aggregation_at(spec, agg).value
+
+
+def label_problems(spec: S.Spec, agg: M.Aggregation, by: tuple[M.Column, ...]) -> list[Problem]:
     """Key fields whose names Prometheus reserves, located at the `by` entry."""
     problems = []
     for column in by:
@@ -263,30 +273,31 @@ def label_problems(document: Any, agg: M.Aggregation, by: tuple[M.Column, ...]) 
             Problem(
                 f"metrics: key field '{name}' of aggregation '{agg.name}' cannot be a "
                 f"Prometheus label: {why}; rename the field",
-                document.locate((*_aggregation_path(document, agg), "by", j)),
+                _by_at(spec, agg, j),
             )
         )
     return problems
 
 
-def metric_models(plan: M.Plan, program: M.Program, document: Any) -> dict[str, Metric]:
+def metric_models(plan: M.Plan, program: M.Program, spec: S.Spec) -> dict[str, Metric]:
     """The metric of each active aggregation: the spec's `metrics:` entry, else derived.
     SpecError with every problem: an entry for no aggregation, a type the kind cannot be, a
     reserved label or metric name, two metrics whose names clash."""
-    declared: dict[str, Any] = (document.data or {}).get("metrics") or {}
+    declared = {m.aggregation: m for m in spec.metrics}
     problems = []
-    for name in declared:
+    for name, metric in declared.items():
         if name not in {a.name for a in plan.aggregations}:
             names = ", ".join(a.name for a in plan.aggregations) or "none"
             problems.append(
                 Problem(
                     f"metrics: no aggregation '{name}' (aggregations: {names}; "
                     "output.count is 'count')",
-                    document.locate(("metrics", name), key=True),
+                    metric.at.key,
                 )
             )
     for agg in plan.aggregations:  # also those serve leaves off: the entry is wrong anyway
-        mtype = (declared.get(agg.name) or {}).get("type")
+        entry = declared.get(agg.name)
+        mtype = entry.type if entry is not None else None
         kind_types = allowed_types(agg)
         if mtype is not None and mtype not in kind_types:
             signed = " of a signed field (it can fall; a counter cannot)" if agg.signed else ""
@@ -294,38 +305,34 @@ def metric_models(plan: M.Plan, program: M.Program, document: Any) -> dict[str, 
                 Problem(
                     f"metrics: a {agg.kind} aggregation{signed} is a "
                     f"{' or '.join(kind_types)}, not a {mtype}",
-                    document.locate(("metrics", agg.name, "type")),
+                    declared[agg.name].type_at.value,
                 )
             )
     out: dict[str, Metric] = {}
     for sink in program.aggregations:
         agg = sink.agg
-        entry = declared.get(agg.name) or {}
+        entry = declared.get(agg.name) or NO_METRIC
         kind_types = allowed_types(agg)
-        mtype = entry.get("type", kind_types[0])
+        mtype = entry.type or kind_types[0]
         if mtype not in kind_types:
             continue  # said above
-        problems += label_problems(document, agg, sink.by)
-        unit = entry.get("unit", agg.unit if agg.kind != "count" else "")
+        problems += label_problems(spec, agg, sink.by)
+        unit = entry.unit if entry.unit is not None else (agg.unit if agg.kind != "count" else "")
         base, divisor = UNITS.get(unit, ("", 1.0))
         if agg.kind == "count":
             base, divisor = "", 1.0
         derived = agg.header if agg.by_count else agg.name
-        name = sanitize(entry.get("name") or f"{plan.name}_{derived}")
+        name = sanitize(entry.name or f"{plan.name}_{derived}")
         if mtype == "counter" and name.endswith("_total"):
             name = name[: -len("_total")]
         if base and not name.endswith(f"_{base}"):
             name = f"{name}_{base}"
         by = ", ".join(c.field for c in sink.by) or "nothing"
-        help_text = entry.get("help") or (
+        help_text = entry.help or (
             f"spec {plan.name}: aggregation '{agg.name}' ({agg.kind}"
             f"{' of ' + agg.value if agg.value else ''}{' in ' + unit if unit else ''}) by {by}"
         )
-        where = (
-            document.locate(("metrics", agg.name, "name"))
-            if "name" in entry
-            else document.locate(_aggregation_path(document, agg))
-        )
+        where = entry.name_at.value if entry.name is not None else _aggregation_at(spec, agg).value
         out[agg.name] = Metric(
             plan.name,
             agg.name,
@@ -333,7 +340,7 @@ def metric_models(plan: M.Plan, program: M.Program, document: Any) -> dict[str, 
             help_text,
             mtype,
             divisor,
-            int(entry.get("max_series", DEFAULT_MAX_SERIES)),
+            entry.max_series if entry.max_series is not None else DEFAULT_MAX_SERIES,
             where,
         )
     problems += clashes(list(out.values()))
@@ -342,28 +349,27 @@ def metric_models(plan: M.Plan, program: M.Program, document: Any) -> dict[str, 
     return out
 
 
-def metric_problems(document: Any, plan: M.Plan) -> list[Problem]:
+def metric_problems(spec: S.Spec, plan: M.Plan) -> list[Problem]:
     """What `engine serve` would refuse in a planned spec, for `engine validate`: the same
     checks (`metric_models` on `serving_program`). A spec with no `metrics:` section and
     nothing to serve is fine for `engine run`; with one, it is meant to be served."""
-    data = document.data or {}
-    output = data.get("output") or {}
-    if not (output.get("aggregations") or output.get("count") or "metrics" in data):
+    output = spec.output
+    if not (output.aggregations or output.count or spec.has_metrics):
         return []  # nothing serve could serve, nothing said about serving
     program = serving_program(plan)
     problems = []
-    if not program.aggregations and "metrics" in data:
-        problems.append(no_aggregation_problem(document, plan))
+    if not program.aggregations and spec.has_metrics:
+        problems.append(no_aggregation_problem(spec, plan))
     try:
-        metric_models(plan, program, document)
+        metric_models(plan, program, spec)
     except SpecError as error:
         problems += error.problems
     return problems
 
 
-def no_aggregation_problem(document: Any, plan: M.Plan) -> Problem:
+def no_aggregation_problem(spec: S.Spec, plan: M.Plan) -> Problem:
     return Problem(
         f"engine serve: spec '{plan.name}' has no aggregation to serve "
         "(add output.count or output.aggregations)",
-        document.locate(("output",), key=True),
+        spec.output.at.key,
     )

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from engine.errors import EngineError, SpecError, UsageError
+from engine.pipeline import check
 from engine.plan import model as M
 from engine.runtime import decoders
 from engine.runtime.aggregates import Aggregate, Bucket, Series, read_aggregates
@@ -363,15 +364,12 @@ def parse_listen(text: str) -> tuple[str, int]:
 def plan_spec(path: str, btf: str | None = None) -> tuple[M.Plan, M.Program, dict[str, Metric]]:
     """Load, check and bind one spec for serving: its aggregations, or output.count. The
     metric checks are `engine validate`'s (engine.runtime.prom.metric_models)."""
-    from engine.pipeline import plan_document
-    from engine.spec.loader import load_document
-
-    document = load_document(path)
-    plan = plan_document(document, btf)
+    checked = check(path, btf)
+    plan = checked.plan
     program = serving_program(plan)
     if not program.aggregations:
-        raise SpecError([no_aggregation_problem(document, plan)])
-    return plan, program, metric_models(plan, program, document)
+        raise SpecError([no_aggregation_problem(checked.spec, plan)])
+    return plan, program, metric_models(plan, program, checked.spec)
 
 
 def run_serve(

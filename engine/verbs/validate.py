@@ -7,7 +7,6 @@ the pull request it belongs to).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
@@ -16,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, TextIO, Tuple
 
 from engine import __version__
-from engine.attach import KINDS, kind_of
+from engine.attach import KINDS
 from engine.errors import Problem, SpecError, UsageError
 from engine.kernel.btf import Btf
-from engine.pipeline import problems_of, warnings_of
+from engine.pipeline import check_spec, load, verdict
 from engine.plan.layout import EMPTY_BTF, load_btf
-from engine.spec.loader import load_document
-from engine.spec.schema import check_schema
+from engine.spec import model as S
 
 FORMATS = ("text", "json", "github")
 
@@ -34,12 +32,14 @@ def validate_path(path: str, btf_path: str | None) -> List[Problem]:
     An EngineError from the planner (BTF unreadable, say) is not the spec's fault and
     propagates to the caller.
     """
-    return problems_of(path, btf_path)
+    return verdict(path, btf_path)[0]
 
 
 def check_path(path: str, btf_path: str | None) -> List[Problem]:
-    """`validate_path`'s problems, or for a valid spec its warnings (severity "warning")."""
-    return validate_path(path, btf_path) or warnings_of(path, btf_path)
+    """`validate_path`'s problems, or for a valid spec its warnings (severity "warning"):
+    the spec is loaded and planned once."""
+    problems, warnings = verdict(path, btf_path)
+    return problems or warnings
 
 
 def _errors(problems: List[Problem]) -> List[Problem]:
@@ -200,14 +200,13 @@ def _alternative_gap(btf: Btf, kind: str, targets: List[str]) -> Tuple[str | Non
     return KINDS[kind].gap(btf, targets)
 
 
-def choices_on(document: Any, btf: Btf) -> List[Choice]:
+def choices_on(spec: S.Spec, btf: Btf) -> List[Choice]:
     """Per probe, the first alternative that would attach on this kernel (from BTF)."""
     result = []
-    for probe in document.get("probes") or []:
-        choice = Choice(str(probe.get("name")), None, "")
-        for index, alt in enumerate(probe.get("attach") or []):
-            kind = kind_of(alt).name
-            targets = list(KINDS[kind].targets_of(alt[kind]))
+    for probe in spec.probes:
+        choice = Choice(probe.name, None, "")
+        for alt in probe.attach:
+            index, kind, targets = alt.index, alt.kind, list(alt.targets)
             gap, notes = _alternative_gap(btf, kind, targets)
             attach = f"{kind} {', '.join(targets)}"
             if gap is None:
@@ -223,16 +222,26 @@ def matrix(paths: List[str], btfs: List[str]) -> List[Tuple[str, List[Cell]]]:
     rows = []
     for path in paths:
         cells = []
+        try:
+            spec: S.Spec | None = load(path)  # once: each kernel plans the same typed spec
+        except SpecError as error:
+            spec, loaded = None, error.problems
         for btf_path in btfs:
-            problems = validate_path(path, btf_path)
             probes: List[Choice] = []
-            with contextlib.suppress(SpecError):
-                document = load_document(path)
-                if not check_schema(document):
-                    probes = choices_on(document.data, load_btf(btf_path))
+            problems = loaded if spec is None else _problems_on(spec, btf_path)
+            if spec is not None:
+                probes = choices_on(spec, load_btf(btf_path))
             cells.append(Cell(kernel_name(btf_path), btf_path, problems, probes))
         rows.append((path, cells))
     return rows
+
+
+def _problems_on(spec: S.Spec, btf_path: str) -> List[Problem]:
+    """Every problem of a typed spec on one kernel (as `validate_path`)."""
+    try:
+        return check_spec(spec, btf_path).serve_problems()
+    except SpecError as error:
+        return error.problems
 
 
 def run_matrix(paths: List[str], btf_args: List[str], fmt: str, out: TextIO) -> int:

@@ -18,7 +18,7 @@ from engine.attach import KINDS
 from engine.codegen import render
 from engine.errors import EngineError, SpecError, UsageError
 from engine.kernel import capabilities
-from engine.pipeline import plan_spec
+from engine.pipeline import check
 from engine.plan import model as M
 from engine.plan.bind import bind
 from engine.plan.shapes import Shape, modes, option_shapes
@@ -40,7 +40,7 @@ def compile_check(paths: list[str], out: TextIO) -> int:
     checked = failed = 0
     for path in paths:
         try:
-            plan = plan_spec(path)
+            plan = check(path).plan
         except SpecError as exc:
             out.writelines(p.format() + "\n" for p in exc.problems)
             failed += 1

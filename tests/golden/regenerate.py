@@ -28,7 +28,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
 def plan_spec(path: pathlib.Path, btf: str | None = str(FIXTURE)) -> Any:
     from engine import pipeline
 
-    return pipeline.plan_spec(str(path), btf)
+    return pipeline.check(str(path), btf).plan
 
 
 def renders(btf: str | None = str(FIXTURE)) -> Iterator[tuple[str, str]]:

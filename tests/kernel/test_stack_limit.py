@@ -23,6 +23,7 @@ import pytest
 
 from engine.errors import SpecError
 from engine.plan import planner
+from engine.plan.passes import limits
 from engine.spec.loader import load_text
 from engine.spec.schema import check_schema
 
@@ -128,12 +129,12 @@ def rendered(shape: str, size: int) -> str:
     from engine.plan.bind import bind
 
     s = SHAPES[shape]
-    limit = planner.STACK_LIMIT
-    planner.STACK_LIMIT = 1 << 20
+    limit = limits.STACK_LIMIT
+    limits.STACK_LIMIT = 1 << 20
     try:
         plan = planner.plan(load_text(s.spec(size), "stack.yaml"))
     finally:
-        planner.STACK_LIMIT = limit
+        limits.STACK_LIMIT = limit
     return render.render_c(bind(plan, mode=s.mode, options=s.options))
 
 
@@ -159,9 +160,10 @@ RESCUE = """
 import sys
 from engine.plan import planner
 from engine.plan.bind import bind
+from engine.plan.passes import limits
 from engine.runtime.runner import Session
 from engine.spec.loader import load_text
-planner.STACK_LIMIT = 1 << 20  # let the planner pass what clang cannot compile
+limits.STACK_LIMIT = 1 << 20  # let the planner pass what clang cannot compile
 plan = planner.plan(load_text(sys.stdin.read(), "stack.yaml"))
 Session(bind(plan), verbose=False).load()
 print("loaded")

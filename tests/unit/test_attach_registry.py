@@ -114,8 +114,8 @@ class FakeCtx:
     records: dict[tuple[str, str], FakeRecord] = field(default_factory=dict)
     problems: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
 
-    def problem(self, message: str, path: Any, col: int = 0, key: bool = False) -> None:
-        self.problems.append((message, tuple(path)))
+    def problem(self, message: str, at: Any) -> None:
+        self.problems.append((message, tuple(at)))
 
     def function_names(self) -> NameIndex:
         return NameIndex(self.btf.functions)
@@ -128,6 +128,24 @@ class FakeCtx:
         if found is None:
             self.problem(f"no tracepoint '{category}/{event}'", path)
         return found
+
+
+@dataclass(frozen=True)
+class FakeAlt:
+    """An alternative as the typed spec holds it; its places are paths, as the test reads."""
+
+    targets: tuple[str, ...]
+    target_ats: tuple[Any, ...]
+    kind_at: Any
+
+
+def alt_of(raw: dict[str, Any]) -> FakeAlt:
+    """The typed alternative of `{kind: target or [targets]}` under PATH."""
+    ((kind, value),) = raw.items()
+    listed = isinstance(value, list)
+    targets = tuple(value) if listed else (value,)
+    ats = tuple((*PATH, kind, i) for i in range(len(targets))) if listed else ((*PATH, kind),)
+    return FakeAlt(targets, ats, (*PATH, kind))
 
 
 def scope(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
@@ -205,7 +223,7 @@ def test_scope_names() -> None:
 @pytest.mark.parametrize("name", ["kprobe", "kretprobe", "fentry", "fexit"])
 def test_function_kinds_bind_the_common_arguments(name: str) -> None:
     ctx = FakeCtx(BTF)
-    bound = KINDS[name].bind(ctx, {name: ["tcp_v4_connect", "tcp_v6_connect"]}, PATH, scope)
+    bound = KINDS[name].bind(ctx, alt_of({name: ["tcp_v4_connect", "tcp_v6_connect"]}), scope)
     assert bound is not None and not ctx.problems
     kind, targets, (args, kwargs) = bound
     assert (kind, targets) == (name, ("tcp_v4_connect", "tcp_v6_connect"))
@@ -213,24 +231,24 @@ def test_function_kinds_bind_the_common_arguments(name: str) -> None:
     assert params == {"sk": (0, 11), "addr_len": (2, 13)}  # uaddr's type differs: dropped
     assert ret == (21 if KINDS[name].returns else None)
     assert record is None and kwargs == {"nargs": 3}
-    _, _, ((_, _, void_ret, _), _) = KINDS[name].bind(ctx, {name: "quiet"}, PATH, scope)
+    _, _, ((_, _, void_ret, _), _) = KINDS[name].bind(ctx, alt_of({name: "quiet"}), scope)
     assert void_ret is None  # a void function binds no `ret`
 
 
 def test_function_bind_problems_are_located() -> None:
     ctx = FakeCtx(BTF)
-    assert KINDS["kprobe"].bind(ctx, {"kprobe": ["tcp_v4_conect", "nope"]}, PATH, scope) is None
+    assert KINDS["kprobe"].bind(ctx, alt_of({"kprobe": ["tcp_v4_conect", "nope"]}), scope) is None
     assert ctx.problems == [
         ("no kernel function 'tcp_v4_conect' in fake.btf; did you mean 'tcp_v4_connect'?",
          (*PATH, "kprobe", 0)),
         ("no kernel function 'nope' in fake.btf", (*PATH, "kprobe", 1)),
     ]  # fmt: skip
     ctx = FakeCtx(BTF)
-    assert KINDS["fentry"].bind(ctx, {"fentry": "nope"}, PATH, scope) is None
+    assert KINDS["fentry"].bind(ctx, alt_of({"fentry": "nope"}), scope) is None
     assert ctx.problems[0][1] == (*PATH, "fentry")  # a single target: at the key
     ctx = FakeCtx(BTF)
     alt = {"fexit": ["nope", "tcp_v4_connect", "tcp_v4_connect"]}
-    assert KINDS["fexit"].bind(ctx, alt, PATH, scope) is None
+    assert KINDS["fexit"].bind(ctx, alt_of(alt), scope) is None
     assert [p[1] for p in ctx.problems] == [(*PATH, "fexit", 0), (*PATH, "fexit", 2)]
     assert ctx.problems[1][0] == "'tcp_v4_connect' is already in this fexit list"
 
@@ -238,11 +256,13 @@ def test_function_bind_problems_are_located() -> None:
 def test_raw_tracepoint_binds_its_arguments() -> None:
     ctx = FakeCtx(BTF)
     kind, targets, (args, kwargs) = KINDS["raw_tracepoint"].bind(
-        ctx, {"raw_tracepoint": "sched_switch"}, PATH, scope
+        ctx, alt_of({"raw_tracepoint": "sched_switch"}), scope
     )
     assert (kind, targets) == ("raw_tracepoint", ("sched_switch",))
     assert args[1:] == ({"preempt": (0, 1), "arg1": (1, 2)}, None, None) and kwargs == {}
-    assert KINDS["raw_tracepoint"].bind(ctx, {"raw_tracepoint": "sched_swich"}, PATH, scope) is None
+    assert (
+        KINDS["raw_tracepoint"].bind(ctx, alt_of({"raw_tracepoint": "sched_swich"}), scope) is None
+    )
     assert ctx.problems == [
         ("no raw tracepoint 'sched_swich' in fake.btf; did you mean 'sched_switch'?",
          (*PATH, "raw_tracepoint")),
@@ -254,12 +274,12 @@ def test_tracepoint_binds_its_record() -> None:
     record = FakeRecord(fields, candidates=("a", "b"))
     ctx = FakeCtx(BTF, records={("sock", "inet_sock_set_state"): record})
     alt = {"tracepoint": "sock/inet_sock_set_state"}
-    kind, targets, (args, kwargs) = KINDS["tracepoint"].bind(ctx, alt, PATH, scope)
+    kind, targets, (args, kwargs) = KINDS["tracepoint"].bind(ctx, alt_of(alt), scope)
     assert (kind, targets) == ("tracepoint", ("sock/inet_sock_set_state",))
     assert args[1:] == ({}, None, fields)
     assert kwargs["record_label"] == "sock/inet_sock_set_state"
     assert "BTF does not say which of a, b it uses" in kwargs["record_note"]
-    assert KINDS["tracepoint"].bind(ctx, {"tracepoint": "sock/gone"}, PATH, scope) is None
+    assert KINDS["tracepoint"].bind(ctx, alt_of({"tracepoint": "sock/gone"}), scope) is None
     assert ctx.problems == [("no tracepoint 'sock/gone'", (*PATH, "tracepoint"))]
 
 

@@ -127,8 +127,8 @@ def test_help_states_the_rule(capsys: pytest.CaptureFixture[str]) -> None:
 def run_plans_on_the_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
     """`run` has no --btf (it runs here): plan its spec against the committed fixture as
     `render --btf` does, so the test neither reads nor depends on this kernel's BTF."""
-    real = pipeline.plan_spec
-    monkeypatch.setattr(pipeline, "plan_spec", lambda spec, btf=None: real(spec, btf or FIXTURE))
+    real = pipeline.check
+    monkeypatch.setattr(pipeline, "check", lambda spec, btf=None: real(spec, btf or FIXTURE))
 
 
 @pytest.mark.usefixtures("run_plans_on_the_fixture")

@@ -19,8 +19,7 @@ GOOD += "      pid: tgid\noutput:\n  columns: [pid]\n"
 @pytest.fixture(autouse=True)
 def no_semantics(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests are about formatting: keep the kernel's BTF out of them."""
-    monkeypatch.setattr(planner, "plan", lambda document, btf_path: None)
-    monkeypatch.setattr(planner, "plan_with_warnings", lambda document, btf_path: (None, []))
+    monkeypatch.setattr(planner, "plan_with_warnings", lambda spec, btf_path: (None, []))
 
 
 @pytest.fixture
@@ -134,7 +133,7 @@ def test_github_escaping(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
     """Workflow commands: % CR LF in the message; also : and , in properties."""
     path = str(tmp_path / "a,b:c%.yaml")
     problem = Problem("100% wrong,\r\nreally: yes", Location(path, 2, 3))
-    monkeypatch.setattr("engine.verbs.validate.validate_path", lambda path, btf: [problem])
+    monkeypatch.setattr("engine.verbs.validate.check_path", lambda path, btf: [problem])
     status, text = run([path], "github")
     assert status == 1
     escaped = str(tmp_path).replace(":", "%3A").replace(",", "%2C") + "/a%2Cb%3Ac%25.yaml"
@@ -158,11 +157,11 @@ def test_semantics_run_only_on_schema_clean_specs(
     calls: list[str] = []
     semantic = Problem("no kernel function 'x'", Location(specs["good.yaml"], 5, 21))
 
-    def plan(document: object, btf_path: str | None) -> object:
-        calls.append(getattr(document, "file", ""))
+    def plan(spec: object, btf_path: str | None) -> object:
+        calls.append(getattr(spec, "file", ""))
         raise SpecError([semantic])
 
-    monkeypatch.setattr(planner, "plan", plan)
+    monkeypatch.setattr(planner, "plan_with_warnings", plan)
     assert validate_path(specs["good.yaml"], None) == [semantic]
     assert validate_path(specs["typo.yaml"], None)[0].message.startswith("unknown key 'colums'")
     assert calls == [specs["good.yaml"]]
@@ -171,9 +170,9 @@ def test_semantics_run_only_on_schema_clean_specs(
 def test_planner_engine_errors_propagate(
     specs: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def plan(document: object, btf_path: str | None) -> object:
+    def plan(spec: object, btf_path: str | None) -> object:
         raise EngineError("cannot read BTF: /nope: no such file")
 
-    monkeypatch.setattr(planner, "plan", plan)
+    monkeypatch.setattr(planner, "plan_with_warnings", plan)
     with pytest.raises(EngineError, match="cannot read BTF"):
         run([specs["good.yaml"]], "text")

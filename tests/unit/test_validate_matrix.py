@@ -178,13 +178,15 @@ def test_a_missing_function_skips_to_the_next_alternative(tmp_path: Path) -> Non
     shutil.copy(FIX / f"{K61}.btf.xz", tmp_path / f"{K61}.btf.xz")
     import yaml
 
+    from engine import pipeline
     from engine.kernel.btf import Btf
     from engine.verbs.validate import choices_on
 
     btf = Btf.load(str(tmp_path / f"{K61}.btf.xz"))
     document = yaml.safe_load(text)
     document["probes"][0]["attach"][0]["kretprobe"] = ["tcp_v4_connect", "no_such_fn"]
-    (choice,) = choices_on(document, btf)
+    spec.write_text(yaml.safe_dump(document))
+    (choice,) = choices_on(pipeline.load(str(spec)), btf)
     assert choice.alternative == 2
     assert choice.skipped == [
         (1, "kretprobe tcp_v4_connect, no_such_fn: no function 'no_such_fn' in BTF "

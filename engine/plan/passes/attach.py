@@ -1,0 +1,154 @@
+"""The attach pass: each alternative's target (kernel functions, a tracepoint's record, a
+raw tracepoint's arguments) found in BTF, with the scope of names it binds; and the BPF
+functions an alternative generates (a return probe's entry function and its stash)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.attach import KINDS
+from engine.errors import NameIndex
+from engine.kernel.btf import Btf, Kind
+from engine.plan import model as M
+from engine.plan import tracepoints
+from engine.plan.layout import layout
+from engine.plan.passes.context import Context
+from engine.plan.passes.context import Target as Resolved
+from engine.plan.resolve import Scope, name_index
+from engine.plan.resources import state_map_name
+from engine.plan.values import PlanError
+from engine.spec import model as S
+
+MAX_STASH = 6  # a return probe keeps at most the register-passed arguments
+
+
+def run(ctx: Context) -> None:
+    """Every alternative's target, before anything is resolved in its scope."""
+    for probe in ctx.spec.probes:
+        for alt in probe.attach:
+            ctx.targets[probe.index, alt.index] = attach_target(ctx, alt)
+
+
+def attach_target(ctx: Context, alt: S.Alternative) -> Resolved | None:
+    """The alternative's kind binds it (engine.attach: its family parses the targets, finds
+    them in BTF and says which names an expression may use)."""
+    return KINDS[alt.kind].bind(_Binder(ctx), alt, Scope)
+
+
+@dataclass(frozen=True)
+class _Binder:
+    """The planner's side of binding (engine.attach.base.BindContext) over one Context."""
+
+    ctx: Context
+
+    @property
+    def btf(self) -> Btf:
+        return self.ctx.btf
+
+    def problem(self, message: str, at: S.At) -> None:
+        self.ctx.problem(message, at)
+
+    def function_names(self) -> NameIndex:
+        return function_names(self.ctx)
+
+    def raw_tp_names(self) -> NameIndex:
+        return raw_tp_names(self.ctx)
+
+    def tracepoint_record(self, category: str, event: str, at: S.At) -> tracepoints.Record | None:
+        return tracepoint_record(self.ctx, category, event, at)
+
+
+def function_names(ctx: Context) -> NameIndex:
+    return name_index(ctx.btf, "functions", lambda: ctx.btf.names(Kind.FUNC))
+
+
+def raw_tp_names(ctx: Context) -> NameIndex:
+    def names() -> list[str]:
+        typedefs = ctx.btf.names(Kind.TYPEDEF)
+        return [n[len("btf_trace_") :] for n in typedefs if n.startswith("btf_trace_")]
+
+    return name_index(ctx.btf, "raw tracepoints", names)
+
+
+def tracepoint_record(
+    ctx: Context, category: str, event: str, at: S.At
+) -> tracepoints.Record | None:
+    """A tracepoint's record (engine.plan.tracepoints: tracefs on the live kernel, else BTF)."""
+    try:
+        return tracepoints.tracepoint_record(ctx.btf, category, event, ctx.tracefs_ok)
+    except tracepoints.RecordError as exc:
+        ctx.problem(str(exc), at)
+        return None
+
+
+def stash_state(
+    ctx: Context, pname: str, scope: Scope
+) -> tuple[tuple[M.Step, ...], tuple[M.Step, ...]]:
+    """A return probe's entry arguments, kept in a state map like any other: the entry
+    function stores them by thread id, the return function takes them first of all (so
+    the key is deleted on every path, before `where` or a filter can return)."""
+    name = f"stash_{pname}"
+    smap = ctx.states.get(name)
+    if smap is not None and name not in ctx.stashes:
+        raise PlanError(
+            f"state '{name}' is the name the engine gives this return probe's saved "
+            "arguments; rename the state map"
+        )
+    if smap is None:
+        ctx.stashes.add(name)
+        members = [f"a{i}" for i in range(MAX_STASH)]
+        smap = ctx.states[name] = M.StateMap(
+            name,
+            layout(f"{state_map_name(name)}_key_t", [("k0", "u32", 0)]),
+            layout(f"{state_map_name(name)}_val_t", [(M.slot_name(m), "u64", 0) for m in members]),
+            tuple(members),
+            10240,
+            True,
+            len(ctx.states),
+            stash=True,
+        )
+    slots = sorted(scope.stash.items(), key=lambda kv: kv[1])
+    entry: list[M.Step] = [M.Builtin("tid", "u32", "tid")]
+    entry += [M.Arg(f"arg{i}", "u64", i, "regs") for _, i in slots]
+    entry.append(M.StateKey("key", name, (("k0", M.Local("tid")),)))
+    parts = tuple((M.slot_name(slot), M.Local(f"arg{i}")) for slot, i in slots)
+    entry.append(M.StatePut("st", name, M.Local("key"), parts, (), smap.index))
+    first: tuple[M.Step, ...] = (
+        M.Builtin("tid", "u32", "tid"),
+        M.StateKey("key", name, (("k0", M.Local("tid")),)),
+        M.StateRead("st", name, M.Local("key"), True, index=smap.index),
+    )
+    return tuple(entry), first
+
+
+def functions(
+    ctx: Context,
+    probe: S.Probe,
+    alt: S.Alternative,
+    kind: str,
+    targets: tuple[str, ...],
+    scope: Scope,
+) -> list[M.Function] | None:
+    """The BPF functions of an alternative: one per target (and a return probe's entry
+    function); None when a function name bcc derives is another probe's (said)."""
+    ak = KINDS[kind]
+    pindex = probe.index
+    fnames = (f"p{pindex}_{probe.name}_{kind}_{t.replace('/', '_')}" for t in targets)
+    found: list[M.Function] = []
+    for t, fn in zip(targets, fnames):
+        tgt = ak.bcc_name(t)
+        if ak.entry and scope.stash:
+            found.append(M.Function(fn + "_entry", ak.entry, t, "entry"))
+        if ak.prefix:
+            fn = f"{ak.prefix}{t}"
+            owner = ctx.function_owner.setdefault(fn, pindex)
+            if owner != pindex:  # the name is the function's: two probes would collide
+                ctx.problem(
+                    f"probe '{ctx.spec.probes[owner].name}' already has a {kind} "
+                    f"on '{t}'; bcc names the program after the function, so a spec can "
+                    f"attach one {kind} to it",
+                    alt.target_ats[targets.index(t)],
+                )
+                return None
+        found.append(M.Function(fn, kind, tgt, "main"))
+    return found

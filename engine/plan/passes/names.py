@@ -1,0 +1,81 @@
+"""The names pass: options (their flags against the engine's own and each other), state
+maps (their key and value layouts), and probe names (each used once)."""
+
+from __future__ import annotations
+
+from engine.errors import did_you_mean  # noqa: F401
+from engine.plan import model as M
+from engine.plan.passes.context import Context
+from engine.plan.state import plan_states
+
+# Flags of `engine run` / `engine render` themselves; spec options may not take them
+# (tests/unit/test_planner.py checks this set against the CLI's parsers).
+ENGINE_FLAGS = {
+    "-h",
+    "--help",
+    "-o",
+    "--output",
+    "-c",
+    "--count",
+    "--envelope",
+    "-v",
+    "--verbose",
+    "--duration",
+    "--interval",
+    "--clear",
+    "--ebpf",
+    "--btf",
+    "--wakeup",
+    "--buffer-pages",
+    "--perf-buffer",
+    "--decoder",
+    "--alternative",
+}
+
+
+def run(ctx: Context) -> None:
+    plan_options(ctx)
+    ctx.states = plan_states(ctx.spec.states, ctx.problem)
+    check_probe_names(ctx)
+
+
+def plan_options(ctx: Context) -> None:
+    seen: dict[str, str] = {}
+    for spec in ctx.spec.options:
+        name, flag = spec.name, spec.flag
+        short, _, long = (
+            flag.partition("/")
+            if flag.startswith("-") and not flag.startswith("--")
+            else ("", "", flag)
+        )
+        for f in (short, long):
+            if not f:
+                continue
+            if f in ENGINE_FLAGS:
+                ctx.problem(
+                    f"option flag {f} is the engine's own; pick another",
+                    spec.flag_at,
+                )
+            elif f in seen:
+                ctx.problem(
+                    f"option flag {f} is already used by option '{seen[f]}'",
+                    spec.flag_at,
+                )
+            seen[f] = name
+        typ = spec.type
+        is_list = typ.startswith("list[")
+        ctype = typ[5:-1] if is_list else typ
+        ctx.options[name] = M.Option(name, short, long, ctype, is_list, spec.help, spec.metavar)
+
+
+def check_probe_names(ctx: Context) -> None:
+    """Probe names key alternative choices and name maps: each must be used once."""
+    first: dict[str, int] = {}
+    for probe in ctx.spec.probes:
+        name = probe.name
+        if name in first:
+            ctx.problem(
+                f"probe name '{name}' is already used by probe {first[name] + 1}",
+                probe.name_at,
+            )
+        first.setdefault(name, probe.index)
