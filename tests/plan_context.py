@@ -43,9 +43,7 @@ output:
 
 
 def context(text: str = SPEC) -> Context:
-    return Context(
-        S.build(load_text(text, "t.yaml")), load_btf(FIXTURE), False
-    )
+    return Context(S.build(load_text(text, "t.yaml")), load_btf(FIXTURE), False)
 
 
 def run(ctx: Context, *steps: passes.Pass) -> Context:
