@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Mapping, Sequence, Union
 
+from engine import aggs
 from engine.attach import KINDS, legacy_name
 from engine.errors import UsageError
 from engine.kernel.pinned import SAFE_PATH
@@ -126,7 +127,7 @@ def bind_sinks(
         if not members:  # one key for everything: a map key cannot be empty
             members.append(("all", "u32", 0))
         key = layout(f"agg_{agg.name}_key_t", members)
-        value_ctype = "s64" if agg.signed and agg.kind != "count" else "u64"
+        value_ctype = aggs.KINDS[agg.kind].value_ctype(agg.signed)
         index = len(plan.states) + len(errors)
         sinks.append(M.AggSink(agg, key, by, value_ctype, index, 2 if clear else 1))
         errors.append(f"aggregation '{agg.name}': events past {agg.size} keys, folded into 'other'")

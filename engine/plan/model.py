@@ -13,6 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Union
 
+from engine import aggs
+from engine.aggs import AggKind
+from engine.aggs.linear import top_bucket
+
 # --- typed expression trees (filters and `where`) -----------------------------------------
 
 
@@ -523,7 +527,7 @@ class Option:
 class Aggregation:
     """An in-kernel aggregation of the emitting probes' events, keyed by zero or more fields.
 
-    `kind`: count sum min max avg log2 linear. `value` names the field aggregated (not for
+    `kind` names its engine.aggs kind (KINDS). `value` names the field aggregated (not for
     count). `by` lists the key columns, each possibly switched by a bool option. Active when
     every bool option of `when` is on and `unless` is off; the spec's `output.count` is
     `by_count`: active with the engine's -c/--count, and then alone."""
@@ -678,19 +682,14 @@ class AggSink:
         return "agg"
 
     @property
-    def members(self) -> tuple[tuple[str, str, int], ...]:
-        """(C type, name, array length or 0) of the value struct; () for a plain integer.
+    def kind(self) -> AggKind:
+        """The aggregation's kind (engine.aggs): its layout, partial, merge and value."""
+        return aggs.KINDS[self.agg.kind]
 
-        min and max keep a count beside the value: a CPU's slot that was never written
-        (per-CPU hashes zero the other CPUs' slots of a new key) is left out of the merge."""
-        kind = self.agg.kind
-        if kind in ("min", "max"):
-            return ((self.value_ctype, "value", 0), ("u64", "count", 0))
-        if kind == "avg":
-            return ((self.value_ctype, "sum", 0), ("u64", "count", 0))
-        if self.buckets:
-            return (("u64", "buckets", self.buckets), (self.value_ctype, "sum", 0))
-        return ()
+    @property
+    def members(self) -> tuple[tuple[str, str, int], ...]:
+        """(C type, name, array length or 0) of the value struct; () for a plain integer."""
+        return self.kind.members(self.value_ctype, self.buckets)
 
     @property
     def key_copies(self) -> tuple[tuple[str, bool], ...]:
@@ -707,18 +706,13 @@ class AggSink:
 
     @property
     def buckets(self) -> int:
-        """A histogram's buckets: log2 0..64 (bpf_log2l), linear below min, one per step,
-        at or above max; 0 for the other kinds."""
-        if self.agg.kind == "log2":
-            return 65
-        if self.agg.kind == "linear":
-            return self.top_bucket + 1
-        return 0
+        """A histogram's buckets (engine.aggs); 0 for the other kinds."""
+        return self.kind.buckets(self.agg)
 
     @property
     def top_bucket(self) -> int:
         """A linear histogram's bucket for values at or above its max."""
-        return (self.agg.high - self.agg.low) // self.agg.step + 1 if self.agg.step else 0
+        return top_bucket(self.agg)
 
     @property
     def map(self) -> str:

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
+from engine import aggs
 from engine.attach import KINDS, Target, kind_of
 from engine.errors import (
     EngineError,
@@ -53,17 +54,15 @@ from engine.spec import expr as E
 DEFAULT_STR = 64
 MAX_STASH = 6  # a return probe keeps at most the register-passed arguments
 # output.aggregations: the spec key -> the model's kind, how errors name it, its header
-AGG_KEYS = ("count", "sum", "min", "max", "avg", "hist", "lhist")
-AGG_KINDS = {"count": "count", "sum": "sum", "min": "min", "max": "max", "avg": "avg",
-             "hist": "log2", "lhist": "linear"}  # fmt: skip
-AGG_WORDS = {"sum": "a sum", "min": "a min", "max": "a max", "avg": "an average",
-             "hist": "a histogram", "lhist": "a histogram"}  # fmt: skip
-AGG_HEADERS = {"count": "COUNT"}
+AGG_KEYS = aggs.SPEC_KEYS
+AGG_KINDS = {key: k.name for key, k in aggs.BY_SPEC_KEY.items()}
+AGG_WORDS = {key: k.words for key, k in aggs.BY_SPEC_KEY.items()}
+AGG_HEADERS = {key: k.header for key, k in aggs.BY_SPEC_KEY.items() if k.header}
 # `print:` of a sum/min/max/avg and the `unit:` it converts from: nanoseconds in one of each
 # (the spellings `metrics.unit` takes)
 TIME_NS = {"ns": 1, "nsecs": 1, "us": 10**3, "usecs": 10**3, "ms": 10**6, "msecs": 10**6,
            "s": 10**9, "secs": 10**9, "seconds": 10**9}  # fmt: skip
-PRINTED = ("sum", "min", "max", "avg")
+PRINTED = tuple(key for key, k in aggs.BY_SPEC_KEY.items() if k.printable)
 NOT_NUMBERS = ("str", "inet", "hex", "ksym", "elapsed", "bool", "enum", "errno", "ip_version",
                "ms", "secs", "syscall", "devt")  # fmt: skip
 # Flags of `engine run` / `engine render` themselves; spec options may not take them
@@ -160,9 +159,9 @@ class Planner:
         self.check_state_use()
         self.check_user_casts()
         if count_by:
-            header = count.get("header", "COUNT")
+            header, C = count.get("header", "COUNT"), aggs.COUNT.name
             aggregations.insert(
-                0, M.Aggregation("count", "count", "", count_by, header, "", 10240, by_count=True)
+                0, M.Aggregation(C, C, "", count_by, header, "", 10240, by_count=True)
             )
         self.check_printed_fields(fields, columns, aggregations)
         self.warn_unused_options()
@@ -270,21 +269,21 @@ class Planner:
                 self.problem(f"aggregation '{name}' is declared twice; name one", (*path, "name"))
             seen.add(name)
             value, low, high, step = "", 0, 0, 0
-            if kind == "lhist":
-                lin = spec["lhist"]
+            if kind == aggs.LINEAR.spec_key:
+                lin = spec[kind]
                 value, low, high, step = lin["value"], lin["min"], lin["max"], lin["step"]
                 if high <= low or (high - low) % step or (high - low) // step > 1000:
                     self.problem(
                         f"lhist needs min < max with (max - min) a multiple of step and at "
                         f"most 1000 buckets; got min {low}, max {high}, step {step}",
-                        (*path, "lhist"),
+                        (*path, kind),
                     )
-            elif kind != "count":
+            elif aggs.BY_SPEC_KEY[kind].takes_value:
                 value = spec[kind]
             signed = False
             if value:
                 f = fields.get(value)
-                vpath = (*path, "lhist", "value") if kind == "lhist" else (*path, kind)
+                vpath = (*path, kind, "value") if kind == aggs.LINEAR.spec_key else (*path, kind)
                 if f is None:
                     if all(p is not None for p in probes) and value not in self.broken:
                         self.problem(
@@ -333,7 +332,7 @@ class Planner:
         per event. Histograms bucket each value as it comes, so they convert the field."""
         shown = spec["print"]
         if kind not in PRINTED:
-            what = "a count has no unit" if kind == "count" else (
+            what = "a count has no unit" if kind == aggs.COUNT.spec_key else (
                 f"{AGG_WORDS[kind]} buckets each value as it comes: divide the field instead, "
                 "e.g. `(ktime_ns - t0) / 1000`"
             )  # fmt: skip

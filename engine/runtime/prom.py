@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from engine import aggs
 from engine.errors import Location, Problem, SpecError
 from engine.plan import model as M
 from engine.runtime.sinks import linear_bounds, log2_bounds
@@ -43,7 +44,7 @@ def upper_bounds(agg: M.Aggregation, max_log2: int = LOG2_BUCKETS) -> list[tuple
     """(bucket index, le) for every finite bucket of the aggregation, ascending. A log2
     histogram may stop at `max_log2` (ebpf_exporter's bucket_max): higher buckets then only
     count towards +Inf."""
-    if agg.kind == "log2":
+    if aggs.KINDS[agg.kind] is aggs.LOG2:
         return [(i, float(log2_bounds(i)[1])) for i in range(1, max_log2 + 1)]
     top = (agg.high - agg.low) // agg.step + 1
     out = []
@@ -130,18 +131,9 @@ UNITS: dict[str, tuple[str, float]] = {
     "bytes": ("bytes", 1.0),
 }
 
-# The metric type each aggregation kind may be, the first one the default. A `sum` of a
-# signed field can fall, which a counter must not: its default is gauge, and counter is
-# refused (see `allowed_types`).
-TYPES: dict[str, tuple[str, ...]] = {
-    "count": ("counter", "gauge"),
-    "sum": ("counter", "gauge"),
-    "min": ("gauge",),
-    "max": ("gauge",),
-    "avg": ("gauge",),
-    "log2": ("histogram",),
-    "linear": ("histogram",),
-}
+# The metric type each aggregation kind may be, the first one the default (engine.aggs:
+# a `sum` of a signed field can fall, which a counter must not; see `allowed_types`).
+TYPES: dict[str, tuple[str, ...]] = {name: k.prom_types for name, k in aggs.KINDS.items()}
 
 
 @dataclass(frozen=True)
@@ -166,9 +158,7 @@ def sanitize(name: str) -> str:
 
 def allowed_types(agg: M.Aggregation) -> tuple[str, ...]:
     """The metric types an aggregation may be, its default first."""
-    if agg.kind == "sum" and agg.signed:
-        return ("gauge",)
-    return TYPES[agg.kind]
+    return aggs.KINDS[agg.kind].metric_types(agg.signed)
 
 
 def exposed_names(metric: Metric) -> set[str]:
@@ -237,11 +227,9 @@ def _aggregation_path(document: Any, agg: M.Aggregation) -> tuple[str | int, ...
     """Where the spec declares `agg`: output.count, or its output.aggregations entry."""
     if agg.by_count:
         return ("output", "count")
-    from engine.plan.planner import AGG_KEYS
-
     entries = ((document.data or {}).get("output") or {}).get("aggregations") or []
     for i, entry in enumerate(entries):
-        kind = next((k for k in AGG_KEYS if k in entry), "")
+        kind = next((k for k in aggs.SPEC_KEYS if k in entry), "")
         if entry.get("name", kind) == agg.name:
             return ("output", "aggregations", i)
     return ("output",)
@@ -308,10 +296,9 @@ def metric_models(plan: M.Plan, program: M.Program, document: Any) -> dict[str, 
         if mtype not in kind_types:
             continue  # said above
         problems += label_problems(document, agg, sink.by)
-        unit = entry.get("unit", agg.unit if agg.kind != "count" else "")
-        base, divisor = UNITS.get(unit, ("", 1.0))
-        if agg.kind == "count":
-            base, divisor = "", 1.0
+        counts = not aggs.KINDS[agg.kind].takes_value  # a count has no unit
+        unit = entry.get("unit", "" if counts else agg.unit)
+        base, divisor = ("", 1.0) if counts else UNITS.get(unit, ("", 1.0))
         derived = agg.header if agg.by_count else agg.name
         name = sanitize(entry.get("name") or f"{plan.name}_{derived}")
         if mtype == "counter" and name.endswith("_total"):

@@ -3,8 +3,7 @@
 Each aggregation is a per-CPU hash, one entry per key; reading it merges the CPUs per key
 (sum, min, max, sum/count for avg, bucket by bucket for histograms), decodes the key with the
 same struct layout and decoders as events (engine.runtime.rows), and adds `other`, the
-series of events whose key did not fit. One registry entry per kind says how CPUs merge, so a
-new aggregation is one entry here and one template partial.
+series of events whose key did not fit. Each kind (engine.aggs) says how CPUs merge.
 
 A CPU's slot of a key it never saw reads as zeros (the kernel zeroes them when the key is
 created), so min and max keep a count beside the value and only slots with a count merge.
@@ -15,13 +14,13 @@ Sums keep the field's signedness (an s64 for a signed field) and wrap as the C t
 from __future__ import annotations
 
 import ctypes
-import decimal
 import json
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
+from engine import aggs
 from engine.errors import EngineError
 from engine.plan import model as M
 from engine.runtime import decoders
@@ -31,60 +30,14 @@ from engine.runtime.rows import getter, struct_format
 STARS = 40
 
 
-def wrap(v: int, signed: bool) -> int:
-    """v as the kernel's 64-bit value holds it: per-CPU parts add up as the C type does."""
-    v &= 0xFFFFFFFFFFFFFFFF
-    return v - (1 << 64) if signed and v >= 1 << 63 else v
-
-
-# A kind's merge: the per-CPU values of one key and whether the value is signed -> the
-# merged value, or None when no CPU holds one (nothing to print for that key).
-Merge = Callable[[Sequence[Any], bool], Any]
-
-
-def _sum(values: Sequence[Any], signed: bool) -> int:
-    return wrap(sum(values), signed)
-
-
-def _extreme(pick: Callable[..., int]) -> Merge:
-    def merge(values: Sequence[Any], signed: bool) -> int | None:
-        written = [v.value for v in values if v.count]
-        return pick(written) if written else None
-
-    return merge
-
-
-def _avg(values: Sequence[Any], signed: bool) -> tuple[int, int] | None:
-    count = sum(v.count for v in values)
-    return (wrap(sum(v.sum for v in values), signed), count) if count else None
-
-
-def _hist(values: Sequence[Any], signed: bool) -> tuple[dict[int, int], int] | None:
-    """(bucket index -> count, sum of the values), or None when no bucket holds a count."""
-    counts = [0] * len(values[0].buckets) if values else []
-    for v in values:
-        counts = [a + b for a, b in zip(counts, v.buckets)]
-    buckets = {i: n for i, n in enumerate(counts) if n}
-    return (buckets, wrap(sum(v.sum for v in values), signed)) if buckets else None
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How one aggregation kind merges per-CPU values."""
-
-    merge: Merge
-    histogram: bool = False
-
-
-KINDS: dict[str, Kind] = {
-    "count": Kind(_sum),
-    "sum": Kind(_sum),
-    "min": Kind(_extreme(min)),
-    "max": Kind(_extreme(max)),
-    "avg": Kind(_avg),
-    "log2": Kind(_hist, histogram=True),
-    "linear": Kind(_hist, histogram=True),
-}
+# How each kind merges per-CPU values, how buckets bound, how a value prints: engine.aggs.
+# The names below stay for the callers and tests that import them from here.
+KINDS = aggs.KINDS
+wrap = aggs.wrap
+c_div = aggs.c_div
+Exact = aggs.Exact
+log2_bounds = aggs.log2_bounds
+linear_bounds = aggs.linear_bounds
 
 
 @dataclass
@@ -106,7 +59,7 @@ class Reader:
 
     def __init__(self, sink: M.AggSink, fields: dict[str, M.Field], state: decoders.State):
         self.sink = sink
-        self.kind = KINDS[sink.agg.kind]
+        self.kind = sink.kind
         self.signed = sink.value_ctype.startswith("s")
         fmt, index = struct_format(sink.key)
         self.unpack = struct.Struct(fmt).unpack_from
@@ -134,7 +87,7 @@ class Reader:
             if s is not None:
                 out.append(s)
         other = self.series(("other",) * len(self.sink.by), bpf[maps.other][0])
-        if other is None or (self.sink.agg.kind in ("count", "sum") and other.value == 0):
+        if other is None or (self.kind.zero_is_empty and other.value == 0):
             return out  # `other` keeps no count beside a count or sum: 0 is nothing folded
         return [*out, other]
 
@@ -218,39 +171,19 @@ class Epochs:
 
 
 def log2_index(v: int) -> int:
-    """bcc's bpf_log2l(v), the kernel's bucket of a u64: 0 and 1 go to 1, else bit_length."""
-    return max(1, (v & 0xFFFFFFFFFFFFFFFF).bit_length())
+    """bcc's bpf_log2l(v), the kernel's bucket of a u64 (engine.aggs.log2)."""
+    return aggs.log2_index(v)
 
 
 def linear_index(agg: M.Aggregation, v: int) -> int:
     """The kernel's linear bucket of a value read as s64 (emit_agg_linear.c.j2)."""
-    v = v - (1 << 64) if v >= 1 << 63 else v
-    if v < agg.low:
-        return 0
-    if v >= agg.high:
-        return (agg.high - agg.low) // agg.step + 1
-    return 1 + (v - agg.low) // agg.step
-
-
-def log2_bounds(i: int) -> tuple[int, int]:
-    """bcc's bucket i (bpf_log2l): 1 holds 0 and 1, then 2^(i-1) .. 2^i - 1, inclusive."""
-    low, high = (1 << i) >> 1, (1 << i) - 1
-    return (low - 1, high) if low == high else (low, high)
-
-
-def linear_bounds(agg: M.Aggregation, i: int) -> tuple[int | None, int | None]:
-    """Bucket 0 is below min, the top one at or above max; None is unbounded."""
-    top = (agg.high - agg.low) // agg.step + 1
-    if i == 0:
-        return None, agg.low - 1
-    if i >= top:
-        return agg.high, None
-    low = agg.low + (i - 1) * agg.step
-    return low, low + agg.step - 1
+    return aggs.LINEAR.index(agg, v)
 
 
 def bounds(agg: M.Aggregation, i: int) -> tuple[int | None, int | None]:
-    return log2_bounds(i) if agg.kind == "log2" else linear_bounds(agg, i)
+    kind = aggs.KINDS[agg.kind]
+    assert isinstance(kind, aggs.Histogram)
+    return kind.bounds(agg, i)
 
 
 # --- printing ---------------------------------------------------------------------------------
@@ -334,36 +267,13 @@ def bucket_json(low: int | None, high: int | None, count: int) -> dict[str, int]
     return obj
 
 
-def c_div(a: int, b: int) -> int:
-    """a / b as C divides (toward zero): the average of -7 and 0 is -3, as bpftrace's avg."""
-    q = abs(a) // abs(b)
-    return q if (a < 0) == (b < 0) else -q
-
-
-_EXACT = decimal.Context(prec=80)  # a u64 of ns with 9 decimals fits many times over
-
-
-class Exact(decimal.Decimal):
-    """A printed decimal: always plain digits (`0.000000000`, never `0E-9`)."""
-
-    def __str__(self) -> str:
-        return format(self, "f")
-
-
 def printed(agg: M.Aggregation, value: Any) -> int | Exact:
-    """A count/sum/min/max/avg as it prints. avg is the sum over the count, toward zero as C
-    divides. A `print:` unit (divisor 10**d: us, ms, s from ns) prints the kernel's exact
-    value with d decimals, as bcc's syscount prints TIME (us: 3, ms: 6): a Decimal made from
-    the integer, never a float and never a sum of per-event truncations. avg is the whole-ns
-    average (toward zero) shown the same way."""
-    if agg.kind == "avg":
-        total, n = value
-        value = c_div(total, n) if n else 0
-    if agg.divisor == 1:
-        return int(value)
-    digits = len(str(agg.divisor)) - 1  # the planner's divisors are powers of ten
-    exp = decimal.Decimal(1).scaleb(-digits)
-    return Exact(_EXACT.create_decimal(value).scaleb(-digits, _EXACT).quantize(exp, context=_EXACT))
+    """A count/sum/min/max/avg as it prints (engine.aggs: the kind's `number`). avg is the
+    sum over the count, toward zero as C divides. A `print:` unit (divisor 10**d: us, ms, s
+    from ns) prints the kernel's exact value with d decimals, as bcc's syscount prints TIME
+    (us: 3, ms: 6): a Decimal made from the integer, never a float and never a sum of
+    per-event truncations."""
+    return aggs.KINDS[agg.kind].number(agg, value)
 
 
 def key_order(key: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
@@ -393,7 +303,7 @@ class AggregatePrinter:
         epoch = self.epochs.swap(bpf) if clear and self.epochs is not None else 0
         for reader in self.readers:
             series = reader.read(bpf, epoch)
-            if KINDS[reader.sink.agg.kind].histogram:
+            if reader.kind.histogram:
                 parts.append(self.render_hist(reader.sink, series))
             else:
                 by = tuple(c.field for c in reader.sink.by)
@@ -457,7 +367,7 @@ class AggregatePrinter:
             head = ", ".join(f"{h} = {v}" for h, v in zip(names, s.key))
             table = (
                 log2_table(s.buckets, agg.unit)
-                if agg.kind == "log2"
+                if sink.kind is aggs.LOG2
                 else linear_table(agg, s.buckets, agg.unit)
             )
             out.append(("\n" + head + "\n" if head else "\n") + table)

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
+from engine import aggs
 from engine.errors import EngineError, SpecError, UsageError
 from engine.plan import model as M
 from engine.runtime import decoders
@@ -53,7 +54,8 @@ OTHER = "other"
 
 def merge(kind: str, labels: tuple[tuple[str, str], ...], parts: Sequence[Series]) -> Series:
     """Series folded into one, so totals are kept: counts and buckets add up."""
-    if kind in ("log2", "linear"):
+    k = aggs.KINDS[kind]
+    if isinstance(k, aggs.Histogram):
         per_le: dict[float, int] = {}
         for s in parts:
             for b in s.buckets:
@@ -65,14 +67,10 @@ def merge(kind: str, labels: tuple[tuple[str, str], ...], parts: Sequence[Series
             sum=sum(s.sum for s in parts),
             count=sum(s.count for s in parts),
         )
-    if kind == "avg":
+    if k is aggs.AVG:
         total, n = sum(s.sum for s in parts), sum(s.count for s in parts)
         return Series(labels, value=total / n if n else 0.0, sum=total, count=n)
-    if kind == "min":
-        return Series(labels, value=min(s.value for s in parts))
-    if kind == "max":
-        return Series(labels, value=max(s.value for s in parts))
-    return Series(labels, value=sum(s.value for s in parts))
+    return Series(labels, value=k.fold([s.value for s in parts]))
 
 
 @dataclass
@@ -292,7 +290,7 @@ class EngineCollector:
         all; a log2's bucket 1 (le 1) up to the highest ever filled, which never shrinks, so a
         bucket series once shown stays, and every one below the top is there from the start."""
         seen = {b.le for s in series for b in s.buckets if not math.isinf(b.le)}
-        if agg.kind != "log2":
+        if aggs.KINDS[agg.kind] is not aggs.LOG2:
             return sorted(set(agg.bounds) | seen | {math.inf})
         top = max(seen | {self.log2_top.get(metric.name, 0.0)})
         self.log2_top[metric.name] = top

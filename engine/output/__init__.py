@@ -1,0 +1,1 @@
+"""Output values and their renderers (filled in by the outputs work of issue 18)."""
