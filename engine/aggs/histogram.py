@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any, ClassVar, Sequence
 
 from engine.aggs.base import AggKind, Bounds, Member, Params, wrap
+from engine.output import values
+from engine.output.values import Scale
 
 
 class Histogram(AggKind):
@@ -28,9 +30,18 @@ class Histogram(AggKind):
         """The kernel's bucket of a value (the partial's arithmetic, for tests and oracles)."""
         raise NotImplementedError
 
+    def scale(self, p: Params) -> Scale:
+        """How bucket indexes bound values (engine.output.values: renderers read it)."""
+        raise NotImplementedError
+
     def bounds(self, p: Params, i: int) -> Bounds:
         """Bucket i's inclusive (low, high)."""
-        raise NotImplementedError
+        return self.scale(p).bounds(i)
+
+    def value(self, p: Params, merged: tuple[dict[int, int], int], unit: str) -> values.Histogram:
+        """A merged (buckets, sum) as the histogram value renderers print."""
+        buckets, total = merged
+        return values.Histogram(buckets, total, unit, self.scale(p))
 
     def finite_bounds(self, p: Params) -> tuple[float, ...]:
         """The finite upper bounds every series shows in a scrape; () when they depend on

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from engine.aggs.base import Bounds, Params
 from engine.aggs.histogram import Histogram
+from engine.output.values import LinearScale
 
 
 class Linear(Histogram):
@@ -25,8 +26,8 @@ class Linear(Histogram):
             return top_bucket(p)
         return 1 + (v - p.low) // p.step
 
-    def bounds(self, p: Params, i: int) -> Bounds:
-        return linear_bounds(p, i)
+    def scale(self, p: Params) -> LinearScale:
+        return LinearScale(p.low, p.high, p.step)
 
     def finite_bounds(self, p: Params) -> tuple[float, ...]:
         """Every finite upper bound (inclusive) of the buckets: all of them, from the start."""
@@ -44,10 +45,4 @@ def top_bucket(p: Params) -> int:
 
 def linear_bounds(p: Params, i: int) -> Bounds:
     """Bucket 0 is below min, the top one at or above max; None is unbounded."""
-    top = top_bucket(p)
-    if i == 0:
-        return None, p.low - 1
-    if i >= top:
-        return p.high, None
-    low = p.low + (i - 1) * p.step
-    return low, low + p.step - 1
+    return LinearScale(p.low, p.high, p.step).bounds(i)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from engine.aggs.base import Bounds, Params
+from engine.aggs.base import Params
 from engine.aggs.histogram import Histogram
+from engine.output.values import Log2Scale
 
 
 class Log2(Histogram):
@@ -19,14 +20,13 @@ class Log2(Histogram):
     def index(self, p: Params, v: int) -> int:
         return log2_index(v)
 
-    def bounds(self, p: Params, i: int) -> Bounds:
-        return log2_bounds(i)
+    def scale(self, p: Params) -> Log2Scale:
+        return Log2Scale()
 
 
 def log2_bounds(i: int) -> tuple[int, int]:
     """bcc's bucket i (bpf_log2l): 1 holds 0 and 1, then 2^(i-1) .. 2^i - 1, inclusive."""
-    low, high = (1 << i) >> 1, (1 << i) - 1
-    return (low - 1, high) if low == high else (low, high)
+    return Log2Scale().bounds(i)
 
 
 def log2_index(v: int) -> int:

@@ -10,11 +10,9 @@ created), so min and max keep a count beside the value and only slots with a cou
 Sums keep the field's signedness (an s64 for a signed field) and wrap as the C type does.
 """
 
-# ruff: noqa: UP031 -- the tables copy bcc's printf formats, so they stay % formats
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import struct
 from dataclasses import dataclass
@@ -22,13 +20,12 @@ from typing import Any, Sequence, TextIO
 
 from engine import aggs
 from engine.errors import EngineError
+from engine.output import RENDERERS, values
+from engine.output import json as json_output
+from engine.output import table as table_output
 from engine.plan import model as M
 from engine.runtime import decoders
-from engine.runtime.output import render_rows
 from engine.runtime.rows import getter, struct_format
-
-STARS = 40
-
 
 # How each kind merges per-CPU values, how buckets bound, how a value prints: engine.aggs.
 # The names below stay for the callers and tests that import them from here.
@@ -189,84 +186,6 @@ def bounds(agg: M.Aggregation, i: int) -> tuple[int | None, int | None]:
 # --- printing ---------------------------------------------------------------------------------
 
 
-def stars(val: int, val_max: int, width: int) -> str:
-    """bcc's bar (table._stars): floor(width * val / val_max) stars, at most `width`."""
-    return "*" * min(width, int(width * val / val_max)) if val_max else ""
-
-
-def log2_table(buckets: dict[int, int], unit: str) -> str:
-    """A log2 histogram byte for byte as bcc's print_log2_hist prints it (its
-    table._print_log2_hist on the same bucket counts; the tests compare the two): rows from
-    bucket 1 to the last non-empty one, the wide layout with 20 stars past bucket 32, nothing
-    at all when no bucket past 0 holds a count."""
-    idx_max = max((i for i, v in buckets.items() if v > 0), default=-1)
-    if idx_max <= 0:
-        return ""
-    val_max = max(buckets.values())
-    if idx_max <= 32:
-        header, body, width = (
-            "     %-19s : count     distribution",
-            "%10d -> %-10d : %-8d |%-*s|",
-            STARS,
-        )
-    else:
-        header = "               %-29s : count     distribution"
-        body, width = "%20d -> %-20d : %-8d |%-*s|", STARS // 2
-    lines = [header % unit]
-    for i in range(1, idx_max + 1):
-        low, high = log2_bounds(i)
-        val = buckets.get(i, 0)
-        lines.append(body % (low, high, val, width, stars(val, val_max, width)))
-    return "\n".join(lines) + "\n"
-
-
-def linear_table(agg: M.Aggregation, buckets: dict[int, int], unit: str) -> str:
-    """A linear histogram, from the bucket of `min` (or the one below it when that holds a
-    count) to the last non-empty one. With step 1 each row is one value, byte for byte as
-    bcc's print_linear_hist prints it (for min 0 and no value outside min..max); wider steps
-    print ranges as print_log2_hist does. The outer buckets read `< min` and `>= max`."""
-    idx_max = max((i for i, v in buckets.items() if v > 0), default=-1)
-    if idx_max < 0:
-        return ""
-    val_max = max(buckets.values())
-    if agg.step == 1:
-        lines = ["     %-13s : count     distribution" % unit]
-    else:
-        lines = ["     %-19s : count     distribution" % unit]
-    for i in range(0 if buckets.get(0) else 1, idx_max + 1):
-        low, high = linear_bounds(agg, i)
-        if low is None or high is None:
-            text = f"< {agg.low}" if low is None else f">= {agg.high}"
-            label = ("        %-10s" if agg.step == 1 else "%-24s") % text
-        elif agg.step == 1:
-            label = "        %-10d" % low
-        else:
-            label = "%10d -> %-10d" % (low, high)
-        val = buckets.get(i, 0)
-        lines.append("%s : %-8d |%-*s|" % (label, val, STARS, stars(val, val_max, STARS)))
-    return "\n".join(lines) + "\n"
-
-
-def bucket_rows(
-    agg: M.Aggregation, buckets: dict[int, int]
-) -> list[tuple[int | None, int | None, int]]:
-    """(min, max, count) of each bucket from the first non-empty one to the last, the empty
-    ones between included (as bpftrace's JSON lists them); max is inclusive, None unbounded."""
-    full = [i for i, v in buckets.items() if v > 0]
-    if not full:
-        return []
-    return [(*bounds(agg, i), buckets.get(i, 0)) for i in range(min(full), max(full) + 1)]
-
-
-def bucket_json(low: int | None, high: int | None, count: int) -> dict[str, int]:
-    """A bucket as bpftrace -f json writes one: an unbounded side has no key."""
-    obj = {} if low is None else {"min": low}
-    if high is not None:
-        obj["max"] = high
-    obj["count"] = count
-    return obj
-
-
 def printed(agg: M.Aggregation, value: Any) -> int | Exact:
     """A count/sum/min/max/avg as it prints (engine.aggs: the kind's `number`). avg is the
     sum over the count, toward zero as C divides. A `print:` unit (divisor 10**d: us, ms, s
@@ -276,18 +195,36 @@ def printed(agg: M.Aggregation, value: Any) -> int | Exact:
     return aggs.KINDS[agg.kind].number(agg, value)
 
 
-def key_order(key: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
-    """Sorts keys naturally: numbers by value (pid 9 before pid 10), then text."""
-    return tuple((0, k) if isinstance(k, (int, float)) else (1, str(k)) for k in key)
+key_order = values.key_order
+bucket_json = json_output.bucket_json
+
+
+# The histogram text of engine.output.table, by the names its callers and tests use.
+def log2_table(buckets: dict[int, int], unit: str) -> str:
+    return table_output.log2_table(values.Histogram(buckets, 0, unit, values.Log2Scale()))
+
+
+def linear_table(agg: M.Aggregation, buckets: dict[int, int], unit: str) -> str:
+    return table_output.linear_table(values.Histogram(buckets, 0, unit, aggs.LINEAR.scale(agg)))
+
+
+def bucket_rows(
+    agg: M.Aggregation, buckets: dict[int, int]
+) -> list[tuple[int | None, int | None, int]]:
+    """(min, max, count) of each bucket from the first non-empty one to the last."""
+    kind = aggs.KINDS[agg.kind]
+    assert isinstance(kind, aggs.Histogram)
+    return values.Histogram(buckets, 0, "", kind.scale(agg)).rows()
 
 
 class AggregatePrinter:
-    """Prints every active aggregation of a Program in table, json or csv."""
+    """Prints every active aggregation of a Program in one format (engine.output.RENDERERS):
+    each read becomes values (a Table of the plain aggregations, Histograms), rendered."""
 
     def __init__(self, program: M.Program, fmt: str, out: TextIO, state: decoders.State):
         fields = {f.name: f for f in program.fields}
         self.fields = fields
-        self.fmt = fmt
+        self.renderer = RENDERERS[fmt]
         self.out = out
         self.readers = [Reader(s, fields, state) for s in program.aggregations]
         self.epochs = Epochs() if program.epochs > 1 else None
@@ -316,59 +253,36 @@ class AggregatePrinter:
 
     def render_table(self, group: list[tuple[M.AggSink, list[Series]]]) -> str:
         """One row per key, one column per aggregation, sorted by the first (descending)."""
-        by = group[0][0].by
-        cols = [
-            (c.field, c.header, c.width, decoders.REGISTRY[self.fields[c.field].decoder].decimal)
-            for c in by
-        ]
-        values: dict[tuple[Any, ...], list[Any]] = {}
-        for n, (sink, series) in enumerate(group):
-            agg = sink.agg
-            width = 16 if agg.divisor != 1 else 8  # bcc's syscount: %8d COUNT, %16.3f TIME
-            cols.append((agg.header.lower(), agg.header, max(len(agg.header), width), False))
-            for s in series:
-                row = values.setdefault(s.key, [0] * len(group))
-                row[n] = printed(agg, s.value)
-        rows = sorted(values.items(), key=lambda kv: key_order(kv[0]))  # ties in key order
-        rows.sort(key=lambda kv: kv[1][0], reverse=True)
-        text = render_rows(self.fmt, cols, [[*key, *vals] for key, vals in rows])
-        return ("\n" + text) if self.fmt == "table" else text
+        table = aggregate_table(group, self.fields)
+        keys = tuple(range(len(group[0][0].by)))
+        return self.renderer(()).table(table, values.Order(column=len(keys), natural=keys))
 
     def render_hist(self, sink: M.AggSink, series: list[Series]) -> str:
         agg = sink.agg
+        kind = sink.kind
+        assert isinstance(kind, aggs.Histogram)
         names = [c.field for c in sink.by]
-        series = sorted(series, key=lambda s: key_order(s.key))
-        if self.fmt == "json":
-            lines = []
-            for s in series:
-                assert s.buckets is not None
-                obj: dict[str, Any] = {"aggregation": agg.name, **dict(zip(names, s.key))}
-                obj["unit"] = agg.unit
-                obj["buckets"] = [bucket_json(*b) for b in bucket_rows(agg, s.buckets)]
-                obj["count"] = s.count
-                obj["sum"] = s.total
-                lines.append(json.dumps(obj, separators=(",", ":")) + "\n")
-            return "".join(lines)
-        if self.fmt == "csv":
-            cols = [(n, n, 0, False) for n in names] + [
-                ("min", "min", 0, False), ("max", "max", 0, False), ("count", "count", 0, False)
-            ]  # fmt: skip
-            rows = []
-            for s in series:
-                assert s.buckets is not None
-                for low, high, n in bucket_rows(agg, s.buckets):
-                    rows.append(
-                        [*s.key, "" if low is None else low, "" if high is None else high, n]
-                    )
-            return render_rows("csv", cols, rows)
-        out = []
-        for s in series:
+        keyed = []
+        for s in sorted(series, key=lambda s: key_order(s.key)):
             assert s.buckets is not None
-            head = ", ".join(f"{h} = {v}" for h, v in zip(names, s.key))
-            table = (
-                log2_table(s.buckets, agg.unit)
-                if sink.kind is aggs.LOG2
-                else linear_table(agg, s.buckets, agg.unit)
-            )
-            out.append(("\n" + head + "\n" if head else "\n") + table)
-        return "".join(out)
+            h = kind.value(agg, (s.buckets, s.total), agg.unit)
+            keyed.append(values.Keyed(tuple(zip(names, s.key)), h))
+        return self.renderer(()).histograms(agg.name, names, keyed)
+
+
+def aggregate_table(
+    group: list[tuple[M.AggSink, list[Series]]], fields: dict[str, M.Field]
+) -> values.Table:
+    """Aggregations keyed by the same fields as one Table: the key columns, then a column
+    per aggregation (a key one of them lacks shows 0 there)."""
+    decimal = {n: decoders.REGISTRY[f.decoder].decimal for n, f in fields.items()}
+    cols = [values.Column(c.field, c.header, c.width, decimal[c.field]) for c in group[0][0].by]
+    rows: dict[tuple[Any, ...], list[values.Cell]] = {}
+    for n, (sink, series) in enumerate(group):
+        agg = sink.agg
+        width = 16 if agg.divisor != 1 else 8  # bcc's syscount: %8d COUNT, %16.3f TIME
+        cols.append(values.Column(agg.header.lower(), agg.header, max(len(agg.header), width)))
+        for s in series:
+            row = rows.setdefault(s.key, [values.Number(0)] * len(group))
+            row[n] = values.Number(printed(agg, s.value))
+    return values.Table(tuple(cols), tuple((*key, *vals) for key, vals in rows.items()))
