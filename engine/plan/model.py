@@ -605,11 +605,13 @@ class Plan:
     fields: tuple[Field, ...]
     event: Layout
     columns: tuple[Column, ...]
-    count_by: tuple[Column, ...]
-    count_header: str
-    key: Layout | None
     states: tuple[StateMap, ...] = ()
     aggregations: tuple[Aggregation, ...] = ()
+
+    @property
+    def counted(self) -> Aggregation | None:
+        """The aggregation `-c/--count` turns on (the spec's `output.count`), if any."""
+        return next((a for a in self.aggregations if a.by_count), None)
 
 
 # --- what a run fixes: the render model ------------------------------------------------
@@ -733,13 +735,11 @@ Sink = Union[EventSink, AggSink]
 @dataclass(frozen=True)
 class Program:
     name: str
-    mode: str  # events | count (-c) | aggregate
     transport: str  # ringbuf | perf (events)
     ringbuf_pages: int
     wakeup_batch: int  # 0: wake the reader on every event
     probes: tuple[ProgramProbe, ...]
     event: Layout
-    key: Layout | None
     fields: tuple[Field, ...] = field(default=())
     sinks: tuple[Sink, ...] = ()
     states: tuple[StateMap, ...] = ()
@@ -764,6 +764,15 @@ class Program:
     @property
     def aggregations(self) -> tuple[AggSink, ...]:
         return tuple(s for s in self.sinks if isinstance(s, AggSink))
+
+    @property
+    def label(self) -> str:
+        """What the generated C's first comment (and its golden file's name) calls the
+        program's output: its counted aggregation (-c), aggregations, or events. Words for
+        people; nothing branches on them."""
+        if any(s.agg.by_count for s in self.aggregations):
+            return "count"
+        return "aggregate" if self.aggregations else "events"
 
     @property
     def epochs(self) -> int:

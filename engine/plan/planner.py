@@ -171,13 +171,6 @@ class Planner:
             raise SpecError(sorted(self.problems, key=lambda p: (p.location.line, p.location.col)))
         field_list = tuple(fields.values())
         event = layout("event_t", [(M.slot_name(f.name), f.ctype, f.count) for f in field_list])
-        key = None
-        if count_by:
-            by = {c.field for c in count_by}
-            key = layout(
-                "key_t",
-                [(M.slot_name(f.name), f.ctype, f.count) for f in field_list if f.name in by],
-            )
         plan = M.Plan(
             name=self.data["name"],
             description=self.data.get("description", ""),
@@ -186,9 +179,6 @@ class Planner:
             fields=field_list,
             event=event,
             columns=columns,
-            count_by=count_by,
-            count_header=count.get("header", "COUNT"),
-            key=key,
             states=tuple(self.states.values()),
             aggregations=tuple(aggregations),
         )
@@ -402,7 +392,9 @@ class Planner:
                 for index in range(most):
                     choices = {p.name: min(index, len(p.alternatives) - 1) for p in plan.probes}
                     try:
-                        program = bind(plan, mode=mode, options=shape.values, choices=choices)
+                        program = bind(
+                            plan, count=mode == "count", options=shape.values, choices=choices
+                        )
                     except UsageError:
                         continue  # a value this shape cannot take (a 1-byte string field)
                     for bound in program.probes:

@@ -101,9 +101,14 @@ def read_aggregates(session: Any) -> list[Aggregate]:
     readers = _CACHE.get(session)
     if readers is None:
         readers = _CACHE[session] = _Readers(session)
+    return read_readers(session, readers.readers)
+
+
+def read_readers(session: Any, readers: list[sinks.Reader]) -> list[Aggregate]:
+    """The aggregations these readers read, with the events each dropped, as values."""
     errors = session.errors()
     out = []
-    for reader in readers.readers:
+    for reader in readers:
         sink = reader.sink
         series = tuple(convert(sink, s) for s in reader.read(session.bpf))
         out.append(

@@ -175,9 +175,9 @@ def serving_program(plan: M.Plan) -> M.Program:
     options, else its output.count (what -c counts)."""
     from engine.plan.bind import bind
 
-    program = bind(plan, mode="events")
-    if not program.aggregations and plan.key is not None:
-        program = bind(plan, mode="count")
+    program = bind(plan)
+    if not program.aggregations and plan.counted is not None:
+        program = bind(plan, count=True)
     return program
 
 

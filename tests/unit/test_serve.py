@@ -55,7 +55,7 @@ def problems_of(tmp_path: pathlib.Path, text: str) -> list[str]:
 
 def test_count_mode_is_a_counter_named_by_its_header() -> None:
     _, program, metrics = serve.plan_spec(str(ROOT / "specs" / "tcpconnect.yaml"), BTF)
-    assert program.mode == "count"
+    assert [s.agg.by_count for s in program.aggregations] == [True]
     (m,) = metrics.values()
     assert (m.name, m.type, m.divisor, m.max_series) == ("tcpconnect_connects", "counter", 1, 1000)
 
