@@ -14,6 +14,7 @@ from engine.output.values import Keyed, Number, Stack, Symbol, Text
 
 class JsonRenderer(Renderer):
     name: ClassVar[str] = "json"
+    exact_text: ClassVar[bool] = True  # JSON escapes text itself
 
     def row(self, cells: Sequence[Any]) -> str:
         row: dict[str, Any] = dict(zip((c.key for c in self.columns), cells))

@@ -81,9 +81,6 @@ def bind(
     }
     return M.Program(
         name=plan.name,
-        transport=transport,
-        ringbuf_pages=ringbuf_pages,
-        wakeup_batch=wakeup_batch,
         probes=tuple(probes),
         event=plan.event,
         fields=plan.fields,

@@ -735,9 +735,6 @@ Sink = Union[EventSink, AggSink]
 @dataclass(frozen=True)
 class Program:
     name: str
-    transport: str  # ringbuf | perf (events)
-    ringbuf_pages: int
-    wakeup_batch: int  # 0: wake the reader on every event
     probes: tuple[ProgramProbe, ...]
     event: Layout
     fields: tuple[Field, ...] = field(default=())

@@ -25,6 +25,7 @@ from engine.attach import KINDS
 from engine.codegen import render
 from engine.errors import EngineError, UsageError
 from engine.kernel import capabilities
+from engine.output import RENDERERS
 from engine.plan import model as M
 from engine.plan.bind import OptionValue, bind
 from engine.runtime import decoders, signals
@@ -464,7 +465,8 @@ class EventLoop:
         self.session = session
         self.out = out
         self.stop = stop
-        self.state = decoders.State(exact_text=config.fmt == "json")  # tables/CSV: escaped
+        # text cells exact where the format escapes them itself (JSON); tables/CSV: escaped
+        self.state = decoders.State(exact_text=RENDERERS[config.fmt].exact_text)
         fields = {f.name: f for f in plan.fields}
         self.printer = Printer(
             config.fmt,
