@@ -7,13 +7,12 @@ between. Each aggregation kind (engine.aggs) says how its merged value becomes a
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from engine import aggs
 from engine.plan import model as M
-from engine.runtime import decoders, sinks
+from engine.runtime import sinks
 
 
 @dataclass(frozen=True)
@@ -83,29 +82,9 @@ def linear_bounds(agg: M.Aggregation) -> tuple[float, ...]:
 KINDS: dict[str, Callable[[M.AggSink, sinks.Series], Series]] = dict.fromkeys(aggs.KINDS, convert)
 
 
-class _Readers:
-    """The sinks.Reader of each aggregation of one session, made once."""
-
-    def __init__(self, session: Any) -> None:
-        program: M.Program = session.program
-        fields = {f.name: f for f in program.fields}
-        self.state = decoders.State(exact_text=True)  # label values: the exposition escapes
-        self.readers = [sinks.Reader(s, fields, self.state) for s in program.aggregations]
-
-
-_CACHE: weakref.WeakKeyDictionary[Any, _Readers] = weakref.WeakKeyDictionary()
-
-
-def read_aggregates(session: Any) -> list[Aggregate]:
-    """Every active aggregation of a loaded `runner.Session`, read from its maps now."""
-    readers = _CACHE.get(session)
-    if readers is None:
-        readers = _CACHE[session] = _Readers(session)
-    return read_readers(session, readers.readers)
-
-
 def read_readers(session: Any, readers: list[sinks.Reader]) -> list[Aggregate]:
-    """The aggregations these readers read, with the events each dropped, as values."""
+    """The aggregations these readers read from a loaded `runner.Session`'s maps now, with
+    the events each dropped, as values (engine.runtime.loop.MapAggregations.read)."""
     errors = session.errors()
     out = []
     for reader in readers:

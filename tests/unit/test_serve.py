@@ -1,7 +1,7 @@
 """engine serve without the kernel: the metric model, the series budget and the exposition.
 
 Specs are planned against the committed BTF fixture; the exposition is prometheus_client's
-own text output of Aggregates built by hand (what read_aggregates returns), parsed back with
+own text output of Aggregates built by hand (what MapAggregations.read returns), parsed back with
 prometheus_client's parser.
 """
 
