@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         real_loop = runner.EventLoop.run
         out = opts.profile
 
-        def profiled(self: Any, mode: str) -> int:
+        def profiled(self: Any) -> int:
             prof = cProfile.Profile()
             prof.enable()
             try:
-                return real_loop(self, mode)
+                return real_loop(self)
             finally:
                 prof.disable()
                 prof.dump_stats(out)

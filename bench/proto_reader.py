@@ -60,7 +60,7 @@ def start(wakeup: int, pages: int) -> Any:
         raise SystemExit(str(problems))
     plan = planner.plan(doc, None)
     config = runner.RunConfig(wakeup_batch=wakeup, ringbuf_pages=pages)
-    session = runner.start(plan, config, "events", "ringbuf")
+    session = runner.start(plan, config, "ringbuf")
     # the layout this reader hard-codes must be the engine's
     decoder = render.load_decoder(plan)
     assert ctypes.sizeof(decoder.Event) == EVENT.size, "event layout changed"

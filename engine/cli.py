@@ -379,7 +379,7 @@ def cmd_with_spec(verb: str, argv: list[str]) -> int:
     if ns.spec != spec:  # the spec's own flags took another reading of the arguments
         final.error(f"cannot tell which argument is SPEC: {spec} or {ns.spec}")
     values = option_values(plan, ns)
-    if ns.count and plan.key is None:
+    if ns.count and plan.counted is None:
         raise UsageError(f"-c/--count: spec '{plan.name}' declares no output.count")
     if verb == "render":
         return cmd_render(plan, ns, values)
@@ -400,7 +400,7 @@ def cmd_render(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> 
                 f"--alternative: probe '{probe.name}' has {len(probe.alternatives)} alternatives"
             )
         choices[probe.name] = ns.alternative - 1
-    program = bind(plan, mode="count" if ns.count else "events", options=values, choices=choices)
+    program = bind(plan, count=ns.count, options=values, choices=choices)
     sys.stdout.write(render.render_c(program))
     return 0
 
@@ -417,11 +417,11 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
                 f"{len(probe.alternatives)} alternatives"
             )
     if ns.ebpf:
-        program = bind(plan, mode="count" if ns.count else "events", options=values, clear=ns.clear)
+        program = bind(plan, count=ns.count, options=values, clear=ns.clear)
         sys.stdout.write(render.render_c(program))
         return 0
     # Option values meet the plan (a string longer than its field, ...) before the kernel does.
-    program = bind(plan, mode="count" if ns.count else "events", options=values)
+    program = bind(plan, count=ns.count, options=values)
     if (ns.interval or ns.clear) and not program.aggregations:
         flag = "--interval" if ns.interval else "--clear"
         raise UsageError(

@@ -96,9 +96,8 @@ def render_c(program: M.Program) -> str:
 
 def render_decoder(plan: M.Plan) -> str:
     """The Python decoder module's source."""
-    key_names = {c.field for c in plan.count_by}
     template = environment().get_template("decoder.py.j2")
-    return template.render(plan=plan, key_names=key_names)
+    return template.render(plan=plan)
 
 
 def load_decoder(plan: M.Plan) -> types.ModuleType:

@@ -1,4 +1,4 @@
-"""Bind a Plan to one run: output mode, option values, and the alternative chosen per probe.
+"""Bind a Plan to one run: -c, option values, and the alternative chosen per probe.
 
 The result, a `Program`, is what the templates render. Option placeholders become typed
 constants (or their comparison drops out when the option is not given), and only the steps
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Mapping, Sequence, Union
 
+from engine import aggs
 from engine.attach import KINDS, legacy_name
 from engine.errors import UsageError
 from engine.kernel.pinned import SAFE_PATH
@@ -27,7 +28,7 @@ SET_INLINE = 8  # a list option with more values than this is looked up in a has
 def bind(
     plan: M.Plan,
     *,
-    mode: str = "events",
+    count: bool = False,
     options: Mapping[str, OptionValue] | None = None,
     choices: Mapping[str, int] | None = None,
     transport: str = "ringbuf",
@@ -38,6 +39,8 @@ def bind(
 ) -> M.Program:
     """Fix a run's choices; `choices` maps probe name -> index into its alternatives.
 
+    `count` (-c/--count) turns on the spec's counted aggregation (`output.count`), alone.
+
     `clear` (--clear) gives each aggregation two map sets, so a print can clear one while the
     kernel writes the other (engine.runtime.sinks.Epochs).
 
@@ -45,10 +48,10 @@ def bind(
     "module" (kfunc__vmlinux__FN, bcc >= 0.27) or "legacy" (kfunc__FN, bcc 0.26).
     """
     values = dict(options or {})
-    if mode == "count" and plan.key is None:
+    if count and plan.counted is None:
         raise ValueError("this spec declares no output.count")
     flags = {o.name: "/".join(f for f in (o.short, o.long) if f) for o in plan.options}
-    sinks = bind_sinks(plan, mode, values, transport, ringbuf_pages, wakeup_batch, clear)
+    sinks = bind_sinks(plan, count, values, transport, ringbuf_pages, wakeup_batch, clear)
     aggs = [s for s in sinks if isinstance(s, M.AggSink)]
     errors = error_names(plan.states, [s.agg for s in aggs])
     if aggs:
@@ -75,20 +78,14 @@ def bind(
         alt = replace(alt, steps=prune(alt.steps, slots_read(alt.where), later))
         probes.append(M.ProgramProbe(probe.name, alt, pre, filt, post, probe.emits))
     sets = {s.map: s for p in probes for e in (p.alternative.where, p.filter) for s in set_maps(e)}
-    shown = "count" if mode == "count" else ("aggregate" if aggs else "events")
     # a return probe's stash map is declared only when its alternative is the one chosen
     stashes = {
         s.map for p in probes for s in p.alternative.stash_steps if isinstance(s, M.StateKey)
     }
     return M.Program(
         name=plan.name,
-        mode=shown,
-        transport=transport,
-        ringbuf_pages=ringbuf_pages,
-        wakeup_batch=wakeup_batch,
         probes=tuple(probes),
         event=plan.event,
-        key=plan.key,
         fields=plan.fields,
         sinks=tuple(sinks),
         states=tuple(st for st in plan.states if not st.stash or st.name in stashes),
@@ -108,7 +105,7 @@ def active(agg: M.Aggregation, count: bool, values: Mapping[str, OptionValue]) -
 
 def bind_sinks(
     plan: M.Plan,
-    mode: str,
+    count: bool,
     values: Mapping[str, OptionValue],
     transport: str,
     ringbuf_pages: int,
@@ -120,14 +117,14 @@ def bind_sinks(
     fields = {f.name: f for f in plan.fields}
     sinks: list[M.Sink] = []
     for agg in plan.aggregations:
-        if not active(agg, mode == "count", values):
+        if not active(agg, count, values):
             continue
         by = tuple(c for c in agg.by if not c.option or values.get(c.option))
         members = [(M.slot_name(c.field), fields[c.field].ctype, fields[c.field].count) for c in by]
         if not members:  # one key for everything: a map key cannot be empty
             members.append(("all", "u32", 0))
         key = layout(f"agg_{agg.name}_key_t", members)
-        value_ctype = "s64" if agg.signed and agg.kind != "count" else "u64"
+        value_ctype = aggs.KINDS[agg.kind].value_ctype(agg.signed)
         index = agg_error_index(plan.states, len(sinks))
         sinks.append(M.AggSink(agg, key, by, value_ctype, index, 2 if clear else 1))
     if not sinks:

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
+from engine import aggs
+from engine.aggs import AggKind
+from engine.aggs.linear import top_bucket
 from engine.plan.ir import (  # noqa: F401  re-exported: `M.Load`, `M.CVar` keep working
     AddrOf,
     Arg,
@@ -152,7 +155,7 @@ class Option:
 class Aggregation:
     """An in-kernel aggregation of the emitting probes' events, keyed by zero or more fields.
 
-    `kind`: count sum min max avg log2 linear. `value` names the field aggregated (not for
+    `kind` names its engine.aggs kind (KINDS). `value` names the field aggregated (not for
     count). `by` lists the key columns, each possibly switched by a bool option. Active when
     every bool option of `when` is on and `unless` is off; the spec's `output.count` is
     `by_count`: active with the engine's -c/--count, and then alone."""
@@ -230,11 +233,13 @@ class Plan:
     fields: tuple[Field, ...]
     event: Layout
     columns: tuple[Column, ...]
-    count_by: tuple[Column, ...]
-    count_header: str
-    key: Layout | None
     states: tuple[StateMap, ...] = ()
     aggregations: tuple[Aggregation, ...] = ()
+
+    @property
+    def counted(self) -> Aggregation | None:
+        """The aggregation `-c/--count` turns on (the spec's `output.count`), if any."""
+        return next((a for a in self.aggregations if a.by_count), None)
 
 
 # --- what a run fixes: the render model ------------------------------------------------
@@ -298,19 +303,14 @@ class AggSink:
         return "agg"
 
     @property
-    def members(self) -> tuple[tuple[str, str, int], ...]:
-        """(C type, name, array length or 0) of the value struct; () for a plain integer.
+    def kind(self) -> AggKind:
+        """The aggregation's kind (engine.aggs): its layout, partial, merge and value."""
+        return aggs.KINDS[self.agg.kind]
 
-        min and max keep a count beside the value: a CPU's slot that was never written
-        (per-CPU hashes zero the other CPUs' slots of a new key) is left out of the merge."""
-        kind = self.agg.kind
-        if kind in ("min", "max"):
-            return ((self.value_ctype, "value", 0), ("u64", "count", 0))
-        if kind == "avg":
-            return ((self.value_ctype, "sum", 0), ("u64", "count", 0))
-        if self.buckets:
-            return (("u64", "buckets", self.buckets), (self.value_ctype, "sum", 0))
-        return ()
+    @property
+    def members(self) -> tuple[tuple[str, str, int], ...]:
+        """(C type, name, array length or 0) of the value struct; () for a plain integer."""
+        return self.kind.members(self.value_ctype, self.buckets)
 
     @property
     def key_copies(self) -> tuple[tuple[str, bool], ...]:
@@ -327,18 +327,13 @@ class AggSink:
 
     @property
     def buckets(self) -> int:
-        """A histogram's buckets: log2 0..64 (bpf_log2l), linear below min, one per step,
-        at or above max; 0 for the other kinds."""
-        if self.agg.kind == "log2":
-            return 65
-        if self.agg.kind == "linear":
-            return self.top_bucket + 1
-        return 0
+        """A histogram's buckets (engine.aggs); 0 for the other kinds."""
+        return self.kind.buckets(self.agg)
 
     @property
     def top_bucket(self) -> int:
         """A linear histogram's bucket for values at or above its max."""
-        return (self.agg.high - self.agg.low) // self.agg.step + 1 if self.agg.step else 0
+        return top_bucket(self.agg)
 
     @property
     def map(self) -> str:
@@ -359,13 +354,8 @@ Sink = Union[EventSink, AggSink]
 @dataclass(frozen=True)
 class Program:
     name: str
-    mode: str  # events | count (-c) | aggregate
-    transport: str  # ringbuf | perf (events)
-    ringbuf_pages: int
-    wakeup_batch: int  # 0: wake the reader on every event
     probes: tuple[ProgramProbe, ...]
     event: Layout
-    key: Layout | None
     fields: tuple[Field, ...] = field(default=())
     sinks: tuple[Sink, ...] = ()
     states: tuple[StateMap, ...] = ()
@@ -390,6 +380,15 @@ class Program:
     @property
     def aggregations(self) -> tuple[AggSink, ...]:
         return tuple(s for s in self.sinks if isinstance(s, AggSink))
+
+    @property
+    def label(self) -> str:
+        """What the generated C's first comment (and its golden file's name) calls the
+        program's output: its counted aggregation (-c), aggregations, or events. Words for
+        people; nothing branches on them."""
+        if any(s.agg.by_count for s in self.aggregations):
+            return "count"
+        return "aggregate" if self.aggregations else "events"
 
     @property
     def epochs(self) -> int:

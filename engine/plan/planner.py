@@ -32,13 +32,6 @@ def plan_context(ctx: Context) -> M.Plan:
         raise SpecError(sorted(ctx.problems, key=lambda p: (p.location.line, p.location.col)))
     field_list = tuple(ctx.fields.values())
     event = layout("event_t", [(M.slot_name(f.name), f.ctype, f.count) for f in field_list])
-    key = None
-    if ctx.count_by:
-        by = {c.field for c in ctx.count_by}
-        key = layout(
-            "key_t",
-            [(M.slot_name(f.name), f.ctype, f.count) for f in field_list if f.name in by],
-        )
     plan = M.Plan(
         name=ctx.spec.name,
         description=ctx.spec.description,
@@ -47,9 +40,6 @@ def plan_context(ctx: Context) -> M.Plan:
         fields=field_list,
         event=event,
         columns=ctx.columns,
-        count_by=ctx.count_by,
-        count_header=ctx.count_header,
-        key=key,
         states=tuple(ctx.states.values()),
         aggregations=tuple(ctx.aggregations),
     )

@@ -88,4 +88,4 @@ def option_shapes(plan: M.Plan) -> list[Shape]:
 
 def modes(plan: M.Plan) -> tuple[str, ...]:
     """The output modes a run can choose: events (or the active aggregations), and `-c`."""
-    return ("events", "count") if plan.key else ("events",)
+    return ("events", "count") if plan.counted else ("events",)

@@ -1,19 +1,18 @@
 """A session's in-kernel aggregations as plain values, read at the moment of asking.
 
 `engine serve` turns these into Prometheus metrics at scrape time; nothing is copied in
-between. Each aggregation kind is one converter in KINDS (how a sinks.Series becomes a
-`Series` here), so a new kind is one function and one registry line.
+between. Each aggregation kind (engine.aggs) says how its merged value becomes a sample.
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from engine import aggs
 from engine.plan import model as M
-from engine.runtime import decoders, sinks
+from engine.runtime import sinks
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class Aggregate:
     """One aggregation of one session, read now."""
 
     name: str  # the spec's aggregation name (`count` for output.count)
-    kind: str  # count sum min max avg log2 linear
+    kind: str  # its engine.aggs kind name
     key_fields: tuple[str, ...]
     unit: str  # as the spec wrote it (`usecs`, `ns`, `bytes`, ...), "" if none
     series: tuple[Series, ...]
@@ -54,73 +53,42 @@ class Aggregate:
     bounds: tuple[float, ...] = ()
 
 
-Converter = Callable[[M.AggSink, "sinks.Series"], Series]
-
-
 def _labels(sink: M.AggSink, s: sinks.Series) -> tuple[tuple[str, str], ...]:
     return tuple((c.field, str(v)) for c, v in zip(sink.by, s.key))
 
 
-def _scalar(sink: M.AggSink, s: sinks.Series) -> Series:
-    return Series(_labels(sink, s), value=int(s.value))
-
-
-def _avg(sink: M.AggSink, s: sinks.Series) -> Series:
-    total, n = s.value
-    return Series(_labels(sink, s), value=(total / n) if n else 0.0, sum=total, count=n)
-
-
-def _histogram(sink: M.AggSink, s: sinks.Series) -> Series:
-    assert s.buckets is not None
-    out = []
-    for i, n in sorted(s.buckets.items()):
-        high = sinks.bounds(sink.agg, i)[1]
-        out.append(Bucket(math.inf if high is None else float(high), n))
-    return Series(_labels(sink, s), buckets=tuple(out), sum=s.total, count=s.count)
+def convert(sink: M.AggSink, s: sinks.Series) -> Series:
+    """One key read by sinks.Reader as a sample: buckets for a histogram kind, else the
+    kind's (value, sum, count) (engine.aggs)."""
+    kind = sink.kind
+    if isinstance(kind, aggs.Histogram):
+        assert s.buckets is not None
+        out = []
+        for i, n in sorted(s.buckets.items()):
+            high = kind.bounds(sink.agg, i)[1]
+            out.append(Bucket(math.inf if high is None else float(high), n))
+        return Series(_labels(sink, s), buckets=tuple(out), sum=s.total, count=s.count)
+    value, total, count = kind.metric(s.value)
+    return Series(_labels(sink, s), value=value, sum=total, count=count)
 
 
 def linear_bounds(agg: M.Aggregation) -> tuple[float, ...]:
-    """Every finite upper bound (inclusive) of an lhist's buckets; () for other kinds."""
-    if agg.kind != "linear":
-        return ()
-    top = (agg.high - agg.low) // agg.step + 1
-    return tuple(float(high) for i in range(top) if (high := sinks.bounds(agg, i)[1]) is not None)
+    """Every finite upper bound a histogram shows from the start (an lhist's); () else."""
+    kind = aggs.KINDS[agg.kind]
+    return kind.finite_bounds(agg) if isinstance(kind, aggs.Histogram) else ()
 
 
-KINDS: dict[str, Converter] = {
-    "count": _scalar,
-    "sum": _scalar,
-    "min": _scalar,
-    "max": _scalar,
-    "avg": _avg,
-    "log2": _histogram,
-    "linear": _histogram,
-}
+# every kind converts the same way now; kept by name for the callers that look one up
+KINDS: dict[str, Callable[[M.AggSink, sinks.Series], Series]] = dict.fromkeys(aggs.KINDS, convert)
 
 
-class _Readers:
-    """The sinks.Reader of each aggregation of one session, made once."""
-
-    def __init__(self, session: Any) -> None:
-        program: M.Program = session.program
-        fields = {f.name: f for f in program.fields}
-        self.state = decoders.State(exact_text=True)  # label values: the exposition escapes
-        self.readers = [sinks.Reader(s, fields, self.state) for s in program.aggregations]
-
-
-_CACHE: weakref.WeakKeyDictionary[Any, _Readers] = weakref.WeakKeyDictionary()
-
-
-def read_aggregates(session: Any) -> list[Aggregate]:
-    """Every active aggregation of a loaded `runner.Session`, read from its maps now."""
-    readers = _CACHE.get(session)
-    if readers is None:
-        readers = _CACHE[session] = _Readers(session)
+def read_readers(session: Any, readers: list[sinks.Reader]) -> list[Aggregate]:
+    """The aggregations these readers read from a loaded `runner.Session`'s maps now, with
+    the events each dropped, as values (engine.runtime.loop.MapAggregations.read)."""
     errors = session.errors()
     out = []
-    for reader in readers.readers:
+    for reader in readers:
         sink = reader.sink
-        convert = KINDS[sink.agg.kind]
         series = tuple(convert(sink, s) for s in reader.read(session.bpf))
         out.append(
             Aggregate(

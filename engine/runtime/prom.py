@@ -18,41 +18,36 @@ below min ends at min - 1, and the one at or above max only counts towards +Inf.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
+from engine import aggs
 from engine.errors import Location, Problem, SpecError
+from engine.output import prom as output_prom
+from engine.output import values
+from engine.output.prom import (  # noqa: F401  (the exposition, where its callers look)
+    LOG2_BUCKETS,
+    PromHistogram,
+    exposition,
+    format_value,
+)
 from engine.plan import model as M
 from engine.plan.bind import bind
-from engine.runtime.sinks import linear_bounds, log2_bounds
 from engine.spec import model as S
-
-LOG2_BUCKETS = 64  # bpf_log2l gives 1..64 for any u64
-
-
-@dataclass(frozen=True)
-class PromHistogram:
-    """`buckets`: (le, cumulative count), ascending, the last one +Inf (equal to count)."""
-
-    buckets: tuple[tuple[float, int], ...]
-    sum: float
-    count: int
 
 
 def upper_bounds(agg: M.Aggregation, max_log2: int = LOG2_BUCKETS) -> list[tuple[int, float]]:
     """(bucket index, le) for every finite bucket of the aggregation, ascending. A log2
     histogram may stop at `max_log2` (ebpf_exporter's bucket_max): higher buckets then only
     count towards +Inf."""
-    if agg.kind == "log2":
-        return [(i, float(log2_bounds(i)[1])) for i in range(1, max_log2 + 1)]
-    top = (agg.high - agg.low) // agg.step + 1
-    out = []
-    for i in range(top):
-        high = linear_bounds(agg, i)[1]
-        assert high is not None
-        out.append((i, float(high)))
-    return out
+    return output_prom.upper_bounds(_scale(agg), max_log2)
+
+
+def _scale(agg: M.Aggregation) -> Any:
+    kind = aggs.KINDS[agg.kind]
+    assert isinstance(kind, aggs.Histogram)
+    return kind.scale(agg)
 
 
 def histogram(
@@ -64,43 +59,8 @@ def histogram(
 ) -> PromHistogram:
     """One key's buckets (index -> count, as sinks.Reader gathers them) and its exact sum of
     values, as cumulative Prometheus buckets; `le` and `_sum` are scaled by `multiplier`."""
-    running = 0
-    out: list[tuple[float, int]] = []
-    for i, le in upper_bounds(agg, max_log2):
-        running += buckets.get(i, 0)
-        out.append((le * multiplier, running))
-    count = sum(buckets.values())
-    out.append((math.inf, count))
-    return PromHistogram(tuple(out), total * multiplier, count)
-
-
-def format_value(x: float) -> str:
-    """A sample value or `le` as the text format writes it: +Inf, integers without a dot,
-    others to 15 significant digits (9 * 1e-3 prints as 0.009, not 0.009000000000000001)."""
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    if x == int(x) and abs(x) < 2**53:
-        return str(int(x))
-    return f"{x:.15g}"
-
-
-def exposition(name: str, labels: dict[str, str], h: PromHistogram) -> list[str]:
-    """The text exposition lines of one labelled histogram (no HELP/TYPE lines)."""
-
-    def label_text(extra: dict[str, str]) -> str:
-        items = {**labels, **extra}
-        if not items:
-            return ""
-        return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in items.items()) + "}"
-
-    lines = [f"{name}_bucket{label_text({'le': format_value(le)})} {n}" for le, n in h.buckets]
-    lines.append(f"{name}_sum{label_text({})} {format_value(h.sum)}")
-    lines.append(f"{name}_count{label_text({})} {h.count}")
-    return lines
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    value = values.Histogram(buckets, total, agg.unit, _scale(agg))
+    return output_prom.cumulative(value, multiplier, max_log2)
 
 
 # --- the metric model: one spec's aggregations as metrics, checked ---------------------------
@@ -131,18 +91,9 @@ UNITS: dict[str, tuple[str, float]] = {
     "bytes": ("bytes", 1.0),
 }
 
-# The metric type each aggregation kind may be, the first one the default. A `sum` of a
-# signed field can fall, which a counter must not: its default is gauge, and counter is
-# refused (see `allowed_types`).
-TYPES: dict[str, tuple[str, ...]] = {
-    "count": ("counter", "gauge"),
-    "sum": ("counter", "gauge"),
-    "min": ("gauge",),
-    "max": ("gauge",),
-    "avg": ("gauge",),
-    "log2": ("histogram",),
-    "linear": ("histogram",),
-}
+# The metric type each aggregation kind may be, the first one the default (engine.aggs:
+# a `sum` of a signed field can fall, which a counter must not; see `allowed_types`).
+TYPES: dict[str, tuple[str, ...]] = {name: k.prom_types for name, k in aggs.KINDS.items()}
 
 
 @dataclass(frozen=True)
@@ -167,9 +118,7 @@ def sanitize(name: str) -> str:
 
 def allowed_types(agg: M.Aggregation) -> tuple[str, ...]:
     """The metric types an aggregation may be, its default first."""
-    if agg.kind == "sum" and agg.signed:
-        return ("gauge",)
-    return TYPES[agg.kind]
+    return aggs.KINDS[agg.kind].metric_types(agg.signed)
 
 
 def exposed_names(metric: Metric) -> set[str]:
@@ -226,9 +175,9 @@ def clashes(metrics: list[Metric]) -> list[Problem]:
 def serving_program(plan: M.Plan) -> M.Program:
     """What `engine serve` keeps in the kernel: the spec's aggregations active with default
     options, else its output.count (what -c counts)."""
-    program = bind(plan, mode="events")
-    if not program.aggregations and plan.key is not None:
-        program = bind(plan, mode="count")
+    program = bind(plan)
+    if not program.aggregations and plan.counted is not None:
+        program = bind(plan, count=True)
     return program
 
 
@@ -317,10 +266,9 @@ def metric_models(plan: M.Plan, program: M.Program, spec: S.Spec) -> dict[str, M
         if mtype not in kind_types:
             continue  # said above
         problems += label_problems(spec, agg, sink.by)
-        unit = entry.unit if entry.unit is not None else (agg.unit if agg.kind != "count" else "")
-        base, divisor = UNITS.get(unit, ("", 1.0))
-        if agg.kind == "count":
-            base, divisor = "", 1.0
+        counts = not aggs.KINDS[agg.kind].takes_value  # a count has no unit
+        unit = entry.unit if entry.unit is not None else ("" if counts else agg.unit)
+        base, divisor = ("", 1.0) if counts else UNITS.get(unit, ("", 1.0))
         derived = agg.header if agg.by_count else agg.name
         name = sanitize(entry.name or f"{plan.name}_{derived}")
         if mtype == "counter" and name.endswith("_total"):

@@ -25,19 +25,15 @@ from engine.attach import KINDS
 from engine.codegen import render
 from engine.errors import EngineError, UsageError
 from engine.kernel import capabilities
+from engine.output import RENDERERS
 from engine.plan import model as M
 from engine.plan import resources
 from engine.plan.bind import OptionValue, bind
 from engine.runtime import decoders, signals
+from engine.runtime.loop import POLL_MS, BufferEvents, runtime_sinks, stop_writing
 from engine.runtime.output import Printer
 from engine.runtime.rows import RowMaker
 from engine.runtime.sinks import AggregatePrinter, check_membarrier
-
-POLL_MS = 100
-# Records one poll reads at most. libbpf's ring buffer read loops while records keep coming,
-# so a flood faster than the printer would keep the loop from ever checking for a stop, the
-# --duration deadline or flushing; a negative return from the callback ends that read.
-READ_BATCH = 4096
 
 
 @dataclass
@@ -322,7 +318,7 @@ class AttachError(Exception):
 
 
 def start(
-    plan: M.Plan, config: RunConfig, mode: str, transport: str, stop: signals.Stop | None = None
+    plan: M.Plan, config: RunConfig, transport: str, stop: signals.Stop | None = None
 ) -> Session:
     """Load and attach, falling back to a probe's next alternative when an attach fails;
     Stopped when a stop is requested on the way (checked between the slow steps)."""
@@ -335,7 +331,7 @@ def start(
         program = bind(
             plan,
             kfunc_style=kfunc_style(),
-            mode=mode,
+            count=config.count,
             options=config.options,
             choices=choices,
             transport=transport,
@@ -379,24 +375,21 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
         check_privileges()
         if config.clear:
             check_membarrier()
-        mode = "count" if config.count else "events"
         transport = config.transport
         if transport == "auto":
             transport = "ringbuf" if capabilities.probe("ringbuf").ok else "perf"
         columns = active_columns(plan, config)
         try:
-            session = start(plan, config, mode, transport, stop)
+            session = start(plan, config, transport, stop)
         except Stopped:
             return 0
         names = ", ".join(p.name for p in plan.probes)
         loop = EventLoop(plan, config, session, columns, out, stop)
-        mode = "aggregate" if session.program.aggregations else "events"
-        if mode == "events":
-            loop.open_buffer(session.bpf)  # before "Tracing": nothing sent after it is lost
+        loop.open()  # before "Tracing": nothing sent after it is lost
         if stop.requested:
             return 0
         say(f"Tracing {names} ... Hit Ctrl-C to end.")
-        return loop.run(mode)
+        return loop.run()
     finally:
         if session is not None:
             session.close()
@@ -433,7 +426,8 @@ def envelope(plan: M.Plan, program: M.Program) -> dict[str, str]:
 
 
 class EventLoop:
-    """Polls the buffer, turns each event into the chosen columns, prints them in batches."""
+    """Polls the Program's runtime sinks (engine.runtime.loop): events become the chosen
+    columns, printed in batches; aggregations print at each interval and at the end."""
 
     def __init__(
         self,
@@ -444,13 +438,12 @@ class EventLoop:
         out: TextIO,
         stop: signals.Stop,
     ) -> None:
-        self.plan = plan
         self.config = config
         self.session = session
         self.out = out
         self.stop = stop
-        self.state = decoders.State(exact_text=config.fmt == "json")  # tables/CSV: escaped
-        self.columns = columns
+        # text cells exact where the format escapes them itself (JSON); tables/CSV: escaped
+        self.state = decoders.State(exact_text=RENDERERS[config.fmt].exact_text)
         fields = {f.name: f for f in plan.fields}
         self.printer = Printer(
             config.fmt,
@@ -462,22 +455,25 @@ class EventLoop:
             envelope(plan, session.program) if config.envelope else None,
         )
         self.rows = RowMaker(plan, plan.event, columns, self.state)
-        self.aggregates = AggregatePrinter(session.program, config.fmt, out, self.state)
+        aggregates = AggregatePrinter(session.program, config.fmt, out, self.state)
+        self.sinks = runtime_sinks(session, self.on_event, aggregates, config.clear, say)
+        self.events = [s for s in self.sinks if isinstance(s, BufferEvents)]
         self.errors_seen = [0] * len(session.program.errors)
         self.evicted_seen = [0] * len(session.program.states)
-        self.lost_seen = 0
-        self.perf_lost = 0
-        self.next_lost_check = 0.0
         self.broken = False
         self.reader_gone = closed_pipe_watch(out)
-        self.batch_left = READ_BATCH
 
-    def run(self, mode: str) -> int:
+    def open(self) -> None:
+        """Open every buffer: before "Tracing", so nothing sent after it is lost."""
+        for sink in self.sinks:
+            sink.open()
+
+    def run(self) -> int:
         deadline = time.monotonic() + self.config.duration if self.config.duration else None
         next_report = (time.monotonic() + self.config.interval) if self.config.interval else None
-        b = self.session.bpf
+        waits = any(s.waits for s in self.sinks)
         try:
-            if mode == "events":
+            if self.events:
                 self.printer.header()
                 self.flush()
             while not self.stop.requested and not self.broken:
@@ -487,86 +483,36 @@ class EventLoop:
                 if self.reader_gone():  # `| head -1` with no event: the write would never come
                     self.broken = True
                     break
-                if mode == "events":
-                    self.poll(b)
-                    self.flush()
-                    if now >= self.next_lost_check:  # a map read: once a second is enough
-                        self.check_lost()
-                        self.next_lost_check = now + 1.0
-                else:
+                for sink in self.sinks:
+                    sink.poll(now)
+                if not waits:
                     time.sleep(POLL_MS / 1000)
-                    if next_report is not None and now >= next_report:
-                        self.print_counts()
-                        self.check_errors()
-                        next_report = now + self.config.interval
-            if mode == "events" and not self.broken:
-                self.drain(b)  # what is already in the buffer, signalled or not
                 self.flush()
-            if mode == "aggregate" and not self.broken:
-                self.print_counts()
+                if next_report is not None and now >= next_report:
+                    self.report()
+                    next_report = now + self.config.interval
+            if not self.broken:
+                for sink in self.sinks:
+                    sink.finish()  # what is still buffered; the aggregations' last print
+                self.flush()
         except BrokenPipeError:
             self.broken = True
-        self.check_lost(final=True)
+        for events in self.events:
+            events.check_lost(final=True)
         self.check_errors()
         if self.broken:
-            with contextlib.suppress(OSError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, self.out.fileno())
+            stop_writing(self.out)
         return 0
 
-    def open_buffer(self, b: Any) -> None:
-        if self.session.program.transport == "ringbuf":
-            b[resources.EVENTS].open_ring_buffer(self.on_event)
-        else:
-            pages = self.config.ringbuf_pages
-            events = b[resources.EVENTS]
-            events.open_perf_buffer(self.on_event, page_cnt=pages, lost_cb=self.on_lost)
+    def on_event(self, raw: bytes) -> None:
+        """Per event: unpack, format; written later in one batch."""
+        self.printer.row(self.rows.values(raw))
 
-    def poll(self, b: Any, timeout: int = POLL_MS) -> None:
-        self.batch_left = READ_BATCH
-        if self.session.program.transport == "ringbuf":
-            b.ring_buffer_poll(timeout)
-            if self.session.program.wakeup_batch > 1 and self.batch_left > 0:
-                # Batched wake-ups leave records unsignalled: read them at least every
-                # POLL_MS, so no event waits longer than that.
-                b.ring_buffer_consume()
-        else:
-            b.perf_buffer_poll(timeout)
-
-    def drain(self, b: Any) -> None:
-        """Everything still buffered, whether or not the kernel woke us for it: at most what
-        the buffer holds (8-byte records at the least), so a flood cannot prolong it."""
-        if self.session.program.transport == "ringbuf":
-            for _ in range(self.config.ringbuf_pages * 4096 // 8 // READ_BATCH + 1):
-                self.batch_left = READ_BATCH
-                b.ring_buffer_consume()
-                if self.batch_left > 0:  # the read ended because the buffer was empty
-                    break
-        else:
-            b.perf_buffer_poll(0)  # reads each CPU's buffer up to its head once: bounded
-
-    def on_event(self, _ctx: Any, data: int, size: int) -> int:
-        """Per event: copy the bytes once, unpack, format; written later in one batch.
-        -1 (libbpf stops reading) once READ_BATCH records were read by this poll."""
-        self.printer.row(self.rows.values(ctypes.string_at(data, size)))
-        self.batch_left -= 1
-        return -1 if self.batch_left <= 0 else 0
-
-    def on_lost(self, count: int) -> None:
-        """The kernel's report of perf records it dropped: the same events whose perf_submit
-        failed and that the BPF side already counted, so it is not added (reported late, too:
-        only with the next record that fits)."""
-        self.perf_lost += count
-
-    def check_lost(self, final: bool = False) -> None:
-        """Each lost event once, with its cause; the BPF count is the complete one."""
-        lost = max(self.session.lost(), self.perf_lost)
-        if lost > self.lost_seen:
-            where = "perf" if self.session.program.transport == "perf" else "ring"
-            say(f"lost {lost - self.lost_seen} events ({where} buffer full)")
-            self.lost_seen = lost
-        if final and self.lost_seen:
-            say(f"{self.lost_seen} events lost in all")
+    def report(self) -> None:
+        """An interval's end: each sink's report, then what the kernel counted as failed."""
+        for sink in self.sinks:
+            sink.report()
+        self.check_errors()
 
     def flush(self) -> None:
         try:
@@ -574,12 +520,6 @@ class EventLoop:
         except BrokenPipeError:
             self.broken = True
             self.stop.requested = True
-
-    def print_counts(self) -> None:
-        try:
-            self.aggregates.print(self.session.bpf, clear=self.config.clear)
-        except BrokenPipeError:
-            self.broken = True
 
     def check_errors(self) -> None:
         """Failed state updates, keys an LRU state map evicted (each an event that will find

@@ -3,89 +3,39 @@
 Each aggregation is a per-CPU hash, one entry per key; reading it merges the CPUs per key
 (sum, min, max, sum/count for avg, bucket by bucket for histograms), decodes the key with the
 same struct layout and decoders as events (engine.runtime.rows), and adds `other`, the
-series of events whose key did not fit. One registry entry per kind says how CPUs merge, so a
-new aggregation is one entry here and one template partial.
+series of events whose key did not fit. Each kind (engine.aggs) says how CPUs merge.
 
 A CPU's slot of a key it never saw reads as zeros (the kernel zeroes them when the key is
 created), so min and max keep a count beside the value and only slots with a count merge.
 Sums keep the field's signedness (an s64 for a signed field) and wrap as the C type does.
 """
 
-# ruff: noqa: UP031 -- the tables copy bcc's printf formats, so they stay % formats
 from __future__ import annotations
 
 import ctypes
-import decimal
-import json
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
+from engine import aggs
 from engine.errors import EngineError
+from engine.output import RENDERERS, values
+from engine.output import json as json_output
+from engine.output import table as table_output
 from engine.plan import model as M
 from engine.plan import resources
 from engine.runtime import decoders
-from engine.runtime.output import render_rows
 from engine.runtime.rows import getter, struct_format
 
-STARS = 40
-
-
-def wrap(v: int, signed: bool) -> int:
-    """v as the kernel's 64-bit value holds it: per-CPU parts add up as the C type does."""
-    v &= 0xFFFFFFFFFFFFFFFF
-    return v - (1 << 64) if signed and v >= 1 << 63 else v
-
-
-# A kind's merge: the per-CPU values of one key and whether the value is signed -> the
-# merged value, or None when no CPU holds one (nothing to print for that key).
-Merge = Callable[[Sequence[Any], bool], Any]
-
-
-def _sum(values: Sequence[Any], signed: bool) -> int:
-    return wrap(sum(values), signed)
-
-
-def _extreme(pick: Callable[..., int]) -> Merge:
-    def merge(values: Sequence[Any], signed: bool) -> int | None:
-        written = [v.value for v in values if v.count]
-        return pick(written) if written else None
-
-    return merge
-
-
-def _avg(values: Sequence[Any], signed: bool) -> tuple[int, int] | None:
-    count = sum(v.count for v in values)
-    return (wrap(sum(v.sum for v in values), signed), count) if count else None
-
-
-def _hist(values: Sequence[Any], signed: bool) -> tuple[dict[int, int], int] | None:
-    """(bucket index -> count, sum of the values), or None when no bucket holds a count."""
-    counts = [0] * len(values[0].buckets) if values else []
-    for v in values:
-        counts = [a + b for a, b in zip(counts, v.buckets)]
-    buckets = {i: n for i, n in enumerate(counts) if n}
-    return (buckets, wrap(sum(v.sum for v in values), signed)) if buckets else None
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How one aggregation kind merges per-CPU values."""
-
-    merge: Merge
-    histogram: bool = False
-
-
-KINDS: dict[str, Kind] = {
-    "count": Kind(_sum),
-    "sum": Kind(_sum),
-    "min": Kind(_extreme(min)),
-    "max": Kind(_extreme(max)),
-    "avg": Kind(_avg),
-    "log2": Kind(_hist, histogram=True),
-    "linear": Kind(_hist, histogram=True),
-}
+# How each kind merges per-CPU values, how buckets bound, how a value prints: engine.aggs.
+# The names below stay for the callers and tests that import them from here.
+KINDS = aggs.KINDS
+wrap = aggs.wrap
+c_div = aggs.c_div
+Exact = aggs.Exact
+log2_bounds = aggs.log2_bounds
+linear_bounds = aggs.linear_bounds
 
 
 @dataclass
@@ -107,7 +57,7 @@ class Reader:
 
     def __init__(self, sink: M.AggSink, fields: dict[str, M.Field], state: decoders.State):
         self.sink = sink
-        self.kind = KINDS[sink.agg.kind]
+        self.kind = sink.kind
         self.signed = sink.value_ctype.startswith("s")
         fmt, index = struct_format(sink.key)
         self.unpack = struct.Struct(fmt).unpack_from
@@ -135,7 +85,7 @@ class Reader:
             if s is not None:
                 out.append(s)
         other = self.series(("other",) * len(self.sink.by), bpf[maps.other][0])
-        if other is None or (self.sink.agg.kind in ("count", "sum") and other.value == 0):
+        if other is None or (self.kind.zero_is_empty and other.value == 0):
             return out  # `other` keeps no count beside a count or sum: 0 is nothing folded
         return [*out, other]
 
@@ -219,166 +169,63 @@ class Epochs:
 
 
 def log2_index(v: int) -> int:
-    """bcc's bpf_log2l(v), the kernel's bucket of a u64: 0 and 1 go to 1, else bit_length."""
-    return max(1, (v & 0xFFFFFFFFFFFFFFFF).bit_length())
+    """bcc's bpf_log2l(v), the kernel's bucket of a u64 (engine.aggs.log2)."""
+    return aggs.log2_index(v)
 
 
 def linear_index(agg: M.Aggregation, v: int) -> int:
     """The kernel's linear bucket of a value read as s64 (emit_agg_linear.c.j2)."""
-    v = v - (1 << 64) if v >= 1 << 63 else v
-    if v < agg.low:
-        return 0
-    if v >= agg.high:
-        return (agg.high - agg.low) // agg.step + 1
-    return 1 + (v - agg.low) // agg.step
-
-
-def log2_bounds(i: int) -> tuple[int, int]:
-    """bcc's bucket i (bpf_log2l): 1 holds 0 and 1, then 2^(i-1) .. 2^i - 1, inclusive."""
-    low, high = (1 << i) >> 1, (1 << i) - 1
-    return (low - 1, high) if low == high else (low, high)
-
-
-def linear_bounds(agg: M.Aggregation, i: int) -> tuple[int | None, int | None]:
-    """Bucket 0 is below min, the top one at or above max; None is unbounded."""
-    top = (agg.high - agg.low) // agg.step + 1
-    if i == 0:
-        return None, agg.low - 1
-    if i >= top:
-        return agg.high, None
-    low = agg.low + (i - 1) * agg.step
-    return low, low + agg.step - 1
+    return aggs.LINEAR.index(agg, v)
 
 
 def bounds(agg: M.Aggregation, i: int) -> tuple[int | None, int | None]:
-    return log2_bounds(i) if agg.kind == "log2" else linear_bounds(agg, i)
+    kind = aggs.KINDS[agg.kind]
+    assert isinstance(kind, aggs.Histogram)
+    return kind.bounds(agg, i)
 
 
 # --- printing ---------------------------------------------------------------------------------
 
 
-def stars(val: int, val_max: int, width: int) -> str:
-    """bcc's bar (table._stars): floor(width * val / val_max) stars, at most `width`."""
-    return "*" * min(width, int(width * val / val_max)) if val_max else ""
+def printed(agg: M.Aggregation, value: Any) -> int | Exact:
+    """A count/sum/min/max/avg as it prints (engine.aggs: the kind's `number`). avg is the
+    sum over the count, toward zero as C divides. A `print:` unit (divisor 10**d: us, ms, s
+    from ns) prints the kernel's exact value with d decimals, as bcc's syscount prints TIME
+    (us: 3, ms: 6): a Decimal made from the integer, never a float and never a sum of
+    per-event truncations."""
+    return aggs.KINDS[agg.kind].number(agg, value)
 
 
+key_order = values.key_order
+bucket_json = json_output.bucket_json
+
+
+# The histogram text of engine.output.table, by the names its callers and tests use.
 def log2_table(buckets: dict[int, int], unit: str) -> str:
-    """A log2 histogram byte for byte as bcc's print_log2_hist prints it (its
-    table._print_log2_hist on the same bucket counts; the tests compare the two): rows from
-    bucket 1 to the last non-empty one, the wide layout with 20 stars past bucket 32, nothing
-    at all when no bucket past 0 holds a count."""
-    idx_max = max((i for i, v in buckets.items() if v > 0), default=-1)
-    if idx_max <= 0:
-        return ""
-    val_max = max(buckets.values())
-    if idx_max <= 32:
-        header, body, width = (
-            "     %-19s : count     distribution",
-            "%10d -> %-10d : %-8d |%-*s|",
-            STARS,
-        )
-    else:
-        header = "               %-29s : count     distribution"
-        body, width = "%20d -> %-20d : %-8d |%-*s|", STARS // 2
-    lines = [header % unit]
-    for i in range(1, idx_max + 1):
-        low, high = log2_bounds(i)
-        val = buckets.get(i, 0)
-        lines.append(body % (low, high, val, width, stars(val, val_max, width)))
-    return "\n".join(lines) + "\n"
+    return table_output.log2_table(values.Histogram(buckets, 0, unit, values.Log2Scale()))
 
 
 def linear_table(agg: M.Aggregation, buckets: dict[int, int], unit: str) -> str:
-    """A linear histogram, from the bucket of `min` (or the one below it when that holds a
-    count) to the last non-empty one. With step 1 each row is one value, byte for byte as
-    bcc's print_linear_hist prints it (for min 0 and no value outside min..max); wider steps
-    print ranges as print_log2_hist does. The outer buckets read `< min` and `>= max`."""
-    idx_max = max((i for i, v in buckets.items() if v > 0), default=-1)
-    if idx_max < 0:
-        return ""
-    val_max = max(buckets.values())
-    if agg.step == 1:
-        lines = ["     %-13s : count     distribution" % unit]
-    else:
-        lines = ["     %-19s : count     distribution" % unit]
-    for i in range(0 if buckets.get(0) else 1, idx_max + 1):
-        low, high = linear_bounds(agg, i)
-        if low is None or high is None:
-            text = f"< {agg.low}" if low is None else f">= {agg.high}"
-            label = ("        %-10s" if agg.step == 1 else "%-24s") % text
-        elif agg.step == 1:
-            label = "        %-10d" % low
-        else:
-            label = "%10d -> %-10d" % (low, high)
-        val = buckets.get(i, 0)
-        lines.append("%s : %-8d |%-*s|" % (label, val, STARS, stars(val, val_max, STARS)))
-    return "\n".join(lines) + "\n"
+    return table_output.linear_table(values.Histogram(buckets, 0, unit, aggs.LINEAR.scale(agg)))
 
 
 def bucket_rows(
     agg: M.Aggregation, buckets: dict[int, int]
 ) -> list[tuple[int | None, int | None, int]]:
-    """(min, max, count) of each bucket from the first non-empty one to the last, the empty
-    ones between included (as bpftrace's JSON lists them); max is inclusive, None unbounded."""
-    full = [i for i, v in buckets.items() if v > 0]
-    if not full:
-        return []
-    return [(*bounds(agg, i), buckets.get(i, 0)) for i in range(min(full), max(full) + 1)]
-
-
-def bucket_json(low: int | None, high: int | None, count: int) -> dict[str, int]:
-    """A bucket as bpftrace -f json writes one: an unbounded side has no key."""
-    obj = {} if low is None else {"min": low}
-    if high is not None:
-        obj["max"] = high
-    obj["count"] = count
-    return obj
-
-
-def c_div(a: int, b: int) -> int:
-    """a / b as C divides (toward zero): the average of -7 and 0 is -3, as bpftrace's avg."""
-    q = abs(a) // abs(b)
-    return q if (a < 0) == (b < 0) else -q
-
-
-_EXACT = decimal.Context(prec=80)  # a u64 of ns with 9 decimals fits many times over
-
-
-class Exact(decimal.Decimal):
-    """A printed decimal: always plain digits (`0.000000000`, never `0E-9`)."""
-
-    def __str__(self) -> str:
-        return format(self, "f")
-
-
-def printed(agg: M.Aggregation, value: Any) -> int | Exact:
-    """A count/sum/min/max/avg as it prints. avg is the sum over the count, toward zero as C
-    divides. A `print:` unit (divisor 10**d: us, ms, s from ns) prints the kernel's exact
-    value with d decimals, as bcc's syscount prints TIME (us: 3, ms: 6): a Decimal made from
-    the integer, never a float and never a sum of per-event truncations. avg is the whole-ns
-    average (toward zero) shown the same way."""
-    if agg.kind == "avg":
-        total, n = value
-        value = c_div(total, n) if n else 0
-    if agg.divisor == 1:
-        return int(value)
-    digits = len(str(agg.divisor)) - 1  # the planner's divisors are powers of ten
-    exp = decimal.Decimal(1).scaleb(-digits)
-    return Exact(_EXACT.create_decimal(value).scaleb(-digits, _EXACT).quantize(exp, context=_EXACT))
-
-
-def key_order(key: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
-    """Sorts keys naturally: numbers by value (pid 9 before pid 10), then text."""
-    return tuple((0, k) if isinstance(k, (int, float)) else (1, str(k)) for k in key)
+    """(min, max, count) of each bucket from the first non-empty one to the last."""
+    kind = aggs.KINDS[agg.kind]
+    assert isinstance(kind, aggs.Histogram)
+    return values.Histogram(buckets, 0, "", kind.scale(agg)).rows()
 
 
 class AggregatePrinter:
-    """Prints every active aggregation of a Program in table, json or csv."""
+    """Prints every active aggregation of a Program in one format (engine.output.RENDERERS):
+    each read becomes values (a Table of the plain aggregations, Histograms), rendered."""
 
     def __init__(self, program: M.Program, fmt: str, out: TextIO, state: decoders.State):
         fields = {f.name: f for f in program.fields}
         self.fields = fields
-        self.fmt = fmt
+        self.renderer = RENDERERS[fmt]
         self.out = out
         self.readers = [Reader(s, fields, state) for s in program.aggregations]
         self.epochs = Epochs() if program.epochs > 1 else None
@@ -394,7 +241,7 @@ class AggregatePrinter:
         epoch = self.epochs.swap(bpf) if clear and self.epochs is not None else 0
         for reader in self.readers:
             series = reader.read(bpf, epoch)
-            if KINDS[reader.sink.agg.kind].histogram:
+            if reader.kind.histogram:
                 parts.append(self.render_hist(reader.sink, series))
             else:
                 by = tuple(c.field for c in reader.sink.by)
@@ -407,59 +254,36 @@ class AggregatePrinter:
 
     def render_table(self, group: list[tuple[M.AggSink, list[Series]]]) -> str:
         """One row per key, one column per aggregation, sorted by the first (descending)."""
-        by = group[0][0].by
-        cols = [
-            (c.field, c.header, c.width, decoders.REGISTRY[self.fields[c.field].decoder].decimal)
-            for c in by
-        ]
-        values: dict[tuple[Any, ...], list[Any]] = {}
-        for n, (sink, series) in enumerate(group):
-            agg = sink.agg
-            width = 16 if agg.divisor != 1 else 8  # bcc's syscount: %8d COUNT, %16.3f TIME
-            cols.append((agg.header.lower(), agg.header, max(len(agg.header), width), False))
-            for s in series:
-                row = values.setdefault(s.key, [0] * len(group))
-                row[n] = printed(agg, s.value)
-        rows = sorted(values.items(), key=lambda kv: key_order(kv[0]))  # ties in key order
-        rows.sort(key=lambda kv: kv[1][0], reverse=True)
-        text = render_rows(self.fmt, cols, [[*key, *vals] for key, vals in rows])
-        return ("\n" + text) if self.fmt == "table" else text
+        table = aggregate_table(group, self.fields)
+        keys = tuple(range(len(group[0][0].by)))
+        return self.renderer(()).table(table, values.Order(column=len(keys), natural=keys))
 
     def render_hist(self, sink: M.AggSink, series: list[Series]) -> str:
         agg = sink.agg
+        kind = sink.kind
+        assert isinstance(kind, aggs.Histogram)
         names = [c.field for c in sink.by]
-        series = sorted(series, key=lambda s: key_order(s.key))
-        if self.fmt == "json":
-            lines = []
-            for s in series:
-                assert s.buckets is not None
-                obj: dict[str, Any] = {"aggregation": agg.name, **dict(zip(names, s.key))}
-                obj["unit"] = agg.unit
-                obj["buckets"] = [bucket_json(*b) for b in bucket_rows(agg, s.buckets)]
-                obj["count"] = s.count
-                obj["sum"] = s.total
-                lines.append(json.dumps(obj, separators=(",", ":")) + "\n")
-            return "".join(lines)
-        if self.fmt == "csv":
-            cols = [(n, n, 0, False) for n in names] + [
-                ("min", "min", 0, False), ("max", "max", 0, False), ("count", "count", 0, False)
-            ]  # fmt: skip
-            rows = []
-            for s in series:
-                assert s.buckets is not None
-                for low, high, n in bucket_rows(agg, s.buckets):
-                    rows.append(
-                        [*s.key, "" if low is None else low, "" if high is None else high, n]
-                    )
-            return render_rows("csv", cols, rows)
-        out = []
-        for s in series:
+        keyed = []
+        for s in sorted(series, key=lambda s: key_order(s.key)):
             assert s.buckets is not None
-            head = ", ".join(f"{h} = {v}" for h, v in zip(names, s.key))
-            table = (
-                log2_table(s.buckets, agg.unit)
-                if agg.kind == "log2"
-                else linear_table(agg, s.buckets, agg.unit)
-            )
-            out.append(("\n" + head + "\n" if head else "\n") + table)
-        return "".join(out)
+            h = kind.value(agg, (s.buckets, s.total), agg.unit)
+            keyed.append(values.Keyed(tuple(zip(names, s.key)), h))
+        return self.renderer(()).histograms(agg.name, names, keyed)
+
+
+def aggregate_table(
+    group: list[tuple[M.AggSink, list[Series]]], fields: dict[str, M.Field]
+) -> values.Table:
+    """Aggregations keyed by the same fields as one Table: the key columns, then a column
+    per aggregation (a key one of them lacks shows 0 there)."""
+    decimal = {n: decoders.REGISTRY[f.decoder].decimal for n, f in fields.items()}
+    cols = [values.Column(c.field, c.header, c.width, decimal[c.field]) for c in group[0][0].by]
+    rows: dict[tuple[Any, ...], list[values.Cell]] = {}
+    for n, (sink, series) in enumerate(group):
+        agg = sink.agg
+        width = 16 if agg.divisor != 1 else 8  # bcc's syscount: %8d COUNT, %16.3f TIME
+        cols.append(values.Column(agg.header.lower(), agg.header, max(len(agg.header), width)))
+        for s in series:
+            row = rows.setdefault(s.key, [values.Number(0)] * len(group))
+            row[n] = values.Number(printed(agg, s.value))
+    return values.Table(tuple(cols), tuple((*key, *vals) for key, vals in rows.items()))

@@ -17,13 +17,14 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from engine.attach import KINDS
 from engine.errors import Location, Problem
+from engine import aggs
 from engine.spec import expr as E
 
 PathItem = str | int
 Path = tuple[PathItem, ...]
 
 # output.aggregations: the key that names an entry's kind (the schema's oneOf)
-AGG_KEYS = ("count", "sum", "min", "max", "avg", "hist", "lhist")
+AGG_KEYS = aggs.SPEC_KEYS
 DEFAULT_SIZE = 10240
 
 
@@ -445,11 +446,11 @@ class _Builder:
         kind = next(k for k in AGG_KEYS if k in raw)
         value, low, high, step = "", 0, 0, 0
         value_at = self.at(*path, kind)
-        if kind == "lhist":
-            lin = raw["lhist"]
+        if kind == aggs.LINEAR.spec_key:
+            lin = raw[kind]
             value, low, high, step = lin["value"], lin["min"], lin["max"], lin["step"]
-            value_at = self.at(*path, "lhist", "value")
-        elif kind != "count":
+            value_at = self.at(*path, kind, "value")
+        elif aggs.BY_SPEC_KEY[kind].takes_value:
             value = raw[kind]
         rw = raw.get("if", [])
         when = (

@@ -27,11 +27,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
+from engine import aggs
 from engine.errors import EngineError, SpecError, UsageError
 from engine.pipeline import check
 from engine.plan import model as M
 from engine.runtime import decoders
-from engine.runtime.aggregates import Aggregate, Bucket, Series, read_aggregates
+from engine.runtime.aggregates import Aggregate, Bucket, Series
+from engine.runtime.loop import MapAggregations
 from engine.runtime.prom import (  # noqa: F401  (the metric model, re-exported for tests)
     DEFAULT_MAX_SERIES,
     TYPES,
@@ -54,7 +56,8 @@ OTHER = "other"
 
 def merge(kind: str, labels: tuple[tuple[str, str], ...], parts: Sequence[Series]) -> Series:
     """Series folded into one, so totals are kept: counts and buckets add up."""
-    if kind in ("log2", "linear"):
+    k = aggs.KINDS[kind]
+    if isinstance(k, aggs.Histogram):
         per_le: dict[float, int] = {}
         for s in parts:
             for b in s.buckets:
@@ -66,14 +69,10 @@ def merge(kind: str, labels: tuple[tuple[str, str], ...], parts: Sequence[Series
             sum=sum(s.sum for s in parts),
             count=sum(s.count for s in parts),
         )
-    if kind == "avg":
+    if k is aggs.AVG:
         total, n = sum(s.sum for s in parts), sum(s.count for s in parts)
         return Series(labels, value=total / n if n else 0.0, sum=total, count=n)
-    if kind == "min":
-        return Series(labels, value=min(s.value for s in parts))
-    if kind == "max":
-        return Series(labels, value=max(s.value for s in parts))
-    return Series(labels, value=sum(s.value for s in parts))
+    return Series(labels, value=k.fold([s.value for s in parts]))
 
 
 @dataclass
@@ -161,10 +160,80 @@ class Served:
     # keys each LRU state map evicted, the most yet read (a counter never goes down; a read
     # while probes run can only come out low: runner.Session.evicted)
     evicted: dict[str, int] = field(default_factory=dict)
+    aggregations: MapAggregations = field(init=False)  # the runtime sink scrapes read
+
+    def __post_init__(self) -> None:
+        self.aggregations = MapAggregations(self.session)
 
 
 def le_text(le: float) -> str:
     return "+Inf" if math.isinf(le) else repr(float(le))
+
+
+# The engine's own metric families: name -> (counter?, help, labels); PER_SPEC ones get a
+# row per served spec. Scrapes list the spec metrics first, then these in this order.
+OWN: dict[str, tuple[bool, str, tuple[str, ...]]] = {
+    "engine_series_overflow": (
+        True, "Keys folded into the 'other' series by the metric's series budget.",
+        ("spec", "metric"),
+    ),
+    "engine_aggregation_dropped_events": (
+        True, "Events the kernel dropped: their key did not fit the aggregation's map.",
+        ("spec", "metric"),
+    ),
+    "engine_state_update_failures": (
+        True, "Failed state-map updates in the kernel (map full).", ("spec", "state"),
+    ),
+    "engine_state_evictions": (
+        True,
+        "Keys an LRU state map evicted (map full): events that found nothing to pair with.",
+        ("spec", "state"),
+    ),
+    "engine_spec_load_errors": (
+        True, "Specs that failed to load into the kernel at start (they are not served).",
+        ("spec",),
+    ),
+    "engine_specs_loaded": (False, "Specs being served.", ()),
+    "engine_scrape_errors": (True, "Scrapes where reading a spec's maps failed.", ()),
+    "engine_http_connections": (
+        False, "HTTP connections open (this scrape's included).", (),
+    ),
+    "engine_http_connections_closed": (
+        True,
+        "HTTP connections the server closed: the client was too slow (timeout), sent "
+        "too large a head, waited for its request when the limit was reached (evicted), "
+        "came over the limit, sent a bad request, or failed the TLS handshake.",
+        ("reason",),
+    ),
+    "engine_bpf_program_runs": (
+        True, "BPF program runs (kernel.bpf_stats_enabled=1 only).", ("spec", "program"),
+    ),
+    "engine_bpf_program_run_seconds": (
+        True, "Time spent in the BPF program (kernel.bpf_stats_enabled=1 only).",
+        ("spec", "program"),
+    ),
+    "engine_scrape_duration_seconds": (
+        False, "How long reading the maps took for this scrape (up to this line).", (),
+    ),
+}  # fmt: skip
+PER_SPEC = (
+    "engine_series_overflow",
+    "engine_aggregation_dropped_events",
+    "engine_state_update_failures",
+    "engine_state_evictions",
+    "engine_bpf_program_runs",
+    "engine_bpf_program_run_seconds",
+)
+OWN_ORDER = {name: i for i, name in enumerate(OWN)}
+
+
+def own_family(name: str) -> Any:
+    """An empty family of the engine's own metric `name` (OWN)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    counter, help_text, labels = OWN[name]
+    family = CounterMetricFamily if counter else GaugeMetricFamily
+    return family(name, help_text, labels=list(labels))
 
 
 class EngineCollector:
@@ -185,115 +254,75 @@ class EngineCollector:
         return []  # unchecked collector: the families are known only at scrape time
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         with self.lock:
             start = time.perf_counter()
             decoders.refresh_kallsyms()
+            own = {name: own_family(name) for name in PER_SPEC}
             families: list[Any] = []
-            overflow = CounterMetricFamily(
-                "engine_series_overflow",
-                "Keys folded into the 'other' series by the metric's series budget.",
-                labels=["spec", "metric"],
-            )
-            dropped = CounterMetricFamily(
-                "engine_aggregation_dropped_events",
-                "Events the kernel dropped: their key did not fit the aggregation's map.",
-                labels=["spec", "metric"],
-            )
-            state_fail = CounterMetricFamily(
-                "engine_state_update_failures",
-                "Failed state-map updates in the kernel (map full).",
-                labels=["spec", "state"],
-            )
-            state_evicted = CounterMetricFamily(
-                "engine_state_evictions",
-                "Keys an LRU state map evicted (map full): events that found nothing to pair with.",
-                labels=["spec", "state"],
-            )
-            runs = CounterMetricFamily(
-                "engine_bpf_program_runs",
-                "BPF program runs (kernel.bpf_stats_enabled=1 only).",
-                labels=["spec", "program"],
-            )
-            run_time = CounterMetricFamily(
-                "engine_bpf_program_run_seconds",
-                "Time spent in the BPF program (kernel.bpf_stats_enabled=1 only).",
-                labels=["spec", "program"],
-            )
             with_stats = stats_enabled()
             for served in self.served:
                 try:
-                    aggregates = read_aggregates(served.session)
-                    errors = served.session.errors()
-                    evicted = served.session.evicted()
+                    families += self.collect_spec(served, own, with_stats)
                 except Exception as exc:  # a map read failing must not end the daemon
                     self.scrape_errors += 1
                     print(f"engine serve: reading {served.spec}: {exc}", file=sys.stderr)
-                    continue
-                for agg in aggregates:
-                    metric = served.metrics[agg.name]
-                    budget = served.budgets[agg.name]
-                    families.append(self.family(metric, agg, budget.apply(agg)))
-                    overflow.add_metric([served.spec, metric.name], len(budget.overflowed))
-                    dropped.add_metric([served.spec, metric.name], agg.dropped)
-                program = served.session.program
-                for st, n, gone in zip(program.states, errors, evicted):
-                    state_fail.add_metric([served.spec, st.name], n)
-                    if st.lru:
-                        most = served.evicted[st.name] = max(served.evicted.get(st.name, 0), gone)
-                        state_evicted.add_metric([served.spec, st.name], most)
-                if with_stats:
-                    for raw, fn in sorted(getattr(served.session.bpf, "funcs", {}).items()):
-                        name = raw.decode() if isinstance(raw, bytes) else str(raw)
-                        with contextlib.suppress(OSError):
-                            count, ns = prog_stats(fn.fd)
-                            runs.add_metric([served.spec, name], count)
-                            run_time.add_metric([served.spec, name], ns / 1e9)
-            load = CounterMetricFamily(
-                "engine_spec_load_errors",
-                "Specs that failed to load into the kernel at start (they are not served).",
-                labels=["spec"],
-            )
+            if not with_stats:
+                del own["engine_bpf_program_runs"], own["engine_bpf_program_run_seconds"]
+            load = own_family("engine_spec_load_errors")
             for spec, n in sorted(self.load_errors.items()):
                 load.add_metric([spec], n)
-            loaded = GaugeMetricFamily("engine_specs_loaded", "Specs being served.")
+            loaded = own_family("engine_specs_loaded")
             loaded.add_metric([], len(self.served))
-            scrape_err = CounterMetricFamily(
-                "engine_scrape_errors", "Scrapes where reading a spec's maps failed."
-            )
+            scrape_err = own_family("engine_scrape_errors")
             scrape_err.add_metric([], self.scrape_errors)
-            families += [overflow, dropped, state_fail, state_evicted, load, loaded, scrape_err]
-            conns = GaugeMetricFamily(
-                "engine_http_connections", "HTTP connections open (this scrape's included)."
-            )
+            conns = own_family("engine_http_connections")
             conns.add_metric([], self.http.open)
-            closed = CounterMetricFamily(
-                "engine_http_connections_closed",
-                "HTTP connections the server closed: the client was too slow (timeout), sent "
-                "too large a head, waited for its request when the limit was reached (evicted), "
-                "came over the limit, sent a bad request, or failed the TLS handshake.",
-                labels=["reason"],
-            )
+            closed = own_family("engine_http_connections_closed")
             for reason, n in self.http.closed.items():
                 closed.add_metric([reason], n)
-            families += [conns, closed]
-            if with_stats:
-                families += [runs, run_time]
-            last = GaugeMetricFamily(
-                "engine_scrape_duration_seconds",
-                "How long reading the maps took for this scrape (up to this line).",
-            )
+            last = own_family("engine_scrape_duration_seconds")
             last.add_metric([], time.perf_counter() - start)
-            families.append(last)
-        yield from families
+            families += [*own.values(), load, loaded, scrape_err, conns, closed, last]
+        yield from sorted(families, key=lambda f: OWN_ORDER.get(f.name, -1))
+
+    def collect_spec(self, served: Served, own: dict[str, Any], stats: bool) -> list[Any]:
+        """One spec's metrics from its runtime sink (MapAggregations, read now), and its
+        rows of the engine's own families."""
+        aggregates = served.aggregations.read()
+        errors = served.session.errors()
+        evicted = served.session.evicted()
+        families = []
+        for agg in aggregates:
+            metric = served.metrics[agg.name]
+            budget = served.budgets[agg.name]
+            families.append(self.family(metric, agg, budget.apply(agg)))
+            own["engine_series_overflow"].add_metric(
+                [served.spec, metric.name], len(budget.overflowed)
+            )
+            own["engine_aggregation_dropped_events"].add_metric(
+                [served.spec, metric.name], agg.dropped
+            )
+        program = served.session.program
+        for st, n, gone in zip(program.states, errors, evicted):
+            own["engine_state_update_failures"].add_metric([served.spec, st.name], n)
+            if st.lru:
+                most = served.evicted[st.name] = max(served.evicted.get(st.name, 0), gone)
+                own["engine_state_evictions"].add_metric([served.spec, st.name], most)
+        if stats:
+            for raw, fn in sorted(getattr(served.session.bpf, "funcs", {}).items()):
+                name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                with contextlib.suppress(OSError):
+                    count, ns = prog_stats(fn.fd)
+                    own["engine_bpf_program_runs"].add_metric([served.spec, name], count)
+                    own["engine_bpf_program_run_seconds"].add_metric([served.spec, name], ns / 1e9)
+        return families
 
     def bounds(self, metric: Metric, agg: Aggregate, series: list[Series]) -> list[float]:
         """The `le`s of every series of a histogram at this scrape, +Inf last: an lhist's
         all; a log2's bucket 1 (le 1) up to the highest ever filled, which never shrinks, so a
         bucket series once shown stays, and every one below the top is there from the start."""
         seen = {b.le for s in series for b in s.buckets if not math.isinf(b.le)}
-        if agg.kind != "log2":
+        if aggs.KINDS[agg.kind] is not aggs.LOG2:
             return sorted(set(agg.bounds) | seen | {math.inf})
         top = max(seen | {self.log2_top.get(metric.name, 0.0)})
         self.log2_top[metric.name] = top
@@ -402,11 +431,11 @@ def run_serve(
     server = None
     try:
         for (plan, program, metrics), path in zip(planned, specs):
-            mode = program.mode if program.mode == "count" else "events"
-            config = runner.RunConfig(verbose=verbose, count=mode == "count")
+            counted = any(s.agg.by_count for s in program.aggregations)
+            config = runner.RunConfig(verbose=verbose, count=counted)
             load_errors[plan.name] = 0
             try:
-                session = runner.start(plan, config, mode, "ringbuf")
+                session = runner.start(plan, config, "ringbuf")
             except EngineError as exc:
                 load_errors[plan.name] = 1
                 runner.say(f"engine serve: {path}: not served: {exc}")

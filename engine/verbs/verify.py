@@ -78,7 +78,7 @@ def check_shapes(
     programs: dict[str, str] = {}  # C text -> the first shape that makes it
     for shape in shapes:
         try:
-            program = bind(plan, mode=mode, options=shape.values, choices=choices,
+            program = bind(plan, count=mode == "count", options=shape.values, choices=choices,
                            kfunc_style=kfunc_style())  # fmt: skip
         except UsageError:
             continue  # a value this shape cannot take (a string option on a 1-byte field)

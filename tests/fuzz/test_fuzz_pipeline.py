@@ -98,14 +98,14 @@ def pipeline(text: str) -> M.Plan | None:
     except SpecError as error:
         located(error.problems, text)
         return None
-    modes = ("events", "count") if plan.key else ("events",)
+    counts = (False, True) if plan.counted else (False,)
     for options in [{}, option_values(plan), *(s.values for s in option_shapes(plan))]:
         for probe in plan.probes:
             for index in range(len(probe.alternatives)):
-                for mode in modes:
-                    program = bind(plan, mode=mode, options=options, choices={probe.name: index})
+                for count in counts:
+                    program = bind(plan, count=count, options=options, choices={probe.name: index})
                     c = render.render_c(program)
-                    assert c and local_problems(c) == [], (options, index, mode)
+                    assert c and local_problems(c) == [], (options, index, count)
     module = render.load_decoder(plan)
     assert len(module.FIELDS) == len(plan.fields)
     return plan

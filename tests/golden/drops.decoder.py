@@ -31,15 +31,6 @@ assert Event.f_protocol.offset == 44
 assert Event.f_len.offset == 48
 assert Event.f_location.offset == 56
 assert Event.f_reason.offset == 64
-
-class Key(ctypes.Structure):
-    _fields_ = [
-        ("f_reason", ctypes.c_uint32),
-    ]
-
-
-assert ctypes.sizeof(Key) == 4
-assert Key.f_reason.offset == 0
 # name, header, width, and how the raw slot becomes a printable value
 FIELDS = (
     ('time', 'TIME(s)', 9),
@@ -215,10 +206,3 @@ def _decode(ev, state, names):
 def decode_event(ev, state):
     """The event's field values, in FIELDS order."""
     return _decode(ev, state, {s for s, _, _ in DECODERS})
-
-
-def decode_key(ev, state):
-    """The count key's field values, in Key order."""
-    return _decode(ev, state, {
-        'f_reason',
-    })

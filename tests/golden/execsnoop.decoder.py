@@ -29,15 +29,6 @@ assert Event.f_pid.offset == 28
 assert Event.f_ppid.offset == 32
 assert Event.f_old_pid.offset == 36
 assert Event.f_filename.offset == 40
-
-class Key(ctypes.Structure):
-    _fields_ = [
-        ("f_comm", ctypes.c_char * 16),
-    ]
-
-
-assert ctypes.sizeof(Key) == 16
-assert Key.f_comm.offset == 0
 # name, header, width, and how the raw slot becomes a printable value
 FIELDS = (
     ('time', 'TIME(s)', 9),
@@ -79,10 +70,3 @@ def _decode(ev, state, names):
 def decode_event(ev, state):
     """The event's field values, in FIELDS order."""
     return _decode(ev, state, {s for s, _, _ in DECODERS})
-
-
-def decode_key(ev, state):
-    """The count key's field values, in Key order."""
-    return _decode(ev, state, {
-        'f_comm',
-    })

@@ -43,9 +43,11 @@ def renders(btf: str | None = str(FIXTURE)) -> Iterator[tuple[str, str]]:
         width = max(len(p.alternatives) for p in plan.probes)
         for n in range(width):
             choices = {p.name: min(n, len(p.alternatives) - 1) for p in plan.probes}
-            for mode in ("events", "count") if plan.key else ("events",):
-                program = bind(plan, mode=mode, options=OPTIONS.get(plan.name, {}), choices=choices)
-                yield f"{plan.name}.{n + 1}.{program.mode}.c", render.render_c(program)
+            for count in (False, True) if plan.counted else (False,):
+                program = bind(
+                    plan, count=count, options=OPTIONS.get(plan.name, {}), choices=choices
+                )
+                yield f"{plan.name}.{n + 1}.{program.label}.c", render.render_c(program)
 
 
 def golden_files() -> list[pathlib.Path]:

@@ -31,19 +31,6 @@ assert Event.f_ip.offset == 32
 assert Event.f_saddr.offset == 34
 assert Event.f_daddr.offset == 52
 assert Event.f_dport.offset == 70
-
-class Key(ctypes.Structure):
-    _fields_ = [
-        ("f_saddr", InetAddr),
-        ("f_daddr", InetAddr),
-        ("f_dport", ctypes.c_uint16),
-    ]
-
-
-assert ctypes.sizeof(Key) == 38
-assert Key.f_saddr.offset == 0
-assert Key.f_daddr.offset == 18
-assert Key.f_dport.offset == 36
 # name, header, width, and how the raw slot becomes a printable value
 FIELDS = (
     ('time', 'TIME(s)', 9),
@@ -88,12 +75,3 @@ def _decode(ev, state, names):
 def decode_event(ev, state):
     """The event's field values, in FIELDS order."""
     return _decode(ev, state, {s for s, _, _ in DECODERS})
-
-
-def decode_key(ev, state):
-    """The count key's field values, in Key order."""
-    return _decode(ev, state, {
-        'f_saddr',
-        'f_daddr',
-        'f_dport',
-    })

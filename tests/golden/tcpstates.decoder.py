@@ -37,17 +37,6 @@ assert Event.f_daddr.offset == 58
 assert Event.f_dport.offset == 76
 assert Event.f_oldstate.offset == 80
 assert Event.f_newstate.offset == 84
-
-class Key(ctypes.Structure):
-    _fields_ = [
-        ("f_oldstate", ctypes.c_int32),
-        ("f_newstate", ctypes.c_int32),
-    ]
-
-
-assert ctypes.sizeof(Key) == 8
-assert Key.f_oldstate.offset == 0
-assert Key.f_newstate.offset == 4
 # name, header, width, and how the raw slot becomes a printable value
 FIELDS = (
     ('time', 'TIME(s)', 9),
@@ -129,11 +118,3 @@ def _decode(ev, state, names):
 def decode_event(ev, state):
     """The event's field values, in FIELDS order."""
     return _decode(ev, state, {s for s, _, _ in DECODERS})
-
-
-def decode_key(ev, state):
-    """The count key's field values, in Key order."""
-    return _decode(ev, state, {
-        'f_oldstate',
-        'f_newstate',
-    })

@@ -40,7 +40,7 @@ def run(paths: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[st
 
 def expected(path: str) -> dict[tuple[str, str, int, str], M.Alternative]:
     plan = planner.plan(load_document(str(ROOT / path)))
-    modes = ("events", "count") if plan.key else ("events",)
+    modes = ("events", "count") if plan.counted else ("events",)
     return {
         (path, probe.name, i + 1, mode): alt
         for probe in plan.probes

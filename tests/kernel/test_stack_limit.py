@@ -73,7 +73,7 @@ BIG = "      a: {{value: args.filename, size: 256}}\n"
 @dataclass
 class Shape:
     spec: Callable[[int], str]
-    mode: str = "events"
+    count: bool = False  # -c
     options: dict[str, Any] = field(default_factory=dict)
     over: int = 9  # past the largest accepted size by this much, clang refuses (slack < 1 slot)
 
@@ -81,11 +81,11 @@ class Shape:
 SHAPES = {
     "tracepoint": Shape(one_probe(OPENAT, BIG + STRING, "  columns: [b]\n")),
     "count": Shape(
-        one_probe(OPENAT, STRING, "  columns: [b]\n  count: {by: [b, pid]}\n"), mode="count"
+        one_probe(OPENAT, STRING, "  columns: [b]\n  count: {by: [b, pid]}\n"), count=True
     ),
     "count-key-after-a-number": Shape(
         one_probe(OPENAT, "      cpu: cpu\n" + STRING, "  columns: [b]\n  count: {by: [b]}\n"),
-        mode="count",
+        count=True,
     ),
     "kretprobe": Shape(
         one_probe(
@@ -135,7 +135,7 @@ def rendered(shape: str, size: int) -> str:
         plan = planner.plan(load_text(s.spec(size), "stack.yaml"))
     finally:
         limits.STACK_LIMIT = limit
-    return render.render_c(bind(plan, mode=s.mode, options=s.options))
+    return render.render_c(bind(plan, count=s.count, options=s.options))
 
 
 def compile_c(text: str) -> subprocess.CompletedProcess[str]:

@@ -164,8 +164,8 @@ def test_filter_fields_are_computed_before_the_filter(plan: M.Plan) -> None:
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_count_mode_reads_only_the_key(plan: M.Plan, index: int) -> None:
-    events = bind(plan, mode="events", choices={"connect": index})
-    count = bind(plan, mode="count", choices={"connect": index})
+    events = bind(plan, choices={"connect": index})
+    count = bind(plan, count=True, choices={"connect": index})
     assert "comm" in kinds(events)
     assert "comm" not in kinds(count)  # no comm read in tcpconnect -c
     assert "ktime_ns" not in {getattr(s, "which", "") for s in steps(count)}
@@ -176,7 +176,7 @@ def test_count_mode_reads_only_the_key(plan: M.Plan, index: int) -> None:
 
 
 def test_count_mode_without_options_skips_dropped_filter_fields(plan: M.Plan) -> None:
-    count = bind(plan, mode="count")
+    count = bind(plan, count=True)
     assert not {s.dest for s in steps(count)} & {ev("uid"), ev("pid")}
 
 
@@ -227,11 +227,11 @@ def test_every_step_local_is_defined_before_use(path: pathlib.Path) -> None:
     width = max(len(p.alternatives) for p in plan.probes)
     for index in range(width):
         choices = {p.name: min(index, len(p.alternatives) - 1) for p in plan.probes}
-        for mode in ("events", "count") if plan.key else ("events",):
+        for count in (False, True) if plan.counted else (False,):
             for opts in ({}, every_option_set(plan)):
-                program = bind(plan, mode=mode, options=opts, choices=choices)
+                program = bind(plan, count=count, options=opts, choices=choices)
                 c = render.render_c(program)
-                assert local_problems(c) == [], (index, mode, opts)
+                assert local_problems(c) == [], (index, count, opts)
 
 
 def test_choices_pick_the_alternative(plan: M.Plan) -> None:
@@ -240,7 +240,7 @@ def test_choices_pick_the_alternative(plan: M.Plan) -> None:
     assert (first.kind, second.kind) == ("kretprobe", "tracepoint")
     assert first.stash == (("a0", 0),) and second.stash == ()
     with pytest.raises(ValueError):
-        bind(M.Plan("x", "", (), (), (), plan.event, (), (), "N", None), mode="count")
+        bind(M.Plan("x", "", (), (), (), plan.event, ()), count=True)
 
 
 TWO_STASHES = """\

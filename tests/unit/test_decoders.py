@@ -117,7 +117,7 @@ def test_an_unknown_step_kind_is_an_error_not_empty_c() -> None:
     alt = M.Alternative(0, "tracepoint", ("a/b",), (M.Function("f", "tracepoint", "a:b", "main"),),
                         (), (Bogus(),), M.CTrue(), (), ())  # fmt: skip
     probe = M.ProgramProbe("p", alt, (), M.CTrue(), ())
-    program = M.Program("t", "events", "ringbuf", 8, 0, (probe,), lay, None,
+    program = M.Program("t", (probe,), lay,
                         sinks=(M.EventSink("ringbuf", 8, 0),))  # fmt: skip
     with pytest.raises(TypeError, match="no template for step kind bogus"):
         render.render_c(program)

@@ -70,7 +70,7 @@ def test_installed_engine_renders_outside_the_tree(wheel: Path, tmp_path: Path) 
         "from engine.plan import model as M;"
         f"assert engine.__file__.startswith({str(target)!r}), engine.__file__;"
         "lay = M.Layout('event_t', (M.Slot('pid', 'u32', 0, 0, 4),), 4);"
-        "p = M.Program('t', 'events', 'ringbuf', 8, 0, (), lay, None);"
+        "p = M.Program('t', (), lay);"
         "print(r.render_c(p).splitlines()[0]); print(len(s.load_schema()['$defs']))"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}

@@ -15,6 +15,7 @@ from btf_fixture import BTF
 from engine.kernel.btf import Btf, Kind
 from engine.plan import model as M
 from engine.plan import planner
+from engine.plan.bind import bind
 from engine.plan.layout import load_btf
 from engine.spec.loader import load_document
 
@@ -166,9 +167,9 @@ def test_tcpconnect_event_layout(tcp: M.Plan) -> None:
     names = ["time", "uid", "pid", "comm", "ip", "saddr", "daddr", "dport"]
     assert [s.name for s in tcp.event.slots] == [ev(n)[3:] for n in names]
     assert [f.name for f in tcp.fields] == names
-    assert tcp.key is not None
-    assert [s.name for s in tcp.key.slots] == [ev(n)[3:] for n in ("saddr", "daddr", "dport")]
-    assert tcp.key.size == 38
+    key = bind(tcp, count=True).aggregations[0].key  # -c: the count's key
+    assert [s.name for s in key.slots] == [ev(n)[3:] for n in ("saddr", "daddr", "dport")]
+    assert key.size == 38
 
 
 def test_tcpconnect_options_and_filter(tcp: M.Plan) -> None:
@@ -222,7 +223,7 @@ def test_icmp_headers_from_skb(icmp: M.Plan, btf: Btf) -> None:
 
 def test_icmp_layout(icmp: M.Plan) -> None:
     assert icmp.event.size == 40
-    assert icmp.key is None
+    assert icmp.counted is None
     assert [c.field for c in icmp.columns] == ["time", "tgid", "pid", "comm", "seq"]
     assert icmp.columns[0].option == "timestamp"
 

@@ -106,10 +106,9 @@ output:
 def test_enum_fields_differing_only_in_case_keep_their_own_tables() -> None:
     plan = plan_text(CASES)
     module = render.load_decoder(plan)  # type: ignore[arg-type]
-    key = module.Key()
-    key.f_x, key.f_X = 1, 6
-    assert list(module.decode_key(key, None)) == ["TCP_ESTABLISHED", "IPPROTO_TCP"]
     ev = module.Event()
+    ev.f_x, ev.f_X = 1, 6
+    assert list(module.decode_event(ev, None)) == ["TCP_ESTABLISHED", "IPPROTO_TCP"]
     ev.f_x, ev.f_X = 7, 17
     assert list(module.decode_event(ev, None)) == ["TCP_CLOSE", "IPPROTO_UDP"]
 

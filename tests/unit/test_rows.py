@@ -122,7 +122,7 @@ def maker(fields: list[M.Field], state: decoders.State | None = None) -> rows.Ro
     lay = layout("event_t", members)
     plan = M.Plan(
         name="t", description="", options=(), probes=(), fields=tuple(fields), event=lay,
-        columns=(), count_by=(), count_header="COUNT", key=None,
+        columns=(),
     )  # fmt: skip
     columns = [M.Column(f.name, f.name.upper(), 8) for f in fields]
     return rows.RowMaker(plan, lay, columns, state or decoders.State())
@@ -205,7 +205,7 @@ def test_only_the_columns_asked_for_in_their_order() -> None:
     lay = layout("event_t", members)
     plan = M.Plan(
         name="t", description="", options=(), probes=(), fields=tuple(fs), event=lay,
-        columns=(), count_by=(), count_header="COUNT", key=None,
+        columns=(),
     )  # fmt: skip
     columns = [M.Column("c", "C", 4), M.Column("a", "A", 4)]
     m = rows.RowMaker(plan, lay, columns, decoders.State())

@@ -1,7 +1,7 @@
 """engine serve without the kernel: the metric model, the series budget and the exposition.
 
 Specs are planned against the committed BTF fixture; the exposition is prometheus_client's
-own text output of Aggregates built by hand (what read_aggregates returns), parsed back with
+own text output of Aggregates built by hand (what MapAggregations.read returns), parsed back with
 prometheus_client's parser.
 """
 
@@ -55,7 +55,7 @@ def problems_of(tmp_path: pathlib.Path, text: str) -> list[str]:
 
 def test_count_mode_is_a_counter_named_by_its_header() -> None:
     _, program, metrics = serve.plan_spec(str(ROOT / "specs" / "tcpconnect.yaml"), BTF)
-    assert program.mode == "count"
+    assert [s.agg.by_count for s in program.aggregations] == [True]
     (m,) = metrics.values()
     assert (m.name, m.type, m.divisor, m.max_series) == ("tcpconnect_connects", "counter", 1, 1000)
 

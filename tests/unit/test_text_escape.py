@@ -78,7 +78,7 @@ def comm_maker(exact: bool) -> tuple[rows.RowMaker, type[ctypes.Structure]]:
     lay = layout("event_t", [(M.slot_name("comm"), "char", 16)])
     plan = M.Plan(
         name="t", description="", options=(), probes=(), fields=(f,), event=lay,
-        columns=(), count_by=(), count_header="COUNT", key=None,
+        columns=(),
     )  # fmt: skip
     S = type("S", (ctypes.Structure,), {"_fields_": [("f_comm", ctypes.c_char * 16)]})
     maker = rows.RowMaker(plan, lay, [M.Column("comm", "COMM", 12)], decoders.State(exact))

@@ -76,7 +76,9 @@ def check_stack(ctx: Context, plan: M.Plan) -> None:
             for index in range(most):
                 choices = {p.name: min(index, len(p.alternatives) - 1) for p in plan.probes}
                 try:
-                    program = bind(plan, mode=mode, options=shape.values, choices=choices)
+                    program = bind(
+                        plan, count=mode == "count", options=shape.values, choices=choices
+                    )
                 except UsageError:
                     continue  # a value this shape cannot take (a 1-byte string field)
                 for bound in program.probes:

@@ -5,22 +5,21 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from engine import aggs
 from engine.errors import did_you_mean
 from engine.plan import model as M
 from engine.plan.passes.context import Context
 from engine.spec import model as S
 
 # output.aggregations: the spec key -> the model's kind, how errors name it, its header
-AGG_KINDS = {"count": "count", "sum": "sum", "min": "min", "max": "max", "avg": "avg",
-             "hist": "log2", "lhist": "linear"}  # fmt: skip
-AGG_WORDS = {"sum": "a sum", "min": "a min", "max": "a max", "avg": "an average",
-             "hist": "a histogram", "lhist": "a histogram"}  # fmt: skip
-AGG_HEADERS = {"count": "COUNT"}
+AGG_KINDS = {key: k.name for key, k in aggs.BY_SPEC_KEY.items()}
+AGG_WORDS = {key: k.words for key, k in aggs.BY_SPEC_KEY.items()}
+AGG_HEADERS = {key: k.header for key, k in aggs.BY_SPEC_KEY.items() if k.header}
 # `print:` of a sum/min/max/avg and the `unit:` it converts from: nanoseconds in one of each
 # (the spellings `metrics.unit` takes)
 TIME_NS = {"ns": 1, "nsecs": 1, "us": 10**3, "usecs": 10**3, "ms": 10**6, "msecs": 10**6,
            "s": 10**9, "secs": 10**9, "seconds": 10**9}  # fmt: skip
-PRINTED = ("sum", "min", "max", "avg")
+PRINTED = tuple(key for key, k in aggs.BY_SPEC_KEY.items() if k.printable)
 NOT_NUMBERS = ("str", "inet", "hex", "ksym", "elapsed", "bool", "enum", "errno", "ip_version",
                "ms", "secs", "syscall", "devt")  # fmt: skip
 
@@ -37,9 +36,8 @@ def run(ctx: Context) -> None:
 def counted(ctx: Context) -> None:
     """output.count (what -c counts) as the first aggregation, and the printed fields."""
     if ctx.count_by:
-        count = M.Aggregation(
-            "count", "count", "", ctx.count_by, ctx.count_header, "", 10240, by_count=True
-        )
+        c = aggs.COUNT.name
+        count = M.Aggregation(c, c, "", ctx.count_by, ctx.count_header, "", 10240, by_count=True)
         ctx.aggregations.insert(0, count)
     check_printed_fields(ctx, ctx.fields, ctx.columns, ctx.aggregations)
 
@@ -99,7 +97,7 @@ def plan_aggregations(
             ctx.problem(f"aggregation '{name}' is declared twice; name one", spec.name_at)
         seen.add(name)
         value, low, high, step = spec.value, spec.low, spec.high, spec.step
-        if kind == "lhist" and (high <= low or (high - low) % step or (high - low) // step > 1000):
+        if kind == aggs.LINEAR.spec_key and (high <= low or (high - low) % step or (high - low) // step > 1000):
             ctx.problem(
                 f"lhist needs min < max with (max - min) a multiple of step and at "
                 f"most 1000 buckets; got min {low}, max {high}, step {step}",
@@ -158,7 +156,7 @@ def print_divisor(ctx: Context, kind: str, spec: S.Aggregation, unit: str) -> in
     per event. Histograms bucket each value as it comes, so they convert the field."""
     shown = str(spec.print)
     if kind not in PRINTED:
-        what = "a count has no unit" if kind == "count" else (
+        what = "a count has no unit" if kind == aggs.COUNT.spec_key else (
             f"{AGG_WORDS[kind]} buckets each value as it comes: divide the field instead, "
             "e.g. `(ktime_ns - t0) / 1000`"
         )  # fmt: skip
