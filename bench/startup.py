@@ -57,7 +57,7 @@ if want_probe:
     s = time.perf_counter()
 else:
     transport = "ringbuf"
-program = bind(plan, kfunc_style="legacy", mode="events", options={}, choices=choices,
+program = bind(plan, kfunc_style="legacy", options={}, choices=choices,
                transport=transport, ringbuf_pages=64, wakeup_batch=0)
 text = render.render_c(program)
 decoder = render.load_decoder(plan)

@@ -201,6 +201,100 @@ def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
             )
 
 
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """`engine run`'s own flags (the spec's options come after, from its plan)."""
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=FORMATS,
+        default="table",
+        help="output format (default: table)",
+    )
+    p.add_argument(
+        "-c",
+        "--count",
+        action="store_true",
+        help="count events in the kernel by the spec's count keys; print the "
+        "table on exit (and every --interval)",
+    )
+    p.add_argument(
+        "--interval",
+        type=positive,
+        metavar="SECONDS",
+        help="aggregations (-c, or the spec's): print them every SECONDS, and on exit",
+    )
+    p.add_argument(
+        "--clear",
+        action="store_true",
+        help="with --interval: reset the aggregations after each print (like bcc's tools)",
+    )
+    p.add_argument(
+        "--duration",
+        type=positive,
+        metavar="SECONDS",
+        help="stop after SECONDS (default: run until Ctrl-C, SIGTERM or SIGHUP; any of "
+        "these stops it normally, also while it compiles: what was gathered is printed, "
+        "everything is detached, exit 0)",
+    )
+    p.add_argument(
+        "--envelope",
+        action="store_true",
+        help='with -o json: each row also carries "engine": {time, host, spec, probe} '
+        "for log shippers (the fields stay at the top level)",
+    )
+    p.add_argument("--ebpf", action="store_true", help="print the generated BPF C and exit")
+    p.add_argument(
+        "--perf-buffer",
+        action="store_true",
+        help="use a perf buffer even where the kernel has a ring buffer",
+    )
+    p.add_argument(
+        "--wakeup",
+        type=wakeup,
+        default=32,
+        metavar="N",
+        help="ring buffer: wake the reader every N events (0 to 65536), and read what "
+        "waits at least every 100 ms (default 32: far less CPU per event; 1: wake on "
+        "every event)",
+    )
+    p.add_argument(
+        "--buffer-pages",
+        type=pages,
+        default=64,
+        metavar="PAGES",
+        help="size of the ring (or per-CPU perf) buffer in pages, a power of two (default 64)",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="show the compiler and verifier output"
+    )
+    p.add_argument(
+        "--alternative",
+        type=int,
+        default=0,
+        metavar="N",
+        help="use each probe's N-th attach alternative, no fallback (default: the first "
+        "that works)",
+    )
+
+
+def add_render_flags(p: argparse.ArgumentParser) -> None:
+    """`engine render`'s own flags."""
+    p.add_argument(
+        "--decoder",
+        action="store_true",
+        help="print the Python decoder module instead of the C",
+    )
+    p.add_argument("--btf", metavar="FILE", help="resolve against this BTF file")
+    p.add_argument(
+        "--alternative",
+        type=int,
+        default=1,
+        metavar="N",
+        help="render each probe's N-th attach alternative (default: 1)",
+    )
+    p.add_argument("-c", "--count", action="store_true", help="render count mode")
+
+
 def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
     description = {
         "run": "Load the spec's probes into the kernel and print what they see.",
@@ -215,93 +309,9 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
     )
     p.add_argument("spec", metavar="SPEC", help=f"a spec file (YAML). {SPEC_RULE}")
     if verb == "run":
-        p.add_argument(
-            "-o",
-            "--output",
-            choices=FORMATS,
-            default="table",
-            help="output format (default: table)",
-        )
-        p.add_argument(
-            "-c",
-            "--count",
-            action="store_true",
-            help="count events in the kernel by the spec's count keys; print the "
-            "table on exit (and every --interval)",
-        )
-        p.add_argument(
-            "--interval",
-            type=positive,
-            metavar="SECONDS",
-            help="aggregations (-c, or the spec's): print them every SECONDS, and on exit",
-        )
-        p.add_argument(
-            "--clear",
-            action="store_true",
-            help="with --interval: reset the aggregations after each print (like bcc's tools)",
-        )
-        p.add_argument(
-            "--duration",
-            type=positive,
-            metavar="SECONDS",
-            help="stop after SECONDS (default: run until Ctrl-C, SIGTERM or SIGHUP; any of "
-            "these stops it normally, also while it compiles: what was gathered is printed, "
-            "everything is detached, exit 0)",
-        )
-        p.add_argument(
-            "--envelope",
-            action="store_true",
-            help='with -o json: each row also carries "engine": {time, host, spec, probe} '
-            "for log shippers (the fields stay at the top level)",
-        )
-        p.add_argument("--ebpf", action="store_true", help="print the generated BPF C and exit")
-        p.add_argument(
-            "--perf-buffer",
-            action="store_true",
-            help="use a perf buffer even where the kernel has a ring buffer",
-        )
-        p.add_argument(
-            "--wakeup",
-            type=wakeup,
-            default=32,
-            metavar="N",
-            help="ring buffer: wake the reader every N events (0 to 65536), and read what "
-            "waits at least every 100 ms (default 32: far less CPU per event; 1: wake on "
-            "every event)",
-        )
-        p.add_argument(
-            "--buffer-pages",
-            type=pages,
-            default=64,
-            metavar="PAGES",
-            help="size of the ring (or per-CPU perf) buffer in pages, a power of two (default 64)",
-        )
-        p.add_argument(
-            "-v", "--verbose", action="store_true", help="show the compiler and verifier output"
-        )
-        p.add_argument(
-            "--alternative",
-            type=int,
-            default=0,
-            metavar="N",
-            help="use each probe's N-th attach alternative, no fallback (default: the first "
-            "that works)",
-        )
+        add_run_flags(p)
     else:
-        p.add_argument(
-            "--decoder",
-            action="store_true",
-            help="print the Python decoder module instead of the C",
-        )
-        p.add_argument("--btf", metavar="FILE", help="resolve against this BTF file")
-        p.add_argument(
-            "--alternative",
-            type=int,
-            default=1,
-            metavar="N",
-            help="render each probe's N-th attach alternative (default: 1)",
-        )
-        p.add_argument("-c", "--count", action="store_true", help="render count mode")
+        add_render_flags(p)
     if plan is not None:
         add_spec_options(p, plan)
     else:

@@ -13,6 +13,8 @@ from engine.output.values import LinearScale
 class Linear(Histogram):
     name: ClassVar[str] = "linear"
     spec_key: ClassVar[str] = "lhist"
+    # its spec entry's keys: the field, and the buckets' low end, high end and width
+    params: ClassVar[tuple[str, str, str, str]] = ("value", "min", "max", "step")
 
     def buckets(self, p: Params) -> int:
         return top_bucket(p) + 1

@@ -374,11 +374,11 @@ class AddrOf(StepBase):
 
 
 @dataclass(frozen=True)
-class Sum(StepBase):
+class Add(StepBase):
     """`u64 dest = left + right` (e.g. skb->head + skb->transport_header)."""
 
-    kind: ClassVar[str] = "sum"
-    partial: ClassVar[str] = "partials/steps/sum.c.j2"
+    kind: ClassVar[str] = "add"
+    partial: ClassVar[str] = "partials/steps/add.c.j2"
     child_fields: ClassVar[tuple[str, ...]] = ("left", "right")
     dest: str
     left: Operand
@@ -570,7 +570,7 @@ Step = Union[
     Load,
     LoadBits,
     AddrOf,
-    Sum,
+    Add,
     Store,
     Copy,
     CopyStr,

@@ -16,6 +16,7 @@ from engine import aggs
 from engine.aggs import AggKind
 from engine.aggs.linear import top_bucket
 from engine.plan.ir import (  # noqa: F401  re-exported: `M.Load`, `M.CVar` keep working
+    Add,
     AddrOf,
     Arg,
     Arith,
@@ -56,7 +57,6 @@ from engine.plan.ir import (  # noqa: F401  re-exported: `M.Load`, `M.CVar` keep
     Step,
     StepBase,
     Store,
-    Sum,
     local,
     member,
     operand,
@@ -387,7 +387,7 @@ class Program:
         program's output: its counted aggregation (-c), aggregations, or events. Words for
         people; nothing branches on them."""
         if any(s.agg.by_count for s in self.aggregations):
-            return "count"
+            return aggs.COUNT.name
         return "aggregate" if self.aggregations else "events"
 
     @property

@@ -439,7 +439,7 @@ class Resolver:
         head = self.rvalue(self.member(skb, E.Attr(node.args[0], "head", node.col)))
         off = self.rvalue(self.member(skb, E.Attr(node.args[0], node.func, node.col)))
         dest = self.s.local()
-        self.s.emit(M.Sum(dest, M.operand(head.var), M.operand(off.var)))
+        self.s.emit(M.Add(dest, M.operand(head.var), M.operand(off.var)))
         return Val(VT(VKind.PTR, 8, label="void *"), var=dest)
 
     def cast(self, node: E.Cast) -> Val:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from engine import aggs
 from engine.plan import model as M
 from engine.plan.bind import SET_INLINE, OptionValue
 from engine.plan.values import PINNED
@@ -86,6 +87,12 @@ def option_shapes(plan: M.Plan) -> list[Shape]:
     return out
 
 
-def modes(plan: M.Plan) -> tuple[str, ...]:
-    """The output modes a run can choose: events (or the active aggregations), and `-c`."""
-    return ("events", "count") if plan.counted else ("events",)
+def counts(plan: M.Plan) -> tuple[bool, ...]:
+    """The output modes a run can choose: events (or the active aggregations), and `-c`
+    (True: the spec's counted aggregation alone)."""
+    return (False, True) if plan.counted else (False,)
+
+
+def mode_word(count: bool) -> str:
+    """How `validate --compile` names a mode: the counted aggregation's name, or events."""
+    return aggs.COUNT.name if count else "events"

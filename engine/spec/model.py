@@ -15,9 +15,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
+from engine import aggs
 from engine.attach import KINDS
 from engine.errors import Location, Problem
-from engine import aggs
 from engine.spec import expr as E
 
 PathItem = str | int
@@ -448,7 +448,7 @@ class _Builder:
         value_at = self.at(*path, kind)
         if kind == aggs.LINEAR.spec_key:
             lin = raw[kind]
-            value, low, high, step = lin["value"], lin["min"], lin["max"], lin["step"]
+            value, low, high, step = (lin[p] for p in aggs.LINEAR.params)
             value_at = self.at(*path, kind, "value")
         elif aggs.BY_SPEC_KEY[kind].takes_value:
             value = raw[kind]
@@ -468,13 +468,13 @@ class _Builder:
         )  # fmt: skip
 
     def output(self, raw: dict[str, Any]) -> Output:
-        count = None
-        if raw.get("count"):
-            c = raw["count"]
-            by = self.columns(c.get("by"), ("output", "count", "by"))
-            count = Count(by, c.get("header"), self.at("output", "count"))
-        aggs = tuple(self.aggregation(i, a) for i, a in enumerate(raw.get("aggregations") or []))
-        return Output(self.columns(raw.get("columns"), ("output", "columns")), count, aggs,
+        count, key = None, aggs.COUNT.spec_key  # output.count: what -c counts
+        if raw.get(key):
+            c = raw[key]
+            by = self.columns(c.get("by"), ("output", key, "by"))
+            count = Count(by, c.get("header"), self.at("output", key))
+        entries = tuple(self.aggregation(i, a) for i, a in enumerate(raw.get("aggregations") or []))
+        return Output(self.columns(raw.get("columns"), ("output", "columns")), count, entries,
                       self.at("output"))  # fmt: skip
 
     def metric(self, name: str, raw: dict[str, Any]) -> Metric:

@@ -31,7 +31,7 @@ from engine import aggs
 from engine.errors import EngineError, SpecError, UsageError
 from engine.pipeline import check
 from engine.plan import model as M
-from engine.runtime import decoders
+from engine.runtime import decoders, runner
 from engine.runtime.aggregates import Aggregate, Bucket, Series
 from engine.runtime.loop import MapAggregations
 from engine.runtime.prom import (  # noqa: F401  (the metric model, re-exported for tests)
@@ -409,8 +409,6 @@ def run_serve(
     web_config: str | None = None,
 ) -> int:
     from prometheus_client import CollectorRegistry, generate_latest
-
-    from engine.runtime import runner
 
     host, port = parse_listen(listen)
     web = load_web_config(web_config) if web_config else WebConfig()

@@ -21,7 +21,7 @@ from engine.kernel import capabilities
 from engine.pipeline import check
 from engine.plan import model as M
 from engine.plan.bind import bind
-from engine.plan.shapes import Shape, modes, option_shapes
+from engine.plan.shapes import Shape, counts, mode_word, option_shapes
 from engine.runtime.runner import captured_stderr, import_bcc, kfunc_style
 
 # Kinds bcc loads itself at compile time (it must, to resolve their BTF target).
@@ -50,15 +50,15 @@ def compile_check(paths: list[str], out: TextIO) -> int:
             for index, alt in enumerate(probe.alternatives):
                 if alt.kind in TRACING and alt.kind not in tracing:
                     tracing[alt.kind] = capabilities.probe(alt.kind)
-                for mode in modes(plan):
+                for count in counts(plan):
                     # the whole program, as `run` loads it: every probe, this one's choice
                     choices = {**others(plan, tracing), probe.name: index}
-                    ok, what = check_shapes(bcc, plan, mode, choices, alt, shapes, tracing)
+                    ok, what = check_shapes(bcc, plan, count, choices, alt, shapes, tracing)
                     checked, failed = checked + 1, failed + (not ok)
                     targets = ", ".join(alt.targets)
                     out.write(
                         f"{path}: probe '{probe.name}' alternative {index + 1} "
-                        f"({alt.kind} {targets}) {mode}{what}\n"
+                        f"({alt.kind} {targets}) {mode_word(count)}{what}\n"
                     )
     out.write(f"{checked} checked: {checked - failed} ok, {failed} failed\n")
     return 1 if failed else 0
@@ -67,7 +67,7 @@ def compile_check(paths: list[str], out: TextIO) -> int:
 def check_shapes(
     bcc: Any,
     plan: M.Plan,
-    mode: str,
+    count: bool,
     choices: dict[str, int],
     alt: M.Alternative,
     shapes: list[Shape],
@@ -78,7 +78,7 @@ def check_shapes(
     programs: dict[str, str] = {}  # C text -> the first shape that makes it
     for shape in shapes:
         try:
-            program = bind(plan, count=mode == "count", options=shape.values, choices=choices,
+            program = bind(plan, count=count, options=shape.values, choices=choices,
                            kfunc_style=kfunc_style())  # fmt: skip
         except UsageError:
             continue  # a value this shape cannot take (a string option on a 1-byte field)

@@ -57,7 +57,7 @@ STEPS: dict[type, M.Step] = {
     M.Load: M.Load("v2", "u16", L1, 12, 2),
     M.LoadBits: M.LoadBits("v2", "u64", L1, 4, 1, 4, 15),
     M.AddrOf: M.AddrOf("v2", L1, 8),
-    M.Sum: M.Sum("v3", L1, L2),
+    M.Add: M.Add("v3", L1, L2),
     M.Store: M.Store("ev.f_ts", TS, 0),
     M.Copy: M.Copy("ev.f_addr", L1, 4, 16),
     M.CopyStr: M.CopyStr("ev.f_name", L1, 0, 64),
@@ -74,7 +74,7 @@ STEPS: dict[type, M.Step] = {
 # the locals each step reads (its operands' locals: a constant reads none, a member its struct)
 READS: dict[type, set[str]] = {
     M.Builtin: set(), M.Comm: set(), M.Arg: set(), M.Stashed: set(),
-    M.Load: {"v1"}, M.LoadBits: {"v1"}, M.AddrOf: {"v1"}, M.Sum: {"v1", "v2"},
+    M.Load: {"v1"}, M.LoadBits: {"v1"}, M.AddrOf: {"v1"}, M.Add: {"v1", "v2"},
     M.Store: {"v3"}, M.Copy: {"v1"}, M.CopyStr: {"v1"}, M.DataLocStr: {"ctx_addr"},
     M.Inet: {"v1", "v2"}, M.Arith: {"v1"}, M.StateKey: {"v1"}, M.StateRead: {"v9"},
     M.StateHas: {"v9"}, M.StatePut: {"v9", "v2"}, M.StateDelete: {"v9"},

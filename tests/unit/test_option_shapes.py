@@ -102,7 +102,7 @@ def test_two_switches_compile_off_on_and_each_alone(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(verify, "check_one", check_one)
     monkeypatch.setattr(verify, "kfunc_style", lambda: "module")
     alt = plan.probes[0].alternatives[0]
-    ok, _ = verify.check_shapes(None, plan, "events", {"p": 0}, alt, shapes, {})
+    ok, _ = verify.check_shapes(None, plan, False, {"p": 0}, alt, shapes, {})
     assert ok and len(compiled) == 4  # four distinct programs, each compiled
     for text in compiled:
         assert local_problems(text) == []

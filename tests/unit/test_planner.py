@@ -215,7 +215,7 @@ def test_icmp_headers_from_skb(icmp: M.Plan, btf: Btf) -> None:
         offset(btf, "sk_buff", "transport_header"),
         offset(btf, "icmphdr", "un", "echo", "sequence"),
     ]
-    assert any(isinstance(s, M.Sum) for s in seq)
+    assert any(isinstance(s, M.Add) for s in seq)
     network = [s for s in tp.steps if isinstance(s, M.Load)]
     assert offset(btf, "sk_buff", "network_header") in [s.offset for s in network]
     assert tp.functions[0].target == "net:net_dev_queue"

@@ -52,13 +52,13 @@ def programs() -> list[M.Program]:
     out = []
     for path in SPECS:
         plan = planner.plan(load_document(str(path)), BTF)
-        modes = ("events", "count") if plan.key else ("events",)
-        for shape, mode, (transport, wakeup), clear in itertools.product(
-            option_shapes(plan)[:3], modes, (("ringbuf", 0), ("ringbuf", 4), ("perf", 0)), (0, 1)
+        counts = (False, True) if plan.counted else (False,)
+        for shape, count, (transport, wakeup), clear in itertools.product(
+            option_shapes(plan)[:3], counts, (("ringbuf", 0), ("ringbuf", 4), ("perf", 0)), (0, 1)
         ):
             program = bind(
                 plan,
-                mode=mode,
+                count=count,
                 options=shape.values,
                 transport=transport,
                 wakeup_batch=wakeup,

@@ -11,7 +11,7 @@ from engine.errors import Problem, UsageError
 from engine.plan import model as M
 from engine.plan.bind import bind
 from engine.plan.passes.context import Context
-from engine.plan.shapes import modes, option_shapes
+from engine.plan.shapes import counts, option_shapes
 from engine.plan.state import user_pointer_message
 
 
@@ -71,14 +71,12 @@ def check_stack(ctx: Context, plan: M.Plan) -> None:
     worst: dict[str, tuple[int, StackUse, str]] = {}
     most = max((len(p.alternatives) for p in plan.probes), default=1)
     for shape in option_shapes(plan):
-        for mode in modes(plan):
-            label = " ".join(x for x in ("-c" * (mode == "count"), shape.flags) if x)
+        for count in counts(plan):
+            label = " ".join(x for x in ("-c" * count, shape.flags) if x)
             for index in range(most):
                 choices = {p.name: min(index, len(p.alternatives) - 1) for p in plan.probes}
                 try:
-                    program = bind(
-                        plan, count=mode == "count", options=shape.values, choices=choices
-                    )
+                    program = bind(plan, count=count, options=shape.values, choices=choices)
                 except UsageError:
                     continue  # a value this shape cannot take (a 1-byte string field)
                 for bound in program.probes:

@@ -97,7 +97,8 @@ def plan_aggregations(
             ctx.problem(f"aggregation '{name}' is declared twice; name one", spec.name_at)
         seen.add(name)
         value, low, high, step = spec.value, spec.low, spec.high, spec.step
-        if kind == aggs.LINEAR.spec_key and (high <= low or (high - low) % step or (high - low) // step > 1000):
+        linear = kind == aggs.LINEAR.spec_key
+        if linear and (high <= low or (high - low) % step or (high - low) // step > 1000):
             ctx.problem(
                 f"lhist needs min < max with (max - min) a multiple of step and at "
                 f"most 1000 buckets; got min {low}, max {high}, step {step}",
