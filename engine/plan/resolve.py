@@ -9,6 +9,7 @@ the planner locates and collects them.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -16,6 +17,7 @@ from typing import Callable, Iterable, Sequence
 from engine.attach import KINDS, AttachKind
 from engine.errors import NameIndex, did_you_mean
 from engine.kernel.btf import Kind
+from engine.memory import AddressSpace
 from engine.plan import arith
 from engine.plan import model as M
 from engine.plan.state import STATE_HELPERS, StateResolver
@@ -165,20 +167,27 @@ class Resolver:
             stack.pop()
         return s.bindings[node.name]
 
+    def _in_space(self, vt: VT) -> VT:
+        """An argument's pointer points into the attach family's address space: a user-space
+        probe's pointers are user pointers, read only with the user helpers."""
+        if vt.kind is VKind.PTR and self.s.attach.address_space is AddressSpace.USER:
+            return dataclasses.replace(vt, user=True)
+        return vt
+
     def _fresh_name(self, node: E.Name) -> Val:
         s = self.s
         name = node.name
         if name == "args" and s.record is not None:
             return Val(VT(VKind.STRUCT, label=s.record_label), base="ctx_addr")
         if name == "ret" and s.ret is not None:
-            vt = vt_of(self.btf, s.ret) if s.ret else int_vt("s64")
+            vt = self._in_space(vt_of(self.btf, s.ret) if s.ret else int_vt("s64"))
             dest = s.local()
             where, access = s.attach.ret_arg(s.nargs)  # registers: PT_REGS_RC; fexit: after args
             s.emit(M.Arg(dest, vt.ctype, where, access.value))
             return Val(vt, var=dest)
         if name in s.params:
             index, type_id = s.params[name]
-            vt = vt_of(self.btf, type_id)
+            vt = self._in_space(vt_of(self.btf, type_id))
             dest = s.local()
             if s.attach.max_args and index >= s.attach.max_args:
                 raise PlanError(
@@ -306,6 +315,12 @@ class Resolver:
             offset, vt = s.record[node.attr]
             return Val(vt, base="ctx_addr", offset=offset)
         if base.vt.kind is VKind.PTR:
+            if base.vt.user:  # the kernel helpers read it as zeros or garbage, without an error
+                raise PlanError(
+                    f"'{node.attr}': a '{base.vt.label}' here points to user memory; only "
+                    "strings (decode: str) can be read through it, not structs",
+                    node.col,
+                )
             if not base.vt.btf or self.btf.strip(base.vt.btf).kind not in (Kind.STRUCT, Kind.UNION):
                 raise PlanError(
                     f"'{node.attr}': a '{base.vt.label}' points to no struct; "
