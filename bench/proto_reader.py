@@ -31,6 +31,8 @@ import sys
 import time
 from typing import Any, Callable
 
+from engine.plan import resources
+
 SPEC = "specs/tcpconnect.yaml"
 POLL_MS = 100
 LOST_EVERY = 1.0
@@ -105,7 +107,7 @@ def make_formatter(rows: list[str]) -> Callable[[bytes | memoryview, int], None]
 
 def lost_total(b: Any) -> int:
     try:
-        return int(sum(b["lost"][0]))
+        return int(sum(b[resources.LOST][0]))
     except Exception:
         return 0
 
@@ -147,7 +149,7 @@ def run_lean(b: Any, out: Any) -> None:
         return 0
 
     cb = _RINGBUF_CB_TYPE(on_event)  # keep a reference while polling
-    b._open_ring_buffer(b["events"].map_fd, cb, None)
+    b._open_ring_buffer(b[resources.EVENTS].map_fd, cb, None)
     lost = Lost(b)
     while not Stop.requested:
         b.ring_buffer_poll(POLL_MS)
@@ -163,7 +165,7 @@ def run_mmap(b: Any, out: Any, pages: int) -> None:
     page = mmap.PAGESIZE
     size = pages * page
     mask = size - 1
-    fd = b["events"].map_fd
+    fd = b[resources.EVENTS].map_fd
     cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
     prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
     ep = select.epoll()

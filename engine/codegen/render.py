@@ -66,14 +66,8 @@ def environment() -> jinja2.Environment:
     env.filters["slot"] = M.slot_name
     env.tests["ctrue"] = lambda e: isinstance(e, M.CTrue)
     env.globals["ctypes_names"] = CTYPES
-    env.globals["fail"] = _fail
     env.globals["step_partial"] = step_partial
     return env
-
-
-def _fail(message: str) -> str:
-    """A template reached a case it has no text for: a bug, never silently empty C."""
-    raise TypeError(message)
 
 
 def step_partial(step: M.Step) -> str:

@@ -147,16 +147,6 @@ def deleted_counter(state_index: int) -> int:
     return 2 * state_index + 1
 
 
-def inserted_index(st: M.StateMap) -> int:
-    """engine_state_keys' counter of the keys inserted into `st` (deleted: the next one)."""
-    return inserted_counter(st.index)
-
-
-def deleted_index(st: M.StateMap) -> int:
-    """engine_state_keys' counter of the keys deleted from `st`."""
-    return deleted_counter(st.index)
-
-
 # --- the pass -----------------------------------------------------------------------------------
 
 
@@ -234,8 +224,8 @@ def _state_keys(program: M.Program) -> Counters | None:
         return None
     names = [""] * program.state_counters
     for st in program.states:
-        names[inserted_index(st)] = f"state '{st.name}': keys inserted"
-        names[deleted_index(st)] = f"state '{st.name}': keys deleted"
+        names[inserted_counter(st.index)] = f"state '{st.name}': keys inserted"
+        names[deleted_counter(st.index)] = f"state '{st.name}': keys deleted"
     decl = MapDecl(STATE_KEYS, MapType.PERCPU_ARRAY, "", "u64", program.state_counters)
     return Counters(decl, tuple(names))
 

@@ -152,7 +152,8 @@ class MapAggregations(RuntimeSink):
         program: M.Program = session.program
         fields = {f.name: f for f in program.fields}
         state = decoders.State(exact_text=True)  # label values: the exposition escapes
-        self.readers = [Reader(s, fields, state) for s in program.aggregations]
+        # plain values for `read()` (serve); a printing run reads through its printer's own
+        self.readers = [] if printer else [Reader(s, fields, state) for s in program.aggregations]
 
     def report(self) -> None:
         if self.printer is not None:

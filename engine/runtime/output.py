@@ -7,13 +7,12 @@ of events costs one write, not one per event.
 
 from __future__ import annotations
 
-import io
 from typing import Any, Sequence, TextIO
 
 from engine.output import FORMATS, RENDERERS
 from engine.output.values import Column
 
-__all__ = ["FORMATS", "Printer", "render_rows"]
+__all__ = ["FORMATS", "Printer"]
 
 ColumnSpec = tuple[str, str, int, bool]  # (key, header, width, decimal)
 
@@ -50,14 +49,3 @@ class Printer:
             self.pending.clear()
             self.out.write(text)
         self.out.flush()
-
-
-def render_rows(fmt: str, columns: Sequence[ColumnSpec], rows: list[list[Any]]) -> str:
-    """A whole table as text (count mode prints this at the end or every interval)."""
-    buf = io.StringIO()
-    printer = Printer(fmt, columns, buf)
-    printer.header()
-    for r in rows:
-        printer.row(r)
-    printer.flush()
-    return buf.getvalue()

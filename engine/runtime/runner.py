@@ -277,9 +277,9 @@ class Session:
         def total(i: int) -> int:
             return int(sum(getattr(v, "value", v) for v in table[i]))
 
-        inserted = [total(resources.inserted_index(st)) if st.lru else 0 for st in states]
+        inserted = [total(resources.inserted_counter(st.index)) if st.lru else 0 for st in states]
         held = [self.held(st) if st.lru else 0 for st in states]
-        deleted = [total(resources.deleted_index(st)) if st.lru else 0 for st in states]
+        deleted = [total(resources.deleted_counter(st.index)) if st.lru else 0 for st in states]
         return [max(0, i - h - d) for i, h, d in zip(inserted, held, deleted)]
 
     def held(self, st: M.StateMap) -> int:

@@ -32,7 +32,6 @@ from engine.runtime.rows import getter, struct_format
 # The names below stay for the callers and tests that import them from here.
 KINDS = aggs.KINDS
 wrap = aggs.wrap
-c_div = aggs.c_div
 Exact = aggs.Exact
 log2_bounds = aggs.log2_bounds
 linear_bounds = aggs.linear_bounds
@@ -176,12 +175,6 @@ def log2_index(v: int) -> int:
 def linear_index(agg: M.Aggregation, v: int) -> int:
     """The kernel's linear bucket of a value read as s64 (emit_agg_linear.c.j2)."""
     return aggs.LINEAR.index(agg, v)
-
-
-def bounds(agg: M.Aggregation, i: int) -> tuple[int | None, int | None]:
-    kind = aggs.KINDS[agg.kind]
-    assert isinstance(kind, aggs.Histogram)
-    return kind.bounds(agg, i)
 
 
 # --- printing ---------------------------------------------------------------------------------

@@ -206,7 +206,6 @@ class Aggregation:
     index: int
     kind: str  # the spec key: count, sum, min, max, avg, hist, lhist
     name: str  # as written, or the kind
-    explicit_name: bool
     value: str  # the field aggregated ("" for count)
     value_at: At
     low: int  # lhist only
@@ -460,7 +459,7 @@ class _Builder:
         )
         unless = Switch(raw["unless"], self.at(*path, "unless")) if raw.get("unless") else None
         return Aggregation(
-            index, kind, raw.get("name", kind), "name" in raw, value, value_at, low, high, step,
+            index, kind, raw.get("name", kind), value, value_at, low, high, step,
             self.columns(raw.get("by"), (*path, "by")), when, unless, raw.get("header"),
             raw.get("unit"), raw.get("print"), int(raw.get("size", DEFAULT_SIZE)),
             self.at(*path), self.at(*path, kind), self.at(*path, "name"), self.at(*path, "unit"),

@@ -236,6 +236,15 @@ def own_family(name: str) -> Any:
     return family(name, help_text, labels=list(labels))
 
 
+@dataclass(frozen=True)
+class Read:
+    """What one scrape read of a served spec: its aggregations and its kernel counters."""
+
+    aggregates: list[Aggregate]
+    errors: list[int]
+    evicted: list[int]
+
+
 class EngineCollector:
     """A prometheus_client collector reading every served spec's maps at each scrape."""
 
@@ -262,10 +271,16 @@ class EngineCollector:
             with_stats = stats_enabled()
             for served in self.served:
                 try:
-                    families += self.collect_spec(served, own, with_stats)
+                    read = Read(
+                        served.aggregations.read(),
+                        served.session.errors(),
+                        served.session.evicted(),
+                    )
                 except Exception as exc:  # a map read failing must not end the daemon
                     self.scrape_errors += 1
                     print(f"engine serve: reading {served.spec}: {exc}", file=sys.stderr)
+                    continue
+                families += self.collect_spec(served, read, own, with_stats)
             if not with_stats:
                 del own["engine_bpf_program_runs"], own["engine_bpf_program_run_seconds"]
             load = own_family("engine_spec_load_errors")
@@ -285,14 +300,15 @@ class EngineCollector:
             families += [*own.values(), load, loaded, scrape_err, conns, closed, last]
         yield from sorted(families, key=lambda f: OWN_ORDER.get(f.name, -1))
 
-    def collect_spec(self, served: Served, own: dict[str, Any], stats: bool) -> list[Any]:
-        """One spec's metrics from its runtime sink (MapAggregations, read now), and its
-        rows of the engine's own families."""
-        aggregates = served.aggregations.read()
-        errors = served.session.errors()
-        evicted = served.session.evicted()
+    def collect_spec(
+        self, served: Served, read: Read, own: dict[str, Any], stats: bool
+    ) -> list[Any]:
+        """One spec's metrics from what its runtime sink (MapAggregations) and counters read
+        at this scrape, and its rows of the engine's own families. Only the reads may fail
+        and skip a spec: what is built from them is the engine's, and a bug there fails the
+        scrape rather than showing part of a spec."""
         families = []
-        for agg in aggregates:
+        for agg in read.aggregates:
             metric = served.metrics[agg.name]
             budget = served.budgets[agg.name]
             families.append(self.family(metric, agg, budget.apply(agg)))
@@ -303,7 +319,7 @@ class EngineCollector:
                 [served.spec, metric.name], agg.dropped
             )
         program = served.session.program
-        for st, n, gone in zip(program.states, errors, evicted):
+        for st, n, gone in zip(program.states, read.errors, read.evicted):
             own["engine_state_update_failures"].add_metric([served.spec, st.name], n)
             if st.lru:
                 most = served.evicted[st.name] = max(served.evicted.get(st.name, 0), gone)

@@ -89,8 +89,8 @@ def test_every_counter_index_names_its_counter() -> None:
         for st in program.states:
             assert res.errors.names[st.index] == f"state '{st.name}': failed updates"
             assert res.state_keys is not None
-            inserted = res.state_keys.names[R.inserted_index(st)]
-            deleted = res.state_keys.names[R.deleted_index(st)]
+            inserted = res.state_keys.names[R.inserted_counter(st.index)]
+            deleted = res.state_keys.names[R.deleted_counter(st.index)]
             assert (inserted, deleted) == (
                 f"state '{st.name}': keys inserted",
                 f"state '{st.name}': keys deleted",

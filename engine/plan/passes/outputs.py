@@ -11,10 +11,6 @@ from engine.plan import model as M
 from engine.plan.passes.context import Context
 from engine.spec import model as S
 
-# output.aggregations: the spec key -> the model's kind, how errors name it, its header
-AGG_KINDS = {key: k.name for key, k in aggs.BY_SPEC_KEY.items()}
-AGG_WORDS = {key: k.words for key, k in aggs.BY_SPEC_KEY.items()}
-AGG_HEADERS = {key: k.header for key, k in aggs.BY_SPEC_KEY.items() if k.header}
 # `print:` of a sum/min/max/avg and the `unit:` it converts from: nanoseconds in one of each
 # (the spellings `metrics.unit` takes)
 TIME_NS = {"ns": 1, "nsecs": 1, "us": 10**3, "usecs": 10**3, "ms": 10**6, "msecs": 10**6,
@@ -117,7 +113,8 @@ def plan_aggregations(
                     )
             elif f.count or f.ctype.startswith("struct") or f.decoder in NOT_NUMBERS:
                 ctx.problem(
-                    f"{AGG_WORDS[kind]} needs a number; '{value}' is a {f.decoder} field",
+                    f"{aggs.BY_SPEC_KEY[kind].words} needs a number; "
+                    f"'{value}' is a {f.decoder} field",
                     vpath,
                 )
             else:
@@ -136,13 +133,13 @@ def plan_aggregations(
                     )
         header = spec.header
         if header is None:
-            header = AGG_HEADERS.get(kind, value.upper() or "COUNT")
+            header = aggs.BY_SPEC_KEY[kind].header or value.upper() or "COUNT"
         unit = spec.unit if spec.unit is not None else value
         divisor = print_divisor(ctx, kind, spec, unit) if spec.print is not None else 1
         when = tuple(s.name for s in spec.when)
         out.append(
             M.Aggregation(
-                name, AGG_KINDS[kind], value, by, header, unit,
+                name, aggs.BY_SPEC_KEY[kind].name, value, by, header, unit,
                 spec.size, when, spec.unless.name if spec.unless else "",
                 low, high, step, signed, divisor=divisor,
             )
@@ -158,7 +155,8 @@ def print_divisor(ctx: Context, kind: str, spec: S.Aggregation, unit: str) -> in
     shown = str(spec.print)
     if kind not in PRINTED:
         what = "a count has no unit" if kind == aggs.COUNT.spec_key else (
-            f"{AGG_WORDS[kind]} buckets each value as it comes: divide the field instead, "
+            f"{aggs.BY_SPEC_KEY[kind].words} buckets each value as it comes: divide the field "
+            "instead, "
             "e.g. `(ktime_ns - t0) / 1000`"
         )  # fmt: skip
         ctx.problem(f"`print` converts a sum, min, max or avg; {what}", spec.print_at)
