@@ -34,6 +34,7 @@ from engine.codegen import render
 from engine.runtime import runner
 from engine.kernel import capabilities
 from engine.plan.bind import bind
+from engine.plan import model as M
 from engine.spec.loader import load_document
 from engine.spec.schema import check_schema
 from engine.cli import spec_parser
@@ -49,14 +50,14 @@ config = runner.RunConfig()
 choices = {p.name: len(p.alternatives) - 1 for p in plan.probes}
 if want_probe:
     runner.check_privileges()
-    transport = "ringbuf" if capabilities.probe("ringbuf").ok else "perf"
+    transport = M.Transport.RINGBUF if capabilities.probe("ringbuf").ok else M.Transport.PERF
     t["probe"] = time.perf_counter() - s
     s = time.perf_counter()
     choices = runner.choose(plan, {})
     t["probe"] += time.perf_counter() - s
     s = time.perf_counter()
 else:
-    transport = "ringbuf"
+    transport = M.Transport.RINGBUF
 program = bind(plan, kfunc_style="legacy", options={}, choices=choices,
                transport=transport, ringbuf_pages=64, wakeup_batch=0)
 text = render.render_c(program)

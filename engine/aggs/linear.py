@@ -41,8 +41,8 @@ class Linear(Histogram):
 
 
 def top_bucket(p: Params) -> int:
-    """The bucket of values at or above max."""
-    return (p.high - p.low) // p.step + 1 if p.step else 0
+    """The bucket of values at or above max (the scale's `top`: one place computes it)."""
+    return LinearScale(p.low, p.high, p.step).top
 
 
 def linear_bounds(p: Params, i: int) -> Bounds:

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from engine.attach import arg_c
+from engine.attach import KINDS, arg_c
 from engine.nodes import Visitor
 from engine.plan import model as M
 from engine.plan.resources import declare, deleted_counter, inserted_counter, state_map_name
@@ -59,6 +59,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["c_expr"] = c_expr
     env.filters["arg_c"] = arg_c
+    env.filters["attach_partial"] = lambda kind: KINDS[kind].partial  # the kind names it
     env.filters["state_map"] = state_map_name
     env.filters["inserted_counter"] = inserted_counter
     env.filters["deleted_counter"] = deleted_counter

@@ -31,7 +31,7 @@ def bind(
     count: bool = False,
     options: Mapping[str, OptionValue] | None = None,
     choices: Mapping[str, int] | None = None,
-    transport: str = "ringbuf",
+    transport: M.Transport = M.Transport.RINGBUF,
     ringbuf_pages: int = 64,
     wakeup_batch: int = 0,
     kfunc_style: str = "module",
@@ -107,7 +107,7 @@ def bind_sinks(
     plan: M.Plan,
     count: bool,
     values: Mapping[str, OptionValue],
-    transport: str,
+    transport: M.Transport,
     ringbuf_pages: int,
     wakeup_batch: int,
     clear: bool = False,
@@ -128,7 +128,7 @@ def bind_sinks(
         index = agg_error_index(plan.states, len(sinks))
         sinks.append(M.AggSink(agg, key, by, value_ctype, index, 2 if clear else 1))
     if not sinks:
-        sinks.append(M.EventSink(transport, ringbuf_pages, wakeup_batch))
+        sinks.append(M.EventSink(M.Transport(transport), ringbuf_pages, wakeup_batch))
     return sinks
 
 

@@ -10,6 +10,7 @@ data: names in it are generated or validated identifiers, and numbers are ints.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Union
 
 from engine import aggs
@@ -255,18 +256,26 @@ class ProgramProbe:
     emits: bool = True  # sends the event to the sinks (a store-only probe does not)
 
 
+class Transport(str, Enum):
+    """How events reach user space: the ring buffer, or the per-CPU perf buffer (kernels
+    before 5.8, or --perf-buffer)."""
+
+    RINGBUF = "ringbuf"
+    PERF = "perf"
+
+
 @dataclass(frozen=True)
 class EventSink:
     """Every event to user space, through the ring buffer or the per-CPU perf buffer."""
 
-    transport: str  # ringbuf | perf
+    transport: Transport
     ringbuf_pages: int
     wakeup_batch: int  # 0: wake the reader on every event
 
     @property
     def emit_partial(self) -> str:
         """templates/partials/emit_<this>.c.j2 sends one event."""
-        return self.transport
+        return Transport(self.transport).value
 
 
 @dataclass(frozen=True)

@@ -201,14 +201,14 @@ def _event_buffer(program: M.Program) -> MapDecl | None:
     sink = _event_sink(program)
     if sink is None:
         return None
-    if sink.transport == "ringbuf":
+    if sink.transport == M.Transport.RINGBUF:
         return MapDecl(EVENTS, MapType.RINGBUF, "", "", sink.ringbuf_pages)
     return MapDecl(EVENTS, MapType.PERF, "", "", 0)
 
 
 def _pending(program: M.Program) -> MapDecl | None:
     sink = _event_sink(program)
-    if sink is None or sink.transport != "ringbuf" or sink.wakeup_batch <= 1:
+    if sink is None or sink.transport != M.Transport.RINGBUF or sink.wakeup_batch <= 1:
         return None
     return MapDecl(PENDING, MapType.PERCPU_ARRAY, "", "u64", 1)
 

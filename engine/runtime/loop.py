@@ -138,7 +138,10 @@ class PerfEvents(BufferEvents):
 
 
 # an EventSink's transport -> its runtime sink
-EVENT_SINKS: dict[str, type[BufferEvents]] = {"ringbuf": RingBufferEvents, "perf": PerfEvents}
+EVENT_SINKS: dict[M.Transport, type[BufferEvents]] = {
+    M.Transport.RINGBUF: RingBufferEvents,
+    M.Transport.PERF: PerfEvents,
+}
 
 
 class MapAggregations(RuntimeSink):

@@ -318,7 +318,7 @@ class AttachError(Exception):
 
 
 def start(
-    plan: M.Plan, config: RunConfig, transport: str, stop: signals.Stop | None = None
+    plan: M.Plan, config: RunConfig, transport: M.Transport, stop: signals.Stop | None = None
 ) -> Session:
     """Load and attach, falling back to a probe's next alternative when an attach fails;
     Stopped when a stop is requested on the way (checked between the slow steps)."""
@@ -375,9 +375,11 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
         check_privileges()
         if config.clear:
             check_membarrier()
-        transport = config.transport
-        if transport == "auto":
-            transport = "ringbuf" if capabilities.probe("ringbuf").ok else "perf"
+        if config.transport == "auto":
+            ring = capabilities.probe("ringbuf").ok
+            transport = M.Transport.RINGBUF if ring else M.Transport.PERF
+        else:
+            transport = M.Transport(config.transport)
         columns = active_columns(plan, config)
         try:
             session = start(plan, config, transport, stop)

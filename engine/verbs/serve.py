@@ -449,7 +449,7 @@ def run_serve(
             config = runner.RunConfig(verbose=verbose, count=counted)
             load_errors[plan.name] = 0
             try:
-                session = runner.start(plan, config, "ringbuf")
+                session = runner.start(plan, config, M.Transport.RINGBUF)
             except EngineError as exc:
                 load_errors[plan.name] = 1
                 runner.say(f"engine serve: {path}: not served: {exc}")
