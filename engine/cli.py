@@ -31,6 +31,8 @@ examples:
   engine explain tcp_v4_connect               a function's arguments, from BTF
   engine explain sock/inet_sock_set_state     a tracepoint's fields
   engine explain struct sock_common           a struct's members with offsets
+  engine explain /usr/bin/bash                a binary's functions and USDT probes (ELF)
+  engine explain lib:c:getaddrinfo            a library function (lib:NAME as ldconfig -p names it)
   engine doctor                               what this kernel offers, with remedies
   engine serve specs/tcpconnect.yaml          aggregations as Prometheus metrics on :9435
 """
@@ -506,9 +508,18 @@ def add_explain_and_doctor(sub: argparse._SubParsersAction[Parser]) -> None:
     """`engine explain` and `engine doctor`: what this kernel (or a BTF file) offers."""
     e = sub.add_parser(
         "explain",
-        help="show a function's arguments, a tracepoint's fields or a struct's members, from BTF",
+        help="show a function's arguments, a tracepoint's fields or a struct's members, from BTF;"
+        " or a user-space binary's functions and USDT probes, from ELF",
+        description="Explain what a spec can name. Kernel targets (from BTF): FUNCTION, "
+        "CATEGORY/EVENT, raw:EVENT, struct NAME, union NAME, enum NAME. User-space targets "
+        "(from ELF): a path starting with /, ./ or ../, or lib:NAME for a library as "
+        "`ldconfig -p` names it (lib:c, lib:libc.so.6) lists the binary's functions and USDT "
+        "probes; BINARY:FUNCTION shows one function, BINARY:PROVIDER:NAME one USDT probe's "
+        "argument descriptors.",
     )
-    e.add_argument("target", metavar="FUNCTION|CATEGORY/TRACEPOINT|struct NAME", nargs="+")
+    e.add_argument(
+        "target", metavar="FUNCTION|CATEGORY/TRACEPOINT|struct NAME|BINARY[:SYMBOL]", nargs="+"
+    )
     e.add_argument("--btf", metavar="FILE", help="BTF file (default: the running kernel's)")
     e.add_argument("--expand", action="store_true", help="expand nested structs one level")
     d = sub.add_parser("doctor", help="measure what this kernel offers, with remedies")

@@ -22,6 +22,8 @@ packages+=(bpfcc-tools bpftrace)
 # engine serve's test scrapes it with a real Prometheus server; the same package ships
 # promtool, whose `check metrics` judges every exposition the tests scrape (tests/promcheck.py).
 packages+=(prometheus)
+# ELF symbol tables and USDT notes (engine.kernel.elf), and what the tests build USDT programs with.
+packages+=(python3-pyelftools systemtap-sdt-dev gcc)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -4,7 +4,10 @@ Targets: whatever an attach family's syntax names (engine.attach: a kernel funct
 arguments, a tracepoint's record as `args.FIELD`, a raw tracepoint's arguments as `raw:event`),
 `struct NAME` / `union NAME` (members with byte offsets; anonymous members are
 flattened, since spec paths pass through them), `enum NAME` or an enum constant (its values).
-Output is plain aligned text; every failure is one line on stderr and exit 1.
+A path (`/...`, `./...`) or `lib:NAME` names a user-space binary (engine.verbs.explain_binary):
+its functions and USDT probes, or one of them as `BINARY:FUNCTION` / `BINARY:PROVIDER:NAME`.
+Output is plain aligned text; every failure is one line on stderr and exit 1 (2 for a usage
+error: a bad --btf, a binary that is missing or not ELF).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from engine.kernel.btf import VMLINUX, Btf, BtfType, Kind, Param
 from engine.plan.layout import load_btf
 from engine.plan.tracepoints import tracepoint_record
 from engine.plan.values import VT
+from engine.verbs.explain_binary import explain_binary, is_binary_target
 
 _AGG = (Kind.STRUCT, Kind.UNION)
 _ENUMS = (Kind.ENUM, Kind.ENUM64)
@@ -35,6 +39,9 @@ def run_explain(target: str, btf_path: str | None, expand: bool, out: TextIO) ->
     """Print what `target` is and how a spec uses it; 0, or 1 (2 for a bad --btf) with one
     line on stderr."""
     try:
+        if is_binary_target(target):  # a user-space binary: ELF, no BTF needed
+            out.write("\n".join(explain_binary(target)) + "\n")
+            return 0
         btf = load_btf(btf_path)
         live = btf_path is None or os.path.realpath(btf_path) == os.path.realpath(VMLINUX)
         lines = explain(btf, " ".join(target.split()), expand, live)
