@@ -24,7 +24,8 @@ from elftools.elf.sections import NoteSection, SymbolTableSection
 from engine.errors import EngineError, UsageError, did_you_mean
 
 LDCONFIG = ("/sbin/ldconfig", "/usr/sbin/ldconfig")
-STAPSDT_TYPE = 3  # NT_STAPSDT
+# NT_STAPSDT is 3; pyelftools names type 3 after the GNU note that shares the number
+STAPSDT_TYPES = (3, "NT_STAPSDT", "NT_GNU_BUILD_ID")
 
 
 class ElfFileError(UsageError):
@@ -144,7 +145,7 @@ def _probes(elf: ELFFile) -> Iterator[Usdt]:
         word = ">" + word[1:]
     head = struct.calcsize(word)
     for note in section.iter_notes():
-        if note["n_name"] != "stapsdt" or note["n_type"] != STAPSDT_TYPE:
+        if note["n_name"] != "stapsdt" or note["n_type"] not in STAPSDT_TYPES:
             continue
         desc: bytes = note["n_descdata"]
         pc, _base, semaphore = struct.unpack_from(word, desc)
