@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from engine import aggs
-from engine.attach import KINDS
+from engine.attach import kind_of
 from engine.errors import Location, Problem
 from engine.spec import expr as E
 
@@ -371,10 +371,10 @@ class _Builder:
         return State(name, key, value, size, bool(raw.get("lru", True)), self.at(*path))
 
     def alternative(self, path: Path, index: int, raw: dict[str, Any]) -> Alternative:
-        kind = next(name for name in KINDS if name in raw)
-        targets = raw[kind]
+        attach = kind_of(raw)  # the attach key the schema let through names the kind
+        kind, targets = attach.name, raw[attach.name]
         listed = isinstance(targets, list)
-        names = tuple(str(t) for t in targets) if listed else (str(targets),)
+        names = attach.targets_of(targets)
         kind_at = self.at(*path, kind)
         ats = tuple(self.at(*path, kind, i) for i in range(len(names))) if listed else (kind_at,)
         where = self.expr(raw["where"], (*path, "where")) if "where" in raw else None
