@@ -3,9 +3,9 @@
 Debian's bcc 0.26 Python declares `bpf_attach_uprobe` with 6 arguments while the C function
 takes 7 (the last is the USDT semaphore's `ref_ctr_offset`), so the kernel gets stack
 garbage there; it then refuses any other uprobe on the same instruction whose offset differs
-("ref_ctr_offset mismatch" in dmesg, EINVAL). The engine passes 0 (engine.attach.uprobe.fix_bcc_binding); an
-oracle run beside it on the same functions must too, or whichever attaches second fails. The
-tool itself runs unchanged: `python3 bcc_uprobe_fix.py /usr/sbin/TOOL-bpfcc ARGS...`.
+("ref_ctr_offset mismatch" in dmesg, EINVAL). The engine passes 0
+(engine.attach.uprobe.fix_bcc_binding); an oracle run beside it on the same functions must
+too, or whichever attaches second fails. The tool itself runs unchanged: `python3 bcc_uprobe_fix.py /usr/sbin/TOOL-bpfcc ARGS...`.
 """
 
 import ctypes
