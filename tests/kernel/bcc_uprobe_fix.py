@@ -5,7 +5,8 @@ takes 7 (the last is the USDT semaphore's `ref_ctr_offset`), so the kernel gets 
 garbage there; it then refuses any other uprobe on the same instruction whose offset differs
 ("ref_ctr_offset mismatch" in dmesg, EINVAL). The engine passes 0
 (engine.attach.uprobe.fix_bcc_binding); an oracle run beside it on the same functions must
-too, or whichever attaches second fails. The tool itself runs unchanged: `python3 bcc_uprobe_fix.py /usr/sbin/TOOL-bpfcc ARGS...`.
+too, or whichever attaches second fails. The tool itself runs unchanged:
+`python3 bcc_uprobe_fix.py /usr/sbin/TOOL-bpfcc ARGS...`.
 """
 
 import ctypes
