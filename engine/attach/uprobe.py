@@ -90,7 +90,7 @@ class UprobeKind(AttachKind):
 
     def _locate(self, ctx: BindContext, alt: Alternative) -> list[binary.Located] | None:
         """Each target found in its binary (problems said at the target otherwise)."""
-        found = []
+        found: list[binary.Located] = []
         for i, text in enumerate(alt.targets):
             at = alt.target_ats[i]
             try:
