@@ -4,7 +4,8 @@ The test starts /bin/bash on a pseudo-terminal (python's pty: bash is interactiv
 reads its lines with readline), after both tools are attached, types LINES and `exit`, and
 waits for bash to end. The engine and bashreadline-bpfcc (run with libbcc's uprobe binding
 fixed: see bcc_uprobe_fix.py) must print exactly those lines, in order, for that bash's pid.
-A bash run through a symlink named notbash (same file, another comm) is not printed: only processes named bash are.
+A bash run through a symlink named notbash (same file, another comm) is not printed: only
+processes named bash are.
 """
 
 from __future__ import annotations
