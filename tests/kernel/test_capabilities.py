@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import UsageError
-from engine.kernel import capabilities
-from engine.kernel import elf
+from engine.kernel import capabilities, elf
 from engine.kernel.capabilities import FEATURES, NEEDS_ROOT, can_attach, probe, probe_all
 
 pytestmark = [
