@@ -1,6 +1,7 @@
 """uprobe/uretprobe on a program the test builds: declared arguments of several C types read
-from the registers, a string through a user pointer, the return value, a target given as an
-address, and the spec's `./prog` found beside the spec file (not in the working directory).
+from the registers, a string through a user pointer, the return value, targets given as an
+address and as NAME+OFFSET, and the spec's `./prog` found beside the spec file (not in the
+working directory).
 
 The program (gcc -O0) waits for "go", then calls `work` with CALLS; bpftrace's `uprobe:` and
 `uretprobe:` print the same arguments and return values on the same run. Exact: every call,
@@ -69,6 +70,16 @@ probes:
       b: b
       s: {{value: s, decode: str}}
       c: c
+  - name: inside
+    attach:
+      - uprobe: ./prog:work+OFFSET
+        args: {DECL}
+    fields:
+      pid: tgid
+      a: a
+      b: b
+      s: {{value: s, decode: str}}
+      c: c
 output:
   columns: [pid, a, b, s, c]
 """
@@ -84,9 +95,24 @@ def program(tmp_path: Path) -> Path:
     (tmp_path / "p.c").write_text(PROGRAM.replace("CALLS", calls))
     subprocess.run(["gcc", "-O0", "-o", str(tmp_path / "prog"), str(tmp_path / "p.c")], check=True)
     address = elf.load(str(tmp_path / "prog")).function("work").address
+    offset = second_instruction(tmp_path / "prog", address)
     (tmp_path / "uret.yaml").write_text(RET_SPEC)
-    (tmp_path / "uaddr.yaml").write_text(ADDR_SPEC.replace("ADDRESS", hex(address)))
+    spec = ADDR_SPEC.replace("ADDRESS", hex(address)).replace("OFFSET", hex(offset))
+    (tmp_path / "uaddr.yaml").write_text(spec)
     return tmp_path / "prog"
+
+
+def second_instruction(prog: Path, address: int) -> int:
+    """Bytes from `work` to its second instruction (objdump): inside the function, where the
+    -O0 prologue (push %rbp) has not touched the argument registers yet."""
+    out = subprocess.run(
+        ["objdump", "-d", "--no-show-raw-insn", f"--start-address={address:#x}",
+         f"--stop-address={address + 16:#x}", str(prog)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    starts = [int(ln.split(":")[0], 16) for ln in out.splitlines() if ln[:1] == " " and ":" in ln]
+    assert len(starts) >= 2 and starts[0] == address, out
+    return starts[1] - address
 
 
 def test_arguments_and_return_values_agree_with_bpftrace(engine, program: Path) -> None:
@@ -103,8 +129,8 @@ def test_arguments_and_return_values_agree_with_bpftrace(engine, program: Path) 
     child.stdin.write(b"go\n")
     child.stdin.close()
     assert child.wait(CHILD_TIMEOUT) == 0
-    for e in (by_name, by_address):
-        e.wait_rows(lambda rows: sum(r["pid"] == child.pid for r in rows) >= len(CALLS))
+    for e, want in ((by_name, len(CALLS)), (by_address, 2 * len(CALLS))):
+        e.wait_rows(lambda rows, n=want: sum(r["pid"] == child.pid for r in rows) >= n)
     returns, entries = by_name.stop(), by_address.stop()
     lines = [ln.split(" ", 5) for ln in oracle.stop() if ln[:2] in ("E ", "R ")]
     assert returns.code == 0 and entries.code == 0, returns.stderr + entries.stderr
@@ -113,7 +139,7 @@ def test_arguments_and_return_values_agree_with_bpftrace(engine, program: Path) 
         (a, b, s, c, a + c) for a, b, s, c in CALLS
     ]
     at = [(r["a"], r["b"], r["s"], r["c"]) for r in entries.json_rows() if r["pid"] == child.pid]
-    assert at == CALLS
+    assert at == [call for call in CALLS for _ in ("address", "name+offset")]
     pid = str(child.pid)
     entry_lines = [x for x in lines if x[0] == "E" and x[1] == pid]
     theirs = [(int(a), int(b), s, int(c)) for _, _, a, b, c, s in entry_lines]
