@@ -32,10 +32,12 @@ sys.stdin.readline()
 
 @dataclass
 class Files:
-    """The paths a child works on; `cases` maps each to the errno its calls get (0: none)."""
+    """The paths a child works on; `cases` maps each to the errno an open gets (0: none),
+    `stat_cases` the errno a stat gets (a root-only file can be stat'ed, not opened)."""
 
     root: Path
     cases: dict[str, int]
+    stat_cases: dict[str, int]
 
 
 def make_files() -> Files:
@@ -48,17 +50,22 @@ def make_files() -> Files:
     secret = root / "s.txt"
     secret.write_text("root only\n")
     secret.chmod(0o600)
+    closed = root / "d"
+    closed.mkdir(mode=0o700)  # nobody may search it
     cases = {
         str(readable): 0,
         str(root): 0,
         str(root / f"missing-{uuid.uuid4().hex[:8]}"): 2,  # ENOENT
         str(secret): 13,  # EACCES (for nobody)
         str(readable / "x"): 20,  # ENOTDIR
+        str(closed / "x"): 13,  # EACCES: the directory
     }
-    return Files(root, cases)
+    stat_cases = {**cases, str(secret): 0}
+    return Files(root, cases, stat_cases)
 
 
 def remove_files(files: Files) -> None:
+    (files.root / "d").rmdir()
     for p in files.root.iterdir():
         p.unlink()
     files.root.rmdir()
