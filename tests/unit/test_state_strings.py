@@ -8,6 +8,7 @@ syscall side; tests/kernel/test_spec_opensnoop.py runs both against bpftrace).""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from btf_fixture import BTF
@@ -200,3 +201,19 @@ def test_user_string_problem_follows_stores_between_maps() -> None:
     assert user_string_problem(p, ("b.value",)) == ""
     p.kernel["a.p"] = "char *"  # another store puts a kernel pointer there too
     assert "holds a kernel pointer" in user_string_problem(p, ("b.value",))
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_docs_example_is_what_opensnoop_says() -> None:
+    """docs/spec.md shows part of specs/opensnoop.yaml in a plain block (the spec validates
+    only on the live kernel, so it is no ```yaml example): each line is the spec's, in order."""
+    doc = (ROOT / "docs" / "spec.md").read_text()
+    start = doc.index("`specs/opensnoop.yaml` keeps the pointer")
+    block = doc[doc.index("```\n", start) + 4 : doc.index("\n```", start)]
+    spec = (ROOT / "specs" / "opensnoop.yaml").read_text().splitlines()
+    at = 0
+    for line in block.splitlines():
+        assert line in spec[at:], line
+        at = spec.index(line, at) + 1
