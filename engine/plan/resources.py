@@ -10,7 +10,8 @@ perf buffer), the `lost` counter, each active aggregation's per-epoch hash and o
 (`other`) maps and a histogram's zero value, the `agg_epoch` array of --clear, one hash set
 per long list option (or the map a `pinned_map` option names), the `engine_errors` counters
 (a state map's failed updates, an aggregation's overflowing keys), the `engine_state_keys`
-counters (keys inserted and deleted per state map) and the state maps.
+counters (keys inserted and deleted per state map), the state maps, and a per-CPU scratch
+array per state map whose values hold strings (too large for the BPF stack).
 """
 
 from __future__ import annotations

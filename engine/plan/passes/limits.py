@@ -1,6 +1,7 @@
 """The limits pass: what is valid YAML and resolves but cannot work or does nothing: a state
-map nothing stores into, a user-space pointer cast to a kernel struct, an option nothing uses
-(a warning); and, on the finished plan, the BPF stack of every probe in every shape."""
+map nothing stores into, a user-space pointer cast to a kernel struct, a value kept in state
+read as a user string that holds no user pointer, an option nothing uses (a warning); and, on
+the finished plan, the BPF stack of every probe in every shape."""
 
 from __future__ import annotations
 
