@@ -203,9 +203,10 @@ class Member(Operand):
 
     local: str
     member: str
+    arrow: bool = False  # the local is a pointer (a state value in its per-CPU scratch map)
 
     def __str__(self) -> str:
-        return f"{self.local}.{self.member}"
+        return f"{self.local}{'->' if self.arrow else '.'}{self.member}"
 
     @property
     def reads(self) -> str:
@@ -236,6 +237,9 @@ def operand(text: str) -> Operand:
     literal, a member of a local (`v3.f_ts`) or a local. The one place that reads a spelling."""
     if _NUMBER.match(text):
         return Constant(text)
+    local, arrow, member = text.partition("->")
+    if arrow:
+        return Member(local, member, arrow=True)
     local, dot, member = text.partition(".")
     return Member(local, member) if dot else Local(text)
 
@@ -507,6 +511,9 @@ class StateRead(StepBase):
     defaults: tuple[tuple[str, Constant], ...] = ()
     has_default: bool = False
     index: int = 0  # the map's StateMap.index: a take's delete is counted (engine_state_keys)
+    # >= 0: `dest` is a pointer to this entry of the map's per-CPU scratch array, which the
+    # value is copied into (a value holding strings is too large for the 512-byte stack)
+    scratch: int = -1
 
 
 @dataclass(frozen=True)
@@ -528,13 +535,18 @@ class StatePut(StepBase):
 
     kind: ClassVar[str] = "stateput"
     partial: ClassVar[str] = "partials/steps/stateput.c.j2"
-    child_fields: ClassVar[tuple[str, ...]] = ("key", "parts")
+    child_fields: ClassVar[tuple[str, ...]] = ("key", "parts", "strings")
     dest: str  # the value struct local this step declares and fills
     map: str
     key: Local
     parts: tuple[tuple[str, Operand], ...]  # (value slot, local or constant): a map
     comm: tuple[str, ...] = ()  # value slots filled with the current task's comm
     index: int = 0
+    # string slots: (value slot, the address of the string), copied with the helper of
+    # `spaces[i]` (bpf_probe_read_user_str for a user pointer)
+    strings: tuple[tuple[str, Operand], ...] = ()
+    spaces: tuple[AddressSpace, ...] = ()
+    scratch: int = -1  # >= 0: the value is built in this entry of the per-CPU scratch array
 
 
 @dataclass(frozen=True)

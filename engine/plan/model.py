@@ -115,6 +115,13 @@ class StateMap:
     # keys an LRU map evicted (inserted - deleted - held), which the kernel does not say
     index: int
     stash: bool = False  # made by the engine for a return probe's entry arguments
+    # value slots holding strings (`str[N]` members): such a value is built and read in a
+    # per-CPU scratch array (`state_<name>_scratch`), not on the 512-byte BPF stack
+    strings: tuple[str, ...] = ()
+
+    @property
+    def scratch(self) -> bool:
+        return bool(self.strings)
 
 
 # --- fields and output ------------------------------------------------------------------------

@@ -336,6 +336,13 @@ class Resolver:
                     node.col,
                 )
             base = Val(vt_of(self.btf, base.vt.btf), base=self.rvalue(base).var)
+        if base.vt.origins:  # a pointer kept in state reads back as a number
+            raise PlanError(
+                f"'{node.attr}': a value read from state is a number (a '{base.vt.label}'), "
+                "not a pointer to a struct: cast it in a `let` (`p: VALUE as STRUCT`), which "
+                "is refused if the state member holds a user-space pointer",
+                node.col,
+            )
         if base.vt.kind is not VKind.STRUCT or not base.is_lvalue:
             raise PlanError(f"'{node.attr}': a '{base.vt.label}' has no members", node.col)
         hit = self.btf.member(base.vt.btf, node.attr)

@@ -10,7 +10,8 @@ perf buffer), the `lost` counter, each active aggregation's per-epoch hash and o
 (`other`) maps and a histogram's zero value, the `agg_epoch` array of --clear, one hash set
 per long list option (or the map a `pinned_map` option names), the `engine_errors` counters
 (a state map's failed updates, an aggregation's overflowing keys), the `engine_state_keys`
-counters (keys inserted and deleted per state map) and the state maps.
+counters (keys inserted and deleted per state map), the state maps, and a per-CPU scratch
+array per state map whose values hold strings (too large for the BPF stack).
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ class Resources:
     errors: Counters
     state_keys: Counters | None
     states: tuple[MapDecl, ...]
+    # a per-CPU array per state map holding strings: its values are built and read there, as
+    # they are too large for the BPF stack (one entry per read or store in one function)
+    scratch: tuple[MapDecl, ...] = ()
 
     def all(self) -> tuple[MapDecl, ...]:
         """Every declaration, in C order."""
@@ -99,6 +103,7 @@ class Resources:
             out.append(self.errors.map)
             out += [self.state_keys.map] if self.state_keys else []
             out += self.states
+            out += self.scratch
         return tuple(out)
 
     def of(self, sink: M.AggSink) -> AggMapDecls:
@@ -147,6 +152,11 @@ def deleted_counter(state_index: int) -> int:
     return 2 * state_index + 1
 
 
+def scratch_map_name(name: str) -> str:
+    """The per-CPU scratch array of state map `name`, whose values hold strings."""
+    return f"{state_map_name(name)}_scratch"
+
+
 # --- the pass -----------------------------------------------------------------------------------
 
 
@@ -175,6 +185,7 @@ def declare(program: M.Program) -> Resources:
         ),
         state_keys=_state_keys(program),
         states=tuple(_state_map(st) for st in program.states),
+        scratch=_scratch_maps(program),
     )
 
 
@@ -228,6 +239,27 @@ def _state_keys(program: M.Program) -> Counters | None:
         names[deleted_counter(st.index)] = f"state '{st.name}': keys deleted"
     decl = MapDecl(STATE_KEYS, MapType.PERCPU_ARRAY, "", "u64", program.state_counters)
     return Counters(decl, tuple(names))
+
+
+def _scratch_maps(program: M.Program) -> tuple[MapDecl, ...]:
+    entries: dict[str, int] = {}
+    for probe in program.probes:
+        alt = probe.alternative
+        for step in (*alt.stash_steps, *alt.steps, *alt.state_steps, *probe.pre, *probe.post):
+            if isinstance(step, (M.StateRead, M.StatePut)) and step.scratch >= 0:
+                entries[step.map] = max(entries.get(step.map, 0), step.scratch + 1)
+    return tuple(
+        MapDecl(
+            scratch_map_name(st.name),
+            MapType.PERCPU_ARRAY,
+            "",
+            f"struct {st.value.struct}",
+            entries[st.name],
+            note="values with strings are built here, not on the 512-byte stack",
+        )
+        for st in program.states
+        if st.name in entries
+    )
 
 
 def _state_map(st: M.StateMap) -> MapDecl:

@@ -15,15 +15,19 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from engine.errors import did_you_mean
+from engine.memory import AddressSpace
 from engine.nodes import Visitor
 from engine.plan import model as M
 from engine.plan.layout import STATE_VALUE_ALIGN, layout
-from engine.plan.values import VT, PlanError, Val, ValueResolver, VKind, int_vt
+from engine.plan.values import VT, PlanError, Provenance, Val, ValueResolver, VKind, int_vt
 from engine.spec import expr as E
 from engine.spec import model as S
 
 INT_TYPES = ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64")
 COMM_LEN = 16
+STR_DEFAULT = 64  # `str`: the bytes a string member keeps, as a string field's default
+STR_MAX = 256  # `str[N]`: at most, as a string field's `size`
+VALUE_TYPES = f"an integer type ({', '.join(INT_TYPES)}), comm, or str / str[N] (N 1..{STR_MAX})"
 STATE_HELPERS = ("take", "get", "has")  # the helpers engine.plan.resolve sends here
 DEFAULT_SIZE = 10240
 
@@ -31,16 +35,23 @@ DEFAULT_SIZE = 10240
 @dataclass(frozen=True)
 class Member:
     name: str  # the spec's name ("value" for a single-value map)
-    ctype: str  # u8..s64, or "char" for comm
-    count: int  # 16 for comm, else 0
+    ctype: str  # u8..s64, or "char" for comm and strings
+    count: int  # 16 for comm, N for str[N], else 0
+    string: bool = False  # str[N]: a string copied at the store (not the task's comm)
 
 
 def parse_type(text: str) -> Member | None:
-    """A state key or value type: an integer type, or `comm` (the task name, char[16])."""
+    """A state key or value type: an integer type, `comm` (the task name, char[16]), or
+    `str` / `str[N]` (a string of at most N bytes, NUL included, copied at the store)."""
     if text in INT_TYPES:
         return Member("", text, 0)
     if text == "comm":
         return Member("", "char", COMM_LEN)
+    if text == "str":
+        return Member("", "char", STR_DEFAULT, string=True)
+    if text.startswith("str[") and text.endswith("]") and text[4:-1].isdigit():
+        size = int(text[4:-1])
+        return Member("", "char", size, string=True) if 1 <= size <= STR_MAX else None
     return None
 
 
@@ -58,15 +69,15 @@ def plan_states(
                 problem(f"a state key part is an integer type ({', '.join(INT_TYPES)})", part.at)
                 continue
             key_members.append((key_slot(i), m.ctype, 0))
-        value_members = []
+        value_members, strings = [], []
         for member in item.value:
             m = parse_type(member.type)
             if m is None:
-                problem(
-                    f"a state value is an integer type ({', '.join(INT_TYPES)}) or comm", member.at
-                )
-                continue
+                problem(f"a state value is {VALUE_TYPES}; got '{member.type}'", member.at)
+                m = Member("", "u64", 0)  # said; a stand-in keeps the members in line
             value_members.append((value_slot(member.name), m.ctype, m.count))
+            if m.string:
+                strings.append(value_slot(member.name))
         maps[name] = M.StateMap(
             name,
             layout(f"state_{name}_key_t", key_members),
@@ -75,6 +86,7 @@ def plan_states(
             item.size,
             item.lru,
             index,
+            strings=tuple(strings),
         )
     return maps
 
@@ -187,19 +199,35 @@ class StateResolver:
             slot = smap.value.slots[0]
             defaults = ((slot.name, M.Constant(str(self.r.constant(node.args[2], slot.ctype)))),)
         take = node.func == "take"
-        s.emit(M.StateRead(dest, smap.name, key, take, defaults, has_default, smap.index))
+        scratch = self.scratch_entry(smap)
+        s.emit(M.StateRead(dest, smap.name, key, take, defaults, has_default, smap.index, scratch))
         return self.value_of(smap, dest)
+
+    def scratch_entry(self, smap: M.StateMap) -> int:
+        """The entry of the map's per-CPU scratch array this read or store uses (-1: the
+        value lives on the stack): one entry per read and store of the map in this function,
+        so a value read and stored on (or two reads) do not overwrite each other."""
+        if not smap.scratch:
+            return -1
+        return sum(
+            1
+            for step in self.r.s.steps
+            if isinstance(step, (M.StateRead, M.StatePut))
+            and step.map == smap.name
+            and step.scratch >= 0
+        )
 
     def value_of(self, smap: M.StateMap, dest: str) -> Val:
         if smap.members == ("value",):
             slot = smap.value.slots[0]
-            return self.member_val(slot, f"{dest}.{slot.name}", origin(smap.name, "value"))
+            return self.member_val(slot, _member_var(smap, dest, slot), origin(smap.name, "value"))
         return Val(VT(VKind.STATE, label=f"state '{smap.name}' value", state=smap.name), var=dest)
 
     @staticmethod
     def member_val(slot: M.Slot, var: str, where: str) -> Val:
-        if slot.count:
-            vt = VT(VKind.STR, slot.count, count=slot.count, label="char[16]", char=True)
+        if slot.count:  # comm, or a str[N] member: a char array in the value
+            label = f"char[{slot.count}]"
+            vt = VT(VKind.STR, slot.count, count=slot.count, label=label, char=True)
             return Val(vt, var=var)
         return Val(replace(int_vt(slot.ctype), origins=(where,)), var=var)
 
@@ -212,7 +240,9 @@ class StateResolver:
                 node.col,
             )
         slot = smap.value.slots[smap.members.index(node.attr)]
-        return self.member_val(slot, f"{base.var}.{slot.name}", origin(smap.name, node.attr))
+        return self.member_val(
+            slot, _member_var(smap, base.var, slot), origin(smap.name, node.attr)
+        )
 
     def store(self, smap: M.StateMap, key_node: E.Node, value: Any, col: int) -> None:
         """`store: {MAP: {key: K, value: V}}`: V an expression, or a mapping per member."""
@@ -227,19 +257,60 @@ class StateResolver:
                 + (did_you_mean(extra[0], smap.members) if extra else ""),
                 col,
             )
-        parts, comm = [], []
+        parts, comm, strings, spaces = [], [], [], []
         for name, slot in zip(smap.members, smap.value.slots):
+            found: tuple[M.Operand, AddressSpace | None] | None
             try:
-                text = self.member_text(smap, name, slot, values[name])
+                if slot.name in smap.strings:
+                    found = self.string_source(smap, name, values[name])
+                else:
+                    text = self.member_text(smap, name, slot, values[name])
+                    found = None if text is None else (text, None)
             except PlanError as exc:
                 member = name if isinstance(value, dict) else ""
                 raise StoreValueError(exc.message, exc.col, member) from None
-            if text is None:
+            if found is None:
                 comm.append(slot.name)
+            elif found[1] is None:
+                parts.append((slot.name, found[0]))
             else:
-                parts.append((slot.name, text))
+                strings.append((slot.name, found[0]))
+                spaces.append(found[1])
         dest = self.r.s.local()
-        self.r.s.emit(M.StatePut(dest, smap.name, key, tuple(parts), tuple(comm), smap.index))
+        put = M.StatePut(dest, smap.name, key, tuple(parts), tuple(comm), smap.index)
+        if smap.scratch:
+            put = replace(
+                put, strings=tuple(strings), spaces=tuple(spaces), scratch=self.scratch_entry(smap)
+            )
+        self.r.s.emit(put)
+
+    def string_source(
+        self, smap: M.StateMap, name: str, node: E.Node
+    ) -> tuple[M.Operand, AddressSpace] | None:
+        """Where a string member's bytes come from, and the helper's address space (None: the
+        task's comm). A user `char *` is read with bpf_probe_read_user_str, a kernel char
+        array or `char *` with the kernel helper, a string kept in state from the map's memory;
+        a pointer kept in state is a user pointer (checked once every store is known)."""
+        val = self.r.value(node)
+        vt = val.vt
+        if vt.kind is VKind.COMM:
+            return None
+        if vt.kind is VKind.STR and val.var and vt.count:  # a string member of a state value
+            return M.member(val.var), AddressSpace.KERNEL
+        if vt.kind is VKind.ARRAY and vt.char and val.is_lvalue:
+            return M.operand(self.r.address(val)), AddressSpace.KERNEL
+        if vt.kind is VKind.PTR and vt.char:
+            ptr = self.r.rvalue(val)
+            return M.operand(ptr.var), M.read_space(vt.user)
+        if vt.kind is VKind.INT and vt.size == 8 and vt.origins and not val.is_const:
+            self.r.s.provenance.strings.append((node, vt.origins))
+            return M.operand(self.r.rvalue(val).var), AddressSpace.USER
+        raise PlanError(
+            f"state '{smap.name}' member '{name}' is a string ({smap_label(smap, name)}); store "
+            f"a string: a `char *` (args.filename), a char array, comm, a string member of "
+            f"another state value, or a user pointer kept in state; got a '{vt.label}'",
+            _col(node),
+        )
 
     def member_text(
         self, smap: M.StateMap, name: str, slot: M.Slot, node: E.Node
@@ -256,6 +327,8 @@ class StateResolver:
         provenance = self.r.s.provenance
         if val.vt.user:
             provenance.user.setdefault(origin(smap.name, name), val.vt.label)
+        elif val.vt.kind is VKind.PTR:
+            provenance.kernel.setdefault(origin(smap.name, name), val.vt.label)
         if val.vt.origins:
             provenance.flows.setdefault(origin(smap.name, name), set()).update(val.vt.origins)
         if val.is_const:
@@ -265,6 +338,17 @@ class StateResolver:
     def delete(self, smap: M.StateMap, key_node: E.Node) -> None:
         key = self.key(smap, key_node)
         self.r.s.emit(M.StateDelete(self.r.s.local(), smap.name, key, smap.index))
+
+
+def _member_var(smap: M.StateMap, dest: str, slot: M.Slot) -> str:
+    """A value member's C text: `v3.f_ts` on the stack, `v3->f_ts` in the scratch array."""
+    return f"{dest}->{slot.name}" if smap.scratch else f"{dest}.{slot.name}"
+
+
+def smap_label(smap: M.StateMap, name: str) -> str:
+    """`str[64]`: how the spec spells a string member's type."""
+    slot = smap.value.slots[smap.members.index(name)]
+    return f"str[{slot.count}]"
 
 
 def origin(smap: str, member: str) -> str:
@@ -280,6 +364,30 @@ def user_pointer_message(member: str, label: str) -> str:
         f"{where} holds a user-space pointer (stored from a '{label}'); kernel structs cannot "
         "be read through it (bpf_probe_read_kernel of a user address reads nothing)"
     )
+
+
+def user_string_problem(provenance: Provenance, origins: tuple[str, ...]) -> str:
+    """Why a value read from state cannot be read as a user string ("" when it can)."""
+    kernel = provenance.kernel_pointer(origins)
+    if kernel is not None:
+        where = _member_words(kernel[0])
+        return (
+            f"{where} holds a kernel pointer (stored from a '{kernel[1]}'); a pointer kept in "
+            "state is read as a user-space string (bpf_probe_read_user_str), which reads "
+            "nothing at a kernel address: store the string itself in a `str` member"
+        )
+    if provenance.user_pointer(origins) is None:
+        return (
+            f"{_member_words(origins[0])} holds no user-space pointer; only a user pointer "
+            "kept in state (a syscall's `const char *`) can be read as a string later: "
+            "store a string in a `str` member"
+        )
+    return ""
+
+
+def _member_words(member: str) -> str:
+    smap, name = member.split(".", 1)
+    return f"state '{smap}'" if name == "value" else f"'{name}' comes from state '{smap}', which"
 
 
 def _col(node: E.Node) -> int:

@@ -149,15 +149,27 @@ class Provenance:
     user: dict[str, str] = field(default_factory=dict)  # member -> the stored pointer's type
     flows: dict[str, set[str]] = field(default_factory=dict)  # member -> members stored in it
     casts: list[tuple[E.Cast, tuple[str, ...]]] = field(default_factory=list)
+    # member -> a kernel pointer's type stored in it (such a member is no user string)
+    kernel: dict[str, str] = field(default_factory=dict)
+    # values read from state as user strings (`decode: str`, a store into a `str` member):
+    # each must come from a member that holds user pointers, and from no kernel pointer
+    strings: list[tuple[E.Node, tuple[str, ...]]] = field(default_factory=list)
 
     def user_pointer(self, origins: Iterable[str]) -> tuple[str, str] | None:
         """(member, pointer type) of the first origin that holds a user-space pointer."""
+        return self._holding(origins, self.user)
+
+    def kernel_pointer(self, origins: Iterable[str]) -> tuple[str, str] | None:
+        """(member, pointer type) of the first origin that holds a kernel pointer."""
+        return self._holding(origins, self.kernel)
+
+    def _holding(self, origins: Iterable[str], table: dict[str, str]) -> tuple[str, str] | None:
         for origin in origins:
             seen, todo = {origin}, [origin]
             while todo:
                 member = todo.pop()
-                if member in self.user:
-                    return origin, self.user[member]
+                if member in table:
+                    return origin, table[member]
                 for source in self.flows.get(member, ()):
                     if source not in seen:
                         seen.add(source)
@@ -202,6 +214,7 @@ class Emitter(Protocol):
     """The code being built for one attach alternative (`resolve.Scope`)."""
 
     provenance: Provenance
+    steps: list[M.Step]
 
     def local(self) -> str: ...
 
@@ -220,5 +233,9 @@ class ValueResolver(Protocol):
     def value(self, node: E.Node) -> Val: ...
 
     def number(self, val: Val, node: E.Node) -> Val: ...
+
+    def rvalue(self, val: Val) -> Val: ...
+
+    def address(self, val: Val) -> str: ...
 
     def constant(self, node: E.Node, ctype: str) -> int: ...

@@ -13,12 +13,16 @@ import pathlib
 
 import pytest
 
+from engine.codegen.render import render_c
 from engine.kernel import tracefs
 from engine.kernel.btf import VMLINUX
 from engine.plan import model as M
 from engine.plan import planner
+from engine.plan.bind import bind
+from engine.plan.shapes import option_shapes
 from engine.spec.loader import load_document
 from engine.verbs.explain import run_explain
+from tests.live_specs import needs_live_kernel
 
 pytestmark = pytest.mark.kernel
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -72,3 +76,19 @@ def test_explain_defaults_to_the_running_kernel(capsys: pytest.CaptureFixture[st
     assert run_explain("struct sock_common", None, False, out) == 0
     assert out.getvalue().startswith("struct sock_common (")
     assert capsys.readouterr().err == ""
+
+
+LIVE_SPECS = [p for p in sorted((ROOT / "specs").glob("*.yaml")) if needs_live_kernel(p)]
+
+
+@pytest.mark.parametrize("path", LIVE_SPECS, ids=[p.name for p in LIVE_SPECS])
+def test_live_specs_plan_and_render_here(live: None, path: pathlib.Path) -> None:
+    """specs/ marked `# live:` (syscalls/* records: tracefs only), which the offline tests
+    leave out, plan and render on the running kernel in every option shape."""
+    plan = planner.plan(load_document(str(path)))
+    for shape in option_shapes(plan):
+        assert "int p0_" in render_c(bind(plan, options=shape.values))
+
+
+def test_there_are_live_specs_in_specs() -> None:
+    assert {p.name for p in LIVE_SPECS} >= {"opensnoop.yaml"}

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from btf_fixture import BTF
 
+from tests.live_specs import offline
+
 ROOT = Path(__file__).resolve().parents[2]
-SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
+SPECS = sorted(str(p.relative_to(ROOT)) for p in offline((ROOT / "specs").glob("*.yaml")))
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 

@@ -40,6 +40,9 @@ class Context:
     provenance: Provenance = dataclasses.field(default_factory=Provenance)  # user pointers
     # id(cast) -> (the cast, kept so that no other node takes its id; its let/field place)
     cast_paths: dict[int, tuple[E.Node, S.At]] = dataclasses.field(default_factory=dict)
+    # id(node) -> (a field's value or a stored member's, kept likewise; its place): where a
+    # check made once every store is known (a user string read from state) says its problem
+    node_paths: dict[int, tuple[E.Node, S.At]] = dataclasses.field(default_factory=dict)
     # (probe index, alternative index) -> its attach target (the attach pass)
     targets: dict[tuple[int, int], Target | None] = dataclasses.field(default_factory=dict)
     fields: dict[str, M.Field] = dataclasses.field(default_factory=dict)  # the event's

@@ -38,7 +38,7 @@ def field_code(
     elif (
         vt.kind is VKind.STR or (vt.char and vt.kind in (VKind.ARRAY, VKind.PTR)) or decode == "str"
     ):
-        ctype, count, decoder = "char", _string(r, spec, val, col, dest, steps), "str"
+        ctype, count, decoder = "char", _string(r, spec, val, node, dest, steps), "str"
     elif vt.kind is VKind.ARRAY:
         if decode not in (None, "hex"):
             raise PlanError(f"decoder '{decode}' does not fit an array ('{vt.label}')", col)
@@ -79,9 +79,12 @@ def _inet(dest: str, val: Val, col: int) -> M.Step:
     )
 
 
-def _string(r: Resolver, spec: S.Field, val: Val, col: int, dest: str, steps: list[M.Step]) -> int:
+def _string(
+    r: Resolver, spec: S.Field, val: Val, node: E.Node, dest: str, steps: list[M.Step]
+) -> int:
     """A string field's copy step; returns the bytes it keeps."""
     vt, decode = val.vt, spec.decode
+    col = getattr(node, "col", 0)
     size = spec.size if spec.size is not None else (
         vt.count if vt.kind is VKind.ARRAY else DEFAULT_STR
     )  # fmt: skip
@@ -97,6 +100,12 @@ def _string(r: Resolver, spec: S.Field, val: Val, col: int, dest: str, steps: li
         ptr = r.rvalue(val)
         space = M.read_space(vt.user)
         steps.append(M.CopyStr(dest, M.operand(ptr.var), 0, size, space=space))
+    elif vt.kind is VKind.INT and vt.size == 8 and vt.origins and not val.is_const:
+        # a pointer kept in state: a user string (the limits pass checks, once every store is
+        # known, that its members hold user pointers and no kernel pointer)
+        r.s.provenance.strings.append((node, vt.origins))
+        ptr = r.rvalue(val)
+        steps.append(M.CopyStr(dest, M.operand(ptr.var), 0, size, space=M.read_space(True)))
     else:
         raise PlanError(f"decoder 'str' needs characters; got a '{vt.label}'", col)
     if decode not in (None, "str"):

@@ -1,6 +1,7 @@
 """The limits pass: what is valid YAML and resolves but cannot work or does nothing: a state
-map nothing stores into, a user-space pointer cast to a kernel struct, an option nothing uses
-(a warning); and, on the finished plan, the BPF stack of every probe in every shape."""
+map nothing stores into, a user-space pointer cast to a kernel struct, a value kept in state
+read as a user string that holds no user pointer, an option nothing uses (a warning); and, on
+the finished plan, the BPF stack of every probe in every shape."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from engine.plan import model as M
 from engine.plan.bind import bind
 from engine.plan.passes.context import Context
 from engine.plan.shapes import counts, option_shapes
-from engine.plan.state import user_pointer_message
+from engine.plan.state import user_pointer_message, user_string_problem
 
 
 def run(ctx: Context) -> None:
     check_state_use(ctx)
     check_user_casts(ctx)
+    check_user_strings(ctx)
 
 
 def check_state_use(ctx: Context) -> None:
@@ -41,6 +43,19 @@ def check_user_casts(ctx: Context) -> None:
         entry = ctx.cast_paths.get(id(node))
         if found is not None and entry is not None:
             ctx.problem(user_pointer_message(*found), entry[1], int(node.expr.col))
+
+
+def check_user_strings(ctx: Context) -> None:
+    """A value read from state and read as a string (`decode: str`, a store into a `str`
+    member) is read from user memory: each state member it comes from must hold a user-space
+    pointer, and none a kernel pointer (the user helper would read nothing there)."""
+    for node, origins in ctx.provenance.strings:
+        entry = ctx.node_paths.get(id(node))
+        if entry is None:
+            continue
+        problem = user_string_problem(ctx.provenance, origins)
+        if problem:
+            ctx.problem(problem, entry[1])
 
 
 def warn_unused_options(ctx: Context) -> None:
@@ -158,6 +173,8 @@ def stack_use(probe: M.ProgramProbe, program: M.Program) -> StackUse:
     for step in steps:
         if isinstance(step, M.StateKey):
             size = states[step.map].key.size
+        elif isinstance(step, (M.StatePut, M.StateRead)) and step.scratch >= 0:
+            size = SLOT  # the value is in its per-CPU scratch array: a pointer to it
         elif isinstance(step, M.StatePut) or (
             isinstance(step, M.StateRead) and step.dest in copied
         ):

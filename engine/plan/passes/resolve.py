@@ -177,6 +177,7 @@ def field_codes(
         if node is None:
             continue
         mark = len(scope.steps)
+        ctx.node_paths[id(node)] = (node, field.value.at)
         try:
             val = resolver.value(node)
             f, steps = field_code(ctx, resolver, field, val, node)
@@ -243,8 +244,12 @@ def plan_stores(ctx: Context, resolver: Resolver, probe: S.Probe) -> None:
                 value = {k: e.node for k, e in spec.members}
                 if any(v is None for v in value.values()):
                     continue
+                for _, e in spec.members:
+                    if e.node is not None:
+                        ctx.node_paths[id(e.node)] = (e.node, e.at)
             else:
                 value = spec.expr.node
+                ctx.node_paths[id(value)] = (value, spec.expr.at)
             if item.key.node is None or value is None:
                 continue
             sr.store(smap, item.key.node, value, 0)
