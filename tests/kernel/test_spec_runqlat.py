@@ -51,12 +51,12 @@ def bucket_shift(a: dict[int, int], b: dict[int, int]) -> float:
 
 
 # Both tools time the same two tracepoint hits, so one latency differs between them only by
-# how far apart their programs run at each hit (under a microsecond; more when an interrupt
-# falls between them): a sample changes bucket only when it lies that close to a power-of-two
-# edge, and then by one bucket. After a 1 ms sleep most wakeups take 4-16 us, so many lie near
-# the 8 us edge. The shift counts those moves; measured on this 2-vCPU machine (shared with
-# other test runs, load average 4.6-4.9), then with two more CPU-bound python loops, a
-# `ping -i 0.01` and a bpftrace program on every syscall beside it (load average 5.2-8.7):
+# how far apart their programs run at each hit, small next to the latency: a sample changes
+# bucket only when it lies that close to a power-of-two edge, and then by one bucket. After a
+# 1 ms sleep most wakeups take 4-16 us, so many lie near the 8 us edge. The shift counts those
+# moves; measured on this 2-vCPU machine (shared with other test runs, load average 4.6-4.9),
+# then with two more CPU-bound python loops, a `ping -i 0.01` and a bpftrace program on every
+# syscall beside it (load average 5.2-8.7):
 #
 #   runs                   totals (ours, bpftrace)   old overlap   bucket shift
 #   5, machine as it was   401-404, equal in each    0.938-0.985   0.020-0.067
@@ -114,6 +114,19 @@ def test_histogram_agrees_with_bpftrace(engine) -> None:
     assert total_ours >= 380, ours  # nearly every 1 ms sleep is a wakeup (timer slack merges a few)
     assert abs(total_ours - total_theirs) <= 0.05 * total_theirs, (ours, theirs)
     assert bucket_shift(ours, theirs) <= BUCKET_SHIFT, (ours, theirs)
+
+
+def test_bucket_shift_counts_the_moved_mass() -> None:
+    """The measure itself: 0 for one shape, the moved share for a partial move, 1 per bucket
+    for a whole shift; counts scaled alike are the same shape (the totals check is the one
+    that sees them)."""
+    a = {3: 90, 4: 10}
+    assert bucket_shift(a, a) == 0
+    assert bucket_shift(a, {3: 80, 4: 20}) == pytest.approx(0.1)
+    assert bucket_shift(a, {4: 90, 5: 10}) == pytest.approx(1.0)
+    assert bucket_shift(a, {5: 90, 6: 10}) == pytest.approx(2.0)
+    assert bucket_shift({3: 45, 4: 5}, a) == 0
+    assert bucket_shift({}, a) == float("inf")
 
 
 def test_per_process_histogram_is_keyed_by_the_pid(engine) -> None:
