@@ -33,6 +33,7 @@ class Target(Enum):
     FUNCTION = "function"  # a kernel function in BTF (FUNC)
     TRACEPOINT = "tracepoint"  # category/event, its record from BTF or tracefs
     RAW_TRACEPOINT = "raw_tracepoint"  # an event name; arguments from btf_trace_<event>
+    USDT = "usdt"  # BINARY:PROVIDER:NAME, a probe in the binary's .note.stapsdt notes
 
 
 class ArgAccess(Enum):
@@ -42,10 +43,18 @@ class ArgAccess(Enum):
     CTX_ARRAY = "ctx_array"  # ((u64 *)ctx)[i]; fexit's return value after the arguments
     RAW_ARGS = "raw_args"  # ctx->args[i] of a raw tracepoint
     STASH = "stash"  # saved by an entry function, keyed by thread id (kretprobe)
+    USDT = "usdt"  # bcc's bpf_usdt_readarg(i + 1, ctx, &v): v exactly the note's size
     NONE = "none"  # no arguments (tracepoints read `args.FIELD` from the record)
 
-    def c_text(self, index: int) -> str:
-        """The C expression of argument `index` (-1: the return value) in this access."""
+    def c_text(self, index: int, ctype: str = "u64") -> str:
+        """The C expression of argument `index` (-1: the return value) in this access.
+
+        `ctype` is the type the value is read as; only USDT needs it: bcc's generated reader
+        refuses (returns -1, leaving the zero) a destination not the size the note gives.
+        """
+        if self is ArgAccess.USDT:  # a GNU statement expression: bcc rewrites the call inside
+            read = f"bpf_usdt_readarg({index + 1}, ctx, &_usdt)"
+            return f"({{ {ctype} _usdt = 0; {read}; _usdt; }})"
         if self is ArgAccess.REGS:
             return "PT_REGS_RC(ctx)" if index < 0 else f"PT_REGS_PARM{index + 1}(ctx)"
         if self is ArgAccess.RAW_ARGS:
@@ -60,6 +69,7 @@ class Mechanism(Enum):
     RAW_TRACEPOINT = "raw_tracepoint"  # BPF_RAW_TRACEPOINT_OPEN by event name
     KPROBE = "kprobe"  # kprobe PMU, else tracefs kprobe_events
     TRACING = "tracing"  # TRACING prog bound to a FUNC's BTF id
+    UPROBE = "uprobe"  # uprobe PMU at a binary's file offset (the kind's `location`)
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,8 @@ class BindContext(Protocol):
     def function_names(self) -> NameIndex: ...
     def raw_tp_names(self) -> NameIndex: ...
     def tracepoint_record(self, category: str, event: str, at: Any) -> Any: ...
+    @property
+    def spec_dir(self) -> str: ...  # the spec file's directory: `./BINARY` is relative to it
 
 
 S = TypeVar("S")
@@ -156,6 +168,15 @@ class AttachKind:
     def spec_name(self, bcc_name: str) -> str:
         """The inverse of `bcc_name`: what the spec wrote (and the capability probe takes)."""
         return bcc_name.replace(":", "/") if self.tracefs_target else bcc_name
+
+    def location(self, target: str) -> tuple[str, int]:
+        """(binary path, file offset) where a user-space kind's uprobe for `target` goes."""
+        raise NotImplementedError
+
+    def bcc_contexts(self, fn_name: str, target: str, pid: int = -1) -> list[Any]:
+        """What `bcc.BPF(usdt_contexts=...)` needs for this function before compiling: the
+        runner gathers them over the program (USDT probes); most kinds need none."""
+        return []
 
     def attach(self, bpf: Any, fn_name: str, target: str) -> None:
         """Attach the loaded program `fn_name` to `target` with bcc (`bpf` a bcc.BPF)."""

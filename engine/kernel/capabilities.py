@@ -48,6 +48,7 @@ NEEDS_ROOT = "needs root (or CAP_BPF and CAP_PERFMON)"
 ROOT_REMEDY = "run as root (sudo), or grant CAP_BPF and CAP_PERFMON"
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
+UPROBE_PMU = "/sys/bus/event_source/devices/uprobe"
 SYSCALLS = {"x86_64": (321, 298), "aarch64": (280, 241)}  # machine -> (bpf, perf_event_open)
 
 # Kernel ABI numbers (include/uapi/linux/bpf.h and perf_event.h).
@@ -150,11 +151,13 @@ def _bpf(stack: ExitStack, cmd_name: str, cmd: int, attr: ctypes.Structure) -> i
     return fd
 
 
-def _perf_open(stack: ExitStack, what: str, type_: int, config: int, config1: int = 0) -> int:
+def _perf_open(
+    stack: ExitStack, what: str, type_: int, config: int, config1: int = 0, config2: int = 0
+) -> int:
     """perf_event_open a sampling event (pid -1, first allowed cpu), closed when `stack` unwinds."""
     attr = PerfEventAttr(type=type_, size=ctypes.sizeof(PerfEventAttr), config=config,
-                         config1=config1, sample_period=1, sample_type=PERF_SAMPLE_RAW,
-                         wakeup_events=1)  # fmt: skip
+                         config1=config1, config2=config2, sample_period=1,
+                         sample_type=PERF_SAMPLE_RAW, wakeup_events=1)  # fmt: skip
     cpu = min(os.sched_getaffinity(0))
     fd = _syscall(
         f"perf_event_open({what})", _nr(1), ctypes.pointer(attr), -1, cpu, -1, PERF_FLAG_FD_CLOEXEC
@@ -319,12 +322,27 @@ def _attach_tracing(stack: ExitStack, attach_kind: AttachKind, target: str) -> s
     return f"attached {kind} to {target} (BTF id {found.id})"
 
 
+def _attach_uprobe(stack: ExitStack, attach_kind: AttachKind, target: str) -> str:
+    """A KPROBE prog on the uprobe PMU at (binary, file offset), the kind's `location`."""
+    if not os.path.isdir(UPROBE_PMU):
+        raise _Fail(f"no uprobe PMU ({UPROBE_PMU}): kernel built without CONFIG_UPROBES")
+    path, offset = attach_kind.location(target)
+    prog = _load(stack, PROG_KPROBE)
+    with open(f"{UPROBE_PMU}/type") as f:
+        pmu_type = int(f.read())
+    name = ctypes.create_string_buffer(path.encode())
+    what = f"{attach_kind.name} {target}"
+    _set_bpf(_perf_open(stack, what, pmu_type, 0, ctypes.addressof(name), offset), prog)
+    return f"attached a uprobe to {path} at offset {offset:#x} (uprobe PMU)"
+
+
 # How each mechanism a kind declares (engine.attach.base.Capability) attaches for real.
 _MECHANISMS: dict[Mechanism, Callable[[ExitStack, AttachKind, str], str]] = {
     Mechanism.PERF_TRACEPOINT: _attach_tracepoint,
     Mechanism.RAW_TRACEPOINT: _attach_raw_tracepoint,
     Mechanism.KPROBE: _attach_kprobe,
     Mechanism.TRACING: _attach_tracing,
+    Mechanism.UPROBE: _attach_uprobe,
 }
 
 

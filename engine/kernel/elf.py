@@ -184,3 +184,21 @@ def resolve_library(name: str) -> str:
         return libs[min(matches, key=len)]
     short = sorted({s.split(".so", 1)[0] for s in libs})
     raise ElfFileError(f"no library '{name}' in `ldconfig -p`{did_you_mean(stem, short)}")
+
+
+def file_offset(path: str, address: int) -> int:
+    """The file offset of virtual address `address` in the binary at `path` (what a uprobe
+    takes: the PT_LOAD segment holding it, as bcc converts); ElfFileError if none does."""
+    try:
+        with open(path, "rb") as f:
+            for seg in ELFFile(f).iter_segments():
+                if seg["p_type"] != "PT_LOAD":
+                    continue
+                start = seg["p_vaddr"]
+                if start <= address < start + seg["p_memsz"]:
+                    return int(address - start + seg["p_offset"])
+    except OSError as exc:
+        raise ElfFileError(f"cannot read {path}: {exc.strerror}") from None
+    except ELFError as exc:
+        raise ElfFileError(f"malformed ELF file {path}: {exc}") from None
+    raise ElfFileError(f"address {address:#x} is in no loaded segment of {path}")

@@ -99,6 +99,9 @@ class Scope:
     counter: int = 0
     states: dict[str, M.StateMap] = field(default_factory=dict)  # the spec's state maps
     provenance: Provenance = field(default_factory=Provenance)  # shared by the spec's scopes
+    # arguments typed without BTF (a USDT note's descriptors, a declared C type): name -> (index,
+    # type), read like `params`
+    declared: dict[str, tuple[int, VT]] = field(default_factory=dict)
 
     @property
     def attach(self) -> AttachKind:
@@ -185,9 +188,13 @@ class Resolver:
             where, access = s.attach.ret_arg(s.nargs)  # registers: PT_REGS_RC; fexit: after args
             s.emit(M.Arg(dest, vt.ctype, where, access.value))
             return Val(vt, var=dest)
-        if name in s.params:
-            index, type_id = s.params[name]
-            vt = self._in_space(vt_of(self.btf, type_id))
+        if name in s.params or name in s.declared:
+            if name in s.declared:
+                index, vt = s.declared[name]
+            else:
+                index, type_id = s.params[name]
+                vt = vt_of(self.btf, type_id)
+            vt = self._in_space(vt)
             dest = s.local()
             if s.attach.max_args and index >= s.attach.max_args:
                 raise PlanError(
@@ -255,7 +262,7 @@ class Resolver:
 
     def known_names(self) -> list[str]:
         s = self.s
-        names = list(s.bindings) + list(s.params) + list(BUILTINS) + ["comm", "task", "mntns_id"]
+        names = [*s.bindings, *s.params, *s.declared, *BUILTINS, "comm", "task", "mntns_id"]
         if s.record is not None:
             names.append("args")
         if s.ret is not None:
@@ -265,8 +272,8 @@ class Resolver:
     def expected_names(self) -> str:
         s = self.s
         what = []
-        if s.params:
-            what.append("an argument (" + ", ".join(s.params) + ")")
+        if s.params or s.declared:
+            what.append("an argument (" + ", ".join([*s.params, *s.declared]) + ")")
         if s.record is not None:
             what.append("args.FIELD")
         if s.ret is not None:

@@ -199,13 +199,26 @@ class Session:
         self.resources = resources.declare(program)  # the maps, as the C declares them
         self.verbose = verbose
         self.bpf: Any = None
+        self.contexts: list[Any] = []
+
+    def bcc_contexts(self) -> list[Any]:
+        """What bcc must know before compiling, from each function's kind (USDT contexts)."""
+        return [
+            context
+            for probe in self.program.probes
+            for fn in probe.alternative.functions
+            for context in KINDS[fn.kind].bcc_contexts(fn.name, fn.target)
+        ]
 
     def load(self) -> None:
         bcc = import_bcc()
         text = render.render_c(self.program)
         with captured_stderr() as log:
             try:
-                self.bpf = bcc.BPF(text=text)
+                self.contexts = self.bcc_contexts()  # kept: bcc's USDT contexts live with us
+                self.bpf = bcc.BPF(text=text, usdt_contexts=self.contexts)
+            except EngineError:
+                raise
             except Exception as exc:
                 log.seek(0)
                 detail = self.save_log(log.read())
@@ -303,6 +316,7 @@ class Session:
             with contextlib.suppress(Exception):
                 self.bpf.cleanup()
             self.bpf = None
+        self.contexts = []  # after detaching: a USDT context's end undoes its semaphores
 
 
 class Stopped(Exception):

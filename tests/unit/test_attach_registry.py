@@ -170,12 +170,13 @@ PATH = ("probes", 0, "attach", 0)
 def test_families_partition_the_kinds() -> None:
     names = [k.name for f in FAMILIES for k in f.kinds]
     assert sorted(names) == sorted(KINDS) and len(names) == len(set(names))
-    assert [f.name for f in FAMILIES] == ["tracepoint", "raw_tracepoint", "kfunc"]
+    assert [f.name for f in FAMILIES] == ["tracepoint", "raw_tracepoint", "kfunc", "usdt"]
     for family in FAMILIES:
         for kind in family.kinds:
             assert FAMILY_OF[kind.name] is family
             assert kind_of({kind.name: "x", "where": "1"}) is kind
-            assert kind.address_space is AddressSpace.KERNEL  # every kind today reads the kernel
+            user = kind.target is Target.USDT  # user-space probes read the process's memory
+            assert kind.address_space is (AddressSpace.USER if user else AddressSpace.KERNEL)
             assert (ROOT / "templates" / kind.partial).is_file()
 
 
@@ -216,7 +217,7 @@ def test_tracepoint_and_raw_targets_parse() -> None:
 def test_scope_names() -> None:
     assert {n: k.scope_names() for n, k in KINDS.items()} == {
         "kprobe": (), "kretprobe": ("ret",), "fentry": (), "fexit": ("ret",),
-        "tracepoint": ("args",), "raw_tracepoint": (),
+        "tracepoint": ("args",), "raw_tracepoint": (), "usdt": (),
     }  # fmt: skip
 
 
@@ -292,6 +293,7 @@ def test_bcc_keywords_of_every_kind() -> None:
         "fexit": ("attach_kretfunc", {"fn_name": "f"}),
         "tracepoint": ("attach_tracepoint", {"fn_name": "f", "tp": "t"}),
         "raw_tracepoint": ("attach_raw_tracepoint", {"fn_name": "f", "tp": "t"}),
+        "usdt": ("attach_uprobe", {"fn_name": "f"}),  # bcc calls it itself, from the contexts
     }
 
 
@@ -308,6 +310,10 @@ def test_argument_access_c_text() -> None:
         "fexit": ("ctx[1]", "ctx[3]"),  # the return value after the 3 arguments
         "tracepoint": ("ctx[1]", "ctx[3]"),  # unused: a tracepoint has no arguments
         "raw_tracepoint": ("ctx->args[1]", "ctx->args[3]"),
+        "usdt": (  # bcc's reader, 1-based; unused: a USDT probe has no return value
+            "({ u64 _usdt = 0; bpf_usdt_readarg(2, ctx, &_usdt); _usdt; })",
+            "({ u64 _usdt = 0; bpf_usdt_readarg(4, ctx, &_usdt); _usdt; })",
+        ),
     }
 
 
@@ -355,6 +361,7 @@ def test_capability_probes_come_from_the_kinds() -> None:
         "kretprobe",
         "fentry",
         "fexit",
+        "usdt",
         "ringbuf",
         "perf_buffer",
     )  # fmt: skip  (doctor's rows, in the order they always had)

@@ -138,21 +138,22 @@ def test_unknown_keys_in_each_kind_of_mapping() -> None:
 def test_attach_with_two_kinds() -> None:
     assert check("        where: ret == 0\n", "        tracepoint: sock/x\n") == [
         "7:9: an attach alternative names exactly one of kprobe, kretprobe, fentry, fexit,"
-        " tracepoint, raw_tracepoint; got kretprobe and tracepoint"
+        " tracepoint, raw_tracepoint, usdt; got kretprobe and tracepoint"
     ]
 
 
 def test_attach_with_no_kind() -> None:
     assert check("      - kretprobe: [tcp_v4_connect, tcp_v6_connect]\n", "      -\n") == [
         "8:9: an attach alternative names exactly one of kprobe, kretprobe, fentry, fexit,"
-        " tracepoint, raw_tracepoint; got none"
+        " tracepoint, raw_tracepoint, usdt; got none"
     ]
 
 
 def test_attach_kind_misspelt_says_it_once() -> None:
     assert check("- kretprobe:", "- kretprobes:") == [
         "7:9: unknown key 'kretprobes' in attach alternative; expected one of fentry, fexit,"
-        " kprobe, kretprobe, let, raw_tracepoint, tracepoint, where; did you mean 'kretprobe'?"
+        " kprobe, kretprobe, let, raw_tracepoint, tracepoint, usdt, where;"
+        " did you mean 'kretprobe'?"
     ]
 
 
@@ -160,7 +161,7 @@ def test_empty_attach_mapping_says_it_once() -> None:
     assert check("      - kretprobe: [tcp_v4_connect, tcp_v6_connect]\n        where: ret == 0\n",
                  "      - {}\n") == [
         "7:9: an attach alternative names exactly one of kprobe, kretprobe, fentry, fexit,"
-        " tracepoint, raw_tracepoint; got none"
+        " tracepoint, raw_tracepoint, usdt; got none"
     ]  # fmt: skip
 
 

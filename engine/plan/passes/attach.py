@@ -4,6 +4,8 @@ functions an alternative generates (a return probe's entry function and its stas
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
 from engine.attach import KINDS
@@ -19,6 +21,7 @@ from engine.plan.resources import state_map_name
 from engine.plan.values import PlanError
 from engine.spec import model as S
 
+NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_]")  # a target's characters a C name cannot have
 MAX_STASH = 6  # a return probe keeps at most the register-passed arguments
 
 
@@ -56,6 +59,10 @@ class _Binder:
 
     def tracepoint_record(self, category: str, event: str, at: S.At) -> tracepoints.Record | None:
         return tracepoint_record(self.ctx, category, event, at)
+
+    @property
+    def spec_dir(self) -> str:
+        return os.path.dirname(os.path.abspath(self.ctx.spec.file))
 
 
 def function_names(ctx: Context) -> NameIndex:
@@ -133,7 +140,7 @@ def functions(
     function); None when a function name bcc derives is another probe's (said)."""
     ak = KINDS[kind]
     pindex = probe.index
-    fnames = (f"p{pindex}_{probe.name}_{kind}_{t.replace('/', '_')}" for t in targets)
+    fnames = (f"p{pindex}_{probe.name}_{kind}_{NOT_IN_NAME.sub('_', t)}" for t in targets)
     found: list[M.Function] = []
     for t, fn in zip(targets, fnames):
         tgt = ak.bcc_name(t)

@@ -1,0 +1,97 @@
+"""The USDT family offline: argument descriptors typed, targets parsed, probes found in the notes
+of a C program built here (tests/fixtures/usdt/demo.c with <sys/sdt.h>), with did-you-mean.
+
+`readelf -n` on the same file is the oracle for the descriptors the notes hold; the real
+attach and argument values are tests/kernel/test_usdt.py's (against bpftrace).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from engine.attach import usdt
+from engine.attach.base import ArgAccess
+
+IN_CI = os.environ.get("CI", "").strip().lower() == "true"
+SDT_HEADERS = ("/usr/include/sys/sdt.h", "/usr/include/x86_64-linux-gnu/sys/sdt.h")
+DEMO_C = Path(__file__).resolve().parents[1] / "fixtures" / "usdt" / "demo.c"
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        if IN_CI:
+            pytest.fail(f"CI=true but {message}", pytrace=False)
+        pytest.skip(message)
+
+
+def build_demo(directory: Path, opt: str = "-O2") -> Path:
+    """tests/fixtures/usdt/demo.c built with gcc into `directory` (as the kernel test does)."""
+    _need(shutil.which("gcc") is not None, "needs gcc (scripts/setup.sh installs it)")
+    has_sdt = any(os.path.exists(h) for h in SDT_HEADERS)
+    _need(has_sdt, "needs sys/sdt.h (Debian's systemtap-sdt-dev; scripts/setup.sh installs it)")
+    out = directory / "demo"
+    subprocess.run(["gcc", opt, "-g0", "-o", str(out), str(DEMO_C)], check=True)
+    return out
+
+
+@pytest.mark.parametrize(
+    "text, size, signed, operand",
+    [
+        ("-4@%eax", 4, True, "%eax"),
+        ("8@%rdx", 8, False, "%rdx"),
+        ("-2@%cx", 2, True, "%cx"),
+        ("1@%sil", 1, False, "%sil"),
+        ("-8@-16(%rbp)", 8, True, "-16(%rbp)"),
+        ("8@(%r9,%rdx,8)", 8, False, "(%r9,%rdx,8)"),
+        ("4@$42", 4, False, "$42"),
+        ("-4@$-5", 4, True, "$-5"),
+        ("8@counter+8(%rip)", 8, False, "counter+8(%rip)"),
+        ("%eax", 4, False, "%eax"),  # unsized: the register's width, unsigned (as bcc)
+        ("%r10w", 2, False, "%r10w"),
+        ("-8(%rbp)", 8, False, "-8(%rbp)"),  # unsized memory: a word
+    ],
+)
+def test_descriptor_types(text: str, size: int, signed: bool, operand: str) -> None:
+    arg = usdt.parse_descriptor(text)
+    assert (arg.size, arg.signed, arg.operand, arg.text) == (size, signed, operand, text)
+    assert arg.ctype == f"{'s' if signed else 'u'}{size * 8}"
+    assert (arg.vt.size, arg.vt.signed) == (size, signed)
+
+
+@pytest.mark.parametrize("text", ["3@%eax", "-16@%xmm0", "", "4@", "a b"])
+def test_bad_descriptors_are_refused(text: str) -> None:
+    with pytest.raises(usdt.DescriptorError, match="USDT argument"):
+        usdt.parse_descriptor(text)
+
+
+def test_descriptor_lists() -> None:
+    args = usdt.parse_descriptors("-4@%eax -4@%esi 8@%rdi -2@%cx 8@(%r9,%rdx,8)")
+    assert [a.ctype for a in args] == ["s32", "s32", "u64", "s16", "u64"]
+    assert usdt.parse_descriptors("") == ()
+
+
+def test_usdt_access_reads_through_bcc_at_the_given_size() -> None:
+    """bcc's reader takes a 1-based index and refuses a destination of another size."""
+    c = ArgAccess.USDT.c_text(0, "s32")
+    assert c == "({ s32 _usdt = 0; bpf_usdt_readarg(1, ctx, &_usdt); _usdt; })"
+    assert "bpf_usdt_readarg(5, ctx, &_usdt)" in ArgAccess.USDT.c_text(4, "u64")
+    assert ArgAccess.REGS.c_text(0, "s32") == "PT_REGS_PARM1(ctx)"  # others ignore the type
+
+
+@pytest.mark.parametrize("opt", ["-O0", "-O2"])
+def test_every_note_of_the_demo_is_typed(tmp_path: Path, opt: str) -> None:
+    """Whatever operands gcc picks at this level, each descriptor readelf shows is typed, and
+    the types are the C types of demo.c's probe arguments."""
+    binary = build_demo(tmp_path, opt)
+    text = subprocess.run(["readelf", "-n", str(binary)], capture_output=True, text=True).stdout
+    notes = dict(re.findall(r"Name: (\S+)\n.*\n\s+Arguments: ([^\n]*)", text))
+    assert set(notes) == {"tick", "done"}
+    tick = [a.ctype for a in usdt.parse_descriptors(notes["tick"])]
+    assert tick == ["s32", "s32", "u64", "s16", "u64"]  # int, int, uint64_t, short, char *
+    assert [a.ctype for a in usdt.parse_descriptors(notes["done"])] == ["s32"]
