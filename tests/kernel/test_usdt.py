@@ -1,0 +1,90 @@
+"""USDT probes for real: tests/specs/live/usdt_demo.yaml on tests/fixtures/usdt/demo.c, built
+here with gcc and <sys/sdt.h>, against bpftrace's `usdt:` probe on the SAME run of the program.
+
+The program prints "ready" and waits for a line ("N BASE") before it fires demo:tick N times:
+the engine and bpftrace are both attached (each said so) before the first probe fires. Each
+row's arguments are exact: the values the C computes from N and BASE, and bpftrace's."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import procs
+import pytest
+from conftest import CHILD_TIMEOUT, REPO, LineReader
+from oracle import Bpftrace
+
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
+
+SPEC = REPO / "tests" / "specs" / "live" / "usdt_demo.yaml"
+DEMO_C = REPO / "tests" / "fixtures" / "usdt" / "demo.c"
+NAMES = ("alpha", "beta gamma", "")  # demo.c's names[], argument 4 of demo:tick
+
+
+def expected_ticks(n: int, base: int) -> list[tuple[int, int, int, int]]:
+    """demo:tick's (i, neg, big, sh) as demo.c computes them from N and BASE."""
+    rows = []
+    for i in range(n):
+        short = (-base - 3 * i + 2**15) % 2**16 - 2**15  # (short) wraps to 16 bits, signed
+        rows.append((i, -(base + i), (base << 32) | i, short))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """demo.c built with gcc -O2 (its probe arguments in registers and memory) beside a copy
+    of the spec, whose `./demo` names it."""
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is missing: scripts/setup.sh installs it")
+    d = tmp_path_factory.mktemp("usdt")
+    subprocess.run(["gcc", "-O2", "-g0", "-o", str(d / "demo"), str(DEMO_C)], check=True)
+    shutil.copy(SPEC, d / SPEC.name)
+    return d
+
+
+class Demo:
+    """One run of the demo program, held at its "ready" until `fire`."""
+
+    def __init__(self, binary: Path) -> None:
+        self.proc = procs.spawn(
+            [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.pid = self.proc.pid
+        self.out = LineReader(self.proc.stdout)
+        assert self.out.wait_for(lambda ls: ls[:1] == ["ready"], CHILD_TIMEOUT), "demo not ready"
+
+    def fire(self, n: int, base: int) -> None:
+        """Let it fire demo:tick n times and exit; the hits are in the kernel's buffers then."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{n} {base}\n")
+        self.proc.stdin.close()
+        assert self.proc.wait(CHILD_TIMEOUT) == 0
+        assert self.out.wait_for(lambda ls: f"fired {n}" in ls, CHILD_TIMEOUT)
+
+
+def bpftrace_ticks(binary: Path, pid: int) -> Bpftrace:
+    return Bpftrace(
+        f"usdt:{binary}:demo:tick /pid == {pid}/ "
+        '{ printf("%d %d %d %lu %d %s\\n", pid, arg0, arg1, arg2, arg3, str(arg4)); }'
+    )
+
+
+def test_arguments_equal_bpftrace_on_the_same_run(engine, demo_dir: Path) -> None:
+    n, base = 7, 40000  # BASE > 32767: the short argument wraps, the big one uses 48 bits
+    demo = Demo(demo_dir / "demo")
+    e = engine(str(demo_dir / SPEC.name), "-o", "json", "-p", str(demo.pid))
+    oracle = bpftrace_ticks(demo_dir / "demo", demo.pid)
+    demo.fire(n, base)
+    e.wait_rows(lambda rows: len(rows) >= n)
+    oracle.wait_line(lambda line: line.startswith(f"{demo.pid} {n - 1} "))
+    result = e.stop()
+    assert result.code == 0, result.stderr
+    ours = [(r["pid"], r["i"], r["neg"], r["big"], r["sh"]) for r in result.json_rows()]
+    theirs = []
+    for line in filter(None, oracle.stop()):  # it ends with an empty line
+        pid, i, neg, big, sh, *name = line.split(" ")
+        theirs.append((int(pid), int(i), int(neg), int(big), int(sh)))
+        assert " ".join(name) == NAMES[int(i) % 3]
+    assert ours == theirs == [(demo.pid, *t) for t in expected_ticks(n, base)]
