@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import pipeline
 from engine.attach import usdt
 from engine.attach.base import ArgAccess
 from engine.runtime import bcc_abi
@@ -115,3 +116,71 @@ def test_bcc_uprobe_binding_passes_a_zero_reference_counter() -> None:
         assert wrapper.__defaults__ == (0,)
     else:
         assert len(wrapper.argtypes) >= 7
+
+
+SPEC = """\
+name: usdt_check
+description: one USDT probe's first argument
+probes:
+  - name: tick
+    attach:
+      - usdt: {target}
+    fields:
+      i: {field}
+output:
+  columns: [i]
+"""
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("usdt_check")
+    build_demo(d)
+    return d
+
+
+def verdict(directory: Path, target: str, field: str = "arg0") -> list[str]:
+    """`engine validate`'s problems for a spec in `directory` attaching to `target`."""
+    path = directory / "spec.yaml"
+    path.write_text(SPEC.format(target=target, field=field))
+    problems, _ = pipeline.verdict(str(path))
+    return [f"{p.location.line}:{p.location.col}: {p.message}" for p in problems]
+
+
+def test_a_probe_of_the_notes_binds_its_arguments(demo_dir: Path) -> None:
+    assert verdict(demo_dir, "./demo:demo:tick") == []
+    assert verdict(demo_dir, f"{demo_dir}/demo:demo:done") == []  # an absolute path
+    assert verdict(demo_dir, "../" + demo_dir.name + "/demo:demo:tick", "arg4") == []
+    plan = pipeline.check(str(demo_dir / "spec.yaml")).plan
+    (fn,) = plan.probes[0].alternatives[0].functions
+    assert fn.target == f"{demo_dir}/demo:demo:tick"  # bcc gets the resolved path
+
+
+def test_a_missing_probe_says_what_the_notes_have(demo_dir: Path) -> None:
+    assert verdict(demo_dir, "./demo:demo:tock") == [
+        f"6:15: no USDT probe 'demo:tock' in {demo_dir}/demo; did you mean 'demo:tick'?"
+    ]
+    assert verdict(demo_dir, "./demo:dmeo:done") == [
+        f"6:15: no USDT probe 'dmeo:done' in {demo_dir}/demo; did you mean 'demo:done'?"
+    ]
+
+
+def test_an_argument_past_the_notes_is_unknown(demo_dir: Path) -> None:
+    (problem,) = verdict(demo_dir, "./demo:demo:done", "arg1")
+    assert problem.startswith("8:10: unknown name 'arg1'; expected an argument (arg0)")
+
+
+def test_binaries_without_notes_or_not_elf(demo_dir: Path) -> None:
+    shutil.copy("/bin/true", demo_dir / "plain")
+    (demo_dir / "text").write_text("#!/bin/sh\n")
+    assert verdict(demo_dir, "./plain:demo:tick") == [
+        f"6:15: no USDT probe 'demo:tick' in {demo_dir}/plain (it has no USDT probes)"
+    ]
+    assert verdict(demo_dir, "./text:demo:tick") == [f"6:15: not an ELF file: {demo_dir}/text"]
+    assert verdict(demo_dir, "./gone:demo:tick") == [f"6:15: no such file: {demo_dir}/gone"]
+
+
+@pytest.mark.parametrize("target", ["demo:tick", "./demo::tick", "./demo:demo:ti-ck"])
+def test_targets_not_binary_provider_name(demo_dir: Path, target: str) -> None:
+    (problem,) = verdict(demo_dir, target)
+    assert problem.startswith(f"6:15: '{target}' is not a USDT probe: use BINARY:PROVIDER:NAME")
