@@ -148,6 +148,7 @@ class AttachKind:
     address_space: AddressSpace = AddressSpace.KERNEL  # where its arguments point
     required: bool = False  # `engine doctor`: tracepoint-based specs cannot run without it
     unavailable: str = ""  # `engine doctor`'s line when the kind cannot attach here
+    exclusive: str = ""  # why a spec can attach only one probe to a target ("": any number)
 
     @property
     def partial(self) -> str:

@@ -209,6 +209,8 @@ USDT = UsdtKind(
     Capability(Mechanism.UPROBE, (PROBE_TARGET,), UPROBE_REMEDY),
     bcc_attach="attach_uprobe", prog_type="KPROBE", address_space=AddressSpace.USER,
     unavailable="uprobes unavailable: usdt alternatives cannot attach",
+    exclusive="bcc enables a USDT probe for one BPF function, so a spec can attach one "
+              "probe to it (one probe can emit, count and store at once)",
 )  # fmt: skip
 
 

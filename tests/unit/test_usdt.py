@@ -184,3 +184,21 @@ def test_binaries_without_notes_or_not_elf(demo_dir: Path) -> None:
 def test_targets_not_binary_provider_name(demo_dir: Path, target: str) -> None:
     (problem,) = verdict(demo_dir, target)
     assert problem.startswith(f"6:15: '{target}' is not a USDT probe: use BINARY:PROVIDER:NAME")
+
+
+def test_one_probe_per_usdt_probe(demo_dir: Path) -> None:
+    """bcc generates a probe's argument readers for one BPF function: a second is refused."""
+    path = demo_dir / "twice.yaml"
+    path.write_text(
+        SPEC.format(target="./demo:demo:tick", field="arg0").replace(
+            "output:",
+            "  - name: again\n    attach:\n      - usdt: ./demo:demo:tick\n"
+            "    fields:\n      i: arg1\noutput:",
+        )
+    )
+    problems, _ = pipeline.verdict(str(path))
+    assert [f"{p.location.line}:{p.location.col}: {p.message}" for p in problems] == [
+        f"11:15: probe 'tick' already has a usdt on '{demo_dir}/demo:demo:tick'; bcc enables "
+        "a USDT probe for one BPF function, so a spec can attach one probe to it (one probe "
+        "can emit, count and store at once)"
+    ]
