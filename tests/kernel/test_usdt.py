@@ -32,14 +32,16 @@ def expected_ticks(n: int, base: int) -> list[tuple[int, int, int, int]]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """demo.c built with gcc -O2 (its probe arguments in registers and memory) beside a copy
-    of the spec, whose `./demo` names it."""
+@pytest.fixture(scope="module", params=["-O2", "-O0"])
+def demo_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """demo.c built with gcc beside a copy of the spec, whose `./demo` names it: at -O2 the
+    probe's arguments are registers and an indexed memory operand (`8@(%r9,%rdx,8)`), at -O0
+    stack slots (`-4@-4(%rbp)`)."""
     if shutil.which("gcc") is None:
         pytest.fail("gcc is missing: scripts/setup.sh installs it")
     d = tmp_path_factory.mktemp("usdt")
-    subprocess.run(["gcc", "-O2", "-g0", "-o", str(d / "demo"), str(DEMO_C)], check=True)
+    cmd = ["gcc", request.param, "-g0", "-o", str(d / "demo"), str(DEMO_C)]
+    subprocess.run(cmd, check=True)
     shutil.copy(SPEC, d / SPEC.name)
     return d
 
