@@ -93,7 +93,7 @@ class FunctionKind(AttachKind):
             found.append((t, fn[1], fn[2]))
         return found if len(found) == len(targets) else None
 
-    def attach(self, bpf: Any, fn_name: str, target: str) -> None:
+    def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
         """bcc attaches kfunc__/kretfunc__ programs itself while loading; attaching again raises."""
         attached = {**getattr(bpf, "kfunc_entry_fds", {}), **getattr(bpf, "kfunc_exit_fds", {})}
         if self.prefix and fn_name.encode() in attached:

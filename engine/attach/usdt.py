@@ -11,11 +11,11 @@ contexts handed to `BPF(usdt_contexts=...)`: the runner asks each kind for its c
 from __future__ import annotations
 
 import importlib
-import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from engine.attach import binary, uprobe
 from engine.attach.base import (
     Alternative,
     ArgAccess,
@@ -30,17 +30,14 @@ from engine.attach.base import (
     Target,
     TargetError,
 )
+from engine.attach.cdecl import DeclError, parse
 from engine.errors import EngineError
 from engine.kernel import elf
 from engine.kernel.btf import Btf
 from engine.memory import AddressSpace
-from engine.plan.values import VT, int_vt
+from engine.plan.values import VT, VKind, int_vt
 
-# A kernel function that exists only when the kernel has uprobes (CONFIG_UPROBES), which USDT
-# probes are attached as: without it in BTF, usdt alternatives cannot attach there.
-UPROBES_WITNESS = "uprobe_register"
 PROBE_TARGET = "libstdc++.so.6:libstdcxx:throw"  # `engine doctor`'s: in gcc's C++ runtime
-UPROBE_REMEDY = "a kernel built with CONFIG_UPROBES (the uprobe PMU)"
 
 # x86-64 register names as operands name them, by size (an operand without a `N@` size prefix
 # is as wide as its register, unsigned, as bcc reads it)
@@ -123,21 +120,17 @@ _PROBE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def parse_usdt_target(text: str) -> UsdtTarget:
     """`./demo:demo:tick` -> UsdtTarget("./demo", "demo", "tick"); TargetError if not so."""
-    parts = text.rsplit(":", 2)
-    if len(parts) != 3 or not parts[0] or not all(_PROBE_NAME.fullmatch(p) for p in parts[1:]):
+    parts = binary.split_binary(text, 3)
+    if not parts or not all(_PROBE_NAME.fullmatch(p) for p in parts[1:]):
         raise TargetError(
             f"'{text}' is not a USDT probe: use BINARY:PROVIDER:NAME, e.g. ./demo:demo:tick "
             "(BINARY a path, ./ or ../ from the spec's directory, or a library name)"
         )
+    try:
+        binary.check_binary(parts[0])
+    except binary.BinaryError as exc:
+        raise TargetError(str(exc)) from None
     return UsdtTarget(*parts)
-
-
-def resolve_binary(text: str, spec_dir: str) -> str:
-    """The binary a target names: `./X` and `../X` from the spec's directory, an absolute
-    path as it is, anything else a library name as `ldconfig -p` lists it."""
-    if text.startswith(("./", "../")):
-        return os.path.normpath(os.path.join(spec_dir, text))
-    return text if text.startswith("/") else elf.resolve_library(text)
 
 
 @dataclass(frozen=True)
@@ -156,22 +149,74 @@ class UsdtKind(AttachKind):
             return None
         try:
             target = self.parse_target(alt.targets[0])
-            path = resolve_binary(target.binary, ctx.spec_dir)
+            path = binary.resolve_path(target.binary, ctx.spec_dir)
             probe = elf.load(path).usdt(target.provider, target.name)
-            args = parse_descriptors(probe.args)
+            notes = parse_descriptors(probe.args)
         except (TargetError, EngineError, DescriptorError) as exc:
             ctx.problem(str(exc), at)
             return None
-        declared = {f"arg{i}": (i, a.vt) for i, a in enumerate(args)}
-        bound = scope(ctx.btf, self.name, {}, None, None, nargs=len(args), declared=declared)
+        declared = self._declared(ctx, alt, probe, notes)
+        if declared is None or not uprobe.UPROBE._pid_ok(ctx, alt):  # `pid: $opt`: an int option
+            return None
+        if probe.semaphore and alt.pid is None:
+            ctx.problem(
+                f"{target.probe} is an is-enabled probe (it has a semaphore, at "
+                f"{probe.semaphore:#x}): bcc raises it in one process only; add `pid:` (a "
+                "number or an integer option)",
+                at,
+            )
+            return None
+        bound = scope(ctx.btf, self.name, {}, None, None, nargs=len(notes), declared=declared)
         return self.name, (f"{path}:{probe.provider}:{probe.name}",), bound
+
+    def _declared(
+        self, ctx: BindContext, alt: Alternative, probe: elf.Usdt, notes: Sequence[NoteArg]
+    ) -> dict[str, tuple[int, VT]] | None:
+        """arg0..argN-1 typed by the note, and the names `args:` declares, each a C type of
+        the size the note gives (bcc's reader writes exactly that many bytes); None (said)
+        if a declaration is not C, not there or not that size."""
+        out = {f"arg{i}": (i, a.vt) for i, a in enumerate(notes)}
+        ok = True
+        for i, text in enumerate(alt.args):
+            try:
+                decl = parse(text)
+            except DeclError as exc:
+                ctx.problem(str(exc), alt.args_ats[i])
+                ok = False
+                continue
+            size = 8 if decl.vt.kind is VKind.PTR else decl.vt.size
+            if i >= len(notes):
+                ctx.problem(
+                    f"'{text}': {probe.provider}:{probe.name} has {len(notes)} arguments "
+                    f"({probe.args or 'none'})",
+                    alt.args_ats[i],
+                )
+                ok = False
+            elif size != notes[i].size or decl.vt.kind not in (VKind.INT, VKind.PTR):
+                note = notes[i]
+                ctx.problem(
+                    f"'{text}': argument {i} of {probe.provider}:{probe.name} is {note.size} "
+                    f"bytes (`{note.text}`); declare a {note.size}-byte type, e.g. {note.ctype}",
+                    alt.args_ats[i],
+                )
+                ok = False
+            elif decl.name != "_":
+                out[decl.name] = (i, decl.vt)
+        return out if ok else None
 
     def location(self, target: str) -> tuple[str, int]:
         """(binary path, file offset) of the probe's first note: where a uprobe goes."""
         t = self.parse_target(target)
-        binary = elf.load(resolve_binary(t.binary, "/"))
-        probe = binary.usdt(t.provider, t.name)
-        return binary.path, elf.file_offset(binary.path, probe.pc)
+        found = elf.load(binary.resolve_path(t.binary, "/"))
+        pc = found.usdt(t.provider, t.name).pc
+        offset = elf.file_offset(found.path, pc)
+        if offset is None:
+            raise EngineError(f"{target}: its pc {pc:#x} is in no executable segment")
+        return found.path, offset
+
+    def fn_part(self, target: str) -> str:
+        """The BPF function's name part: PROVIDER_NAME (the path stays out of C names)."""
+        return "_".join(target.rsplit(":", 2)[1:])
 
     def bcc_contexts(self, fn_name: str, target: str, pid: int = -1) -> list[Any]:
         """One bcc USDT context with this probe enabled for `fn_name`: bcc generates the
@@ -194,20 +239,22 @@ class UsdtKind(AttachKind):
             raise EngineError(f"usdt {target}: {why}") from None
         return [context]
 
-    def attach(self, bpf: Any, fn_name: str, target: str) -> None:
+    def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
         """Nothing left to do: bcc attached the probe while loading (see `bcc_contexts`)."""
 
     def gap(self, btf: Btf, targets: Sequence[str]) -> Gap:
         """A USDT probe is a uprobe at the note's address: the kernel needs uprobes."""
-        if btf.function(UPROBES_WITNESS) is None:
-            return f"no uprobes in this kernel ({UPROBES_WITNESS} is not in its BTF)", []
-        return None, []
+        witness = uprobe.UPROBES_WITNESS
+        if btf.function(witness) is None:
+            return f"no uprobes in this kernel ({witness} is not in its BTF)", []
+        return None, ["the binary is checked on this machine; another may have another one"]
 
 
 USDT = UsdtKind(
     "usdt", Target.USDT, ArgAccess.USDT,
-    Capability(Mechanism.UPROBE, (PROBE_TARGET,), UPROBE_REMEDY),
+    Capability(Mechanism.UPROBE, (PROBE_TARGET,), uprobe.REMEDY),
     bcc_attach="attach_uprobe", prog_type="KPROBE", address_space=AddressSpace.USER,
+    user_keys=("args", "pid"),
     unavailable="uprobes unavailable: usdt alternatives cannot attach",
     exclusive="bcc enables a USDT probe for one BPF function, so a spec can attach one "
               "probe to it (one probe can emit, count and store at once)",

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine.attach import KINDS as ATTACH_KINDS
-from engine.attach import AttachKind, Mechanism
-from engine.errors import UsageError
+from engine.attach import AttachKind, Mechanism, binary
+from engine.errors import EngineError, UsageError
+from engine.kernel import elf
 from engine.kernel.btf import Btf, BtfError, Kind
 
 
@@ -245,9 +246,9 @@ def _attach_raw_tracepoint(stack: ExitStack, _kind: AttachKind, target: str) -> 
     return f"attached a raw tracepoint program to {target}"
 
 
-def _pmu_retprobe_bit() -> int:
-    """Bit number of `retprobe` in the kprobe PMU's config (format file says e.g. 'config:0')."""
-    with open(f"{KPROBE_PMU}/format/retprobe") as f:
+def _pmu_retprobe_bit(pmu: str = KPROBE_PMU) -> int:
+    """Bit number of `retprobe` in a k/uprobe PMU's config (format file says e.g. 'config:0')."""
+    with open(f"{pmu}/format/retprobe") as f:
         return int(f.read().split(":")[1].split("-")[0])
 
 
@@ -323,17 +324,38 @@ def _attach_tracing(stack: ExitStack, attach_kind: AttachKind, target: str) -> s
 
 
 def _attach_uprobe(stack: ExitStack, attach_kind: AttachKind, target: str) -> str:
-    """A KPROBE prog on the uprobe PMU at (binary, file offset), the kind's `location`."""
+    """Through the uprobe PMU: config1 points to the binary's path, config2 is the file offset
+    of the probed instruction (from the ELF program headers), the retprobe bit for a return
+    probe. `target` is BINARY:PLACE (a library name, or the absolute path a plan carries), or
+    what the kind's `location` places itself (a USDT probe's note)."""
+    kind = attach_kind.name
     if not os.path.isdir(UPROBE_PMU):
         raise _Fail(f"no uprobe PMU ({UPROBE_PMU}): kernel built without CONFIG_UPROBES")
-    path, offset = attach_kind.location(target)
+    try:
+        path, place, offset = _uprobe_place(attach_kind, target)
+    except (binary.BinaryError, EngineError) as exc:
+        raise _Fail(str(exc)) from None
     prog = _load(stack, PROG_KPROBE)
     with open(f"{UPROBE_PMU}/type") as f:
         pmu_type = int(f.read())
     name = ctypes.create_string_buffer(path.encode())
-    what = f"{attach_kind.name} {target}"
-    _set_bpf(_perf_open(stack, what, pmu_type, 0, ctypes.addressof(name), offset), prog)
-    return f"attached a uprobe to {path} at offset {offset:#x} (uprobe PMU)"
+    config = (1 << _pmu_retprobe_bit(UPROBE_PMU)) if attach_kind.returns else 0
+    what = f"{kind} {place}"
+    _set_bpf(_perf_open(stack, what, pmu_type, config, ctypes.addressof(name), offset), prog)
+    return f"attached a {kind} to {place} (uprobe PMU, file offset {offset:#x})"
+
+
+def _uprobe_place(attach_kind: AttachKind, target: str) -> tuple[str, str, int]:
+    """(binary path, the target as said, file offset) of a uprobe target: the kind's own
+    `location`, else BINARY:PLACE found in its binary."""
+    located = attach_kind.location(target)
+    if located is not None:
+        return located[0], target, located[1]
+    found = binary.locate(binary.parse(target), os.getcwd())
+    offset = elf.file_offset(found.path, found.address)
+    if offset is None:
+        raise _Fail(f"{target}: {found.address:#x} is in no executable segment of {found.path}")
+    return found.path, found.text, offset
 
 
 # How each mechanism a kind declares (engine.attach.base.Capability) attaches for real.

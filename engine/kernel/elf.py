@@ -186,19 +186,24 @@ def resolve_library(name: str) -> str:
     raise ElfFileError(f"no library '{name}' in `ldconfig -p`{did_you_mean(stem, short)}")
 
 
-def file_offset(path: str, address: int) -> int:
-    """The file offset of virtual address `address` in the binary at `path` (what a uprobe
-    takes: the PT_LOAD segment holding it, as bcc converts); ElfFileError if none does."""
+PF_X = 1  # an executable segment (program header p_flags)
+
+
+def file_offset(path: str, address: int) -> int | None:
+    """The file offset of virtual address `address` (st_value, as `nm` prints it), from the
+    loadable executable segments: the uprobe PMU and uprobe_events take file offsets, and in
+    a shared library or PIE they differ from the address wherever text is not at offset 0.
+    None when no executable segment holds it."""
     try:
         with open(path, "rb") as f:
             for seg in ELFFile(f).iter_segments():
-                if seg["p_type"] != "PT_LOAD":
+                h = seg.header
+                if h["p_type"] != "PT_LOAD" or not h["p_flags"] & PF_X:
                     continue
-                start = seg["p_vaddr"]
-                if start <= address < start + seg["p_memsz"]:
-                    return int(address - start + seg["p_offset"])
+                if h["p_vaddr"] <= address < h["p_vaddr"] + h["p_filesz"]:
+                    return int(address - h["p_vaddr"] + h["p_offset"])
     except OSError as exc:
         raise ElfFileError(f"cannot read {path}: {exc.strerror}") from None
     except ELFError as exc:
         raise ElfFileError(f"malformed ELF file {path}: {exc}") from None
-    raise ElfFileError(f"address {address:#x} is in no loaded segment of {path}")
+    return None

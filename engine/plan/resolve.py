@@ -84,7 +84,7 @@ class Scope:
     btf: TypeSource
     kind: str
     params: dict[str, tuple[int, int]]  # name -> (index, BTF type id)
-    ret: int | None  # BTF type id of the return value (return probes)
+    ret: int | VT | None  # the return value's BTF type id, or its declared type (uretprobe)
     record: dict[str, tuple[int, VT]] | None  # tracepoint args: name -> (offset, type)
     record_label: str = ""
     record_note: str = ""  # why a field may be missing (BTF could not tell the record)
@@ -99,8 +99,7 @@ class Scope:
     counter: int = 0
     states: dict[str, M.StateMap] = field(default_factory=dict)  # the spec's state maps
     provenance: Provenance = field(default_factory=Provenance)  # shared by the spec's scopes
-    # arguments typed without BTF (a USDT note's descriptors, a declared C type): name -> (index,
-    # type), read like `params`
+    # arguments declared in the spec by C type (user-space probes): name -> (index, type)
     declared: dict[str, tuple[int, VT]] = field(default_factory=dict)
 
     @property
@@ -183,7 +182,8 @@ class Resolver:
         if name == "args" and s.record is not None:
             return Val(VT(VKind.STRUCT, label=s.record_label), base="ctx_addr")
         if name == "ret" and s.ret is not None:
-            vt = self._in_space(vt_of(self.btf, s.ret) if s.ret else int_vt("s64"))
+            vt = s.ret if isinstance(s.ret, VT) else vt_of(self.btf, s.ret) if s.ret else None
+            vt = self._in_space(vt or int_vt("s64"))
             dest = s.local()
             where, access = s.attach.ret_arg(s.nargs)  # registers: PT_REGS_RC; fexit: after args
             s.emit(M.Arg(dest, vt.ctype, where, access.value))
@@ -193,8 +193,7 @@ class Resolver:
                 index, vt = s.declared[name]
             else:
                 index, type_id = s.params[name]
-                vt = vt_of(self.btf, type_id)
-            vt = self._in_space(vt)
+                vt = self._in_space(vt_of(self.btf, type_id))
             dest = s.local()
             if s.attach.max_args and index >= s.attach.max_args:
                 raise PlanError(
@@ -262,7 +261,8 @@ class Resolver:
 
     def known_names(self) -> list[str]:
         s = self.s
-        names = [*s.bindings, *s.params, *s.declared, *BUILTINS, "comm", "task", "mntns_id"]
+        names = list(s.bindings) + list(s.params) + list(s.declared) + list(BUILTINS)
+        names += ["comm", "task", "mntns_id"]
         if s.record is not None:
             names.append("args")
         if s.ret is not None:

@@ -208,7 +208,7 @@ class Session:
             context
             for probe in self.program.probes
             for fn in probe.alternative.functions
-            for context in KINDS[fn.kind].bcc_contexts(fn.name, fn.target)
+            for context in KINDS[fn.kind].bcc_contexts(fn.name, fn.target, fn.pid)
         ]
 
     def load(self) -> None:
@@ -253,7 +253,7 @@ class Session:
 
     @staticmethod
     def _attach_one(b: Any, fn: M.Function) -> None:
-        KINDS[fn.kind].attach(b, fn.name, fn.target)  # engine.attach: the kind's bcc call
+        KINDS[fn.kind].attach(b, fn.name, fn.target, fn.pid)  # engine.attach: its bcc call
 
     def save_log(self, content: str) -> str:
         """Compiler or verifier output: on stderr with -v, else in a file named in the error."""
