@@ -234,7 +234,7 @@ class UsdtKind(AttachKind):
             if probe.semaphore and pid <= 0:
                 why = (
                     f"{t.probe} has a semaphore (an is-enabled probe): bcc enables it only "
-                    "in one process; give the alternative a `pid`"
+                    "in one process; give its pid (the alternative's `pid:` or its option)"
                 )
             raise EngineError(f"usdt {target}: {why}") from None
         return [context]

@@ -20,6 +20,8 @@ pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
 SPEC = REPO / "tests" / "specs" / "live" / "usdt_demo.yaml"
 DEMO_C = REPO / "tests" / "fixtures" / "usdt" / "demo.c"
+SEM_SPEC = REPO / "tests" / "specs" / "live" / "usdt_sem.yaml"
+SEM_C = REPO / "tests" / "fixtures" / "usdt" / "sem.c"  # demo:sem, an is-enabled probe
 NAMES = ("alpha", "beta gamma", "")  # demo.c's names[], argument 4 of demo:tick
 
 
@@ -40,9 +42,10 @@ def demo_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     if shutil.which("gcc") is None:
         pytest.fail("gcc is missing: scripts/setup.sh installs it")
     d = tmp_path_factory.mktemp("usdt")
-    cmd = ["gcc", request.param, "-g0", "-o", str(d / "demo"), str(DEMO_C)]
-    subprocess.run(cmd, check=True)
+    for name, source in (("demo", DEMO_C), ("sem", SEM_C)):
+        subprocess.run(["gcc", request.param, "-g0", "-o", str(d / name), str(source)], check=True)
     shutil.copy(SPEC, d / SPEC.name)
+    shutil.copy(SEM_SPEC, d / SEM_SPEC.name)
     return d
 
 
@@ -57,13 +60,15 @@ class Demo:
         self.out = LineReader(self.proc.stdout)
         assert self.out.wait_for(lambda ls: ls[:1] == ["ready"], CHILD_TIMEOUT), "demo not ready"
 
-    def fire(self, n: int, base: int) -> None:
-        """Let it fire demo:tick n times and exit; the hits are in the kernel's buffers then."""
+    def fire(self, *numbers: int) -> str:
+        """Let it fire its probes and exit (the hits are in the kernel's buffers then); what
+        it said last ("fired N ...")."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{n} {base}\n")
+        self.proc.stdin.write(" ".join(map(str, numbers)) + "\n")
         self.proc.stdin.close()
         assert self.proc.wait(CHILD_TIMEOUT) == 0
-        assert self.out.wait_for(lambda ls: f"fired {n}" in ls, CHILD_TIMEOUT)
+        assert self.out.wait_for(lambda ls: ls[-1].startswith("fired"), CHILD_TIMEOUT)
+        return self.out.lines[-1]
 
 
 def bpftrace_ticks(binary: Path, pid: int) -> Bpftrace:
@@ -78,15 +83,45 @@ def test_arguments_equal_bpftrace_on_the_same_run(engine, demo_dir: Path) -> Non
     demo = Demo(demo_dir / "demo")
     e = engine(str(demo_dir / SPEC.name), "-o", "json", "-p", str(demo.pid))
     oracle = bpftrace_ticks(demo_dir / "demo", demo.pid)
-    demo.fire(n, base)
+    assert demo.fire(n, base) == f"fired {n}"
     e.wait_rows(lambda rows: len(rows) >= n)
     oracle.wait_line(lambda line: line.startswith(f"{demo.pid} {n - 1} "))
     result = e.stop()
     assert result.code == 0, result.stderr
-    ours = [(r["pid"], r["i"], r["neg"], r["big"], r["sh"]) for r in result.json_rows()]
+    rows = result.json_rows()
+    ours = [(r["pid"], r["i"], r["neg"], r["big"], r["sh"], r["name"]) for r in rows]
     theirs = []
     for line in filter(None, oracle.stop()):  # it ends with an empty line
         pid, i, neg, big, sh, *name = line.split(" ")
-        theirs.append((int(pid), int(i), int(neg), int(big), int(sh)))
-        assert " ".join(name) == NAMES[int(i) % 3]
-    assert ours == theirs == [(demo.pid, *t) for t in expected_ticks(n, base)]
+        theirs.append((int(pid), int(i), int(neg), int(big), int(sh), " ".join(name)))
+    expected = [(demo.pid, *t, NAMES[t[0] % 3]) for t in expected_ticks(n, base)]
+    assert ours == theirs == expected
+
+
+def test_an_is_enabled_probe_is_raised_in_its_process(engine, demo_dir: Path) -> None:
+    """demo:sem fires only while its semaphore is set: bcc raises it in the process `pid:`
+    names (the engine alone here, so the program's count proves it); with no pid given the
+    run ends before tracing, saying so."""
+    n = 5
+    sem = Demo(demo_dir / "sem")
+    e = engine(str(demo_dir / SEM_SPEC.name), "-o", "json", "-p", str(sem.pid))
+    assert sem.fire(n) == f"fired {n} semaphore 1"
+    e.wait_rows(lambda rows: len(rows) >= n)
+    result = e.stop()
+    assert result.code == 0, result.stderr
+    assert [(r["pid"], r["i"], r["sq"]) for r in result.json_rows()] == [
+        (sem.pid, i, i * i) for i in range(n)
+    ]
+    after = Demo(demo_dir / "sem")  # nothing left attached that raises it
+    assert after.fire(n) == "fired 0 semaphore 0"
+
+
+def test_an_is_enabled_probe_without_a_process_says_so(engine, demo_dir: Path) -> None:
+    e = engine(str(demo_dir / SEM_SPEC.name), ready=False)
+    result = e.wait()
+    assert result.code == 1
+    assert result.err_lines[-1] == (
+        f"engine: error: usdt {demo_dir}/sem:demo:sem: demo:sem has a semaphore (an "
+        "is-enabled probe): bcc enables it only in one process; give its pid (the "
+        "alternative's `pid:` or its option)"
+    )

@@ -23,6 +23,7 @@ from engine.runtime import bcc_abi
 IN_CI = os.environ.get("CI", "").strip().lower() == "true"
 SDT_HEADERS = ("/usr/include/sys/sdt.h", "/usr/include/x86_64-linux-gnu/sys/sdt.h")
 DEMO_C = Path(__file__).resolve().parents[1] / "fixtures" / "usdt" / "demo.c"
+SEM_C = DEMO_C.with_name("sem.c")  # demo:sem, an is-enabled probe (a semaphore)
 
 
 def _need(ok: bool, message: str) -> None:
@@ -202,3 +203,77 @@ def test_one_probe_per_usdt_probe(demo_dir: Path) -> None:
         "a USDT probe for one BPF function, so a spec can attach one probe to it (one probe "
         "can emit, count and store at once)"
     ]
+
+
+DECLARED = """\
+name: usdt_args
+description: declared arguments
+options:
+  pid: {{flag: -p/--pid, type: u32, help: one process}}
+probes:
+  - name: tick
+    attach:
+      - usdt: ./demo:demo:tick
+        args: {args}
+    fields:
+      v: {field}
+output:
+  columns: [v]
+"""
+
+
+def declared(directory: Path, args: str, field: str) -> list[str]:
+    path = directory / "declared.yaml"
+    path.write_text(DECLARED.format(args=args, field=field))
+    problems, _ = pipeline.verdict(str(path))
+    return [f"{p.location.line}:{p.location.col}: {p.message}" for p in problems]
+
+
+ALL = "[int i, int neg, u64 big, short sh, const char *name]"
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (ALL, "name"),
+        (ALL, "{value: name, decode: str}"),
+        (ALL, "arg4"),  # the note's name stays
+        ("[unsigned i, int _, u64 big]", "big"),  # same sizes, `_` names none
+        ("[int i, int neg, void *p]", "p"),  # any pointer is 8 bytes
+    ],
+)
+def test_declared_arguments_of_the_notes_size(demo_dir: Path, args: str, field: str) -> None:
+    assert declared(demo_dir, args, field) == []
+
+
+def test_declared_types_are_checked_against_the_note(demo_dir: Path) -> None:
+    assert declared(demo_dir, "[long i]", "i") == [
+        "9:16: 'long i': argument 0 of demo:tick is 4 bytes (`-4@%eax`); declare a 4-byte "
+        "type, e.g. s32"
+    ]
+    assert declared(demo_dir, "[int i, int n, u64 b, short s, char *p, int more]", "i") == [
+        "9:55: 'int more': demo:tick has 5 arguments (-4@%eax -4@%esi 8@%rdi -2@%cx 8@(%r9,%rdx,8))"
+    ]
+    (problem,) = declared(demo_dir, "[int i, struct sk s]", "i")
+    assert problem.startswith("9:23: 'struct sk s': a struct passed by value")
+    (problem,) = declared(demo_dir, "[it i]", "i")
+    assert problem.startswith("9:16: unknown type 'it' in 'it i'")
+
+
+def test_a_user_pointer_reads_only_strings(demo_dir: Path) -> None:
+    (problem,) = declared(demo_dir, ALL, "name.len")
+    assert "points to user memory; only strings (decode: str)" in problem
+
+
+def test_is_enabled_probes_need_a_pid(tmp_path: Path) -> None:
+    """bcc raises a probe's semaphore in one process: without `pid:` the spec is refused."""
+    _need(shutil.which("gcc") is not None, "needs gcc (scripts/setup.sh installs it)")
+    subprocess.run(["gcc", "-O2", "-o", str(tmp_path / "sem"), str(SEM_C)], check=True)
+    assert verdict(tmp_path, "./sem:demo:sem") == [
+        "6:15: demo:sem is an is-enabled probe (it has a semaphore, at 0x4030): bcc raises it "
+        "in one process only; add `pid:` (a number or an integer option)"
+    ]
+    path = tmp_path / "spec.yaml"
+    text = SPEC.format(target="./sem:demo:sem", field="arg1")
+    path.write_text(text.replace("usdt: ./sem:demo:sem", "usdt: ./sem:demo:sem\n        pid: 1"))
+    assert pipeline.verdict(str(path)) == ([], [])
