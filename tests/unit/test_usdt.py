@@ -12,8 +12,10 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from engine import pipeline
 from engine.attach import usdt
@@ -277,3 +279,30 @@ def test_is_enabled_probes_need_a_pid(tmp_path: Path) -> None:
     text = SPEC.format(target="./sem:demo:sem", field="arg1")
     path.write_text(text.replace("usdt: ./sem:demo:sem", "usdt: ./sem:demo:sem\n        pid: 1"))
     assert pipeline.verdict(str(path)) == ([], [])
+
+
+def test_docs_example_is_the_live_spec() -> None:
+    """docs/spec.md's USDT example is a part of tests/specs/live/usdt_demo.yaml, which the
+    kernel test runs: every key it shows is there with the same value."""
+    root = DEMO_C.parents[3]
+    text = (root / "docs" / "spec.md").read_text()
+    section = text[text.index("### USDT probes") :]
+    block = section[section.index("```\n") + 4 : section.index("\n```", section.index("```\n") + 4)]
+    shown = yaml.safe_load(block)
+    spec = yaml.safe_load((root / "tests" / "specs" / "live" / "usdt_demo.yaml").read_text())
+
+    def part_of(whole: Any, part: Any) -> bool:
+        if isinstance(part, dict):
+            return isinstance(whole, dict) and all(
+                k in whole and part_of(whole[k], v) for k, v in part.items()
+            )
+        if isinstance(part, list):
+            return (
+                isinstance(whole, list)
+                and len(whole) == len(part)
+                and all(map(part_of, whole, part))
+            )
+        return bool(whole == part)
+
+    assert shown["probes"][0]["attach"][0]["usdt"] == "./demo:demo:tick"
+    assert part_of(spec, shown)
