@@ -10,6 +10,9 @@ by a generated entry uprobe, by thread id, exactly like a kretprobe's.
 
 from __future__ import annotations
 
+import ctypes
+import importlib
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -87,12 +90,15 @@ class UprobeKind(AttachKind):
 
     def _locate(self, ctx: BindContext, alt: Alternative) -> list[binary.Located] | None:
         """Each target found in its binary (problems said at the target otherwise)."""
-        found = []
+        found: list[binary.Located] = []
         for i, text in enumerate(alt.targets):
             at = alt.target_ats[i]
             try:
                 self.check_repeat(alt.targets, i)
-                found.append(binary.locate(self.parse_target(text), ctx.spec_dir))
+                located = binary.locate(self.parse_target(text), ctx.spec_dir)
+                if any(self.fn_part(f.text) == self.fn_part(located.text) for f in found):
+                    raise TargetError(f"'{text}' names the same function as an earlier target")
+                found.append(located)
             except TargetError as exc:
                 ctx.problem(exc.message, at)
             except (binary.BinaryError, elf.ElfFileError, elf.ElfSymbolError) as exc:
@@ -140,9 +146,9 @@ class UprobeKind(AttachKind):
         return True
 
     def fn_part(self, target: str) -> str:
-        """The BPF function's name part: the place in the binary, as C allows it."""
-        place = target.rpartition(":")[2]
-        return re.sub(r"[^A-Za-z0-9_]", "_", place)
+        """The BPF function's name part: the binary's file name and the place, as C allows."""
+        path, _, place = target.rpartition(":")
+        return re.sub(r"[^A-Za-z0-9_]", "_", f"{os.path.basename(path)}_{place}")
 
     def bcc_kwargs(self, fn_name: str, target: str) -> dict[str, str]:
         """bcc: name= the path, sym= (and sym_off=) or addr= the place."""
@@ -158,6 +164,7 @@ class UprobeKind(AttachKind):
         return kwargs
 
     def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
+        fix_bcc_binding(importlib.import_module("bcc.libbcc").lib)  # loaded: `bpf` is bcc's
         getattr(bpf, self.bcc_attach)(**self.bcc_kwargs(fn_name, target), pid=pid)
 
     def gap(self, btf: Btf, targets: Sequence[str]) -> Gap:
@@ -165,6 +172,25 @@ class UprobeKind(AttachKind):
         if btf.function(UPROBES_WITNESS) is None:
             return f"no uprobes in this kernel ({UPROBES_WITNESS} is not in its BTF)", []
         return None, ["the binary is checked on this machine; another may have another one"]
+
+
+def fix_bcc_binding(lib: Any) -> None:
+    """Give libbcc's bpf_attach_uprobe its 7th argument, ref_ctr_offset = 0.
+
+    Debian's bcc 0.26 Python declares the C function with 6 arguments, so the kernel gets stack
+    garbage as the USDT semaphore's offset: harmless for that probe, but the kernel then refuses
+    every other uprobe on the same instruction with a different offset (EINVAL, "ref_ctr_offset
+    mismatch" in dmesg): another tool, or doctor's probe, could not attach beside it."""
+    fn = lib.bpf_attach_uprobe
+    if getattr(fn, "engine_fixed", False) or len(fn.argtypes or ()) != 6:
+        return
+    fn.argtypes = [*fn.argtypes, ctypes.c_uint32]
+
+    def attach_uprobe(*args: Any) -> Any:
+        return fn(*args, 0) if len(args) == 6 else fn(*args)
+
+    attach_uprobe.engine_fixed = True  # type: ignore[attr-defined]
+    lib.bpf_attach_uprobe = attach_uprobe
 
 
 def is_user_string(vt: VT) -> bool:
