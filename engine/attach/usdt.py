@@ -224,6 +224,7 @@ class UsdtKind(AttachKind):
         when `BPF(usdt_contexts=...)` loads. A probe with a semaphore (an is-enabled probe)
         is enabled only for one process: bcc increments the semaphore in its memory."""
         bcc = importlib.import_module("bcc")
+        uprobe.fix_bcc_binding(bcc.libbcc.lib)  # bcc attaches the uprobes inside BPF(...)
         t = self.parse_target(target)
         try:
             context = bcc.USDT(path=t.binary, pid=pid) if pid > 0 else bcc.USDT(path=t.binary)

@@ -29,7 +29,7 @@ from engine.output import RENDERERS
 from engine.plan import model as M
 from engine.plan import resources
 from engine.plan.bind import OptionValue, bind
-from engine.runtime import bcc_abi, decoders, signals
+from engine.runtime import decoders, signals
 from engine.runtime.loop import POLL_MS, BufferEvents, runtime_sinks, stop_writing
 from engine.runtime.output import Printer
 from engine.runtime.rows import RowMaker
@@ -177,7 +177,6 @@ def import_bcc() -> Any:
             "bcc is not available to this Python: run scripts/setup.sh "
             "(Debian/Ubuntu: apt install python3-bpfcc, and use /usr/bin/python3)"
         ) from None
-    bcc_abi.fix_attach_uprobe(bcc.libbcc.lib)  # before any uprobe: see engine.runtime.bcc_abi
     return bcc
 
 

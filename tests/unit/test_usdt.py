@@ -20,7 +20,6 @@ import yaml
 from engine import pipeline
 from engine.attach import usdt
 from engine.attach.base import ArgAccess
-from engine.runtime import bcc_abi
 
 IN_CI = os.environ.get("CI", "").strip().lower() == "true"
 SDT_HEADERS = ("/usr/include/sys/sdt.h", "/usr/include/x86_64-linux-gnu/sys/sdt.h")
@@ -100,25 +99,6 @@ def test_every_note_of_the_demo_is_typed(tmp_path: Path, opt: str) -> None:
     tick = [a.ctype for a in usdt.parse_descriptors(notes["tick"])]
     assert tick == ["s32", "s32", "u64", "s16", "u64"]  # int, int, uint64_t, short, char *
     assert [a.ctype for a in usdt.parse_descriptors(notes["done"])] == ["s32"]
-
-
-def test_bcc_uprobe_binding_passes_a_zero_reference_counter() -> None:
-    """libbcc's bpf_attach_uprobe takes ref_ctr_offset seventh; the fix declares it and a
-    six-argument call (bcc's own) passes 0. Without it the kernel got stack garbage there (the
-    kernel test's bpftrace attach at the same address is what failed: EINVAL)."""
-    bcc = pytest.importorskip("bcc", reason="bcc's Python module (apt python3-bpfcc)")
-    lib = bcc.libbcc.lib
-    bcc_abi.fix_attach_uprobe(lib)
-    bcc_abi.fix_attach_uprobe(lib)  # idempotent: wrapped once
-    wrapper = lib.bpf_attach_uprobe
-    assert lib._engine_ref_ctr_fixed is True
-    c_function = getattr(wrapper, "__closure__", None)
-    if c_function is not None:  # this bcc declared six: the wrapper holds the C function
-        (cell,) = c_function
-        assert len(cell.cell_contents.argtypes) == 7
-        assert wrapper.__defaults__ == (0,)
-    else:
-        assert len(wrapper.argtypes) >= 7
 
 
 SPEC = """\
