@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from engine import pipeline
-from engine.attach import usdt
+from engine.attach import KINDS, usdt
 from engine.attach.base import ArgAccess
 
 IN_CI = os.environ.get("CI", "").strip().lower() == "true"
@@ -286,3 +286,30 @@ def test_docs_example_is_the_live_spec() -> None:
 
     assert shown["probes"][0]["attach"][0]["usdt"] == "./demo:demo:tick"
     assert part_of(spec, shown)
+
+
+class _Functions:
+    """Just the BTF question gap() asks: is this kernel function there."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    def function(self, name: str) -> object | None:
+        return (name, (), 0) if name in self.names else None
+
+
+def test_gap_a_kernel_without_uprobes() -> None:
+    """The kernel matrix: a USDT probe is a uprobe, so a kernel without uprobe_register in
+    its BTF (no CONFIG_UPROBES) cannot attach it; the binary itself is this machine's."""
+    kind = KINDS["usdt"]
+    assert kind.gap(_Functions("vfs_read"), ["/bin/x:a:b"])[0] == (  # type: ignore[arg-type]
+        "no uprobes in this kernel (uprobe_register is not in its BTF)"
+    )
+    reason, notes = kind.gap(_Functions("uprobe_register"), ["/bin/x:a:b"])  # type: ignore[arg-type]
+    assert reason is None and notes == [
+        "the binary is checked on this machine; another may have another one"
+    ]
+
+
+def test_bpf_function_names_leave_the_path_out() -> None:
+    assert KINDS["usdt"].fn_part("/tmp/x-1.2/demo:demo:tick") == "demo_tick"
