@@ -228,9 +228,12 @@ class UserFunctions(Family):
 
     def usage(self, target: str, names: Sequence[str], ret: str | None, nparams: int) -> list[str]:
         return [
-            f"  {UPROBE.name}: {target}      then args: [C declarations] binds them by name",
-            f"  {URETPROBE.name}: {target}   ret: TYPE (default {DEFAULT_RET}); "
-            "args saved at entry",
+            f"  {UPROBE.name}: {target}",
+            f"  {URETPROBE.name}: {target}",
+            "  args: [C declarations, in order]: no DWARF, so declare the types, e.g.",
+            "        args: [const char *name, int flags]  (a char * prints with decode: str)",
+            f"  ret: TYPE on a {URETPROBE.name} (default {DEFAULT_RET});"
+            " its args are saved at entry",
         ]
 
 

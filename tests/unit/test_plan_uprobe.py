@@ -9,6 +9,7 @@ import pathlib
 
 import pytest
 
+from engine.attach import KINDS
 from engine.codegen.render import render_c
 from engine.kernel import elf
 from engine.plan import model as M
@@ -138,6 +139,11 @@ def test_a_program_beside_the_spec_is_found_relative_to_it(tmp_path: pathlib.Pat
          "memory"),
         ("      - uprobe: [libc:getaddrinfo, libc:gethostbyname]", "      - kprobe: vfs_read",
          "11:9: `args` is for uprobe, uretprobe, usdt alternatives, not kprobe"),
+        ("        pid: $pid\n    store", "        pid: $pid\n        ret: int\n    store",
+         "13:9: `ret` is for uretprobe alternatives, not uprobe"),
+        ("uprobe: [libc:getaddrinfo, libc:gethostbyname]",
+         "uprobe: [libc:getaddrinfo, c:getaddrinfo]",
+         "10:36: 'c:getaddrinfo' names the same function as an earlier target"),
         ("        ret: int", "        ret: int\n        pid: 0",
          "20:14: pid must be at least 1, got 0"),
     ],
@@ -147,3 +153,23 @@ def test_refusals(tmp_path: pathlib.Path, old: str, new: str, message: str) -> N
     got = problems(tmp_path, SPEC.replace(old, new, 1))
     expected = message.format(tmp=tmp_path, libc=LIBC)
     assert len(got) == 1 and got[0].startswith(expected), got
+
+
+class _Btf:
+    """Just enough BTF for gap(): which kernel functions exist."""
+
+    def __init__(self, *functions: str) -> None:
+        self.functions = set(functions)
+
+    def function(self, name: str) -> object | None:
+        return (name,) if name in self.functions else None
+
+
+def test_gap_is_the_kernel_uprobe_support() -> None:
+    for kind in (KINDS["uprobe"], KINDS["uretprobe"]):
+        reason, notes = kind.gap(_Btf(), [f"{LIBC}:getpid"])  # type: ignore[arg-type]
+        assert reason == "no uprobes in this kernel (uprobe_register is not in its BTF)"
+        reason, notes = kind.gap(_Btf("uprobe_register"), [f"{LIBC}:getpid"])  # type: ignore[arg-type]
+        assert reason is None and notes == [
+            "the binary is checked on this machine; another may have another one"
+        ]
