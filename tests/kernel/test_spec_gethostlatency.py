@@ -29,8 +29,9 @@ SPEC = "specs/gethostlatency.yaml"
 FIX = str(Path(__file__).with_name("bcc_uprobe_fix.py"))
 TOOL = "/usr/sbin/gethostlatency-bpfcc"
 # measured: within 0.015 ms of each other on this machine with other tests running (bcc
-# prints 2 decimals); 0.5 ms leaves room for a preempted handler on a loaded one
-LAT_TOLERANCE_MS = 0.5
+# prints 2 decimals); the two tools' handlers on one uprobe run one after the other and may be
+# preempted between them on a loaded machine, so 2 ms (tcpconnlat's test allows the same)
+LAT_TOLERANCE_MS = 2.0
 COMM = "gethost-test"
 AF_INET, AF_INET6 = 2, 10
 # (function, host, times): hosts are in /etc/hosts, so no lookup leaves the machine
