@@ -191,6 +191,16 @@ def kfunc_style() -> str:
     return "legacy" if major_minor < (0, 27) else "module"
 
 
+def bcc_contexts(program: M.Program) -> list[Any]:
+    """What bcc must know before compiling, from each function's kind (USDT contexts)."""
+    return [
+        context
+        for probe in program.probes
+        for fn in probe.alternative.functions
+        for context in KINDS[fn.kind].bcc_contexts(fn.name, fn.target, fn.pid)
+    ]
+
+
 class Session:
     """Owns one loaded program and its attachments; `close()` detaches everything."""
 
@@ -202,13 +212,7 @@ class Session:
         self.contexts: list[Any] = []
 
     def bcc_contexts(self) -> list[Any]:
-        """What bcc must know before compiling, from each function's kind (USDT contexts)."""
-        return [
-            context
-            for probe in self.program.probes
-            for fn in probe.alternative.functions
-            for context in KINDS[fn.kind].bcc_contexts(fn.name, fn.target, fn.pid)
-        ]
+        return bcc_contexts(self.program)
 
     def load(self) -> None:
         bcc = import_bcc()

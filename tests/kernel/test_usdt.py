@@ -7,6 +7,7 @@ row's arguments are exact: the values the C computes from N and BASE, and bpftra
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +16,8 @@ import procs
 import pytest
 from conftest import CHILD_TIMEOUT, REPO, LineReader
 from oracle import Bpftrace
+
+from engine.verbs import verify
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -124,4 +127,18 @@ def test_an_is_enabled_probe_without_a_process_says_so(engine, demo_dir: Path) -
         f"engine: error: usdt {demo_dir}/sem:demo:sem: demo:sem has a semaphore (an "
         "is-enabled probe): bcc enables it only in one process; give its pid (the "
         "alternative's `pid:` or its option)"
+    )
+
+
+def test_validate_compile_checks_usdt_programs(demo_dir: Path) -> None:
+    """`engine validate --compile` gives bcc the probes' argument readers (as `run` does,
+    attaching nothing) so the program compiles and verifier-loads; an is-enabled probe's
+    readers need its process, so without one it says it was not compiled."""
+    out = io.StringIO()
+    assert verify.compile_check([str(demo_dir / SPEC.name)], out) == 0, out.getvalue()
+    assert "compiled, verifier ok (1 program) in 2 option shapes" in out.getvalue()
+    out = io.StringIO()
+    assert verify.compile_check([str(demo_dir / SEM_SPEC.name)], out) == 1
+    assert f"usdt {demo_dir}/sem:demo:sem) events: not compiled: usdt {demo_dir}/sem:" in (
+        out.getvalue()
     )
