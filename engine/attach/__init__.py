@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from engine.attach import kfunc, raw_tracepoint, tracepoint, uprobe
+from engine.attach import kfunc, raw_tracepoint, tracepoint, uprobe, usdt
 from engine.attach.base import (
     ArgAccess,
     AttachKind,
@@ -24,7 +24,7 @@ from engine.attach.kfunc import legacy_name
 
 # Doctor's order: the required kind first, the optional ones after.
 FAMILIES: tuple[Family, ...] = (
-    tracepoint.FAMILY, raw_tracepoint.FAMILY, kfunc.FAMILY, uprobe.FAMILY,
+    tracepoint.FAMILY, raw_tracepoint.FAMILY, kfunc.FAMILY, uprobe.FAMILY, usdt.FAMILY,
 )  # fmt: skip
 KINDS: dict[str, AttachKind] = {k.name: k for family in FAMILIES for k in family.kinds}
 FAMILY_OF: dict[str, Family] = {k.name: family for family in FAMILIES for k in family.kinds}
@@ -35,9 +35,9 @@ def kind_of(alternative: Mapping[str, object]) -> AttachKind:
     return next(k for name, k in KINDS.items() if name in alternative)
 
 
-def arg_c(access: str, index: int) -> str:
+def arg_c(access: str, index: int, ctype: str = "u64") -> str:
     """The C text of `model.Arg(index, access)`: the step partial's argument read."""
-    return ArgAccess(access).c_text(index)
+    return ArgAccess(access).c_text(index, ctype)
 
 
 __all__ = [

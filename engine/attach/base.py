@@ -34,6 +34,7 @@ class Target(Enum):
     TRACEPOINT = "tracepoint"  # category/event, its record from BTF or tracefs
     RAW_TRACEPOINT = "raw_tracepoint"  # an event name; arguments from btf_trace_<event>
     USER_FUNCTION = "user_function"  # BINARY:SYMBOL, a function of an ELF file (no BTF)
+    USDT = "usdt"  # BINARY:PROVIDER:NAME, a probe in the binary's .note.stapsdt notes
 
 
 class ArgAccess(Enum):
@@ -43,10 +44,18 @@ class ArgAccess(Enum):
     CTX_ARRAY = "ctx_array"  # ((u64 *)ctx)[i]; fexit's return value after the arguments
     RAW_ARGS = "raw_args"  # ctx->args[i] of a raw tracepoint
     STASH = "stash"  # saved by an entry function, keyed by thread id (kretprobe)
+    USDT = "usdt"  # bcc's bpf_usdt_readarg(i + 1, ctx, &v): v exactly the note's size
     NONE = "none"  # no arguments (tracepoints read `args.FIELD` from the record)
 
-    def c_text(self, index: int) -> str:
-        """The C expression of argument `index` (-1: the return value) in this access."""
+    def c_text(self, index: int, ctype: str = "u64") -> str:
+        """The C expression of argument `index` (-1: the return value) in this access.
+
+        `ctype` is the type the value is read as; only USDT needs it: bcc's generated reader
+        refuses (returns -1, leaving the zero) a destination not the size the note gives.
+        """
+        if self is ArgAccess.USDT:  # a GNU statement expression: bcc rewrites the call inside
+            read = f"bpf_usdt_readarg({index + 1}, ctx, &_usdt)"
+            return f"({{ {ctype} _usdt = 0; {read}; _usdt; }})"
         if self is ArgAccess.REGS:
             return "PT_REGS_RC(ctx)" if index < 0 else f"PT_REGS_PARM{index + 1}(ctx)"
         if self is ArgAccess.RAW_ARGS:
@@ -156,6 +165,7 @@ class AttachKind:
     address_space: AddressSpace = AddressSpace.KERNEL  # where its arguments point
     required: bool = False  # `engine doctor`: tracepoint-based specs cannot run without it
     unavailable: str = ""  # `engine doctor`'s line when the kind cannot attach here
+    exclusive: str = ""  # why a spec can attach only one probe to a target ("": any number)
     user_keys: tuple[str, ...] = ()  # the user-space alternative keys it takes (args, ret, pid)
 
     @property
@@ -181,6 +191,16 @@ class AttachKind:
     def spec_name(self, bcc_name: str) -> str:
         """The inverse of `bcc_name`: what the spec wrote (and the capability probe takes)."""
         return bcc_name.replace(":", "/") if self.tracefs_target else bcc_name
+
+    def location(self, target: str) -> tuple[str, int] | None:
+        """(binary path, file offset) where this kind's uprobe for `target` goes, for the
+        capability probe; None: `target` is BINARY:PLACE, which the mechanism reads itself."""
+        return None
+
+    def bcc_contexts(self, fn_name: str, target: str, pid: int = -1) -> list[Any]:
+        """What `bcc.BPF(usdt_contexts=...)` needs for this function before compiling: the
+        runner gathers them over the program (USDT probes); most kinds need none."""
+        return []
 
     def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
         """Attach the loaded program `fn_name` to `target` with bcc (`bpf` a bcc.BPF); `pid`

@@ -326,25 +326,36 @@ def _attach_tracing(stack: ExitStack, attach_kind: AttachKind, target: str) -> s
 def _attach_uprobe(stack: ExitStack, attach_kind: AttachKind, target: str) -> str:
     """Through the uprobe PMU: config1 points to the binary's path, config2 is the file offset
     of the probed instruction (from the ELF program headers), the retprobe bit for a return
-    probe. `target` is BINARY:PLACE (a library name, or the absolute path a plan carries)."""
+    probe. `target` is BINARY:PLACE (a library name, or the absolute path a plan carries), or
+    what the kind's `location` places itself (a USDT probe's note)."""
     kind = attach_kind.name
     if not os.path.isdir(UPROBE_PMU):
         raise _Fail(f"no uprobe PMU ({UPROBE_PMU}): kernel built without CONFIG_UPROBES")
     try:
-        found = binary.locate(binary.parse(target), os.getcwd())
+        path, place, offset = _uprobe_place(attach_kind, target)
     except (binary.BinaryError, EngineError) as exc:
         raise _Fail(str(exc)) from None
-    offset = elf.file_offset(found.path, found.address)
-    if offset is None:
-        raise _Fail(f"{target}: {found.address:#x} is in no executable segment of {found.path}")
     prog = _load(stack, PROG_KPROBE)
     with open(f"{UPROBE_PMU}/type") as f:
         pmu_type = int(f.read())
-    path = ctypes.create_string_buffer(found.path.encode())
+    name = ctypes.create_string_buffer(path.encode())
     config = (1 << _pmu_retprobe_bit(UPROBE_PMU)) if attach_kind.returns else 0
-    what = f"{kind} {found.text}"
-    _set_bpf(_perf_open(stack, what, pmu_type, config, ctypes.addressof(path), offset), prog)
-    return f"attached a {kind} to {found.text} (uprobe PMU, file offset {offset:#x})"
+    what = f"{kind} {place}"
+    _set_bpf(_perf_open(stack, what, pmu_type, config, ctypes.addressof(name), offset), prog)
+    return f"attached a {kind} to {place} (uprobe PMU, file offset {offset:#x})"
+
+
+def _uprobe_place(attach_kind: AttachKind, target: str) -> tuple[str, str, int]:
+    """(binary path, the target as said, file offset) of a uprobe target: the kind's own
+    `location`, else BINARY:PLACE found in its binary."""
+    located = attach_kind.location(target)
+    if located is not None:
+        return located[0], target, located[1]
+    found = binary.locate(binary.parse(target), os.getcwd())
+    offset = elf.file_offset(found.path, found.address)
+    if offset is None:
+        raise _Fail(f"{target}: {found.address:#x} is in no executable segment of {found.path}")
+    return found.path, found.text, offset
 
 
 # How each mechanism a kind declares (engine.attach.base.Capability) attaches for real.

@@ -191,6 +191,16 @@ def kfunc_style() -> str:
     return "legacy" if major_minor < (0, 27) else "module"
 
 
+def bcc_contexts(program: M.Program) -> list[Any]:
+    """What bcc must know before compiling, from each function's kind (USDT contexts)."""
+    return [
+        context
+        for probe in program.probes
+        for fn in probe.alternative.functions
+        for context in KINDS[fn.kind].bcc_contexts(fn.name, fn.target, fn.pid)
+    ]
+
+
 class Session:
     """Owns one loaded program and its attachments; `close()` detaches everything."""
 
@@ -199,13 +209,20 @@ class Session:
         self.resources = resources.declare(program)  # the maps, as the C declares them
         self.verbose = verbose
         self.bpf: Any = None
+        self.contexts: list[Any] = []
+
+    def bcc_contexts(self) -> list[Any]:
+        return bcc_contexts(self.program)
 
     def load(self) -> None:
         bcc = import_bcc()
         text = render.render_c(self.program)
         with captured_stderr() as log:
             try:
-                self.bpf = bcc.BPF(text=text)
+                self.contexts = self.bcc_contexts()  # kept: bcc's USDT contexts live with us
+                self.bpf = bcc.BPF(text=text, usdt_contexts=self.contexts)
+            except EngineError:
+                raise
             except Exception as exc:
                 log.seek(0)
                 detail = self.save_log(log.read())
@@ -303,6 +320,7 @@ class Session:
             with contextlib.suppress(Exception):
                 self.bpf.cleanup()
             self.bpf = None
+        self.contexts = []  # after detaching: a USDT context's end undoes its semaphores
 
 
 class Stopped(Exception):

@@ -28,8 +28,8 @@ from engine.verbs.explain_binary import explain_binary, is_binary_target
 _AGG = (Kind.STRUCT, Kind.UNION)
 _ENUMS = (Kind.ENUM, Kind.ENUM64)
 _USAGE = (
-    "expected FUNCTION, CATEGORY/EVENT, raw:EVENT, BINARY:FUNCTION (BINARY a /path or lib:NAME), "
-    "struct NAME, union NAME or enum NAME"
+    "expected FUNCTION, CATEGORY/EVENT, raw:EVENT, BINARY:FUNCTION or BINARY:PROVIDER:NAME "
+    "(BINARY a /path or lib:NAME), struct NAME, union NAME or enum NAME"
 )
 Row = Sequence[str]
 

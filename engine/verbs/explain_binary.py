@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from engine.attach import uprobe
+from engine.attach import uprobe, usdt
 from engine.errors import UsageError
 from engine.kernel import elf
 
@@ -37,7 +37,7 @@ def explain_binary(target: str) -> list[str]:
         spec_target = f"{name}:{rest[0].split('@', 1)[0]}"  # as a spec's uprobe names it
         return _function(binary, binary.function(rest[0]), spec_target)
     if len(rest) == 2:
-        return _probe(binary, binary.usdt(rest[0], rest[1]))
+        return _probe(binary, binary.usdt(rest[0], rest[1])) + _probe_usage(name, rest)
     raise UsageError(f"cannot explain '{target}'; expected BINARY[:FUNCTION|:PROVIDER:NAME]")
 
 
@@ -90,3 +90,14 @@ def _probe(b: elf.Binary, p: elf.Usdt) -> list[str]:
     if not rows:
         return [*lines, "  (no arguments)"]
     return [*lines, "", *_table(("#", "DESCRIPTOR", "VALUE", "LOCATION"), rows, 1)]
+
+
+def _probe_usage(binary: str, probe: Sequence[str]) -> list[str]:
+    """How a spec attaches to the probe: the usdt family's lines, its arguments typed."""
+    found = elf.load(binary).usdt(*probe)
+    try:
+        names = [f"arg{i} ({a.ctype})" for i, a in enumerate(usdt.parse_descriptors(found.args))]
+    except usdt.DescriptorError as exc:
+        return ["", f"in a spec: not readable ({exc})"]
+    target = f"{binary}:{found.provider}:{found.name}"
+    return ["", "in a spec:", *usdt.FAMILY.usage(target, names, None, len(names))]

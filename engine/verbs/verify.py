@@ -11,6 +11,7 @@ that cannot attach kprobes; fentry/fexit loads this kernel refuses are reported,
 
 from __future__ import annotations
 
+import ctypes
 import re
 from typing import Any, TextIO
 
@@ -22,7 +23,7 @@ from engine.pipeline import check
 from engine.plan import model as M
 from engine.plan.bind import bind
 from engine.plan.shapes import Shape, counts, mode_word, option_shapes
-from engine.runtime.runner import captured_stderr, import_bcc, kfunc_style
+from engine.runtime.runner import bcc_contexts, captured_stderr, import_bcc, kfunc_style
 
 # Kinds bcc loads itself at compile time (it must, to resolve their BTF target).
 TRACING = tuple(name for name, k in KINDS.items() if k.prog_type == "TRACING")
@@ -80,9 +81,12 @@ def check_shapes(
         try:
             program = bind(plan, count=count, options=shape.values, choices=choices,
                            kfunc_style=kfunc_style())  # fmt: skip
+            readers = usdt_readers(bcc, program)
         except UsageError:
             continue  # a value this shape cannot take (a string option on a 1-byte field)
-        programs.setdefault(render.render_c(program), shape.label)
+        except EngineError as exc:  # an is-enabled USDT probe: readers need its process
+            return False, f": not compiled: {exc}"
+        programs.setdefault(readers + render.render_c(program), shape.label)
     what = "no option shape binds"
     for text, label in programs.items():
         ok, what = check_one(bcc, text, alt, tracing.get(alt.kind))
@@ -104,6 +108,19 @@ def others(plan: M.Plan, tracing: dict[str, capabilities.Probe]) -> dict[str, in
                 choices[probe.name] = index
                 break
     return choices
+
+
+def usdt_readers(bcc: Any, program: M.Program) -> str:
+    """The C that bcc puts before a program with USDT probes (their argument readers, as
+    `BPF(usdt_contexts=...)` does), made without attaching anything."""
+    contexts = bcc_contexts(program)
+    if not contexts:
+        return ""
+    array = (ctypes.c_void_p * len(contexts))(*(c.get_context() for c in contexts))
+    text = bcc.libbcc.lib.bcc_usdt_genargs(array, len(contexts))
+    if text is None:
+        raise EngineError("bcc could not generate the USDT argument readers")
+    return str(text.decode())
 
 
 def check_one(

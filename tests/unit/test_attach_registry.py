@@ -175,7 +175,7 @@ def test_families_partition_the_kinds() -> None:
         for kind in family.kinds:
             assert FAMILY_OF[kind.name] is family
             assert kind_of({kind.name: "x", "where": "1"}) is kind
-            user = kind.target is Target.USER_FUNCTION  # user-space probes read user memory
+            user = kind.target in (Target.USER_FUNCTION, Target.USDT)  # read user memory
             assert kind.address_space is (AddressSpace.USER if user else AddressSpace.KERNEL)
             assert (ROOT / "templates" / kind.partial).is_file()
 
@@ -218,6 +218,7 @@ def test_scope_names() -> None:
     assert {n: k.scope_names() for n, k in KINDS.items()} == {
         "kprobe": (), "kretprobe": ("ret",), "fentry": (), "fexit": ("ret",),
         "tracepoint": ("args",), "raw_tracepoint": (), "uprobe": (), "uretprobe": ("ret",),
+        "usdt": (),
     }  # fmt: skip
 
 
@@ -298,6 +299,7 @@ def test_bcc_keywords_of_every_kind() -> None:
         "raw_tracepoint": ("attach_raw_tracepoint", {"fn_name": "f", "tp": "t"}),
         "uprobe": ("attach_uprobe", {"fn_name": "f", "name": "/b", "sym": "t"}),
         "uretprobe": ("attach_uretprobe", {"fn_name": "f", "name": "/b", "sym": "t"}),
+        "usdt": ("attach_uprobe", {"fn_name": "f"}),  # bcc calls it itself, from the contexts
     }
 
 
@@ -316,6 +318,10 @@ def test_argument_access_c_text() -> None:
         "uretprobe": ("ctx[1]", "PT_REGS_RC(ctx)"),  # like kretprobe: from the stash
         "tracepoint": ("ctx[1]", "ctx[3]"),  # unused: a tracepoint has no arguments
         "raw_tracepoint": ("ctx->args[1]", "ctx->args[3]"),
+        "usdt": (  # bcc's reader, 1-based; unused: a USDT probe has no return value
+            "({ u64 _usdt = 0; bpf_usdt_readarg(2, ctx, &_usdt); _usdt; })",
+            "({ u64 _usdt = 0; bpf_usdt_readarg(4, ctx, &_usdt); _usdt; })",
+        ),
     }
 
 
@@ -365,6 +371,7 @@ def test_capability_probes_come_from_the_kinds() -> None:
         "fexit",
         "uprobe",
         "uretprobe",
+        "usdt",
         "ringbuf",
         "perf_buffer",
     )  # fmt: skip  (doctor's rows, in the order they always had)

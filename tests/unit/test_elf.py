@@ -183,8 +183,14 @@ def test_explain_one_function_and_one_probe(
     code, lines, _ = run([f"{program}:zqdemo:report"], capsys)
     probe = elf.load(str(program)).usdt("zqdemo", "report")
     assert code == 0 and lines[0] == f"USDT probe zqdemo:report in {program}"
-    descs = [ln.split()[1] for ln in lines[lines.index("") + 2 :]]
+    table = lines[lines.index("") + 2 :]
+    descs = [ln.split()[1] for ln in table[: table.index("")]]
     assert descs == probe.arg_list
+    assert table[table.index("") + 1 :] == [  # the usdt family's lines, arguments typed
+        "in a spec:",
+        f"  usdt: {program}:zqdemo:report   binds arg0 (s32), arg1 (u64) (typed by the note)",
+        "  args: [...] names and types them (same sizes; `const char *` for strings)",
+    ]
 
 
 def test_explain_library_by_name(capsys: pytest.CaptureFixture[str]) -> None:

@@ -138,7 +138,7 @@ def test_a_program_beside_the_spec_is_found_relative_to_it(tmp_path: pathlib.Pat
          "23:21: a struct behind a user pointer cannot be read: a 'char *' here points to user "
          "memory"),
         ("      - uprobe: [libc:getaddrinfo, libc:gethostbyname]", "      - kprobe: vfs_read",
-         "11:9: `args` is for uprobe, uretprobe alternatives, not kprobe"),
+         "11:9: `args` is for uprobe, uretprobe, usdt alternatives, not kprobe"),
         ("        pid: $pid\n    store", "        pid: $pid\n        ret: int\n    store",
          "13:9: `ret` is for uretprobe alternatives, not uprobe"),
         ("uprobe: [libc:getaddrinfo, libc:gethostbyname]",

@@ -174,6 +174,15 @@ def functions(
                     alt.target_ats[targets.index(t)],
                 )
                 return None
+        if ak.exclusive:
+            owner = ctx.function_owner.setdefault(f"{kind}:{tgt}", pindex)
+            if owner != pindex:
+                ctx.problem(
+                    f"probe '{ctx.spec.probes[owner].name}' already has a {kind} on '{t}'; "
+                    f"{ak.exclusive}",
+                    alt.target_ats[targets.index(t)],
+                )
+                return None
         found.append(M.Function(fn, kind, tgt, "main"))
     return [with_pid(f, alt) for f in found]
 
