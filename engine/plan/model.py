@@ -191,6 +191,7 @@ class Function:
     kind: str  # kprobe kretprobe tracepoint raw_tracepoint fentry fexit
     target: str  # kernel function, "category:event", or raw tracepoint name
     role: str  # "entry" (stash args for a return probe) or "main"
+    func: int = 0  # the `func` builtin's value here: its target's index in Plan.func_names
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,8 @@ class Plan:
     columns: tuple[Column, ...]
     states: tuple[StateMap, ...] = ()
     aggregations: tuple[Aggregation, ...] = ()
+    # every attach target by the name `func` prints (index = the value in the C), all probes'
+    func_names: tuple[str, ...] = ()
 
     @property
     def counted(self) -> Aggregation | None:

@@ -26,7 +26,11 @@ def run(ctx: Context) -> None:
     """Every alternative's target, before anything is resolved in its scope."""
     for probe in ctx.spec.probes:
         for alt in probe.attach:
-            ctx.targets[probe.index, alt.index] = attach_target(ctx, alt)
+            target = ctx.targets[probe.index, alt.index] = attach_target(ctx, alt)
+            if target is not None:
+                kind = KINDS[target[0]]
+                names = (kind.func_name(t) for t in target[1])
+                ctx.func_names += [n for n in dict.fromkeys(names) if n not in ctx.func_names]
 
 
 def attach_target(ctx: Context, alt: S.Alternative) -> Resolved | None:
@@ -150,5 +154,5 @@ def functions(
                     alt.target_ats[targets.index(t)],
                 )
                 return None
-        found.append(M.Function(fn, kind, tgt, "main"))
+        found.append(M.Function(fn, kind, tgt, "main", ctx.func_names.index(ak.func_name(t))))
     return found
