@@ -110,7 +110,8 @@ class FunctionKind(AttachKind):
     def expand_target(self, ctx: BindContext, text: str) -> tuple[str, ...]:
         """The functions one target names: itself if BTF has it, a pattern's matches."""
         if is_pattern(text):
-            return expand(text, ctx.function_names().names)
+            names, live = ctx.function_names().names, ctx.traceable_functions()
+            return expand(text, names if live is None else (n for n in names if n in live))
         return (text,) if ctx.btf.function(text) is not None else ()
 
     def attach(self, bpf: Any, fn_name: str, target: str) -> None:

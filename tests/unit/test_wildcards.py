@@ -21,7 +21,8 @@ from engine import pipeline
 from engine.attach import KINDS
 from engine.attach.base import MAX_MATCHES, TargetError, expand, is_pattern, pattern_hint
 from engine.codegen import render
-from engine.errors import SpecError
+from engine.errors import NameIndex, SpecError
+from engine.kernel import tracefs
 from engine.kernel.btf import Kind
 from engine.plan.bind import bind
 from engine.plan.layout import load_btf
@@ -204,3 +205,34 @@ def test_validate_matrix_expands_on_each_kernel(tmp_path: Path) -> None:
     )
     gap, _ = kind.gap(load_btf(str(synthetic)), ["vfs_read*"])
     assert gap == "no function 'vfs_read*' in BTF (absent or always inlined)"
+
+
+class LiveCtx:
+    """Binding on a running kernel whose tracefs lists what can attach (no `__init` code)."""
+
+    def __init__(self, live: frozenset[str] | None) -> None:
+        self.btf = load_btf(BTF)
+        self.live = live
+
+    def function_names(self) -> NameIndex:
+        return NameIndex(["vfs_caches_init", "vfs_read", "vfs_readv", "vfs_write"])
+
+    def traceable_functions(self) -> frozenset[str] | None:
+        return self.live
+
+
+def test_on_the_live_kernel_a_pattern_skips_what_cannot_attach() -> None:
+    """BTF lists __init functions (freed after boot: a kprobe on vfs_caches_init fails); the
+    running kernel's available_filter_functions does not, and bcc and bpftrace expand over it."""
+    kind = KINDS["kprobe"]
+    live = frozenset({"vfs_read", "vfs_readv", "vfs_write", "other"})
+    assert kind.expand_target(LiveCtx(live), "vfs_*") == ("vfs_read", "vfs_readv", "vfs_write")
+    assert kind.expand_target(LiveCtx(None), "vfs_*")[0] == "vfs_caches_init"  # offline: BTF
+    assert kind.expand_target(LiveCtx(live), "vfs_read") == ("vfs_read",)  # a name: as written
+
+
+def test_traceable_functions_reads_tracefs(tmp_path: Path) -> None:
+    (tmp_path / "events").mkdir()
+    (tmp_path / "available_filter_functions").write_text("vfs_read\nfoo [mod]\n\n")
+    assert tracefs.traceable_functions(str(tmp_path)) == {"vfs_read", "foo"}
+    assert tracefs.traceable_functions(str(tmp_path / "none")) is None

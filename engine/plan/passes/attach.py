@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from engine.attach import KINDS
 from engine.errors import NameIndex
+from engine.kernel import tracefs
 from engine.kernel.btf import Btf, Kind
 from engine.plan import model as M
 from engine.plan import tracepoints
@@ -57,6 +58,15 @@ class _Binder:
 
     def raw_tp_names(self) -> NameIndex:
         return raw_tp_names(self.ctx)
+
+    def traceable_functions(self) -> frozenset[str] | None:
+        """On the running kernel, the functions a probe can attach to (a pattern expands over
+        those only); None offline (`--btf`, no root), where BTF is all there is."""
+        if not self.ctx.tracefs_ok:
+            return None
+        if self.ctx.traceable is None:
+            self.ctx.traceable = (tracefs.traceable_functions(),)
+        return self.ctx.traceable[0]
 
     def tracepoint_record(self, category: str, event: str, at: S.At) -> tracepoints.Record | None:
         return tracepoint_record(self.ctx, category, event, at)
