@@ -99,19 +99,24 @@ class Bpftrace:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGINT)
         self.proc.wait(STOP_TIMEOUT)
-        self.out.join(10)
-        self.err.join(10)
+        self.close()
         assert self.proc.returncode == 0, self.err.text()
         for line in self.out.lines:
             if line.startswith("{") and json.loads(line).get("type") == "map":
                 return {k: int(v) for k, v in json.loads(line)["data"]["@"].items()}
         return {}
 
+    def close(self) -> None:
+        for reader, stream in ((self.out, self.proc.stdout), (self.err, self.proc.stderr)):
+            if reader.join(10) and stream is not None:
+                stream.close()
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
+        self.close()
 
 
 def counts(proc: EngineProc) -> dict[str, int]:
@@ -166,6 +171,8 @@ def scene(
         if child.poll() is None:
             child.kill()
             child.wait(30)
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 def _tracing(proc: EngineProc) -> bool:
@@ -184,8 +191,10 @@ def test_pattern_agrees_with_bpftrace(scene: tuple[dict, dict, dict]) -> None:
 
 
 def test_vfscount_spec_counts_the_same_calls(scene: tuple[dict, dict, dict]) -> None:
-    """vfs_* (every vfs function of this kernel's BTF, as bcc's vfscount): the child's reads,
-    and its one write of "done" (vfs_write), made before the tracers stop."""
+    """vfs_* (every vfs function of this kernel that can be probed, as bcc's vfscount): the
+    child's reads, and its one write of "done" (vfs_write), made before the tracers stop. The
+    functions below those (Debian 6.1: vfs_iter_read 168 = 123 + 45, vfs_get_link 67) depend
+    on the file system, so they are recorded, not asserted."""
     _, whole, _ = scene
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "wildcards.json").write_text(json.dumps({"vfscount": whole}) + "\n")
