@@ -236,3 +236,15 @@ def test_traceable_functions_reads_tracefs(tmp_path: Path) -> None:
     (tmp_path / "available_filter_functions").write_text("vfs_read\nfoo [mod]\n\n")
     assert tracefs.traceable_functions(str(tmp_path)) == {"vfs_read", "foo"}
     assert tracefs.traceable_functions(str(tmp_path / "none")) is None
+
+
+def test_two_fentry_probes_on_one_match_are_located_at_the_pattern(tmp_path: Path) -> None:
+    """bcc names an fentry program after its function: two probes cannot both take vfs_readv.
+    The second is said at the pattern that matched it (not at an entry it does not have)."""
+    extra = '  - name: q\n    attach:\n      - fentry: [vfs_write, "vfs_readv*"]\n'
+    extra += "    fields:\n      f: func\n"
+    errors = errors_of(tmp_path, spec_text('fentry: "vfs_read*"', extra=extra))
+    assert errors == [
+        "10:30: probe 'p' already has a fentry on 'vfs_readv'; bcc names the program after the "
+        "function, so a spec can attach one fentry to it"
+    ]

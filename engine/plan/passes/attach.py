@@ -4,9 +4,11 @@ functions an alternative generates (a return probe's entry function and its stas
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 from engine.attach import KINDS
+from engine.attach.base import is_pattern
 from engine.errors import NameIndex
 from engine.kernel import tracefs
 from engine.kernel.btf import Btf, Kind
@@ -135,6 +137,14 @@ def stash_state(
     return tuple(entry), first
 
 
+def target_at(alt: S.Alternative, target: str) -> S.At:
+    """Where the spec names a concrete target: its own entry, or the pattern that matched it."""
+    for text, at in zip(alt.targets, alt.target_ats):
+        if text == target or (is_pattern(text) and fnmatch.fnmatchcase(target, text)):
+            return at
+    return alt.kind_at
+
+
 def functions(
     ctx: Context,
     probe: S.Probe,
@@ -161,7 +171,7 @@ def functions(
                     f"probe '{ctx.spec.probes[owner].name}' already has a {kind} "
                     f"on '{t}'; bcc names the program after the function, so a spec can "
                     f"attach one {kind} to it",
-                    alt.target_ats[targets.index(t)],
+                    target_at(alt, t),
                 )
                 return None
         found.append(M.Function(fn, kind, tgt, "main", ctx.func_names.index(ak.func_name(t))))
