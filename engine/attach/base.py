@@ -39,6 +39,7 @@ class Target(Enum):
     FUNCTION = "function"  # a kernel function in BTF (FUNC)
     TRACEPOINT = "tracepoint"  # category/event, its record from BTF or tracefs
     RAW_TRACEPOINT = "raw_tracepoint"  # an event name; arguments from btf_trace_<event>
+    USER_FUNCTION = "user_function"  # BINARY:SYMBOL, a function of an ELF file (no BTF)
 
 
 class ArgAccess(Enum):
@@ -66,6 +67,7 @@ class Mechanism(Enum):
     RAW_TRACEPOINT = "raw_tracepoint"  # BPF_RAW_TRACEPOINT_OPEN by event name
     KPROBE = "kprobe"  # kprobe PMU, else tracefs kprobe_events
     TRACING = "tracing"  # TRACING prog bound to a FUNC's BTF id
+    UPROBE = "uprobe"  # uprobe PMU at a file offset, else tracefs uprobe_events
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,20 @@ class Alternative(Protocol):
     def target_ats(self) -> tuple[Any, ...]: ...  # each target's place (a bare one: the value)
     @property
     def kind_at(self) -> Any: ...  # the kind's key and its value
+    @property
+    def args(self) -> tuple[str, ...]: ...  # user-space: declared C arguments, in order
+    @property
+    def args_ats(self) -> tuple[Any, ...]: ...
+    @property
+    def ret(self) -> str: ...  # user-space: the declared return type ("" = not written)
+    @property
+    def ret_at(self) -> Any: ...
+    @property
+    def pid(self) -> int | str | None: ...  # user-space: a pid, or an option's name
+    @property
+    def pid_at(self) -> Any: ...
+    @property
+    def user_keys(self) -> tuple[tuple[str, Any], ...]: ...  # the user-space keys written
 
 
 class BindContext(Protocol):
@@ -144,11 +160,15 @@ class BindContext(Protocol):
     def raw_tp_names(self) -> NameIndex: ...
     def traceable_functions(self) -> frozenset[str] | None: ...  # live kernel: what can attach
     def tracepoint_record(self, category: str, event: str, at: Any) -> Any: ...
+    @property
+    def spec_dir(self) -> str: ...  # the spec file's directory: `./prog` is relative to it
+    def option_type(self, name: str, at: Any) -> str | None: ...  # a used option's type
 
 
 S = TypeVar("S")
 # The planner's Scope constructor: (btf, kind, params, ret, record, record_label=, record_note=,
-# nargs=). Passed in, so attach families need not import the planner (which imports them).
+# nargs=, declared=); `ret` a BTF type id or a declared VT, `declared` name -> (index, VT).
+# Passed in, so attach families need not import the planner (which imports them).
 
 
 @dataclass(frozen=True)
@@ -170,6 +190,7 @@ class AttachKind:
     address_space: AddressSpace = AddressSpace.KERNEL  # where its arguments point
     required: bool = False  # `engine doctor`: tracepoint-based specs cannot run without it
     unavailable: str = ""  # `engine doctor`'s line when the kind cannot attach here
+    user_keys: tuple[str, ...] = ()  # the user-space alternative keys it takes (args, ret, pid)
 
     @property
     def partial(self) -> str:
@@ -183,6 +204,10 @@ class AttachKind:
             kwargs[self.bcc_target] = target
         return kwargs
 
+    def fn_part(self, target: str) -> str:
+        """The part of the BPF function's name that names `target` (C identifier characters)."""
+        return target.replace("/", "_")
+
     def bcc_name(self, target: str) -> str:
         """The spec's target as bcc names it (a tracepoint's `category:event`)."""
         return target.replace("/", ":") if self.tracefs_target else target
@@ -195,8 +220,9 @@ class AttachKind:
         """What the `func` builtin prints for a (concrete) target: the spec's name of it."""
         return target
 
-    def attach(self, bpf: Any, fn_name: str, target: str) -> None:
-        """Attach the loaded program `fn_name` to `target` with bcc (`bpf` a bcc.BPF)."""
+    def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
+        """Attach the loaded program `fn_name` to `target` with bcc (`bpf` a bcc.BPF); `pid`
+        is a user-space probe's process (-1: every one), which kernel kinds do not take."""
         getattr(bpf, self.bcc_attach)(**self.bcc_kwargs(fn_name, target))
 
     @property

@@ -114,7 +114,7 @@ class FunctionKind(AttachKind):
             return expand(text, names if live is None else (n for n in names if n in live))
         return (text,) if ctx.btf.function(text) is not None else ()
 
-    def attach(self, bpf: Any, fn_name: str, target: str) -> None:
+    def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
         """bcc attaches kfunc__/kretfunc__ programs itself while loading; attaching again raises."""
         attached = {**getattr(bpf, "kfunc_entry_fds", {}), **getattr(bpf, "kfunc_exit_fds", {})}
         if self.prefix and fn_name.encode() in attached:

@@ -64,7 +64,7 @@ class RawTracepointKind(AttachKind):
         params = {(p.name or f"arg{i}"): (i, p.type_id) for i, p in enumerate(rparams)}
         return self.name, targets, scope(ctx.btf, self.name, params, None, None)
 
-    def attach(self, bpf: Any, fn_name: str, target: str) -> None:
+    def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
         """bcc attaches one program per raw tracepoint name; a spec may have several probes on
         one (runqlat's sched_switch), so each gets its own link, kept where bcc's cleanup closes
         it (bcc.BPF.raw_tracepoint_fds, under a key of its own)."""

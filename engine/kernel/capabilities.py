@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine.attach import KINDS as ATTACH_KINDS
-from engine.attach import AttachKind, Mechanism
-from engine.errors import UsageError
+from engine.attach import AttachKind, Mechanism, binary
+from engine.errors import EngineError, UsageError
+from engine.kernel import elf
 from engine.kernel.btf import Btf, BtfError, Kind
 
 
@@ -48,6 +49,7 @@ NEEDS_ROOT = "needs root (or CAP_BPF and CAP_PERFMON)"
 ROOT_REMEDY = "run as root (sudo), or grant CAP_BPF and CAP_PERFMON"
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
+UPROBE_PMU = "/sys/bus/event_source/devices/uprobe"
 SYSCALLS = {"x86_64": (321, 298), "aarch64": (280, 241)}  # machine -> (bpf, perf_event_open)
 
 # Kernel ABI numbers (include/uapi/linux/bpf.h and perf_event.h).
@@ -150,11 +152,13 @@ def _bpf(stack: ExitStack, cmd_name: str, cmd: int, attr: ctypes.Structure) -> i
     return fd
 
 
-def _perf_open(stack: ExitStack, what: str, type_: int, config: int, config1: int = 0) -> int:
+def _perf_open(
+    stack: ExitStack, what: str, type_: int, config: int, config1: int = 0, config2: int = 0
+) -> int:
     """perf_event_open a sampling event (pid -1, first allowed cpu), closed when `stack` unwinds."""
     attr = PerfEventAttr(type=type_, size=ctypes.sizeof(PerfEventAttr), config=config,
-                         config1=config1, sample_period=1, sample_type=PERF_SAMPLE_RAW,
-                         wakeup_events=1)  # fmt: skip
+                         config1=config1, config2=config2, sample_period=1,
+                         sample_type=PERF_SAMPLE_RAW, wakeup_events=1)  # fmt: skip
     cpu = min(os.sched_getaffinity(0))
     fd = _syscall(
         f"perf_event_open({what})", _nr(1), ctypes.pointer(attr), -1, cpu, -1, PERF_FLAG_FD_CLOEXEC
@@ -242,9 +246,9 @@ def _attach_raw_tracepoint(stack: ExitStack, _kind: AttachKind, target: str) -> 
     return f"attached a raw tracepoint program to {target}"
 
 
-def _pmu_retprobe_bit() -> int:
-    """Bit number of `retprobe` in the kprobe PMU's config (format file says e.g. 'config:0')."""
-    with open(f"{KPROBE_PMU}/format/retprobe") as f:
+def _pmu_retprobe_bit(pmu: str = KPROBE_PMU) -> int:
+    """Bit number of `retprobe` in a k/uprobe PMU's config (format file says e.g. 'config:0')."""
+    with open(f"{pmu}/format/retprobe") as f:
         return int(f.read().split(":")[1].split("-")[0])
 
 
@@ -319,12 +323,37 @@ def _attach_tracing(stack: ExitStack, attach_kind: AttachKind, target: str) -> s
     return f"attached {kind} to {target} (BTF id {found.id})"
 
 
+def _attach_uprobe(stack: ExitStack, attach_kind: AttachKind, target: str) -> str:
+    """Through the uprobe PMU: config1 points to the binary's path, config2 is the file offset
+    of the probed instruction (from the ELF program headers), the retprobe bit for a return
+    probe. `target` is BINARY:PLACE (a library name, or the absolute path a plan carries)."""
+    kind = attach_kind.name
+    if not os.path.isdir(UPROBE_PMU):
+        raise _Fail(f"no uprobe PMU ({UPROBE_PMU}): kernel built without CONFIG_UPROBES")
+    try:
+        found = binary.locate(binary.parse(target), os.getcwd())
+    except (binary.BinaryError, EngineError) as exc:
+        raise _Fail(str(exc)) from None
+    offset = elf.file_offset(found.path, found.address)
+    if offset is None:
+        raise _Fail(f"{target}: {found.address:#x} is in no executable segment of {found.path}")
+    prog = _load(stack, PROG_KPROBE)
+    with open(f"{UPROBE_PMU}/type") as f:
+        pmu_type = int(f.read())
+    path = ctypes.create_string_buffer(found.path.encode())
+    config = (1 << _pmu_retprobe_bit(UPROBE_PMU)) if attach_kind.returns else 0
+    what = f"{kind} {found.text}"
+    _set_bpf(_perf_open(stack, what, pmu_type, config, ctypes.addressof(path), offset), prog)
+    return f"attached a {kind} to {found.text} (uprobe PMU, file offset {offset:#x})"
+
+
 # How each mechanism a kind declares (engine.attach.base.Capability) attaches for real.
 _MECHANISMS: dict[Mechanism, Callable[[ExitStack, AttachKind, str], str]] = {
     Mechanism.PERF_TRACEPOINT: _attach_tracepoint,
     Mechanism.RAW_TRACEPOINT: _attach_raw_tracepoint,
     Mechanism.KPROBE: _attach_kprobe,
     Mechanism.TRACING: _attach_tracing,
+    Mechanism.UPROBE: _attach_uprobe,
 }
 
 

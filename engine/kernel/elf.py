@@ -184,3 +184,26 @@ def resolve_library(name: str) -> str:
         return libs[min(matches, key=len)]
     short = sorted({s.split(".so", 1)[0] for s in libs})
     raise ElfFileError(f"no library '{name}' in `ldconfig -p`{did_you_mean(stem, short)}")
+
+
+PF_X = 1  # an executable segment (program header p_flags)
+
+
+def file_offset(path: str, address: int) -> int | None:
+    """The file offset of virtual address `address` (st_value, as `nm` prints it), from the
+    loadable executable segments: the uprobe PMU and uprobe_events take file offsets, and in
+    a shared library or PIE they differ from the address wherever text is not at offset 0.
+    None when no executable segment holds it."""
+    try:
+        with open(path, "rb") as f:
+            for seg in ELFFile(f).iter_segments():
+                h = seg.header
+                if h["p_type"] != "PT_LOAD" or not h["p_flags"] & PF_X:
+                    continue
+                if h["p_vaddr"] <= address < h["p_vaddr"] + h["p_filesz"]:
+                    return int(address - h["p_vaddr"] + h["p_offset"])
+    except OSError as exc:
+        raise ElfFileError(f"cannot read {path}: {exc.strerror}") from None
+    except ELFError as exc:
+        raise ElfFileError(f"malformed ELF file {path}: {exc}") from None
+    return None

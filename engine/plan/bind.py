@@ -67,6 +67,7 @@ def bind(
             functions = tuple(
                 replace(fn, name=legacy_name(KINDS[fn.kind], fn.name)) for fn in functions
             )
+        functions = tuple(bind_pid(fn, values) for fn in functions)
         alt = replace(alt, functions=functions, where=bind_expr(alt.where, values, flags))
         filt = bind_expr(probe.filter, values, flags)
         filtered = {f for f in alt.filter_fields if f"ev.{M.slot_name(f)}" in slots_read(filt)}
@@ -92,6 +93,14 @@ def bind(
         errors=tuple(errors),
         sets=tuple(sets.values()),
     )
+
+
+def bind_pid(fn: M.Function, values: Mapping[str, OptionValue]) -> M.Function:
+    """A user-space probe's pid from its option (not given on the command line: -1, all)."""
+    if not fn.pid_option:
+        return fn
+    value = values.get(fn.pid_option)
+    return replace(fn, pid=value if isinstance(value, int) and value > 0 else -1)
 
 
 def active(agg: M.Aggregation, count: bool, values: Mapping[str, OptionValue]) -> bool:

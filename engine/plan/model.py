@@ -191,6 +191,8 @@ class Function:
     kind: str  # kprobe kretprobe tracepoint raw_tracepoint fentry fexit
     target: str  # kernel function, "category:event", or raw tracepoint name
     role: str  # "entry" (stash args for a return probe) or "main"
+    pid: int = -1  # user-space probes: the process to attach in (-1: every one)
+    pid_option: str = ""  # ... or the option whose value it is (bind fills `pid`)
     func: int = 0  # the `func` builtin's value here: its target's index in Plan.func_names
 
 

@@ -85,7 +85,7 @@ class Scope:
     btf: TypeSource
     kind: str
     params: dict[str, tuple[int, int]]  # name -> (index, BTF type id)
-    ret: int | None  # BTF type id of the return value (return probes)
+    ret: int | VT | None  # the return value's BTF type id, or its declared type (uretprobe)
     record: dict[str, tuple[int, VT]] | None  # tracepoint args: name -> (offset, type)
     record_label: str = ""
     record_note: str = ""  # why a field may be missing (BTF could not tell the record)
@@ -100,6 +100,8 @@ class Scope:
     counter: int = 0
     states: dict[str, M.StateMap] = field(default_factory=dict)  # the spec's state maps
     provenance: Provenance = field(default_factory=Provenance)  # shared by the spec's scopes
+    # arguments declared in the spec by C type (user-space probes): name -> (index, type)
+    declared: dict[str, tuple[int, VT]] = field(default_factory=dict)
 
     @property
     def attach(self) -> AttachKind:
@@ -181,14 +183,18 @@ class Resolver:
         if name == "args" and s.record is not None:
             return Val(VT(VKind.STRUCT, label=s.record_label), base="ctx_addr")
         if name == "ret" and s.ret is not None:
-            vt = self._in_space(vt_of(self.btf, s.ret) if s.ret else int_vt("s64"))
+            vt = s.ret if isinstance(s.ret, VT) else vt_of(self.btf, s.ret) if s.ret else None
+            vt = self._in_space(vt or int_vt("s64"))
             dest = s.local()
             where, access = s.attach.ret_arg(s.nargs)  # registers: PT_REGS_RC; fexit: after args
             s.emit(M.Arg(dest, vt.ctype, where, access.value))
             return Val(vt, var=dest)
-        if name in s.params:
-            index, type_id = s.params[name]
-            vt = self._in_space(vt_of(self.btf, type_id))
+        if name in s.params or name in s.declared:
+            if name in s.declared:
+                index, vt = s.declared[name]
+            else:
+                index, type_id = s.params[name]
+                vt = self._in_space(vt_of(self.btf, type_id))
             dest = s.local()
             if s.attach.max_args and index >= s.attach.max_args:
                 raise PlanError(
@@ -260,7 +266,8 @@ class Resolver:
 
     def known_names(self) -> list[str]:
         s = self.s
-        names = list(s.bindings) + list(s.params) + list(BUILTINS) + ["comm", "task", "mntns_id"]
+        names = list(s.bindings) + list(s.params) + list(s.declared) + list(BUILTINS)
+        names += ["comm", "task", "mntns_id"]
         names.append(FUNC)
         if s.record is not None:
             names.append("args")
@@ -271,8 +278,8 @@ class Resolver:
     def expected_names(self) -> str:
         s = self.s
         what = []
-        if s.params:
-            what.append("an argument (" + ", ".join(s.params) + ")")
+        if s.params or s.declared:
+            what.append("an argument (" + ", ".join([*s.params, *s.declared]) + ")")
         if s.record is not None:
             what.append("args.FIELD")
         if s.ret is not None:

@@ -239,7 +239,7 @@ class Session:
 
     @staticmethod
     def _attach_one(b: Any, fn: M.Function) -> None:
-        KINDS[fn.kind].attach(b, fn.name, fn.target)  # engine.attach: the kind's bcc call
+        KINDS[fn.kind].attach(b, fn.name, fn.target, fn.pid)  # engine.attach: its bcc call
 
     def save_log(self, content: str) -> str:
         """Compiler or verifier output: on stderr with -v, else in a file named in the error."""

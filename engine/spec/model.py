@@ -116,6 +116,20 @@ class Alternative:
     lets: tuple[Let, ...]
     where: Expr | None
     at: At
+    # user-space probes (uprobe, uretprobe, usdt): declared C arguments, return type, pid
+    args: tuple[str, ...] = ()
+    args_ats: tuple[At, ...] = ()  # each declaration's place
+    args_key_at: At | None = None  # the `args` key and its list (None: not written)
+    ret: str = ""  # "" = not written
+    ret_at: At | None = None
+    pid: int | str | None = None  # a number, or an option's name (written `$name`)
+    pid_at: At | None = None
+
+    @property
+    def user_keys(self) -> tuple[tuple[str, At], ...]:
+        """The user-space keys this alternative wrote, with where (other kinds refuse them)."""
+        keys = (("args", self.args_key_at), ("ret", self.ret_at), ("pid", self.pid_at))
+        return tuple((k, at) for k, at in keys if at is not None)
 
 
 @dataclass(frozen=True)
@@ -379,7 +393,24 @@ class _Builder:
         ats = tuple(self.at(*path, kind, i) for i in range(len(names))) if listed else (kind_at,)
         where = self.expr(raw["where"], (*path, "where")) if "where" in raw else None
         lets = self.lets(raw.get("let"), path)
-        return Alternative(index, kind, names, listed, ats, kind_at, lets, where, self.at(*path))
+        alt = Alternative(index, kind, names, listed, ats, kind_at, lets, where, self.at(*path))
+        return self.user_parts(alt, path, raw)
+
+    def user_parts(self, alt: Alternative, path: Path, raw: dict[str, Any]) -> Alternative:
+        """A user-space alternative's `args`, `ret` and `pid`, each with where it is."""
+        changes: dict[str, Any] = {}
+        if "args" in raw:
+            decls = tuple(str(a) for a in raw["args"])
+            changes["args"] = decls
+            changes["args_ats"] = tuple(self.at(*path, "args", i) for i in range(len(decls)))
+            changes["args_key_at"] = self.at(*path, "args")
+        if "ret" in raw:
+            changes["ret"], changes["ret_at"] = str(raw["ret"]), self.at(*path, "ret")
+        if "pid" in raw:
+            pid = raw["pid"]
+            changes["pid"] = pid if isinstance(pid, int) else str(pid)[1:]
+            changes["pid_at"] = self.at(*path, "pid")
+        return dataclasses.replace(alt, **changes) if changes else alt
 
     def field(self, path: Path, name: str, raw: Any) -> Field:
         fpath = (*path, "fields", name)

@@ -27,7 +27,10 @@ from engine.verbs.explain_binary import explain_binary, is_binary_target
 
 _AGG = (Kind.STRUCT, Kind.UNION)
 _ENUMS = (Kind.ENUM, Kind.ENUM64)
-_USAGE = "expected FUNCTION, CATEGORY/EVENT, raw:EVENT, struct NAME, union NAME or enum NAME"
+_USAGE = (
+    "expected FUNCTION, CATEGORY/EVENT, raw:EVENT, BINARY:FUNCTION (BINARY a /path or lib:NAME), "
+    "struct NAME, union NAME or enum NAME"
+)
 Row = Sequence[str]
 
 

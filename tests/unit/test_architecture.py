@@ -429,7 +429,7 @@ def test_kind_literals_and_docstrings() -> None:
         "engine/runtime/sinks.py:2: 'hist'",
     ]
     attach = {
-        "engine/doctor.py": "KINDS = ('kprobe', 'uprobe')\n",
+        "engine/doctor.py": "KINDS = ('kprobe', 'uprobes')\n",
         "engine/attach/k.py": "'kprobe'",
     }
     assert kind_literals(attach, ATTACH_KINDS, "engine/attach/") == ["engine/doctor.py:1: 'kprobe'"]

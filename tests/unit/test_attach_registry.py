@@ -33,7 +33,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 def test_schema_attach_keys_are_the_registry() -> None:
     schema = json.loads((ROOT / "engine" / "spec.schema.json").read_text())
     attach = schema["$defs"]["attach"]
-    keys = set(attach["properties"]) - {"let", "where"}
+    keys = set(attach["properties"]) - {"let", "where", "args", "ret", "pid"}
     assert keys == set(KINDS)
     assert {next(iter(o["required"])) for o in attach["oneOf"]} == set(KINDS)
 
@@ -49,7 +49,7 @@ def test_every_kind_has_a_partial_a_probe_and_a_bcc_call(name: str) -> None:
     if kind.entry:
         assert KINDS[kind.entry].args is ArgAccess.REGS  # the entry reads PT_REGS_PARMn
     if kind.returns:
-        assert kind.target is Target.FUNCTION
+        assert kind.target in (Target.FUNCTION, Target.USER_FUNCTION)
 
 
 def test_bcc_keywords() -> None:
@@ -170,12 +170,13 @@ PATH = ("probes", 0, "attach", 0)
 def test_families_partition_the_kinds() -> None:
     names = [k.name for f in FAMILIES for k in f.kinds]
     assert sorted(names) == sorted(KINDS) and len(names) == len(set(names))
-    assert [f.name for f in FAMILIES] == ["tracepoint", "raw_tracepoint", "kfunc"]
+    assert [f.name for f in FAMILIES][:3] == ["tracepoint", "raw_tracepoint", "kfunc"]
     for family in FAMILIES:
         for kind in family.kinds:
             assert FAMILY_OF[kind.name] is family
             assert kind_of({kind.name: "x", "where": "1"}) is kind
-            assert kind.address_space is AddressSpace.KERNEL  # every kind today reads the kernel
+            user = kind.target is Target.USER_FUNCTION  # user-space probes read user memory
+            assert kind.address_space is (AddressSpace.USER if user else AddressSpace.KERNEL)
             assert (ROOT / "templates" / kind.partial).is_file()
 
 
@@ -216,7 +217,7 @@ def test_tracepoint_and_raw_targets_parse() -> None:
 def test_scope_names() -> None:
     assert {n: k.scope_names() for n, k in KINDS.items()} == {
         "kprobe": (), "kretprobe": ("ret",), "fentry": (), "fexit": ("ret",),
-        "tracepoint": ("args",), "raw_tracepoint": (),
+        "tracepoint": ("args",), "raw_tracepoint": (), "uprobe": (), "uretprobe": ("ret",),
     }  # fmt: skip
 
 
@@ -284,7 +285,10 @@ def test_tracepoint_binds_its_record() -> None:
 
 
 def test_bcc_keywords_of_every_kind() -> None:
-    got = {n: (k.bcc_attach, k.bcc_kwargs("f", "t")) for n, k in KINDS.items()}
+    user = {n for n, k in KINDS.items() if k.target is Target.USER_FUNCTION}
+    got = {
+        n: (k.bcc_attach, k.bcc_kwargs("f", "/b:t" if n in user else "t")) for n, k in KINDS.items()
+    }
     assert got == {
         "kprobe": ("attach_kprobe", {"fn_name": "f", "event": "t"}),
         "kretprobe": ("attach_kretprobe", {"fn_name": "f", "event": "t"}),
@@ -292,6 +296,8 @@ def test_bcc_keywords_of_every_kind() -> None:
         "fexit": ("attach_kretfunc", {"fn_name": "f"}),
         "tracepoint": ("attach_tracepoint", {"fn_name": "f", "tp": "t"}),
         "raw_tracepoint": ("attach_raw_tracepoint", {"fn_name": "f", "tp": "t"}),
+        "uprobe": ("attach_uprobe", {"fn_name": "f", "name": "/b", "sym": "t"}),
+        "uretprobe": ("attach_uretprobe", {"fn_name": "f", "name": "/b", "sym": "t"}),
     }
 
 
@@ -306,6 +312,8 @@ def test_argument_access_c_text() -> None:
         "kretprobe": ("ctx[1]", "PT_REGS_RC(ctx)"),  # kretprobe args come from the stash
         "fentry": ("ctx[1]", "ctx[3]"),
         "fexit": ("ctx[1]", "ctx[3]"),  # the return value after the 3 arguments
+        "uprobe": ("PT_REGS_PARM2(ctx)", "PT_REGS_RC(ctx)"),
+        "uretprobe": ("ctx[1]", "PT_REGS_RC(ctx)"),  # like kretprobe: from the stash
         "tracepoint": ("ctx[1]", "ctx[3]"),  # unused: a tracepoint has no arguments
         "raw_tracepoint": ("ctx->args[1]", "ctx->args[3]"),
     }
@@ -355,6 +363,8 @@ def test_capability_probes_come_from_the_kinds() -> None:
         "kretprobe",
         "fentry",
         "fexit",
+        "uprobe",
+        "uretprobe",
         "ringbuf",
         "perf_buffer",
     )  # fmt: skip  (doctor's rows, in the order they always had)
@@ -365,8 +375,8 @@ def test_capability_probes_come_from_the_kinds() -> None:
         24,
         25,
     }
-    with pytest.raises(UsageError, match="unknown attach kind 'uprobe'"):
-        capabilities.can_attach("uprobe", "x")
+    with pytest.raises(UsageError, match="unknown attach kind 'uprobes'"):
+        capabilities.can_attach("uprobes", "x")
 
 
 def test_doctor_requirements_and_notes_come_from_the_kinds() -> None:
@@ -444,5 +454,5 @@ def test_bcc_and_spec_names_of_targets() -> None:
 
 
 def test_only_the_kretprobe_reads_a_stash() -> None:
-    assert [n for n, k in KINDS.items() if k.stashes] == ["kretprobe"]
+    assert [n for n, k in KINDS.items() if k.stashes] == ["kretprobe", "uretprobe"]
     assert all(KINDS[k.entry].args is ArgAccess.REGS for k in KINDS.values() if k.stashes)

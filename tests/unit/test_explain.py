@@ -252,7 +252,7 @@ def test_raw_tracepoint(capsys: pytest.CaptureFixture[str]) -> None:
         (
             "struct a b",
             "cannot explain 'struct a b'; expected FUNCTION, CATEGORY/EVENT, raw:EVENT, "
-            "struct NAME, union NAME or enum NAME",
+            "BINARY:FUNCTION (BINARY a /path or lib:NAME), struct NAME, union NAME or enum NAME",
         ),
     ],
 )

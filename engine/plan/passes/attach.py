@@ -4,12 +4,14 @@ functions an alternative generates (a return probe's entry function and its stas
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import os
 from dataclasses import dataclass
 
 from engine.attach import KINDS
 from engine.attach.base import is_pattern
-from engine.errors import NameIndex
+from engine.errors import NameIndex, did_you_mean
 from engine.kernel import tracefs
 from engine.kernel.btf import Btf, Kind
 from engine.plan import model as M
@@ -39,7 +41,15 @@ def run(ctx: Context) -> None:
 def attach_target(ctx: Context, alt: S.Alternative) -> Resolved | None:
     """The alternative's kind binds it (engine.attach: its family parses the targets, finds
     them in BTF and says which names an expression may use)."""
-    return KINDS[alt.kind].bind(_Binder(ctx), alt, Scope)
+    kind = KINDS[alt.kind]
+    for key, at in alt.user_keys:
+        if key not in kind.user_keys:
+            takers = sorted(k.name for k in KINDS.values() if key in k.user_keys)
+            ctx.problem(
+                f"`{key}` is for {', '.join(takers)} alternatives, not {kind.name}", at, key=True
+            )
+            return None
+    return kind.bind(_Binder(ctx), alt, Scope)
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,20 @@ class _Binder:
 
     def tracepoint_record(self, category: str, event: str, at: S.At) -> tracepoints.Record | None:
         return tracepoint_record(self.ctx, category, event, at)
+
+    @property
+    def spec_dir(self) -> str:
+        return os.path.dirname(os.path.abspath(self.ctx.spec.file))
+
+    def option_type(self, name: str, at: S.At) -> str | None:
+        """The option's C type (marking it used); a problem when the spec has no such option."""
+        option = self.ctx.options.get(name)
+        if option is None:
+            known = [o.name for o in self.ctx.spec.options]
+            self.ctx.problem(f"unknown option '${name}'{did_you_mean(name, known)}", at)
+            return None
+        self.ctx.mentioned.add(name)
+        return "list" if option.is_list else option.ctype
 
 
 def function_names(ctx: Context) -> NameIndex:
@@ -157,7 +181,7 @@ def functions(
     function); None when a function name bcc derives is another probe's (said)."""
     ak = KINDS[kind]
     pindex = probe.index
-    fnames = (f"p{pindex}_{probe.name}_{kind}_{t.replace('/', '_')}" for t in targets)
+    fnames = (f"p{pindex}_{probe.name}_{kind}_{ak.fn_part(t)}" for t in targets)
     found: list[M.Function] = []
     for t, fn in zip(targets, fnames):
         tgt = ak.bcc_name(t)
@@ -174,5 +198,14 @@ def functions(
                     target_at(alt, t),
                 )
                 return None
-        found.append(M.Function(fn, kind, tgt, "main", ctx.func_names.index(ak.func_name(t))))
-    return found
+        found.append(M.Function(fn, kind, tgt, "main", func=ctx.func_names.index(ak.func_name(t))))
+    return [with_pid(f, alt) for f in found]
+
+
+def with_pid(fn: M.Function, alt: S.Alternative) -> M.Function:
+    """A user-space alternative's `pid:` on each of its functions (a number, or its option)."""
+    if isinstance(alt.pid, int):
+        return dataclasses.replace(fn, pid=alt.pid)
+    if isinstance(alt.pid, str):
+        return dataclasses.replace(fn, pid_option=alt.pid)
+    return fn

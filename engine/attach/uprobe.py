@@ -1,0 +1,211 @@
+"""User-space functions: uprobe, uretprobe on `BINARY:SYMBOL`.
+
+The target is a function in an ELF file (engine.attach.binary finds it offline); there is no
+BTF for it, so its arguments are the C declarations the spec writes (`args:`, engine.attach.
+cdecl) read from the registers of the x86-64 calling convention, and a uretprobe's `ret` is
+the declared return type (default `long`). Pointers point into the traced process: reads
+through them use the user-memory helpers (engine.memory). A uretprobe's arguments are saved
+by a generated entry uprobe, by thread id, exactly like a kretprobe's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from engine.attach import binary
+from engine.attach.base import (
+    Alternative,
+    ArgAccess,
+    AttachKind,
+    BindContext,
+    Capability,
+    Explainer,
+    Family,
+    Gap,
+    Mechanism,
+    S,
+    Target,
+    TargetError,
+)
+from engine.attach.cdecl import DeclError, parse
+from engine.kernel import elf
+from engine.kernel.btf import Btf
+from engine.memory import AddressSpace
+from engine.plan.values import VT, VKind
+
+# A kernel function that exists only when the kernel has uprobes (CONFIG_UPROBES).
+UPROBES_WITNESS = "uprobe_register"
+PROBE_TARGET = "libc:getpid"  # what `engine doctor` attaches to: in every libc
+REMEDY = "a kernel built with CONFIG_UPROBES (and the uprobe PMU or tracefs uprobe_events)"
+DEFAULT_RET = "long"
+INT_OPTION = re.compile(r"[us](8|16|32|64)")
+
+
+@dataclass(frozen=True)
+class UserFunctionTarget:
+    """A function in a binary, found: what the plan carries (`text`, the resolved path)."""
+
+    located: binary.Located
+
+    @property
+    def text(self) -> str:
+        return self.located.text
+
+
+@dataclass(frozen=True)
+class UprobeKind(AttachKind):
+    """A kind that attaches to a function of an ELF binary or shared library."""
+
+    def parse_target(self, text: str) -> binary.BinaryTarget:
+        try:
+            target = binary.parse(text)
+        except binary.BinaryError as exc:
+            raise TargetError(str(exc)) from None
+        if self.returns and (target.offset or target.address is not None):
+            raise TargetError(
+                f"'{text}': a {self.name} fires when the function returns, so it names the "
+                "function itself (no +OFFSET or address)"
+            )
+        return target
+
+    def bind(
+        self, ctx: BindContext, alt: Alternative, scope: Callable[..., S]
+    ) -> tuple[str, tuple[str, ...], S] | None:
+        located = self._locate(ctx, alt)
+        declared = self._declared(ctx, alt)
+        ret = self._ret(ctx, alt)
+        if located is None or declared is None or ret is False:
+            return None
+        if not self._pid_ok(ctx, alt):
+            return None
+        texts = tuple(loc.text for loc in located)
+        nargs = len(alt.args)
+        bound = scope(ctx.btf, self.name, {}, ret, None, nargs=nargs, declared=declared)
+        return self.name, texts, bound
+
+    def _locate(self, ctx: BindContext, alt: Alternative) -> list[binary.Located] | None:
+        """Each target found in its binary (problems said at the target otherwise)."""
+        found = []
+        for i, text in enumerate(alt.targets):
+            at = alt.target_ats[i]
+            try:
+                self.check_repeat(alt.targets, i)
+                found.append(binary.locate(self.parse_target(text), ctx.spec_dir))
+            except TargetError as exc:
+                ctx.problem(exc.message, at)
+            except (binary.BinaryError, elf.ElfFileError, elf.ElfSymbolError) as exc:
+                ctx.problem(str(exc), at)
+        return found if len(found) == len(alt.targets) else None
+
+    def _declared(self, ctx: BindContext, alt: Alternative) -> dict[str, tuple[int, VT]] | None:
+        """`args:` as name -> (register index, type); None (said) if one is not C."""
+        out: dict[str, tuple[int, VT]] = {}
+        ok = True
+        for i, text in enumerate(alt.args):
+            try:
+                decl = parse(text)
+            except DeclError as exc:
+                ctx.problem(str(exc), alt.args_ats[i])
+                ok = False
+                continue
+            if decl.name in out:
+                ctx.problem(f"argument '{decl.name}' is declared twice", alt.args_ats[i])
+                ok = False
+            elif decl.name != "_":
+                out[decl.name] = (i, decl.vt)
+        return out if ok else None
+
+    def _ret(self, ctx: BindContext, alt: Alternative) -> VT | bool | None:
+        """The declared return type (uretprobe; default long); False when it is not C."""
+        if not self.returns:
+            return None
+        try:
+            return parse(alt.ret or DEFAULT_RET, named=False).vt
+        except DeclError as exc:
+            ctx.problem(str(exc), alt.ret_at)
+            return False
+
+    def _pid_ok(self, ctx: BindContext, alt: Alternative) -> bool:
+        """`pid: $name` names an integer option (a number needs no check)."""
+        if not isinstance(alt.pid, str):
+            return True
+        ctype = ctx.option_type(alt.pid, alt.pid_at)
+        if ctype is None:
+            return False
+        if not INT_OPTION.fullmatch(ctype):
+            ctx.problem(f"`pid: ${alt.pid}` needs an integer option; it is {ctype}", alt.pid_at)
+            return False
+        return True
+
+    def fn_part(self, target: str) -> str:
+        """The BPF function's name part: the place in the binary, as C allows it."""
+        place = target.rpartition(":")[2]
+        return re.sub(r"[^A-Za-z0-9_]", "_", place)
+
+    def bcc_kwargs(self, fn_name: str, target: str) -> dict[str, str]:
+        """bcc: name= the path, sym= (and sym_off=) or addr= the place."""
+        path, _, place = target.rpartition(":")
+        kwargs: dict[str, Any] = {"name": path, "fn_name": fn_name}
+        if binary.ADDRESS.fullmatch(place):
+            kwargs["addr"] = int(place, 16)
+            return kwargs
+        sym, _, off = place.partition("+")
+        kwargs["sym"] = sym
+        if off:
+            kwargs["sym_off"] = int(off, 0)
+        return kwargs
+
+    def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
+        getattr(bpf, self.bcc_attach)(**self.bcc_kwargs(fn_name, target), pid=pid)
+
+    def gap(self, btf: Btf, targets: Sequence[str]) -> Gap:
+        """The kernel needs uprobes; the binary is this machine's, checked when planning."""
+        if btf.function(UPROBES_WITNESS) is None:
+            return f"no uprobes in this kernel ({UPROBES_WITNESS} is not in its BTF)", []
+        return None, ["the binary is checked on this machine; another may have another one"]
+
+
+def is_user_string(vt: VT) -> bool:
+    """A declared `char *`: `decode: str` reads it with bpf_probe_read_user_str."""
+    return vt.kind is VKind.PTR and vt.char and vt.user
+
+
+def _capability() -> Capability:
+    return Capability(Mechanism.UPROBE, (PROBE_TARGET,), REMEDY)
+
+
+USER_KEYS = ("args", "ret", "pid")
+UPROBE = UprobeKind(
+    "uprobe", Target.USER_FUNCTION, ArgAccess.REGS, _capability(),
+    bcc_attach="attach_uprobe", prog_type="KPROBE", max_args=6,
+    address_space=AddressSpace.USER, user_keys=("args", "pid"),
+    unavailable="uprobes unavailable: user-space specs cannot run here",
+)  # fmt: skip
+URETPROBE = UprobeKind(
+    "uretprobe", Target.USER_FUNCTION, ArgAccess.STASH, _capability(), returns=True,
+    entry=UPROBE.name, bcc_attach="attach_uretprobe", prog_type="KPROBE", max_args=6,
+    address_space=AddressSpace.USER, user_keys=USER_KEYS, unavailable=UPROBE.unavailable,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UserFunctions(Family):
+    """Explain: `BINARY:SYMBOL` is engine.verbs.explain_binary's (it reads the ELF file)."""
+
+    def explain_target(self, text: str) -> str | None:
+        return None  # explain_binary answers BINARY[:SYMBOL] before the kernel families
+
+    def explain(self, explainer: Explainer, text: str) -> list[str] | None:
+        return None
+
+    def usage(self, target: str, names: Sequence[str], ret: str | None, nparams: int) -> list[str]:
+        return [
+            f"  {UPROBE.name}: {target}      then args: [C declarations] binds them by name",
+            f"  {URETPROBE.name}: {target}   ret: TYPE (default {DEFAULT_RET}); "
+            "args saved at entry",
+        ]
+
+
+FAMILY = UserFunctions("uprobe", (UPROBE, URETPROBE), "BINARY:FUNCTION")
