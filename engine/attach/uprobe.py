@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from engine.attach import binary
+from engine.attach import bcc_uprobe, binary
 from engine.attach.base import (
     Alternative,
     ArgAccess,
@@ -87,17 +87,21 @@ class UprobeKind(AttachKind):
 
     def _locate(self, ctx: BindContext, alt: Alternative) -> list[binary.Located] | None:
         """Each target found in its binary (problems said at the target otherwise)."""
-        found = []
+        found: list[binary.Located] = []
+        ok = True
         for i, text in enumerate(alt.targets):
             at = alt.target_ats[i]
             try:
                 self.check_repeat(alt.targets, i)
-                found.append(binary.locate(self.parse_target(text), ctx.spec_dir))
+                located = binary.locate_all(self.parse_target(text), ctx.spec_dir)
+                found += [loc for loc in located if loc.text not in {f.text for f in found}]
+                continue
             except TargetError as exc:
                 ctx.problem(exc.message, at)
             except (binary.BinaryError, elf.ElfFileError, elf.ElfSymbolError) as exc:
                 ctx.problem(str(exc), at)
-        return found if len(found) == len(alt.targets) else None
+            ok = False
+        return found if ok else None
 
     def _declared(self, ctx: BindContext, alt: Alternative) -> dict[str, tuple[int, VT]] | None:
         """`args:` as name -> (register index, type); None (said) if one is not C."""
@@ -139,6 +143,10 @@ class UprobeKind(AttachKind):
             return False
         return True
 
+    def func_name(self, target: str) -> str:
+        """`func` prints the symbol (a pattern's match), as bpftrace's func does."""
+        return target.rpartition(":")[2]
+
     def fn_part(self, target: str) -> str:
         """The BPF function's name part: the place in the binary, as C allows it."""
         place = target.rpartition(":")[2]
@@ -158,7 +166,10 @@ class UprobeKind(AttachKind):
         return kwargs
 
     def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
-        getattr(bpf, self.bcc_attach)(**self.bcc_kwargs(fn_name, target), pid=pid)
+        """bcc's attach, with its seventh C argument passed (engine.attach.bcc_uprobe)."""
+        kwargs = self.bcc_kwargs(fn_name, target)
+        place = {k: v for k, v in kwargs.items() if k not in ("name", "fn_name")}
+        bcc_uprobe.attach(bpf, fn_name, self.returns, kwargs["name"], pid, **place)
 
     def gap(self, btf: Btf, targets: Sequence[str]) -> Gap:
         """The kernel needs uprobes; the binary is this machine's, checked when planning."""

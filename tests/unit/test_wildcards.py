@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import subprocess
 from pathlib import Path
 
 import btfwriter
@@ -18,11 +19,11 @@ import pytest
 from btf_fixture import BTF
 
 from engine import pipeline
-from engine.attach import KINDS
+from engine.attach import KINDS, binary
 from engine.attach.base import MAX_MATCHES, TargetError, expand, is_pattern, pattern_hint
 from engine.codegen import render
 from engine.errors import NameIndex, SpecError
-from engine.kernel import tracefs
+from engine.kernel import elf, tracefs
 from engine.kernel.btf import Kind
 from engine.plan.bind import bind
 from engine.plan.layout import load_btf
@@ -248,3 +249,52 @@ def test_two_fentry_probes_on_one_match_are_located_at_the_pattern(tmp_path: Pat
         "10:30: probe 'p' already has a fentry on 'vfs_readv'; bcc names the program after the "
         "function, so a spec can attach one fentry to it"
     ]
+
+
+ALIASED = r"""
+__attribute__((noinline)) int work_a(int x) { return x + 1; }
+__attribute__((noinline)) int work_b(int x) { return x + 2; }
+int __work_b_alias(int x) __attribute__((alias("work_b")));
+int other(int x) { return x - 1; }
+int main(void) { return work_a(1) + work_b(2) + other(3); }
+"""
+
+
+@pytest.fixture(scope="module")
+def user_prog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A program with work_a, work_b (and an alias of it at the same address), other."""
+    folder = tmp_path_factory.mktemp("uprog")
+    (folder / "prog.c").write_text(ALIASED)
+    subprocess.run(["gcc", "-O1", "-o", str(folder / "prog"), str(folder / "prog.c")], check=True)
+    return folder
+
+
+def test_a_symbol_pattern_expands_against_the_elf_symbols(user_prog: Path) -> None:
+    target = binary.parse("./prog:*work_*")
+    assert (target.binary, target.symbol) == ("./prog", "*work_*")
+    found = binary.locate_all(target, str(user_prog))
+    # __work_b_alias is work_b's address: attached once, under the plainer name
+    assert [loc.target.symbol for loc in found] == ["work_a", "work_b"]
+    assert [loc.text for loc in found] == [f"{user_prog}/prog:work_a", f"{user_prog}/prog:work_b"]
+    with pytest.raises(
+        elf.ElfSymbolError, match=r"no function matches 'wrok_\*' in .*prog; did you mean 'work_"
+    ):
+        binary.locate_all(binary.parse("./prog:wrok_*"), str(user_prog))
+    with pytest.raises(binary.BinaryError, match="is not a symbol"):
+        binary.parse("./prog:work_*+4")  # an offset into every match is not a thing
+
+
+def test_a_uprobe_pattern_plans_one_function_per_symbol(user_prog: Path) -> None:
+    spec = user_prog / "u.yaml"
+    spec.write_text(spec_text('uretprobe: "./prog:work_?"'))
+    plan = pipeline.check(str(spec), BTF).plan
+    (alt,) = plan.probes[0].alternatives
+    assert plan.func_names == ("work_a", "work_b")
+    mains = [f for f in alt.functions if f.role == "main"]
+    assert [(f.name, f.target, f.func) for f in mains] == [
+        ("p0_p_uretprobe_work_a", f"{user_prog}/prog:work_a", 0),
+        ("p0_p_uretprobe_work_b", f"{user_prog}/prog:work_b", 1),
+    ]
+    spec.write_text(spec_text('uprobe: "./prog:work_*"').replace("work_*", "[!w]*"))
+    names = pipeline.check(str(spec), BTF).plan.func_names
+    assert "other" in names and "main" in names and "work_a" not in names
