@@ -70,7 +70,10 @@ _NAMED: dict[str, tuple[int, bool]] = {
 _QUALIFIERS = {"const", "volatile", "restrict", "__restrict"}
 _TOKEN = re.compile(r"\s*(\*|[A-Za-z_][A-Za-z0-9_]*)")
 # what a type may be spelled as, for the did-you-mean of an unknown one
-KNOWN_TYPES = sorted({" ".join(w) for w in _WORDS} | set(_NAMED) | {"void *", "char *"})
+_ORDER = ("signed", "unsigned", "short", "long", "char", "int")  # how C programs spell them
+KNOWN_TYPES = sorted(
+    {" ".join(sorted(w, key=_ORDER.index)) for w in _WORDS} | set(_NAMED) | {"void *", "char *"}
+)
 MAX_DEPTH = 3  # pointers to pointers to pointers: more is a typo
 
 

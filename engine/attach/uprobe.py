@@ -10,11 +10,14 @@ by a generated entry uprobe, by thread id, exactly like a kretprobe's.
 
 from __future__ import annotations
 
+import ctypes
+import importlib
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from engine.attach import bcc_uprobe, binary
+from engine.attach import binary
 from engine.attach.base import (
     Alternative,
     ArgAccess,
@@ -28,6 +31,7 @@ from engine.attach.base import (
     S,
     Target,
     TargetError,
+    is_pattern,
 )
 from engine.attach.cdecl import DeclError, parse
 from engine.kernel import elf
@@ -86,15 +90,25 @@ class UprobeKind(AttachKind):
         return self.name, texts, bound
 
     def _locate(self, ctx: BindContext, alt: Alternative) -> list[binary.Located] | None:
-        """Each target found in its binary (problems said at the target otherwise)."""
+        """Each target found in its binary (problems said at the target otherwise); a symbol
+        pattern's matches, each once (a function two names give is an error, a pattern's match
+        named again is not: as kernel function patterns)."""
         found: list[binary.Located] = []
+        plain: list[binary.Located] = []  # named as they are (a pattern's matches are not)
         ok = True
         for i, text in enumerate(alt.targets):
             at = alt.target_ats[i]
             try:
                 self.check_repeat(alt.targets, i)
-                located = binary.locate_all(self.parse_target(text), ctx.spec_dir)
-                found += [loc for loc in located if loc.text not in {f.text for f in found}]
+                target = self.parse_target(text)
+                for located in binary.locate_all(target, ctx.spec_dir):
+                    same = [f for f in found if self.fn_part(f.text) == self.fn_part(located.text)]
+                    if same and not is_pattern(target.symbol) and same[0] in plain:
+                        raise TargetError(f"'{text}' names the same function as an earlier target")
+                    if not same:  # a pattern's match named before: attached once
+                        found.append(located)
+                        if not is_pattern(target.symbol):
+                            plain.append(located)
                 continue
             except TargetError as exc:
                 ctx.problem(exc.message, at)
@@ -148,9 +162,9 @@ class UprobeKind(AttachKind):
         return target.rpartition(":")[2]
 
     def fn_part(self, target: str) -> str:
-        """The BPF function's name part: the place in the binary, as C allows it."""
-        place = target.rpartition(":")[2]
-        return re.sub(r"[^A-Za-z0-9_]", "_", place)
+        """The BPF function's name part: the binary's file name and the place, as C allows."""
+        path, _, place = target.rpartition(":")
+        return re.sub(r"[^A-Za-z0-9_]", "_", f"{os.path.basename(path)}_{place}")
 
     def bcc_kwargs(self, fn_name: str, target: str) -> dict[str, str]:
         """bcc: name= the path, sym= (and sym_off=) or addr= the place."""
@@ -166,16 +180,33 @@ class UprobeKind(AttachKind):
         return kwargs
 
     def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
-        """bcc's attach, with its seventh C argument passed (engine.attach.bcc_uprobe)."""
-        kwargs = self.bcc_kwargs(fn_name, target)
-        place = {k: v for k, v in kwargs.items() if k not in ("name", "fn_name")}
-        bcc_uprobe.attach(bpf, fn_name, self.returns, kwargs["name"], pid, **place)
+        fix_bcc_binding(importlib.import_module("bcc.libbcc").lib)  # loaded: `bpf` is bcc's
+        getattr(bpf, self.bcc_attach)(**self.bcc_kwargs(fn_name, target), pid=pid)
 
     def gap(self, btf: Btf, targets: Sequence[str]) -> Gap:
         """The kernel needs uprobes; the binary is this machine's, checked when planning."""
         if btf.function(UPROBES_WITNESS) is None:
             return f"no uprobes in this kernel ({UPROBES_WITNESS} is not in its BTF)", []
         return None, ["the binary is checked on this machine; another may have another one"]
+
+
+def fix_bcc_binding(lib: Any) -> None:
+    """Give libbcc's bpf_attach_uprobe its 7th argument, ref_ctr_offset = 0.
+
+    Debian's bcc 0.26 Python declares the C function with 6 arguments, so the kernel gets stack
+    garbage as the USDT semaphore's offset: harmless for that probe, but the kernel then refuses
+    every other uprobe on the same instruction with a different offset (EINVAL, "ref_ctr_offset
+    mismatch" in dmesg): another tool, or doctor's probe, could not attach beside it."""
+    fn = lib.bpf_attach_uprobe
+    if getattr(fn, "engine_fixed", False) or len(fn.argtypes or ()) != 6:
+        return
+    fn.argtypes = [*fn.argtypes, ctypes.c_uint32]
+
+    def attach_uprobe(*args: Any) -> Any:
+        return fn(*args, 0) if len(args) == 6 else fn(*args)
+
+    attach_uprobe.engine_fixed = True  # type: ignore[attr-defined]
+    lib.bpf_attach_uprobe = attach_uprobe
 
 
 def is_user_string(vt: VT) -> bool:
@@ -213,9 +244,12 @@ class UserFunctions(Family):
 
     def usage(self, target: str, names: Sequence[str], ret: str | None, nparams: int) -> list[str]:
         return [
-            f"  {UPROBE.name}: {target}      then args: [C declarations] binds them by name",
-            f"  {URETPROBE.name}: {target}   ret: TYPE (default {DEFAULT_RET}); "
-            "args saved at entry",
+            f"  {UPROBE.name}: {target}",
+            f"  {URETPROBE.name}: {target}",
+            "  args: [C declarations, in order]: no DWARF, so declare the types, e.g.",
+            "        args: [const char *name, int flags]  (a char * prints with decode: str)",
+            f"  ret: TYPE on a {URETPROBE.name} (default {DEFAULT_RET});"
+            " its args are saved at entry",
         ]
 
 

@@ -330,8 +330,9 @@ class Resolver:
         if base.vt.kind is VKind.PTR:
             if base.vt.user:  # the kernel helpers read it as zeros or garbage, without an error
                 raise PlanError(
-                    f"'{node.attr}': a '{base.vt.label}' here points to user memory; only "
-                    "strings (decode: str) can be read through it, not structs",
+                    f"a struct behind a user pointer cannot be read: '{node.attr}': a "
+                    f"'{base.vt.label}' here points to user memory; only strings (decode: str) "
+                    "can be read through it, not structs",
                     node.col,
                 )
             if not base.vt.btf or self.btf.strip(base.vt.btf).kind not in (Kind.STRUCT, Kind.UNION):
@@ -474,8 +475,8 @@ class Resolver:
         val = self.rvalue(self.value(node.expr))
         if val.vt.user:
             raise PlanError(
-                f"a '{val.vt.label}' here points to user memory; only strings (decode: str) "
-                "can be read through it, not structs",
+                f"a struct behind a user pointer cannot be read: a '{val.vt.label}' here points "
+                "to user memory; only strings (decode: str) can be read through it, not structs",
                 node.expr.col,
             )
         if val.vt.origins:  # read from state: refused if a store puts a user pointer there

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from engine.attach import uprobe
 from engine.errors import UsageError
 from engine.kernel import elf
 
@@ -33,7 +34,8 @@ def explain_binary(target: str) -> list[str]:
     if not rest:
         return _binary(binary)
     if len(rest) == 1:
-        return _function(binary, binary.function(rest[0]))
+        spec_target = f"{name}:{rest[0].split('@', 1)[0]}"  # as a spec's uprobe names it
+        return _function(binary, binary.function(rest[0]), spec_target)
     if len(rest) == 2:
         return _probe(binary, binary.usdt(rest[0], rest[1]))
     raise UsageError(f"cannot explain '{target}'; expected BINARY[:FUNCTION|:PROVIDER:NAME]")
@@ -62,12 +64,15 @@ def _binary(b: elf.Binary) -> list[str]:
     return lines
 
 
-def _function(b: elf.Binary, s: elf.Symbol) -> list[str]:
+def _function(b: elf.Binary, s: elf.Symbol, spec_target: str) -> list[str]:
     return [
         f"function {s.name} in {b.path}",
         f"  address  {s.address:#x}",
         f"  size     {s.size} bytes",
         f"  binding  {s.binding}",
+        "",
+        "in a spec:",
+        *uprobe.FAMILY.usage(spec_target, (), None, 0),
     ]
 
 

@@ -69,7 +69,7 @@ BPF_TABLE("lru_hash", struct state_start_key_t, struct state_start_val_t, state_
 
 // probe 'entry': uprobe /lib/x86_64-linux-gnu/libc.so.6:usleep
 
-int p0_entry_uprobe_usleep(struct pt_regs *ctx)
+int p0_entry_uprobe_libc_so_6_usleep(struct pt_regs *ctx)
 {
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
@@ -96,7 +96,7 @@ int p0_entry_uprobe_usleep(struct pt_regs *ctx)
 
 // probe 'return': uretprobe /lib/x86_64-linux-gnu/libc.so.6:usleep
 
-int p1_return_uretprobe_usleep(struct pt_regs *ctx)
+int p1_return_uretprobe_libc_so_6_usleep(struct pt_regs *ctx)
 {
     u32 v5 = (u32)bpf_get_current_pid_tgid();
     struct state_start_key_t v6;

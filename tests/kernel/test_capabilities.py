@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import UsageError
-from engine.kernel import capabilities
+from engine.kernel import capabilities, elf
 from engine.kernel.capabilities import FEATURES, NEEDS_ROOT, can_attach, probe, probe_all
 
 pytestmark = [
@@ -124,6 +124,8 @@ PRESENT = (
     "tracefs",
     "tracepoint",
     "raw_tracepoint",
+    "uprobe",
+    "uretprobe",
     "ringbuf",
     "perf_buffer",
 )
@@ -198,9 +200,22 @@ def test_bad_targets_are_reported_not_raised() -> None:
     assert not can_attach("kprobe", "tcp_v4_connect; rm -rf /").ok
 
 
+def test_uprobes_attach_at_the_exact_binary_and_symbol() -> None:
+    """Through the uprobe PMU at the symbol's file offset; a bad target is a result, not a raise."""
+    libc = elf.resolve_library("libc")
+    got = can_attach("uretprobe", f"{libc}:getaddrinfo")
+    assert got.ok and got.detail.startswith(f"attached a uretprobe to {libc}:getaddrinfo"), got
+    sym = elf.load(libc).function("getaddrinfo")
+    assert f"file offset {elf.file_offset(libc, sym.address):#x}" in got.detail
+    missing = can_attach("uprobe", "libc:getaddrinf")
+    assert not missing.ok and "did you mean 'getaddrinfo'" in missing.detail
+    assert can_attach("uprobe", "/etc/hostname:main").detail == "not an ELF file: /etc/hostname"
+    assert not can_attach("uprobe", f"{libc}:getpid+100000").ok  # past the function's end
+
+
 def test_unknown_kind_or_feature_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="uprobe"):
-        can_attach("uprobe", "x")
+    with pytest.raises(UsageError, match="uprobes"):
+        can_attach("uprobes", "x")
     with pytest.raises(UsageError, match="kfunc"):
         probe("kfunc")
 

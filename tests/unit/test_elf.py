@@ -190,6 +190,8 @@ def test_explain_one_function_and_one_probe(
 def test_explain_library_by_name(capsys: pytest.CaptureFixture[str]) -> None:
     code, lines, _ = run(["lib:c:getaddrinfo"], capsys)
     assert code == 0 and lines[0] == f"function getaddrinfo in {ldconfig_path('libc.so.6')}"
+    spec = lines[lines.index("in a spec:") + 1 :]
+    assert spec[:2] == ["  uprobe: c:getaddrinfo", "  uretprobe: c:getaddrinfo"]
 
 
 @pytest.mark.parametrize(

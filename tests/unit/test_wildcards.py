@@ -292,9 +292,21 @@ def test_a_uprobe_pattern_plans_one_function_per_symbol(user_prog: Path) -> None
     assert plan.func_names == ("work_a", "work_b")
     mains = [f for f in alt.functions if f.role == "main"]
     assert [(f.name, f.target, f.func) for f in mains] == [
-        ("p0_p_uretprobe_work_a", f"{user_prog}/prog:work_a", 0),
-        ("p0_p_uretprobe_work_b", f"{user_prog}/prog:work_b", 1),
+        ("p0_p_uretprobe_prog_work_a", f"{user_prog}/prog:work_a", 0),
+        ("p0_p_uretprobe_prog_work_b", f"{user_prog}/prog:work_b", 1),
     ]
     spec.write_text(spec_text('uprobe: "./prog:work_*"').replace("work_*", "[!w]*"))
     names = pipeline.check(str(spec), BTF).plan.func_names
     assert "other" in names and "main" in names and "work_a" not in names
+
+
+def test_a_uprobe_list_mixes_patterns_and_names(user_prog: Path) -> None:
+    """A pattern's match named again is attached once; one function named twice (by two
+    spellings of its binary) is an error, as before patterns."""
+    spec = user_prog / "u.yaml"
+    spec.write_text(spec_text('uprobe: ["./prog:work_*", "./prog:work_a", "./prog:other"]'))
+    plan = pipeline.check(str(spec), BTF).plan
+    assert plan.func_names == ("work_a", "work_b", "other")
+    spec.write_text(spec_text(f'uprobe: ["./prog:work_a", "{user_prog}/prog:work_a"]'))
+    (error,) = errors_of(user_prog, spec.read_text())
+    assert "names the same function as an earlier target" in error, error
