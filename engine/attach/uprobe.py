@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 from engine.attach import binary
 from engine.attach.base import (
+    MAX_MATCHES,
     Alternative,
     ArgAccess,
     AttachKind,
@@ -115,6 +116,12 @@ class UprobeKind(AttachKind):
             except (binary.BinaryError, elf.ElfFileError, elf.ElfSymbolError) as exc:
                 ctx.problem(str(exc), at)
             ok = False
+        if len(found) > MAX_MATCHES:
+            ctx.problem(
+                f"these targets name {len(found)} functions; at most {MAX_MATCHES} can be attached",
+                alt.kind_at,
+            )
+            return None
         return found if ok else None
 
     def _declared(self, ctx: BindContext, alt: Alternative) -> dict[str, tuple[int, VT]] | None:

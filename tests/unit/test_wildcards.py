@@ -310,3 +310,9 @@ def test_a_uprobe_list_mixes_patterns_and_names(user_prog: Path) -> None:
     spec.write_text(spec_text(f'uprobe: ["./prog:work_a", "{user_prog}/prog:work_a"]'))
     (error,) = errors_of(user_prog, spec.read_text())
     assert "names the same function as an earlier target" in error, error
+
+
+def test_a_symbol_pattern_over_the_limit_is_refused(tmp_path: Path) -> None:
+    """libc has some 3000 functions: `libc:*` is refused, located at the target."""
+    (error,) = errors_of(tmp_path, spec_text('uprobe: "libc:*"'))
+    assert re.match(r"5:18: '\*' matches \d+ functions; at most 1000 can be attached", error), error
