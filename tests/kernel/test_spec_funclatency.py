@@ -30,8 +30,7 @@ SLEEP_US, N_SLEEPS = 3000, 40
 TOLERANCE = 2  # calls per bucket the two tools may place differently (see the docstring)
 
 
-def run_child(tmp_path: Path):
-    prog = uprog.build(tmp_path)
+def start(prog: Path):
     child = procs.spawn(
         [str(prog), "0", "0", "0", str(SLEEP_US), str(N_SLEEPS)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -51,7 +50,8 @@ def go(child) -> None:
 
 
 def test_latency_histogram_agrees_with_bpftrace(engine, tmp_path: Path) -> None:
-    child = run_child(tmp_path)
+    prog = uprog.build(tmp_path)
+    child = start(prog)
     libc = elf.resolve_library("c")
     ours = engine(SPEC, "-p", str(child.pid), "-o", "json")
     oracle = BpftraceJson(
@@ -59,10 +59,11 @@ def test_latency_histogram_agrees_with_bpftrace(engine, tmp_path: Path) -> None:
         f"uprobe:{libc}:usleep /pid == {child.pid}/ {{ @s[tid] = nsecs; }}\n"
         f"uretprobe:{libc}:usleep /pid == {child.pid} && @s[tid]/ "
         "{ @us = hist((nsecs - @s[tid]) / 1000); delete(@s[tid]); }\n"
+        f"uprobe:{prog}:other /pid == {child.pid}/ {{ print(@us); }}\n"
         "END { clear(@s); }"
     )
     go(child)
-    records = oracle.stop()
+    records = uprog.printed(oracle, "hist")
     result = ours.stop(timeout=STOP_TIMEOUT)
     assert result.code == 0, result.stderr
     (row,) = result.json_rows()
@@ -78,7 +79,7 @@ def test_latency_histogram_agrees_with_bpftrace(engine, tmp_path: Path) -> None:
 
 
 def test_milliseconds(engine, tmp_path: Path) -> None:
-    child = run_child(tmp_path)
+    child = start(uprog.build(tmp_path))
     ours = engine(SPEC, "-p", str(child.pid), "-m", "-o", "json")
     go(child)
     result = ours.stop(timeout=STOP_TIMEOUT)

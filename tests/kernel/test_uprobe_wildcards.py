@@ -67,12 +67,13 @@ def test_symbol_pattern_counts_by_func_like_bpftrace(engine, tmp_path: Path, kin
     ours = engine(str(spec), "-o", "json")
     oracle = BpftraceJson(
         'BEGIN { printf("READY\\n"); }\n'
-        f"{kind}:{prog}:work_* /pid == {child.pid}/ {{ @[probe] = count(); }}"
+        f"{kind}:{prog}:work_* /pid == {child.pid}/ {{ @[probe] = count(); }}\n"
+        f"uprobe:{prog}:other /pid == {child.pid}/ {{ print(@); }}"
     )
     child.stdin.write("go\n")
     child.stdin.flush()
     assert child.stdout.readline().startswith("done")
-    theirs = bt_map(oracle.stop())
+    theirs = bt_map(uprog.printed(oracle, "map"))
     child.stdin.write("exit\n")
     child.stdin.flush()
     assert child.wait(CHILD_TIMEOUT) == 0

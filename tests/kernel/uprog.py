@@ -9,9 +9,11 @@ prints its pid, waits for a line, makes the calls, prints "done", and exits at t
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +69,15 @@ def build(folder: Path, name: str = "prog") -> Path:
     out = folder / name
     subprocess.run([gcc, "-O1", "-o", str(out), str(src)], check=True, timeout=120)
     return out
+
+
+def printed(oracle: Any, kind: str) -> list[dict]:
+    """The JSON records bpftrace printed up to its first `kind` record ("map", "hist"), which
+    the script prints when the program calls other(), after everything counted; then bpftrace
+    is killed. Its maps are not read at exit: on this kernel (6.18) bpftrace 0.17 was seen,
+    now and then, taking over 120 s after SIGINT to exit after uprobes (detaching them waits
+    for RCU grace periods), and the results are in by then anyway."""
+    oracle.wait_line(lambda line: f'"type": "{kind}"' in line)
+    records = [json.loads(line) for line in oracle.out.lines if line.startswith("{")]
+    oracle.kill()
+    return records
