@@ -41,6 +41,9 @@ DECODERS: dict[str, DecoderInfo] = {
     "devt": DecoderInfo(9, cached=True),
     "ksym": DecoderInfo(24, size=8, accepts=ADDRESS),
     "syscall": DecoderInfo(16),
+    # the `func` builtin: the index of the target that fired, printed as its name (the plan's
+    # table, Plan.func_names, carried like an enum's values)
+    "func": DecoderInfo(0, cached=True, spelled=False),
 }
 # Spelled in specs but applied while reading (a byte swap in the kernel), then printed as int.
 BYTE_ORDER = ("be16", "be32", "be64")

@@ -13,10 +13,11 @@ capabilities mechanism if the kernel attaches it a new way); no other module nam
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from engine.errors import NameIndex
 from engine.kernel.btf import Btf
@@ -25,6 +26,11 @@ from engine.memory import AddressSpace
 Path = tuple[Any, ...]  # a location inside the spec document, as the planner locates problems
 Gap = tuple["str | None", list[str]]  # why an alternative would not attach (None: it would), notes
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # the schema's identifier
+# A name pattern (the schema's function_pattern): identifier characters, `*`, `?`, and classes
+# `[abc]`, `[a-c]`, `[!abc]` of them, as bpftrace and the shell write them.
+PATTERN = re.compile(r"(?:[A-Za-z0-9_.*?]|\[!?[A-Za-z0-9_.-]+\]){1,128}")
+WILDCARD = re.compile(r"[*?\[]")
+MAX_MATCHES = 1000  # bcc's funccount refuses more probes than this; so does a pattern here
 
 
 class Target(Enum):
@@ -91,6 +97,33 @@ class TargetError(ValueError):
         self.message, self.index = message, index
 
 
+def is_pattern(text: str) -> bool:
+    """Whether a target names several things by wildcards (`vfs_*`, `tcp_v?_connect`)."""
+    return WILDCARD.search(text) is not None
+
+
+def expand(pattern: str, names: Iterable[str], limit: int = MAX_MATCHES) -> tuple[str, ...]:
+    """The names a shell-style pattern matches (case-sensitive), sorted; () when none does.
+
+    Shared by every family with named targets (kernel functions against BTF, user-space
+    symbols against ELF), so `vfs_*` means the same everywhere. More than `limit` matches is
+    a TargetError: each is one BPF program and one probe, as in bcc's funccount.
+    """
+    regex = re.compile(fnmatch.translate(pattern))
+    found = sorted({n for n in names if regex.match(n)})
+    if len(found) > limit:
+        raise TargetError(
+            f"'{pattern}' matches {len(found)} functions; at most {limit} can be attached "
+            "(narrow the pattern)"
+        )
+    return tuple(found)
+
+
+def pattern_hint(pattern: str) -> str:
+    """The pattern's literal text (wildcards dropped), what did-you-mean compares names to."""
+    return re.sub(r"\[[^\]]*\]|[*?]", "", pattern)
+
+
 class Record(Protocol):
     """A tracepoint record as engine.plan.tracepoints reads it (the parts binding needs)."""
 
@@ -134,6 +167,7 @@ class BindContext(Protocol):
     def problem(self, message: str, at: Any) -> None: ...
     def function_names(self) -> NameIndex: ...
     def raw_tp_names(self) -> NameIndex: ...
+    def traceable_functions(self) -> frozenset[str] | None: ...  # live kernel: what can attach
     def tracepoint_record(self, category: str, event: str, at: Any) -> Any: ...
     @property
     def spec_dir(self) -> str: ...  # the spec file's directory: `./prog` is relative to it
@@ -201,6 +235,10 @@ class AttachKind:
         """What `bcc.BPF(usdt_contexts=...)` needs for this function before compiling: the
         runner gathers them over the program (USDT probes); most kinds need none."""
         return []
+
+    def func_name(self, target: str) -> str:
+        """What the `func` builtin prints for a (concrete) target: the spec's name of it."""
+        return target
 
     def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
         """Attach the loaded program `fn_name` to `target` with bcc (`bpf` a bcc.BPF); `pid`

@@ -9,7 +9,8 @@ the planner binds the alternative, against the files of this machine:
   any working directory); or a library name as `ldconfig -p` lists it (`c`, `libc`,
   `libc.so.6`), which is the file the dynamic loader maps (engine.kernel.elf.resolve_library).
 - SYMBOL: a function in `.symtab`/`.dynsym`, `NAME+OFFSET` (decimal or 0x: bytes into it), or
-  an address `0x4005a0` (a virtual address as `nm` prints it).
+  an address `0x4005a0` (a virtual address as `nm` prints it); or a pattern of function names
+  (`work_*`, `read?`, `[a-c]*`), which `locate_all` expands against the symbol tables.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from engine.attach.base import PATTERN, expand, is_pattern, pattern_hint
+from engine.errors import did_you_mean
 from engine.kernel import elf
 
 SYMBOL = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$@]{0,254}")
@@ -87,6 +90,8 @@ def parse(text: str) -> BinaryTarget:
     if ADDRESS.fullmatch(place):
         return BinaryTarget(binary, address=int(place, 16))
     name, plus, offset = place.partition("+")
+    if is_pattern(name) and PATTERN.fullmatch(name) and not plus:
+        return BinaryTarget(binary, name)
     if not SYMBOL.fullmatch(name) or (plus and not OFFSET.fullmatch(offset)):
         raise BinaryError(
             f"'{place}' is not a symbol: write a function name, NAME+OFFSET (e.g. "
@@ -131,3 +136,26 @@ def locate(target: BinaryTarget, spec_dir: str) -> Located:
             f"({sym.size} bytes) in {path}"
         )
     return Located(target, path, sym.address + target.offset, sym.size)
+
+
+def locate_all(target: BinaryTarget, spec_dir: str) -> list[Located]:
+    """`locate`, with a symbol pattern expanded against the binary's function symbols: sorted,
+    one per address (an alias such as `__nanosleep` of `nanosleep` is one function: bcc's
+    sym_re attaches once per address too), the least underscored name kept. A pattern that
+    matches nothing is an ElfSymbolError with a did-you-mean; over 1000 matches a BinaryError."""
+    if not is_pattern(target.symbol):
+        return [locate(target, spec_dir)]
+    path = resolve_path(target.binary, spec_dir)
+    binary = elf.load(path)
+    try:
+        names = expand(target.symbol, binary.functions)
+    except ValueError as exc:  # TargetError: too many
+        raise BinaryError(str(exc)) from None
+    if not names:
+        hint = did_you_mean(pattern_hint(target.symbol), binary.functions)
+        raise elf.ElfSymbolError(f"no function matches '{target.symbol}' in {path}{hint}")
+    by_address: dict[int, str] = {}
+    for name in sorted(names, key=lambda n: (len(n) - len(n.lstrip("_")), n)):
+        by_address.setdefault(binary.functions[name].address, name)
+    kept = sorted(by_address.values())
+    return [locate(BinaryTarget(target.binary, name), spec_dir) for name in kept]

@@ -12,6 +12,8 @@ from typing import Any, Callable, Sequence
 
 from engine.attach.base import (
     IDENTIFIER,
+    MAX_MATCHES,
+    PATTERN,
     Alternative,
     ArgAccess,
     AttachKind,
@@ -24,9 +26,12 @@ from engine.attach.base import (
     S,
     Target,
     TargetError,
+    expand,
+    is_pattern,
+    pattern_hint,
 )
 from engine.errors import did_you_mean
-from engine.kernel.btf import Btf, Param
+from engine.kernel.btf import Btf, Kind, Param
 
 # A kernel function that exists only when the kernel has kprobes (CONFIG_KPROBES): without
 # it in BTF, kprobe and kretprobe alternatives cannot attach there.
@@ -49,14 +54,13 @@ class FunctionKind(AttachKind):
     """A kind that attaches to kernel functions named in BTF."""
 
     def parse_target(self, text: str) -> FunctionTarget:
-        if not IDENTIFIER.fullmatch(text):
+        if not (IDENTIFIER.fullmatch(text) or (is_pattern(text) and PATTERN.fullmatch(text))):
             raise TargetError(f"'{text}' is not a kernel function name")
         return FunctionTarget(text)
 
     def bind(
         self, ctx: BindContext, alt: Alternative, scope: Callable[..., S]
     ) -> tuple[str, tuple[str, ...], S] | None:
-        targets = alt.targets
         found = self._functions(ctx, alt)
         if found is None:
             return None
@@ -65,33 +69,50 @@ class FunctionKind(AttachKind):
         if self.returns and ret == 0:
             ret = None
         bound = scope(ctx.btf, self.name, params, ret, None, nargs=len(found[0][1]))
-        return self.name, targets, bound
+        return self.name, tuple(f[0] for f in found), bound
 
     def _functions(self, ctx: BindContext, alt: Alternative) -> list[Found] | None:
-        """Each target's (name, params, return type id); None (problems said) if one is bad.
+        """Each function's (name, params, return type id), patterns expanded (in list order,
+        each pattern's matches sorted, repeats dropped); None (problems said) if one is bad.
 
         A repeated target stops at once; a missing one is said and the rest still checked.
         """
-        found: list[Found] = []
-        targets = alt.targets
+        names: list[str] = []
+        targets, ok = alt.targets, True
         for i, t in enumerate(targets):
             at = alt.target_ats[i]
             try:
                 self.check_repeat(targets, i)
                 self.parse_target(t)
+                matched = self.expand_target(ctx, t)
             except TargetError as exc:
                 ctx.problem(exc.message, at)
                 return None
-            fn = ctx.btf.function(t)
-            if fn is None:
+            if not matched:
+                ok = False
+                what = "matches " if is_pattern(t) else ""
                 ctx.problem(
-                    f"no kernel function '{t}' in {ctx.btf.path}"
-                    f"{did_you_mean(t, ctx.function_names())}",
+                    f"no kernel function {what}'{t}' in {ctx.btf.path}"
+                    f"{did_you_mean(pattern_hint(t), ctx.function_names())}",
                     at,
                 )
-                continue
-            found.append((t, fn[1], fn[2]))
-        return found if len(found) == len(targets) else None
+            names += [n for n in matched if n not in names]
+        if len(names) > MAX_MATCHES:
+            ctx.problem(
+                f"these patterns name {len(names)} functions; at most {MAX_MATCHES} can be "
+                "attached",
+                alt.kind_at,
+            )
+            return None
+        found = [(n, fn[1], fn[2]) for n in names if (fn := ctx.btf.function(n)) is not None]
+        return found if ok else None
+
+    def expand_target(self, ctx: BindContext, text: str) -> tuple[str, ...]:
+        """The functions one target names: itself if BTF has it, a pattern's matches."""
+        if is_pattern(text):
+            names, live = ctx.function_names().names, ctx.traceable_functions()
+            return expand(text, names if live is None else (n for n in names if n in live))
+        return (text,) if ctx.btf.function(text) is not None else ()
 
     def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
         """bcc attaches kfunc__/kretfunc__ programs itself while loading; attaching again raises."""
@@ -106,13 +127,26 @@ class FunctionKind(AttachKind):
         notes: list[str] = []
         if self.capability.mechanism is Mechanism.KPROBE and btf.function(KPROBES_WITNESS) is None:
             return f"no kprobes in this kernel ({KPROBES_WITNESS} is not in its BTF)", notes
-        for target in targets:
+        for target in _expanded(btf, targets):
             found = btf.function(target)
             if found is None:
                 return f"no function '{target}' in BTF (absent or always inlined)", notes
             if found[0].linkage == 0:
                 notes.append(f"{target} is static: calls the compiler inlined are not seen")
         return None, notes
+
+
+def _expanded(btf: Btf, targets: Sequence[str]) -> list[str]:
+    """The functions the targets name on the kernel of `btf` (a pattern's matches there; a
+    pattern matching none stays, and is said missing)."""
+    names: list[str] = []
+    for target in targets:
+        try:
+            matched = expand(target, btf.names(Kind.FUNC)) if is_pattern(target) else ()
+        except TargetError:
+            matched = ()
+        names += [n for n in (matched or (target,)) if n not in names]
+    return names
 
 
 def _common_params(btf: Btf, found: list[Found]) -> dict[str, tuple[int, int]]:

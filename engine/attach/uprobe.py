@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 from engine.attach import binary
 from engine.attach.base import (
+    MAX_MATCHES,
     Alternative,
     ArgAccess,
     AttachKind,
@@ -31,6 +32,7 @@ from engine.attach.base import (
     S,
     Target,
     TargetError,
+    is_pattern,
 )
 from engine.attach.cdecl import DeclError, parse
 from engine.kernel import elf
@@ -89,21 +91,38 @@ class UprobeKind(AttachKind):
         return self.name, texts, bound
 
     def _locate(self, ctx: BindContext, alt: Alternative) -> list[binary.Located] | None:
-        """Each target found in its binary (problems said at the target otherwise)."""
+        """Each target found in its binary (problems said at the target otherwise); a symbol
+        pattern's matches, each once (a function two names give is an error, a pattern's match
+        named again is not: as kernel function patterns)."""
         found: list[binary.Located] = []
+        plain: list[binary.Located] = []  # named as they are (a pattern's matches are not)
+        ok = True
         for i, text in enumerate(alt.targets):
             at = alt.target_ats[i]
             try:
                 self.check_repeat(alt.targets, i)
-                located = binary.locate(self.parse_target(text), ctx.spec_dir)
-                if any(self.fn_part(f.text) == self.fn_part(located.text) for f in found):
-                    raise TargetError(f"'{text}' names the same function as an earlier target")
-                found.append(located)
+                target = self.parse_target(text)
+                for located in binary.locate_all(target, ctx.spec_dir):
+                    same = [f for f in found if self.fn_part(f.text) == self.fn_part(located.text)]
+                    if same and not is_pattern(target.symbol) and same[0] in plain:
+                        raise TargetError(f"'{text}' names the same function as an earlier target")
+                    if not same:  # a pattern's match named before: attached once
+                        found.append(located)
+                        if not is_pattern(target.symbol):
+                            plain.append(located)
+                continue
             except TargetError as exc:
                 ctx.problem(exc.message, at)
             except (binary.BinaryError, elf.ElfFileError, elf.ElfSymbolError) as exc:
                 ctx.problem(str(exc), at)
-        return found if len(found) == len(alt.targets) else None
+            ok = False
+        if len(found) > MAX_MATCHES:
+            ctx.problem(
+                f"these targets name {len(found)} functions; at most {MAX_MATCHES} can be attached",
+                alt.kind_at,
+            )
+            return None
+        return found if ok else None
 
     def _declared(self, ctx: BindContext, alt: Alternative) -> dict[str, tuple[int, VT]] | None:
         """`args:` as name -> (register index, type); None (said) if one is not C."""
@@ -144,6 +163,10 @@ class UprobeKind(AttachKind):
             ctx.problem(f"`pid: ${alt.pid}` needs an integer option; it is {ctype}", alt.pid_at)
             return False
         return True
+
+    def func_name(self, target: str) -> str:
+        """`func` prints the symbol (a pattern's match), as bpftrace's func does."""
+        return target.rpartition(":")[2]
 
     def fn_part(self, target: str) -> str:
         """The BPF function's name part: the binary's file name and the place, as C allows."""

@@ -218,3 +218,26 @@ def events(category: str, root: str | None = None) -> list[str]:
 def all_events(root: str | None = None) -> list[str]:
     """Every event as "category/name", for did-you-mean across categories."""
     return [f"{c}/{e}" for c in categories(root) for e in events(c, root)]
+
+
+KPROBE_BLACKLIST = "/sys/kernel/debug/kprobes/blacklist"
+
+
+def traceable_functions(root: str | None = None) -> frozenset[str] | None:
+    """The kernel functions the running kernel lets a probe attach to, as bcc's and bpftrace's
+    wildcards expand: `available_filter_functions` (no `__init` code, freed after boot, and no
+    `notrace` ones), less the kprobe blacklist. BTF also lists the `__init` functions, and a
+    kprobe on one fails (vfs_caches_init), so a pattern expanded on this kernel skips them.
+    None when tracefs cannot tell (not mounted, not root)."""
+    try:
+        base = os.path.dirname(events_dir(root))
+        text = _read(os.path.join(base, "available_filter_functions"))
+    except TracefsError:
+        return None
+    names = {line.split(None, 1)[0] for line in text.splitlines() if line.strip()}
+    try:
+        with open(KPROBE_BLACKLIST, encoding="utf-8", errors="replace") as f:
+            names -= {p[1] for line in f if len(p := line.split()) >= 2}
+    except OSError:
+        pass  # no debugfs: bcc goes without it too
+    return frozenset(names)

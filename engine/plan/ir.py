@@ -294,7 +294,7 @@ class Builtin(StepBase):
     child_fields: ClassVar[tuple[str, ...]] = ()
     dest: str
     ctype: str
-    which: str  # tgid tid uid gid ktime_ns boot_ns cpu cgroup_id
+    which: str  # tgid tid uid gid ktime_ns boot_ns cpu cgroup_id task func
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,7 @@ class Function:
     role: str  # "entry" (stash args for a return probe) or "main"
     pid: int = -1  # user-space probes: the process to attach in (-1: every one)
     pid_option: str = ""  # ... or the option whose value it is (bind fills `pid`)
+    func: int = 0  # the `func` builtin's value here: its target's index in Plan.func_names
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,8 @@ class Plan:
     columns: tuple[Column, ...]
     states: tuple[StateMap, ...] = ()
     aggregations: tuple[Aggregation, ...] = ()
+    # every attach target by the name `func` prints (index = the value in the C), all probes'
+    func_names: tuple[str, ...] = ()
 
     @property
     def counted(self) -> Aggregation | None:

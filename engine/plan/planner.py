@@ -42,6 +42,7 @@ def plan_context(ctx: Context) -> M.Plan:
         columns=ctx.columns,
         states=tuple(ctx.states.values()),
         aggregations=tuple(ctx.aggregations),
+        func_names=tuple(ctx.func_names),
     )
     for check in passes.PLAN_PASSES:
         check(ctx, plan)

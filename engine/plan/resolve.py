@@ -52,6 +52,7 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "cpu": ("u32", "cpu"),
     "cgroup_id": ("u64", "cgroup_id"),
 }
+FUNC = "func"  # the builtin naming the attach target that fired (one BPF function each)
 MNTNS_PATH = ("nsproxy", "mnt_ns", "ns", "inum")  # the `mntns_id` builtin, from `task`
 HELPERS = (
     "transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet",
@@ -213,6 +214,10 @@ class Resolver:
             return Val(int_vt(ctype), var=dest)
         if name == "comm":
             return Val(VT(VKind.COMM, COMM_LEN, label="char[16]", char=True))
+        if name == FUNC:  # the target that fired: its BPF function's constant (decode: func)
+            dest = s.local()
+            s.emit(M.Builtin(dest, "u32", FUNC))
+            return Val(VT(VKind.INT, 4, label="func", func=True), var=dest)
         if name == "task":  # the current task_struct: task.real_parent.tgid and so on
             task = self.current_task()
             if task is not None:
@@ -263,6 +268,7 @@ class Resolver:
         s = self.s
         names = list(s.bindings) + list(s.params) + list(s.declared) + list(BUILTINS)
         names += ["comm", "task", "mntns_id"]
+        names.append(FUNC)
         if s.record is not None:
             names.append("args")
         if s.ret is not None:

@@ -69,6 +69,7 @@ class VT:
     # the state members ("map.member") this value was read or computed from: a user-space
     # pointer kept in state is still one (Provenance)
     origins: tuple[str, ...] = ()
+    func: bool = False  # the `func` builtin: an index that prints as the function's name
 
     @property
     def ctype(self) -> str:

@@ -231,6 +231,7 @@ _MAKERS: dict[str, Callable[[Field | FieldInfo, State], Convert]] = {
     "devt": _const(devt),
     "ksym": lambda field, state: _ksym_ready(),
     "syscall": _const(syscall_name),
+    "func": _enum,
 }
 REGISTRY: dict[str, Decoder] = {name: Decoder(i, _MAKERS[name]) for name, i in DECODERS.items()}
 

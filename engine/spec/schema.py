@@ -36,6 +36,7 @@ _DEF_NOUNS = {
     "attach": "attach alternative",
     "identifier": "name",
     "functions": "function list",
+    "function": "function",
     "bindings": "let",
 }
 
@@ -46,6 +47,7 @@ _PATTERN_HINTS = {
     "flag": "use -x, --long-name or -x/--long-name (lowercase letters, digits and -)",
     "metavar": "use capitals, digits and _,[]. (at most 41), starting with a capital",
     "header": "use 1 to 32 characters, no spaces or control characters",
+    "function": "use a function name, or a pattern of them with *, ? and [a-z] (e.g. vfs_*)",
 }
 
 _ROOT = "spec"

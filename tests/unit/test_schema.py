@@ -177,9 +177,16 @@ def test_function_list_of_the_wrong_type() -> None:
 
 
 def test_function_name_in_a_list() -> None:
+    """A kernel function target is a name or a pattern of names (vfs_*): the rule says both."""
     assert check("tcp_v6_connect]", "'tcp v6']") == [
-        f"7:37: 'tcp v6' is not a valid name: {NAME_RULE}"
+        "7:37: 'tcp v6' is not a valid function: use a function name, or a pattern of them "
+        "with *, ? and [a-z] (e.g. vfs_*)"
     ]
+    assert check("tcp_v6_connect]", "'tcp_v[46_connect']") == [
+        "7:37: 'tcp_v[46_connect' is not a valid function: use a function name, or a pattern of "
+        "them with *, ? and [a-z] (e.g. vfs_*)"
+    ]
+    assert check("tcp_v6_connect]", "'tcp_v?_conn*', 'vfs_[a-c]*', 'x[!a-z]']") == []
 
 
 def test_tracepoint_without_category() -> None:

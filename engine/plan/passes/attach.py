@@ -5,11 +5,14 @@ functions an alternative generates (a return probe's entry function and its stas
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 from dataclasses import dataclass
 
 from engine.attach import KINDS
+from engine.attach.base import is_pattern
 from engine.errors import NameIndex, did_you_mean
+from engine.kernel import tracefs
 from engine.kernel.btf import Btf, Kind
 from engine.plan import model as M
 from engine.plan import tracepoints
@@ -28,7 +31,11 @@ def run(ctx: Context) -> None:
     """Every alternative's target, before anything is resolved in its scope."""
     for probe in ctx.spec.probes:
         for alt in probe.attach:
-            ctx.targets[probe.index, alt.index] = attach_target(ctx, alt)
+            target = ctx.targets[probe.index, alt.index] = attach_target(ctx, alt)
+            if target is not None:
+                kind = KINDS[target[0]]
+                names = (kind.func_name(t) for t in target[1])
+                ctx.func_names += [n for n in dict.fromkeys(names) if n not in ctx.func_names]
 
 
 def attach_target(ctx: Context, alt: S.Alternative) -> Resolved | None:
@@ -63,6 +70,15 @@ class _Binder:
 
     def raw_tp_names(self) -> NameIndex:
         return raw_tp_names(self.ctx)
+
+    def traceable_functions(self) -> frozenset[str] | None:
+        """On the running kernel, the functions a probe can attach to (a pattern expands over
+        those only); None offline (`--btf`, no root), where BTF is all there is."""
+        if not self.ctx.tracefs_ok:
+            return None
+        if self.ctx.traceable is None:
+            self.ctx.traceable = (tracefs.traceable_functions(),)
+        return self.ctx.traceable[0]
 
     def tracepoint_record(self, category: str, event: str, at: S.At) -> tracepoints.Record | None:
         return tracepoint_record(self.ctx, category, event, at)
@@ -145,6 +161,14 @@ def stash_state(
     return tuple(entry), first
 
 
+def target_at(alt: S.Alternative, target: str) -> S.At:
+    """Where the spec names a concrete target: its own entry, or the pattern that matched it."""
+    for text, at in zip(alt.targets, alt.target_ats):
+        if text == target or (is_pattern(text) and fnmatch.fnmatchcase(target, text)):
+            return at
+    return alt.kind_at
+
+
 def functions(
     ctx: Context,
     probe: S.Probe,
@@ -171,7 +195,7 @@ def functions(
                     f"probe '{ctx.spec.probes[owner].name}' already has a {kind} "
                     f"on '{t}'; bcc names the program after the function, so a spec can "
                     f"attach one {kind} to it",
-                    alt.target_ats[targets.index(t)],
+                    target_at(alt, t),
                 )
                 return None
         if ak.exclusive:
@@ -180,10 +204,10 @@ def functions(
                 ctx.problem(
                     f"probe '{ctx.spec.probes[owner].name}' already has a {kind} on '{t}'; "
                     f"{ak.exclusive}",
-                    alt.target_ats[targets.index(t)],
+                    target_at(alt, t),
                 )
                 return None
-        found.append(M.Function(fn, kind, tgt, "main"))
+        found.append(M.Function(fn, kind, tgt, "main", func=ctx.func_names.index(ak.func_name(t))))
     return [with_pid(f, alt) for f in found]
 
 

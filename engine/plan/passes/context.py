@@ -45,6 +45,9 @@ class Context:
     node_paths: dict[int, tuple[E.Node, S.At]] = dataclasses.field(default_factory=dict)
     # (probe index, alternative index) -> its attach target (the attach pass)
     targets: dict[tuple[int, int], Target | None] = dataclasses.field(default_factory=dict)
+    # the `func` builtin's table: each attach target's name, once, in probe order (attach pass)
+    func_names: list[str] = dataclasses.field(default_factory=list)
+    traceable: tuple[frozenset[str] | None] | None = None  # the live kernel's, read once
     fields: dict[str, M.Field] = dataclasses.field(default_factory=dict)  # the event's
     probes: list[M.Probe | None] = dataclasses.field(default_factory=list)  # None: failed
     columns: tuple[M.Column, ...] = ()

@@ -8,7 +8,7 @@ from engine.errors import did_you_mean
 from engine.kernel.btf import Btf, Kind
 from engine.plan import model as M
 from engine.plan.passes.context import Context
-from engine.plan.resolve import COMM_LEN, Resolver, name_index
+from engine.plan.resolve import COMM_LEN, FUNC, Resolver, name_index
 from engine.plan.values import VT, PlanError, Val, VKind
 from engine.spec import expr as E
 from engine.spec import model as S
@@ -57,6 +57,8 @@ def field_code(
     if decoder not in DECODERS:
         raise PlanError(f"unknown decoder '{decoder}'", col)
     natural = DECODERS[decoder].width or count
+    if decoder == FUNC:
+        natural = max(len(n) for _, n in enum_pairs)
     width = spec.width if spec.width is not None else max(len(header), natural)
     return (M.Field(name, ctype, count, decoder, header, width, enum_pairs), steps)
 
@@ -134,7 +136,9 @@ def _number(
                 col,
             )
         swap, decoder = bits, "int"
-    if decoder == "enum" or (decode is None and vt.btf and vt.kind is VKind.INT):
+    if vt.func and decode is None:  # the target that fired, by name (the plan's table)
+        decoder, enum_pairs = FUNC, tuple(enumerate(ctx.func_names))
+    elif decoder == "enum" or (decode is None and vt.btf and vt.kind is VKind.INT):
         enum_pairs = enum_values(ctx, spec.enum, vt, col)
         decoder = "enum"
     if decoder == "ksym" and rv.vt.size != 8:
