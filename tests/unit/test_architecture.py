@@ -518,3 +518,13 @@ def test_the_architecture_page_names_only_what_exists() -> None:
     page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     assert len(named_paths(page)) >= 20, "the page names the modules it describes"
     assert missing_paths(page) == []
+
+
+def test_test_module_basenames_are_unique() -> None:
+    """pytest imports test files by basename (no packages under tests/): two test_X.py in
+    different folders stop the whole run at collection ("import file mismatch")."""
+    tests = pathlib.Path(__file__).resolve().parents[1]
+    seen: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {name: where for name, where in seen.items() if len(where) > 1} == {}

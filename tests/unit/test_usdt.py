@@ -2,7 +2,7 @@
 of a C program built here (tests/fixtures/usdt/demo.c with <sys/sdt.h>), with did-you-mean.
 
 `readelf -n` on the same file is the oracle for the descriptors the notes hold; the real
-attach and argument values are tests/kernel/test_usdt.py's (against bpftrace).
+attach and argument values are tests/kernel/test_run_usdt.py's (against bpftrace).
 """
 
 from __future__ import annotations
