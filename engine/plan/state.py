@@ -55,6 +55,15 @@ def parse_type(text: str) -> Member | None:
     return None
 
 
+def _stand_in(text: str) -> Member:
+    """The member planned in place of a bad value type (already said), so that its stores
+    and reads say nothing more: a string for a string-like type (`str[0]`, `str[300]`,
+    `string`), else a u64."""
+    if text.startswith("str"):
+        return Member("", "char", STR_DEFAULT, string=True)
+    return Member("", "u64", 0)
+
+
 def plan_states(
     states: Sequence[S.State], problem: Callable[[str, S.At], None]
 ) -> dict[str, M.StateMap]:
@@ -67,14 +76,14 @@ def plan_states(
             m = parse_type(part.type)
             if m is None or m.count:
                 problem(f"a state key part is an integer type ({', '.join(INT_TYPES)})", part.at)
-                continue
+                m = Member("", "u64", 0)  # said; a stand-in keeps the key's parts in line
             key_members.append((key_slot(i), m.ctype, 0))
         value_members, strings = [], []
         for member in item.value:
             m = parse_type(member.type)
             if m is None:
                 problem(f"a state value is {VALUE_TYPES}; got '{member.type}'", member.at)
-                m = Member("", "u64", 0)  # said; a stand-in keeps the members in line
+                m = _stand_in(member.type)
             value_members.append((value_slot(member.name), m.ctype, m.count))
             if m.string:
                 strings.append(value_slot(member.name))
@@ -225,10 +234,11 @@ class StateResolver:
 
     @staticmethod
     def member_val(slot: M.Slot, var: str, where: str) -> Val:
-        if slot.count:  # comm, or a str[N] member: a char array in the value
+        if slot.count:  # comm, or a str[N] member: a char array in the value (`origins`
+            # names the member, so a string field of it can say which one it copies)
             label = f"char[{slot.count}]"
             vt = VT(VKind.STR, slot.count, count=slot.count, label=label, char=True)
-            return Val(vt, var=var)
+            return Val(replace(vt, origins=(where,)), var=var)
         return Val(replace(int_vt(slot.ctype), origins=(where,)), var=var)
 
     def member(self, base: Val, node: E.Attr) -> Val:
@@ -366,6 +376,28 @@ def user_pointer_message(member: str, label: str) -> str:
     )
 
 
+def string_field_problem(maps: dict[str, M.StateMap], member: str, size: int) -> str:
+    """Why a string field of state member `member` ("map.member") cannot have `size: SIZE`
+    ("" when it can): the field copies the member whole, so its size is the member's own;
+    a different one would silently cut the string or not be honoured."""
+    smap_name, name = member.split(".", 1)
+    smap = maps[smap_name]
+    slot = smap.value.slots[smap.members.index(name)]
+    if size == slot.count:
+        return ""
+    string = slot.name in smap.strings
+    what = f"str[{slot.count}]" if string else "comm"
+    if name == "value":
+        holder, decl = f"state '{smap_name}'", f"its value '{what}'"
+    else:
+        holder, decl = f"'{name}'", f"state '{smap_name}' member '{name}: {what}'"
+    if size > slot.count:
+        fix = f"declare it str[{size}] to keep longer strings" if string else "drop `size:`"
+        return f"{holder} holds at most {slot.count} bytes ({decl}); {fix}"
+    fix = f"drop `size: {size}`" + (f" or declare it str[{size}]" if string else "")
+    return f"{holder} holds {slot.count} bytes ({decl}) and a field of it keeps them all: {fix}"
+
+
 def user_string_problem(provenance: Provenance, origins: tuple[str, ...]) -> str:
     """Why a value read from state cannot be read as a user string ("" when it can)."""
     kernel = provenance.kernel_pointer(origins)
@@ -374,7 +406,10 @@ def user_string_problem(provenance: Provenance, origins: tuple[str, ...]) -> str
         return (
             f"{where} holds a kernel pointer (stored from a '{kernel[1]}'); a pointer kept in "
             "state is read as a user-space string (bpf_probe_read_user_str), which reads "
-            "nothing at a kernel address: store the string itself in a `str` member"
+            "nothing at a kernel address: store the string itself in a `str` member. A kernel "
+            "function's argument is a kernel pointer here, `__user` ones too (without BTF type "
+            "tags they look alike): a user string comes from a syscall tracepoint "
+            "(syscalls/sys_enter_*)"
         )
     if provenance.user_pointer(origins) is None:
         return (

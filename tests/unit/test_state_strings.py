@@ -19,7 +19,13 @@ from engine.plan import model as M
 from engine.plan import planner
 from engine.plan.bind import bind
 from engine.plan.passes import limits
-from engine.plan.state import STR_DEFAULT, STR_MAX, parse_type, user_string_problem
+from engine.plan.state import (
+    STR_DEFAULT,
+    STR_MAX,
+    parse_type,
+    string_field_problem,
+    user_string_problem,
+)
 from engine.plan.values import Provenance
 from engine.spec.loader import load_text
 
@@ -189,7 +195,10 @@ def test_a_kernel_pointer_kept_in_state_is_no_user_string() -> None:
     assert said == (
         "20:22: state 'ptrs' holds a kernel pointer (stored from a 'const char *'); a pointer "
         "kept in state is read as a user-space string (bpf_probe_read_user_str), which reads "
-        "nothing at a kernel address: store the string itself in a `str` member"
+        "nothing at a kernel address: store the string itself in a `str` member. A kernel "
+        "function's argument is a kernel pointer here, `__user` ones too (without BTF type "
+        "tags they look alike): a user string comes from a syscall tracepoint "
+        "(syscalls/sys_enter_*)"
     )
 
 
@@ -217,3 +226,66 @@ def test_the_docs_example_is_what_opensnoop_says() -> None:
     for line in block.splitlines():
         assert line in spec[at:], line
         at = spec.index(line, at) + 1
+
+
+def test_a_string_field_of_a_state_member_takes_its_size_or_says_why_not() -> None:
+    """The field copies the member whole: a larger `size:` would be silently cut at the
+    member's N, a smaller one not honoured; both are refused where the field is."""
+    text = spec().replace("      name: st.name\n", "      name: {value: st.name, size: SIZE}\n")
+    assert problems(text.replace("SIZE", "256")) == [
+        "17:24: 'name' holds at most 64 bytes (state 'open' member 'name: str[64]'); declare "
+        "it str[256] to keep longer strings"
+    ]
+    assert problems(text.replace("SIZE", "32")) == [
+        "17:24: 'name' holds 64 bytes (state 'open' member 'name: str[64]') and a field of it "
+        "keeps them all: drop `size: 32` or declare it str[32]"
+    ]
+    (field,) = [f for f in plan(text.replace("SIZE", "64")).fields if f.name == "name"]
+    assert field.count == 64
+    (field,) = [f for f in plan(spec('"str[200]"')).fields if f.name == "name"]
+    assert field.count == 200  # no `size:`: the member's
+    who = spec().replace("      who: st.who\n", "      who: {value: st.who, size: 32}\n")
+    assert problems(who) == [
+        "16:23: 'who' holds at most 16 bytes (state 'open' member 'who: comm'); drop `size:`"
+    ]
+
+
+def test_a_single_string_value_names_its_map() -> None:
+    text = (
+        spec()
+        .replace("  open: {key: u32", '  one: {key: u32, value: "str[8]"}\n  open: {key: u32')
+        .replace(
+            "      open: {key: tid,",
+            "      one: {key: tid, value: pathname.name}\n      open: {key: tid,",
+        )
+        .replace(
+            "      st: take(open, tid)\n", "      st: take(open, tid)\n      o: get(one, tid)\n"
+        )
+        .replace("      who: st.who\n", "      who: st.who\n      o: {value: o, size: 200}\n")
+    )
+    assert problems(text) == [
+        "20:18: state 'one' holds at most 8 bytes (its value 'str[8]'); declare it str[200] "
+        "to keep longer strings"
+    ]
+
+
+@pytest.mark.parametrize("bad", ['"str[0]"', '"str[300]"', '"str[x]"', "u128"])
+def test_a_bad_string_type_is_said_once(bad: str) -> None:
+    """The member planned in its place is a string for a string-like type: its store of a
+    string and its string field say nothing more (they said 'a char[16] cannot be compared')."""
+    one = spec(bad, stored="comm") if bad != "u128" else spec(bad, stored="ktime_ns")
+    (said,) = problems(one)
+    assert said.startswith("3:4") and f"got '{bad.strip(chr(34))}'" in said, said
+
+
+def test_the_docs_say_the_size_refusal_and_the_kernel_argument_limit_as_the_engine_does() -> None:
+    """docs/spec.md quotes the size refusal word for word, and says that a kernel function's
+    `__user` argument is a kernel pointer to the engine, as the refusal in s4's case does."""
+    doc = " ".join((ROOT / "docs" / "spec.md").read_text().split())
+    maps = {s.name: s for s in plan(spec()).states}
+    said = string_field_problem(maps, "open.name", 256).replace("'name'", "'fname'")
+    assert said.replace("'open'", "'start'").replace("name: ", "fname: ") in doc
+    assert "kernel pointers to the engine, those the kernel marks `__user` too" in doc
+    p = Provenance()
+    p.kernel["p.f"] = "char *"
+    assert "`__user` ones too (without BTF type tags" in user_string_problem(p, ("p.f",))

@@ -9,6 +9,7 @@ from engine.kernel.btf import Btf, Kind
 from engine.plan import model as M
 from engine.plan.passes.context import Context
 from engine.plan.resolve import COMM_LEN, FUNC, Resolver, name_index
+from engine.plan.state import string_field_problem
 from engine.plan.values import VT, PlanError, Val, VKind
 from engine.spec import expr as E
 from engine.spec import model as S
@@ -92,7 +93,11 @@ def _string(
     )  # fmt: skip
     if vt.data_loc:
         steps.append(M.DataLocStr(dest, M.operand(val.base), val.offset, size))
-    elif val.var and vt.count:  # a comm kept in a state map
+    elif val.var and vt.count:  # a comm or a string kept in a state map: copied whole
+        if spec.size is not None and vt.origins:
+            said = string_field_problem(r.s.states, vt.origins[0], spec.size)
+            if said:
+                raise PlanError(said, col)
         size = vt.count
         steps.append(M.CopyLocal(dest, M.member(val.var), size))
     elif vt.kind is VKind.ARRAY and val.is_lvalue:
