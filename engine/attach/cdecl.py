@@ -68,6 +68,7 @@ _NAMED: dict[str, tuple[int, bool]] = {
     **{f"int{b}_t": (b // 8, True) for b in (8, 16, 32, 64)},
 }
 _QUALIFIERS = {"const", "volatile", "restrict", "__restrict"}
+_TAGS = ("struct", "union", "enum")
 _TOKEN = re.compile(r"\s*(\*|[A-Za-z_][A-Za-z0-9_]*)")
 # what a type may be spelled as, for the did-you-mean of an unknown one
 _ORDER = ("signed", "unsigned", "short", "long", "char", "int")  # how C programs spell them
@@ -148,6 +149,8 @@ def parse(text: str, named: bool = True) -> Decl:
     tokens = [t for t in _tokens(text) if t not in _QUALIFIERS]
     name = ""
     if named and tokens and tokens[-1] != "*":
+        if len(tokens) == 2 and tokens[0] in _TAGS:  # `enum e`, `struct foo`: the tag's NAME
+            raise DeclError(_tag_without_name(text.strip(), tokens[0], tokens[1]))
         if len(tokens) == 1 or (tokens[-2] != "*" and _is_type(tokens)):
             raise DeclError(f"'{text.strip()}' has no name: write `TYPE NAME`, e.g. `int fd`")
         name = tokens.pop()
@@ -170,6 +173,17 @@ def parse(text: str, named: bool = True) -> Decl:
     char = depth == 1 and base.char
     vt = VT(VKind.PTR, 8, label=ptr_label, char=char, user=True)
     return Decl(name, vt, ptr_label)
+
+
+def _tag_without_name(text: str, tag: str, tag_name: str) -> str:
+    """`enum e` or `struct foo` as an argument: the word after the tag is its name, not the
+    argument's; a struct or union by value is refused anyway, so say both at once."""
+    if tag == "enum":
+        return f"'{text}' has no argument name: write e.g. `enum {tag_name} mode`"
+    return (
+        f"'{text}' has no argument name, and a {tag} passed by value is not in one register: "
+        f"declare a named pointer, e.g. `{tag} {tag_name} *p`"
+    )
 
 
 def _is_type(tokens: list[str]) -> bool:

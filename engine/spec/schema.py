@@ -38,6 +38,7 @@ _DEF_NOUNS = {
     "functions": "function list",
     "function": "function",
     "bindings": "let",
+    "user_target": "uprobe target",
 }
 
 # For a string that fails its pattern: what the noun's strings look like.
@@ -48,6 +49,13 @@ _PATTERN_HINTS = {
     "metavar": "use capitals, digits and _,[]. (at most 41), starting with a capital",
     "header": "use 1 to 32 characters, no spaces or control characters",
     "function": "use a function name, or a pattern of them with *, ? and [a-z] (e.g. vfs_*)",
+}
+
+# For a string of the wrong length whose shape the schema does not check: what it looks like.
+_SHAPE_HINTS = {
+    "uprobe target": "expected BINARY:SYMBOL (e.g. libc:getaddrinfo, /bin/bash:readline)",
+    "usdt": "expected BINARY:PROVIDER:NAME (e.g. ./app:myapp:tick, /usr/bin/python3:python:"
+    "function__entry)",
 }
 
 _ROOT = "spec"
@@ -292,7 +300,10 @@ def _scalar_message(checker: _Checker, error: ValidationError) -> str:
     if keyword == "pattern":
         hint = _PATTERN_HINTS.get(noun, f"it must match {expected}")
         return f"{_show(value)} is not a valid {noun}: {hint}"
-    return _size_message(keyword, expected, value, noun) or _fallback(error)
+    sized = _size_message(keyword, expected, value, noun)
+    if sized and noun in _SHAPE_HINTS and keyword in ("minLength", "maxLength"):
+        sized += f": {_SHAPE_HINTS[noun]}"
+    return sized or _fallback(error)
 
 
 def _size_message(keyword: str, expected: Any, value: Any, noun: str) -> str | None:

@@ -4,8 +4,9 @@ Targets: whatever an attach family's syntax names (engine.attach: a kernel funct
 arguments, a tracepoint's record as `args.FIELD`, a raw tracepoint's arguments as `raw:event`),
 `struct NAME` / `union NAME` (members with byte offsets; anonymous members are
 flattened, since spec paths pass through them), `enum NAME` or an enum constant (its values).
-A path (`/...`, `./...`) or `lib:NAME` names a user-space binary (engine.verbs.explain_binary):
-its functions and USDT probes, or one of them as `BINARY:FUNCTION` / `BINARY:PROVIDER:NAME`.
+A path (`/...`, `./...`), `lib:NAME`, `libc.so.6`, or any target with a `:` other than `raw:`
+names a user-space binary as a spec does (engine.verbs.explain_binary): its functions and USDT
+probes, or one of them as `BINARY:FUNCTION` / `BINARY:PROVIDER:NAME`.
 Output is plain aligned text; every failure is one line on stderr and exit 1 (2 for a usage
 error: a bad --btf, a binary that is missing or not ELF).
 """
@@ -29,7 +30,7 @@ _AGG = (Kind.STRUCT, Kind.UNION)
 _ENUMS = (Kind.ENUM, Kind.ENUM64)
 _USAGE = (
     "expected FUNCTION, CATEGORY/EVENT, raw:EVENT, BINARY:FUNCTION or BINARY:PROVIDER:NAME "
-    "(BINARY a /path or lib:NAME), struct NAME, union NAME or enum NAME"
+    "(BINARY a path, a library name or lib:NAME), struct NAME, union NAME or enum NAME"
 )
 Row = Sequence[str]
 
@@ -42,7 +43,8 @@ def run_explain(target: str, btf_path: str | None, expand: bool, out: TextIO) ->
     """Print what `target` is and how a spec uses it; 0, or 1 (2 for a bad --btf) with one
     line on stderr."""
     try:
-        if is_binary_target(target):  # a user-space binary: ELF, no BTF needed
+        prefixes = [f.explain_prefix for f in FAMILIES if f.explain_prefix]
+        if is_binary_target(target, prefixes):  # a user-space binary: ELF, no BTF needed
             out.write("\n".join(explain_binary(target)) + "\n")
             return 0
         btf = load_btf(btf_path)

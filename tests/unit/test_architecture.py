@@ -270,8 +270,9 @@ ATTACH_KINDS = _one_of_required("attach")  # kprobe, kretprobe, fentry, fexit, t
 
 # path -> words that are not kind names there, each with the reason.
 KIND_WORDS_ALLOWED: dict[str, set[str]] = {
-    # the schema check's hints for a string failing its pattern, keyed by the schema's property
-    "engine/spec/schema.py": {"tracepoint"},
+    # the schema check's hints for a string failing its pattern or length, keyed by the schema's
+    # property
+    "engine/spec/schema.py": {"tracepoint", "usdt"},
     # bpftrace's JSON histogram and avg/min/max objects name their parts so (its format)
     "engine/output/json.py": {"count", "sum", "min", "max"},
     "engine/output/csv.py": {"count", "sum", "min", "max"},

@@ -75,6 +75,11 @@ def test_return_types_have_no_name() -> None:
         ("char *", "'char *' has no name"),
         ("struct addrinfo hints", "a struct passed by value is not in one register; declare a "
          "pointer (`struct addrinfo *`) or the register as an integer"),
+        ("enum e", "'enum e' has no argument name: write e.g. `enum e mode`"),
+        ("const enum e", "'const enum e' has no argument name: write e.g. `enum e mode`"),
+        ("struct foo", "'struct foo' has no argument name, and a struct passed by value is not in"
+         " one register: declare a named pointer, e.g. `struct foo *p`"),
+        ("union u", "'union u' has no argument name, and a union passed by value"),
         ("void v", "void has no value"),
         ("int a[4]", "unexpected '['"),
         ("int * * * * p", "at most 3 levels of pointers"),

@@ -200,6 +200,43 @@ def test_explain_library_by_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert spec[:2] == ["  uprobe: c:getaddrinfo", "  uretprobe: c:getaddrinfo"]
 
 
+@pytest.mark.parametrize("target", ["libc:getaddrinfo", "c:getaddrinfo", "libc.so.6:getaddrinfo"])
+def test_explain_takes_the_spec_spelling(target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`engine explain` parses a target as a spec's uprobe does (engine.attach.binary)."""
+    code, lines, err = run([target], capsys)
+    assert (code, err) == (0, "")
+    assert lines[0] == f"function getaddrinfo in {ldconfig_path('libc.so.6')}"
+    assert lines[lines.index("in a spec:") + 1] == f"  uprobe: {target}"
+
+
+def test_explain_relative_path_usdt_offset_and_library_file(
+    program: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(program.parent)
+    b = elf.load(str(program))
+    code, lines, _ = run(["./demo:zqdemo:report"], capsys)
+    assert code == 0 and lines[0] == f"USDT probe zqdemo:report in {program}"
+    assert "  usdt: ./demo:zqdemo:report" in lines[lines.index("in a spec:") + 1]
+    code, lines, _ = run(["./demo:zq_beta_report+2"], capsys)
+    at = b.functions["zq_beta_report"].address + 2
+    assert code == 0 and lines[4] == f"  offset   2 bytes (address {at:#x})"
+    assert "  uprobe: ./demo:zq_beta_report+0x2" in lines
+    code, lines, _ = run(["libc.so.6"], capsys)
+    assert code == 0 and lines[0].startswith(f"{ldconfig_path('libc.so.6')}: ")
+
+
+def test_explain_pattern_lists_what_a_spec_attaches(
+    program: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines, _ = run([f"{program}:zq_*"], capsys)
+    want = sorted(n for n in nm_functions(program) if n.startswith("zq_"))
+    assert want == ["zq_alpha_compute", "zq_beta_report"]
+    assert code == 0 and lines[0].startswith(f"2 functions match 'zq_*' in {program} ")
+    assert [ln.split()[-1] for ln in lines[2:4]] == want
+    assert [int(ln.split()[0], 16) for ln in lines[2:4]] == [nm_functions(program)[n] for n in want]
+    assert lines[lines.index("in a spec:") + 1] == f"  uprobe: {program}:zq_*"
+
+
 @pytest.mark.parametrize(
     ("target", "code", "message"),
     [
@@ -207,6 +244,9 @@ def test_explain_library_by_name(capsys: pytest.CaptureFixture[str]) -> None:
         ("/no/such/bin", 2, "no such file: /no/such/bin"),
         ("/etc/hostname", 2, "not an ELF file: /etc/hostname"),
         ("lib:", 2, "cannot explain 'lib:'"),
+        ("c:", 2, "cannot explain 'c:'; expected BINARY, BINARY:FUNCTION or BINARY:PROVIDER:NAME$"),
+        ("libc:*", 1, "'\\*' matches [0-9]+ functions; at most 1000 can be attached"),
+        ("libc:nosuch_zz*", 1, "no function matches 'nosuch_zz\\*' in "),
     ],
 )
 def test_explain_errors_one_line(

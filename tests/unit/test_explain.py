@@ -252,8 +252,8 @@ def test_raw_tracepoint(capsys: pytest.CaptureFixture[str]) -> None:
         (
             "struct a b",
             "cannot explain 'struct a b'; expected FUNCTION, CATEGORY/EVENT, raw:EVENT, "
-            "BINARY:FUNCTION or BINARY:PROVIDER:NAME (BINARY a /path or lib:NAME), struct NAME, "
-            "union NAME or enum NAME",
+            "BINARY:FUNCTION or BINARY:PROVIDER:NAME (BINARY a path, a library name or lib:NAME), "
+            "struct NAME, union NAME or enum NAME",
         ),
     ],
 )

@@ -196,6 +196,25 @@ def test_tracepoint_without_category() -> None:
     ]
 
 
+UPROBE_SHAPE = "expected BINARY:SYMBOL (e.g. libc:getaddrinfo, /bin/bash:readline)"
+
+
+def test_user_space_targets_too_short_say_their_shape() -> None:
+    """A target too short to be BINARY:SYMBOL says what one looks like, not only its length."""
+    kernel = "kretprobe: [tcp_v4_connect, tcp_v6_connect]"
+    assert check(kernel, "uprobe: c") == [
+        f"7:17: uprobe target too short (at least 3): {UPROBE_SHAPE}"
+    ]
+    assert check(kernel, "uretprobe: [libc:x, c]") == [
+        f"7:29: uprobe target too short (at least 3): {UPROBE_SHAPE}"
+    ]
+    assert check(kernel, "usdt: a:b") == [
+        "7:15: usdt too short (at least 5): expected BINARY:PROVIDER:NAME (e.g. ./app:myapp:tick, "
+        "/usr/bin/python3:python:function__entry)"
+    ]
+    assert check(kernel, "uprobe: []") == ["7:17: expected at least 1 entry, got none"]
+
+
 # --- names ----------------------------------------------------------------------------------------
 
 
