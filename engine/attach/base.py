@@ -240,6 +240,11 @@ class AttachKind:
         """What the `func` builtin prints for a (concrete) target: the spec's name of it."""
         return target
 
+    def func_qualified(self, target: str) -> str:
+        """`func`'s name when another target of the plan has the same `func_name` (a symbol
+        in two binaries): a kernel function keeps its name."""
+        return target
+
     def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
         """Attach the loaded program `fn_name` to `target` with bcc (`bpf` a bcc.BPF); `pid`
         is a user-space probe's process (-1: every one), which kernel kinds do not take."""

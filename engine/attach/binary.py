@@ -68,6 +68,13 @@ class Located:
         """`PATH:PLACE`: what the plan carries to the runner (the resolved path)."""
         return f"{self.path}:{self.target.place}"
 
+    @property
+    def identity(self) -> tuple[str, int]:
+        """The probed instruction: (the real file, its address). Two names of one function
+        (an alias, a versioned name) are one place, and one file name in two directories is
+        two places."""
+        return os.path.realpath(self.path), self.address
+
 
 def split_binary(text: str, parts: int) -> list[str]:
     """`BINARY:A[:B]` into its `parts` pieces (the binary may not contain a `:`)."""

@@ -91,11 +91,12 @@ class UprobeKind(AttachKind):
         return self.name, texts, bound
 
     def _locate(self, ctx: BindContext, alt: Alternative) -> list[binary.Located] | None:
-        """Each target found in its binary (problems said at the target otherwise); a symbol
-        pattern's matches, each once (a function two names give is an error, a pattern's match
-        named again is not: as kernel function patterns)."""
-        found: list[binary.Located] = []
-        plain: list[binary.Located] = []  # named as they are (a pattern's matches are not)
+        """Each target found in its binary (problems said at the target otherwise); each
+        probed instruction once, over the whole list (a function two names give, an alias
+        or a versioned name, would count every call twice: an error when named, dropped
+        quietly when a pattern matches it again, as kernel function patterns)."""
+        found: dict[tuple[str, int], binary.Located] = {}
+        plain: set[tuple[str, int]] = set()  # named as they are (a pattern's matches are not)
         ok = True
         for i, text in enumerate(alt.targets):
             at = alt.target_ats[i]
@@ -103,13 +104,7 @@ class UprobeKind(AttachKind):
                 self.check_repeat(alt.targets, i)
                 target = self.parse_target(text)
                 for located in binary.locate_all(target, ctx.spec_dir):
-                    same = [f for f in found if self.fn_part(f.text) == self.fn_part(located.text)]
-                    if same and not is_pattern(target.symbol) and same[0] in plain:
-                        raise TargetError(f"'{text}' names the same function as an earlier target")
-                    if not same:  # a pattern's match named before: attached once
-                        found.append(located)
-                        if not is_pattern(target.symbol):
-                            plain.append(located)
+                    self._add(found, plain, located, is_pattern(target.symbol))
                 continue
             except TargetError as exc:
                 ctx.problem(exc.message, at)
@@ -122,7 +117,34 @@ class UprobeKind(AttachKind):
                 alt.kind_at,
             )
             return None
-        return found if ok else None
+        return list(found.values()) if ok else None
+
+    @staticmethod
+    def _add(
+        found: dict[tuple[str, int], binary.Located],
+        plain: set[tuple[str, int]],
+        located: binary.Located,
+        pattern: bool,
+    ) -> None:
+        """Keep `located` unless its instruction is found already: a named target repeating
+        a named one is an error (TargetError); anything else repeated is attached once."""
+        key = located.identity
+        earlier = found.get(key)
+        if earlier is None:
+            found[key] = located
+            if not pattern:
+                plain.add(key)
+            return
+        if not pattern and key in plain:
+            a, b = located.target, earlier.target
+            now, then = a.place, b.place
+            if now == then:  # the binary named twice (c, libc): say which
+                now, then = f"{a.binary}:{now}", f"{b.binary}:{then}"
+            raise TargetError(
+                f"'{now}' is '{then}' (same address "
+                f"{located.address:#x}) in {os.path.basename(located.path)}: it would count "
+                "each call twice"
+            )
 
     def _declared(self, ctx: BindContext, alt: Alternative) -> dict[str, tuple[int, VT]] | None:
         """`args:` as name -> (register index, type); None (said) if one is not C."""
@@ -168,6 +190,11 @@ class UprobeKind(AttachKind):
         """`func` prints the symbol (a pattern's match), as bpftrace's func does."""
         return target.rpartition(":")[2]
 
+    def func_qualified(self, target: str) -> str:
+        """`FILE:SYMBOL` (`libc.so.6:getpid`) when the bare symbol is another target's too."""
+        path, _, place = target.rpartition(":")
+        return f"{os.path.basename(path)}:{place}"
+
     def fn_part(self, target: str) -> str:
         """The BPF function's name part: the binary's file name and the place, as C allows."""
         path, _, place = target.rpartition(":")
@@ -181,7 +208,7 @@ class UprobeKind(AttachKind):
             kwargs["addr"] = int(place, 16)
             return kwargs
         sym, _, off = place.partition("+")
-        kwargs["sym"] = sym
+        kwargs["sym"] = sym.split("@", 1)[0]  # bcc cannot resolve `getaddrinfo@@GLIBC_2.2.5`
         if off:
             kwargs["sym_off"] = int(off, 0)
         return kwargs

@@ -15,6 +15,7 @@ from engine.kernel import elf
 from engine.plan import model as M
 from engine.plan import planner
 from engine.plan.bind import bind
+from engine.plan.passes import attach as attach_pass
 from engine.spec.loader import load_document
 from engine.verbs.validate import validate_path
 from tests.plan_context import FIXTURE as BTF
@@ -143,7 +144,7 @@ def test_a_program_beside_the_spec_is_found_relative_to_it(tmp_path: pathlib.Pat
          "13:9: `ret` is for uretprobe alternatives, not uprobe"),
         ("uprobe: [libc:getaddrinfo, libc:gethostbyname]",
          "uprobe: [libc:getaddrinfo, c:getaddrinfo]",
-         "10:36: 'c:getaddrinfo' names the same function as an earlier target"),
+         "10:36: 'c:getaddrinfo' is 'libc:getaddrinfo' (same address"),
         ("        ret: int", "        ret: int\n        pid: 0",
          "20:14: pid must be at least 1, got 0"),
     ],
@@ -173,3 +174,93 @@ def test_gap_is_the_kernel_uprobe_support() -> None:
         assert reason is None and notes == [
             "the binary is checked on this machine; another may have another one"
         ]
+
+
+COUNT_SPEC = """\
+name: t
+probes:
+  - name: p
+    attach:
+      - uprobe: {targets}
+    fields:
+      f: func
+output:
+  aggregations:
+    - {{name: calls, count: true, by: [f]}}
+"""
+
+
+def counted(tmp_path: pathlib.Path, targets: str) -> M.Plan:
+    return plan(tmp_path, COUNT_SPEC.format(targets=targets))
+
+
+def test_an_alias_named_after_its_function_is_refused(tmp_path: pathlib.Path) -> None:
+    """`__nanosleep` is `nanosleep` (one address): two programs would count each call twice.
+    A versioned name is the plain one too."""
+    address = elf.load(LIBC).functions["nanosleep"].address
+    text = COUNT_SPEC.format(targets='[libc:nanosleep, libc:__nanosleep, "libc:*nanosleep"]')
+    assert problems(tmp_path, text) == [
+        f"5:34: '__nanosleep' is 'nanosleep' (same address {address:#x}) in libc.so.6: "
+        "it would count each call twice"
+    ]
+    text = COUNT_SPEC.format(targets="[libc:getaddrinfo, libc:getaddrinfo@GLIBC_2.2.5]")
+    (got,) = problems(tmp_path, text)
+    assert got.startswith("5:36: 'getaddrinfo@GLIBC_2.2.5' is 'getaddrinfo' (same address"), got
+
+
+def test_a_patterns_match_of_an_earlier_alias_is_dropped(tmp_path: pathlib.Path) -> None:
+    """The pattern `__nanosleep*` matches nanosleep's alias: attached once, under the name
+    written first."""
+    p = counted(tmp_path, '[libc:nanosleep, "libc:__nanosleep*"]')
+    assert p.probes[0].alternatives[0].targets == (f"{LIBC}:nanosleep",)
+    assert p.func_names == ("nanosleep",)
+
+
+def test_a_versioned_symbol_is_attached_by_its_plain_name() -> None:
+    """bcc 0.26 cannot find `getaddrinfo@@GLIBC_2.2.5` ("could not determine address")."""
+    kwargs = KINDS["uprobe"].bcc_kwargs("fn", f"{LIBC}:getaddrinfo@@GLIBC_2.2.5")
+    assert kwargs == {"name": LIBC, "fn_name": "fn", "sym": "getaddrinfo"}
+    assert KINDS["uprobe"].bcc_kwargs("fn", f"{LIBC}:getaddrinfo@GLIBC_2.2.5+4")["sym_off"] == 4
+
+
+@pytest.fixture
+def copies(tmp_path: pathlib.Path) -> pathlib.Path:
+    """libc copied twice beside the spec: ./a/libc.so.6 (libc's file name) and ./a/libx.so."""
+    (tmp_path / "a").mkdir()
+    for name in ("libc.so.6", "libx.so"):
+        (tmp_path / "a" / name).write_bytes(pathlib.Path(LIBC).read_bytes())
+    return tmp_path
+
+
+def test_one_file_name_in_two_directories_is_two_binaries(copies: pathlib.Path) -> None:
+    """Identity is the resolved path: the copy's getpid is its own function, with its own
+    BPF function name and its own `func` name (the whole target: the file names agree)."""
+    copy = f"{copies}/a/libc.so.6"
+    p = counted(copies, f"[{LIBC}:getpid, ./a/libc.so.6:getpid]")
+    alt = p.probes[0].alternatives[0]
+    assert alt.targets == (f"{LIBC}:getpid", f"{copy}:getpid")
+    first, second = (f.name for f in alt.functions)
+    assert first == "p0_p_uprobe_libc_so_6_getpid"
+    assert second.startswith(first + "_") and len(second) == len(first) + 9
+    assert p.func_names == (f"{LIBC}:getpid", f"{copy}:getpid")
+    assert [f.func for f in alt.functions] == [0, 1]
+    p = counted(copies, f"[{LIBC}:getpid, ./a/libc.so.6:getp*]")
+    assert f"{copy}:getpid" in p.probes[0].alternatives[0].targets
+
+
+def test_func_names_the_binary_when_a_symbol_is_in_two(copies: pathlib.Path) -> None:
+    """getpid of libc and of libx.so: `func` tells them apart (one index each); a symbol
+    only one binary has keeps its bare name."""
+    p = counted(copies, f"[{LIBC}:getpid, ./a/libx.so:getpid, ./a/libx.so:getppid]")
+    assert p.func_names == ("libc.so.6:getpid", "libx.so:getpid", "getppid")
+    assert [f.func for f in p.probes[0].alternatives[0].functions] == [0, 1, 2]
+    c = render_c(bind(p, options={}))
+    assert "u32 v1 = 0;" in c and "u32 v1 = 1;" in c and "u32 v1 = 2;" in c
+
+
+def test_a_kernel_function_keeps_its_bare_name_beside_a_user_one() -> None:
+    labels = attach_pass.func_labels([("kprobe", "vfs_read"), ("uprobe", "/x/prog:vfs_read")])
+    assert labels == {
+        ("kprobe", "vfs_read"): "vfs_read",
+        ("uprobe", "/x/prog:vfs_read"): "prog:vfs_read",
+    }

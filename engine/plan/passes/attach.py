@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -29,13 +30,28 @@ MAX_STASH = 6  # a return probe keeps at most the register-passed arguments
 
 def run(ctx: Context) -> None:
     """Every alternative's target, before anything is resolved in its scope."""
+    pairs: list[tuple[str, str]] = []
     for probe in ctx.spec.probes:
         for alt in probe.attach:
             target = ctx.targets[probe.index, alt.index] = attach_target(ctx, alt)
             if target is not None:
-                kind = KINDS[target[0]]
-                names = (kind.func_name(t) for t in target[1])
-                ctx.func_names += [n for n in dict.fromkeys(names) if n not in ctx.func_names]
+                pairs += [(target[0], t) for t in target[1]]
+    ctx.func_label = func_labels(pairs)
+    ctx.func_names = list(dict.fromkeys(ctx.func_label.values()))
+
+
+def func_labels(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """What `func` prints for each (kind, target), in order: the kind's bare name (a symbol),
+    unless targets that are not the same share it (getpid in libc and in libx.so): then the
+    qualified name (`libc.so.6:getpid`), and if that is shared too (two files named libc.so.6)
+    the whole target, which is unique."""
+    labels = {p: KINDS[p[0]].func_name(p[1]) for p in pairs}
+    for level in (lambda k, t: KINDS[k].func_qualified(t), lambda k, t: t):
+        owners: dict[str, set[str]] = {}
+        for (_, t), label in labels.items():
+            owners.setdefault(label, set()).add(t)
+        labels = {p: level(*p) if len(owners[n]) > 1 else n for p, n in labels.items()}
+    return labels
 
 
 def attach_target(ctx: Context, alt: S.Alternative) -> Resolved | None:
@@ -185,6 +201,7 @@ def functions(
     found: list[M.Function] = []
     for t, fn in zip(targets, fnames):
         tgt = ak.bcc_name(t)
+        fn = fn if ak.prefix else unique_fn(ctx, fn, t)
         if ak.entry and scope.stash:
             found.append(M.Function(fn + "_entry", ak.entry, t, "entry"))
         if ak.prefix:
@@ -207,8 +224,19 @@ def functions(
                     target_at(alt, t),
                 )
                 return None
-        found.append(M.Function(fn, kind, tgt, "main", func=ctx.func_names.index(ak.func_name(t))))
+        label = ctx.func_label.get((kind, t), ak.func_name(t))
+        found.append(M.Function(fn, kind, tgt, "main", func=ctx.func_names.index(label)))
     return [with_pid(f, alt) for f in found]
+
+
+def unique_fn(ctx: Context, fn: str, target: str) -> str:
+    """`fn`, or `fn` and a hash of the target when another target's function has the name
+    already (one file name in two directories: fn_part names the file, not its path)."""
+    if ctx.fn_target.setdefault(fn, target) == target:
+        return fn
+    fn = f"{fn}_{hashlib.sha1(target.encode()).hexdigest()[:8]}"
+    ctx.fn_target[fn] = target
+    return fn
 
 
 def with_pid(fn: M.Function, alt: S.Alternative) -> M.Function:

@@ -47,6 +47,9 @@ class Context:
     targets: dict[tuple[int, int], Target | None] = dataclasses.field(default_factory=dict)
     # the `func` builtin's table: each attach target's name, once, in probe order (attach pass)
     func_names: list[str] = dataclasses.field(default_factory=list)
+    # (kind, target) -> its name in func_names (attach pass); BPF function name -> its target
+    func_label: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
+    fn_target: dict[str, str] = dataclasses.field(default_factory=dict)
     traceable: tuple[frozenset[str] | None] | None = None  # the live kernel's, read once
     fields: dict[str, M.Field] = dataclasses.field(default_factory=dict)  # the event's
     probes: list[M.Probe | None] = dataclasses.field(default_factory=list)  # None: failed
