@@ -134,3 +134,31 @@ class BccTool(Oracle):
 
     def stop(self) -> list[str]:
         return self.finish()
+
+
+# Log2 histograms of two tools on the same workload: compared by shape (see test_spec_runqlat).
+def by_index(rows: list[dict]) -> dict[int, int]:
+    """JSON log2 buckets ({min, max, count}) by bucket index: bcc's `0 -> 1` and bpftrace's
+    [0] and [1] are index 0, `2 -> 3` index 1, `2^n .. 2^(n+1)-1` index n."""
+    found: dict[int, int] = {}
+    for b in rows:
+        index = max(int(b["max"]), 1).bit_length() - 1
+        found[index] = found.get(index, 0) + int(b["count"])
+    return found
+
+
+def bucket_shift(a: dict[int, int], b: dict[int, int]) -> float:
+    """How far, in buckets, the mass of one histogram moves on average to become the other
+    (the earth mover's distance of the two as shares of their totals): the sum over bucket
+    edges of the difference of their cumulative shares. 0 for the same shape, 1.0 when every
+    sample is one bucket off, 0.1 when a tenth of them is."""
+    total_a, total_b = sum(a.values()), sum(b.values())
+    if not total_a or not total_b:
+        return float("inf")
+    cum_a = cum_b = 0
+    moved = 0.0
+    for index in range(min(a | b), max(a | b)):
+        cum_a += a.get(index, 0)
+        cum_b += b.get(index, 0)
+        moved += abs(cum_a / total_a - cum_b / total_b)
+    return moved

@@ -5,7 +5,7 @@ on the same two tracepoints, running at the same time. The test makes a loop dev
 file and does known direct I/O with dd: WRITES 4 KiB writes from sector WRITE_AT and READS
 8 KiB reads from sector 0, one request each (O_DIRECT, synchronous). Exact: the requests'
 count, pids, comms, sectors, bytes and direction; MAJ:MIN from the device's dev_t. Times:
-the histograms' totals are equal and their bucket mass overlaps by at least 90%; every
+the histograms' totals are equal and their shapes differ by at most 0.4 buckets; every
 latency lies within [0, the test's wall time]."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Iterator
 import procs
 import pytest
 from conftest import CHILD_TIMEOUT
-from oracle import BpftraceJson
+from oracle import BpftraceJson, bucket_shift, by_index
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -75,21 +75,6 @@ def workload(path: str) -> tuple[int, int]:
     return writer, reader
 
 
-def by_upper_bound(buckets: list[dict]) -> dict[int, int]:
-    """Log2 buckets keyed by their inclusive max, bpftrace's [0,0] and [1,1] joined as bcc's
-    `0 -> 1`, so the two layouts compare bucket by bucket."""
-    mass: dict[int, int] = {}
-    for b in buckets:
-        top = max(int(b["max"]), 1)
-        mass[top] = mass.get(top, 0) + int(b["count"])
-    return {k: v for k, v in mass.items() if v}
-
-
-def overlap(a: dict[int, int], b: dict[int, int]) -> float:
-    total = sum(a.values())
-    return sum(min(a.get(k, 0), b.get(k, 0)) for k in set(a) | set(b)) / total if total else 0.0
-
-
 LATENCY_SCRIPT = """
 BEGIN { printf("READY\\n"); }
 tracepoint:block:block_rq_issue /args->dev == (uint32)%d/ {
@@ -124,9 +109,11 @@ def test_biolatency_histogram_matches_bpftraces(engine, loopdev) -> None:
     assert hist["count"] == WRITES + READS
     assert sum(b["count"] for b in hist["buckets"]) == WRITES + READS
     [their_hist] = [r["data"]["@usecs"] for r in theirs if r.get("type") == "hist"]
-    mine, their = by_upper_bound(hist["buckets"]), by_upper_bound(their_hist)
+    mine, their = by_index(hist["buckets"]), by_index(their_hist)
     assert sum(their.values()) == WRITES + READS
-    assert overlap(mine, their) >= 0.9, (mine, their)
+    # a latency near a power-of-two edge may fall on either side between the two tools; a
+    # histogram one bucket off is 1.0 (oracle.bucket_shift, measured in test_spec_runqlat)
+    assert bucket_shift(mine, their) <= 0.4, (mine, their)
     assert 0 <= hist["sum"] / 1000 <= wall_ms
     # -D -m: one millisecond histogram per disk; ours is keyed MAJ:MIN with every request
     major, minor = dev >> 20, dev & 0xFFFFF
