@@ -19,13 +19,14 @@ import os
 import re
 from dataclasses import dataclass
 
-from engine.attach.base import PATTERN, expand, is_pattern, pattern_hint
+from engine.attach.base import PATTERN, Alternative, BindContext, expand, is_pattern, pattern_hint
 from engine.errors import did_you_mean
 from engine.kernel import elf
 
 SYMBOL = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$@]{0,254}")
 OFFSET = re.compile(r"(0[xX][0-9a-fA-F]+|[0-9]+)")
 ADDRESS = re.compile(r"0[xX][0-9a-fA-F]+")
+INT_OPTION = re.compile(r"[us](8|16|32|64)")  # the option types a `pid: $name` may have
 
 
 class BinaryError(ValueError):
@@ -166,3 +167,17 @@ def locate_all(target: BinaryTarget, spec_dir: str) -> list[Located]:
         by_address.setdefault(binary.functions[name].address, name)
     kept = sorted(by_address.values())
     return [locate(BinaryTarget(target.binary, name), spec_dir) for name in kept]
+
+
+def pid_ok(ctx: BindContext, alt: Alternative) -> bool:
+    """`pid: $name` names an integer option (a number needs no check); problems go to `ctx`.
+    Shared by every user-space kind, since each passes the pid to bcc the same way."""
+    if not isinstance(alt.pid, str):
+        return True
+    ctype = ctx.option_type(alt.pid, alt.pid_at)
+    if ctype is None:
+        return False
+    if not INT_OPTION.fullmatch(ctype):
+        ctx.problem(f"`pid: ${alt.pid}` needs an integer option; it is {ctype}", alt.pid_at)
+        return False
+    return True

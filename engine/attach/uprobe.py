@@ -45,7 +45,6 @@ UPROBES_WITNESS = "uprobe_register"
 PROBE_TARGET = "libc:getpid"  # what `engine doctor` attaches to: in every libc
 REMEDY = "a kernel built with CONFIG_UPROBES (and the uprobe PMU or tracefs uprobe_events)"
 DEFAULT_RET = "long"
-INT_OPTION = re.compile(r"[us](8|16|32|64)")
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class UprobeKind(AttachKind):
         ret = self._ret(ctx, alt)
         if located is None or declared is None or ret is False:
             return None
-        if not self._pid_ok(ctx, alt):
+        if not binary.pid_ok(ctx, alt):
             return None
         texts = tuple(loc.text for loc in located)
         nargs = len(alt.args)
@@ -173,18 +172,6 @@ class UprobeKind(AttachKind):
         except DeclError as exc:
             ctx.problem(str(exc), alt.ret_at)
             return False
-
-    def _pid_ok(self, ctx: BindContext, alt: Alternative) -> bool:
-        """`pid: $name` names an integer option (a number needs no check)."""
-        if not isinstance(alt.pid, str):
-            return True
-        ctype = ctx.option_type(alt.pid, alt.pid_at)
-        if ctype is None:
-            return False
-        if not INT_OPTION.fullmatch(ctype):
-            ctx.problem(f"`pid: ${alt.pid}` needs an integer option; it is {ctype}", alt.pid_at)
-            return False
-        return True
 
     def func_name(self, target: str) -> str:
         """`func` prints the symbol (a pattern's match), as bpftrace's func does."""

@@ -156,7 +156,7 @@ class UsdtKind(AttachKind):
             ctx.problem(str(exc), at)
             return None
         declared = self._declared(ctx, alt, probe, notes)
-        if declared is None or not uprobe.UPROBE._pid_ok(ctx, alt):  # `pid: $opt`: an int option
+        if declared is None or not binary.pid_ok(ctx, alt):  # `pid: $opt`: an int option
             return None
         if probe.semaphore and alt.pid is None:
             ctx.problem(
