@@ -44,6 +44,10 @@ DECODERS: dict[str, DecoderInfo] = {
     # the `func` builtin: the index of the target that fired, printed as its name (the plan's
     # table, Plan.func_names, carried like an enum's values)
     "func": DecoderInfo(0, cached=True, spelled=False),
+    # the stack builtins: a stack id (ustack: and the tgid) printed as frames (one per line)
+    "kstack": DecoderInfo(24, cached=True, spelled=False),
+    "ustack": DecoderInfo(24, cached=True, spelled=False),
 }
+STACK_DECODERS = ("kstack", "ustack")
 # Spelled in specs but applied while reading (a byte swap in the kernel), then printed as int.
 BYTE_ORDER = ("be16", "be32", "be64")

@@ -24,7 +24,7 @@ class CsvRenderer(Renderer):
         return self.line([c.header for c in self.columns])
 
     def row(self, cells: Sequence[Any]) -> str:
-        out = [c.lines()[0] if isinstance(c, Stack) and c.frames else c for c in cells]
+        out = [";".join(c.lines()) if isinstance(c, Stack) else c for c in cells]
         for i in self.decimals:
             out[i] = f"{out[i]:.3f}"
         return self.line(out)

@@ -16,6 +16,7 @@ from engine.output.values import (
     Order,
     Stack,
     Table,
+    ordered,
 )
 
 STARS = 40
@@ -57,7 +58,10 @@ class TableRenderer(Renderer):
         return "\n".join(x.rstrip() for x in lines) + "\n"
 
     def table(self, table: Table, order: Order | None = None) -> str:
-        """An aggregation's table follows a blank line, as bcc's tools print theirs."""
+        """An aggregation's table follows a blank line, as bcc's tools print theirs; one keyed
+        by stacks prints bcc profile's layout instead."""
+        if table.stacked:
+            return stack_table(table, order)
         return "\n" + super().table(table, order)
 
     def histograms(self, name: str, keys: Sequence[str], series: Sequence[Keyed]) -> str:
@@ -67,6 +71,32 @@ class TableRenderer(Renderer):
             layout = LAYOUTS[type(s.histogram.scale)]
             out.append(("\n" + head + "\n" if head else "\n") + layout(s.histogram))
         return "".join(out)
+
+
+def stack_table(table: Table, order: Order | None) -> str:
+    """Rows keyed by stacks as bcc's profile prints them: each stack's frames one per line
+    (kernel, then `--`, then user), `-  comm (pid)` for the other key cells, then the values;
+    the largest last, nearest the prompt, as bcc sorts them."""
+    out = []
+    for row in reversed(ordered(table.rows, order)):
+        keys, vals = row[: table.keys], row[table.keys :]
+        stacks = [c for c in keys if isinstance(c, Stack)]
+        lines: list[str] = []
+        for s in stacks:
+            if lines and s.frames:
+                lines.append("    --")
+            lines += [f"    {f}" for f in s.lines()]
+        other = [str(c) for c in keys if not isinstance(c, Stack)]
+        if other:
+            label = other[0] + "".join(f" ({c})" for c in other[1:])
+            lines.append("    %-16s %s" % ("-", label))
+        if len(vals) == 1:
+            lines.append(f"        {vals[0]}")
+        else:
+            cols = table.columns[table.keys :]
+            lines.append("        " + "  ".join(f"{c.header} {v}" for c, v in zip(cols, vals)))
+        out.append("\n".join(lines) + "\n")
+    return "".join(f"{block}\n" for block in out)
 
 
 def stars(val: int, val_max: int, width: int) -> str:

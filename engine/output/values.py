@@ -46,9 +46,11 @@ class Symbol:
 
 @dataclass(frozen=True)
 class Stack:
-    """A multi-line cell: frames, innermost first (a stack trace)."""
+    """A multi-line cell: frames, innermost first (a stack trace); `kind` says whose frames
+    they are ("kernel", "user"; "" for other multi-line cells)."""
 
     frames: tuple[Symbol | Text, ...]
+    kind: str = ""
 
     def lines(self) -> list[str]:
         return [str(f) for f in self.frames]
@@ -142,6 +144,12 @@ class Table:
 
     columns: tuple[Column, ...]
     rows: tuple[tuple[Cell, ...], ...]
+    keys: int = 0  # the first `keys` columns are the key (an aggregation's `by`)
+
+    @property
+    def stacked(self) -> bool:
+        """A key column holds stacks: rows print in bcc's profile layout, not as a grid."""
+        return any(isinstance(c, Stack) for r in self.rows for c in r[: self.keys])
 
 
 @dataclass(frozen=True)

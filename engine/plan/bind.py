@@ -13,12 +13,19 @@ from typing import Mapping, Sequence, Union
 
 from engine import aggs
 from engine.attach import KINDS, legacy_name
+from engine.decoders import STACK_DECODERS
 from engine.errors import UsageError
 from engine.kernel.pinned import SAFE_PATH
 from engine.nodes import Transformer, Visitor
 from engine.plan import model as M
 from engine.plan.layout import layout
-from engine.plan.resources import agg_error_index, error_names, set_map_name
+from engine.plan.resources import (
+    STACK_ERRORS,
+    STACK_STORAGE,
+    agg_error_index,
+    error_names,
+    set_map_name,
+)
 from engine.plan.values import PINNED, ctype_range
 
 OptionValue = Union[int, bool, str, Sequence[int], None]
@@ -36,6 +43,7 @@ def bind(
     wakeup_batch: int = 0,
     kfunc_style: str = "module",
     clear: bool = False,
+    stack_storage: int = STACK_STORAGE,
 ) -> M.Program:
     """Fix a run's choices; `choices` maps probe name -> index into its alternatives.
 
@@ -54,6 +62,9 @@ def bind(
     sinks = bind_sinks(plan, count, values, transport, ringbuf_pages, wakeup_batch, clear)
     aggs = [s for s in sinks if isinstance(s, M.AggSink)]
     errors = error_names(plan.states, [s.agg for s in aggs])
+    stacks = any(f.decoder in STACK_DECODERS for f in plan.fields)
+    stack_errors = len(errors) if stacks else -1
+    errors += list(STACK_ERRORS) if stacks else []
     if aggs:
         wanted = {c.field for a in aggs for c in a.by} | {a.agg.value for a in aggs} - {""}
     else:
@@ -92,6 +103,8 @@ def bind(
         states=tuple(st for st in plan.states if not st.stash or st.name in stashes),
         errors=tuple(errors),
         sets=tuple(sets.values()),
+        stack_storage=stack_storage if stacks else 0,
+        stack_errors=stack_errors,
     )
 
 

@@ -138,6 +138,7 @@ class Field:
     header: str
     width: int
     enum_values: tuple[tuple[int, str], ...] = ()
+    frames: int = 0  # a stack field (kstack(N), ustack(N)): at most this many frames (0: all)
 
 
 @dataclass(frozen=True)
@@ -382,6 +383,8 @@ class Program:
     states: tuple[StateMap, ...] = ()
     errors: tuple[str, ...] = ()  # what each engine_errors counter counts, by index
     sets: tuple[SetMap, ...] = ()  # long list options' values, as hash sets
+    stack_storage: int = 0  # the stack map's entries (0: no field reads a stack)
+    stack_errors: int = -1  # engine_errors' counter of kernel stacks not stored; user: +1
 
     @property
     def layouts(self) -> tuple[Layout, ...]:

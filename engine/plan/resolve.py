@@ -53,10 +53,14 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "cgroup_id": ("u64", "cgroup_id"),
 }
 FUNC = "func"  # the builtin naming the attach target that fired (one BPF function each)
+# the stack builtins: a stack id in the stack map (ustack: with the tgid, to symbolize later);
+# `kstack(N)` prints at most N frames (the map keeps PERF_MAX_STACK_DEPTH, 127)
+STACKS = ("kstack", "ustack")
+MAX_FRAMES = 127
 MNTNS_PATH = ("nsproxy", "mnt_ns", "ns", "inum")  # the `mntns_id` builtin, from `task`
 HELPERS = (
     "transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet",
-    *STATE_HELPERS,
+    *STACKS, *STATE_HELPERS,
 )  # fmt: skip
 
 
@@ -212,6 +216,8 @@ class Resolver:
             dest = s.local()
             s.emit(M.Builtin(dest, ctype, which))
             return Val(int_vt(ctype), var=dest)
+        if name in STACKS:
+            return self.stack(name, 0)
         if name == "comm":
             return Val(VT(VKind.COMM, COMM_LEN, label="char[16]", char=True))
         if name == FUNC:  # the target that fired: its BPF function's constant (decode: func)
@@ -267,7 +273,7 @@ class Resolver:
     def known_names(self) -> list[str]:
         s = self.s
         names = list(s.bindings) + list(s.params) + list(s.declared) + list(BUILTINS)
-        names += ["comm", "task", "mntns_id"]
+        names += ["comm", "task", "mntns_id", *STACKS]
         names.append(FUNC)
         if s.record is not None:
             names.append("args")
@@ -433,6 +439,8 @@ class Resolver:
                 f"{did_you_mean(node.func, HELPERS)}",
                 node.col,
             )
+        if node.func in STACKS:
+            return self.stack(node.func, self.frames(node))
         if node.func.endswith("_header"):
             return self.skb_header(node)
         if node.func in ("sock_saddr", "sock_daddr"):
@@ -450,6 +458,24 @@ class Resolver:
         if len(node.args) != 3:
             raise PlanError("inet(family, v4_address, v6_address) takes three arguments", node.col)
         return self.inet(node, node.args)
+
+    def stack(self, which: str, frames: int) -> Val:
+        """A stack id (engine.runtime.stacks prints its frames); errors are counted in C."""
+        dest = self.s.local()
+        self.s.emit(M.Builtin(dest, "u64", which))
+        return Val(VT(VKind.INT, 8, label=which, stack=which, frames=frames), var=dest)
+
+    def frames(self, node: E.Call) -> int:
+        """N of `kstack(N)`: a number from 1 to MAX_FRAMES."""
+        args = node.args
+        value = self.value(args[0]) if len(args) == 1 else None
+        if value is None or not value.is_const or not 1 <= (value.const or 0) <= MAX_FRAMES:
+            raise PlanError(
+                f"{node.func}(N) takes one number, the most frames to print, 1 to {MAX_FRAMES}"
+                f" (or write {node.func} for all)",
+                node.col,
+            )
+        return int(value.const or 0)
 
     def inet(self, node: E.Call, parts: Sequence[E.Node]) -> Val:
         family = self.rvalue(self.value(parts[0]))

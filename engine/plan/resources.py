@@ -29,6 +29,13 @@ EPOCH = "agg_epoch"
 ERRORS = "engine_errors"
 STATE_KEYS = "engine_state_keys"
 NO_PREALLOC = "BPF_F_NO_PREALLOC"
+STACKS = "stack_traces"
+STACK_STORAGE = 16384  # the stack map's default entries, as bcc's profile (--stack-storage-size)
+# engine_errors' counters of stacks not stored, after the aggregations' (Program.stack_errors)
+STACK_ERRORS = (
+    "kernel stacks not stored (stack map full or hash collision: --stack-storage-size)",
+    "user stacks not stored (stack map full or hash collision: --stack-storage-size)",
+)
 
 
 class MapType(str, Enum):
@@ -41,6 +48,7 @@ class MapType(str, Enum):
     LRU_HASH = "lru_hash"
     RINGBUF = "ringbuf"
     PERF = "perf_output"
+    STACK_TRACE = "stack_trace"
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,12 @@ class Resources:
     # a per-CPU array per state map holding strings: its values are built and read there, as
     # they are too large for the BPF stack (one entry per read or store in one function)
     scratch: tuple[MapDecl, ...] = ()
+    stacks: MapDecl | None = None  # the stack map, when a field reads a stack
+
+    @property
+    def before_probes(self) -> tuple[MapDecl, ...]:
+        """Maps the C declares after `lost`, before the counters (the stack map)."""
+        return (self.stacks,) if self.stacks else ()
 
     def all(self) -> tuple[MapDecl, ...]:
         """Every declaration, in C order."""
@@ -98,7 +112,7 @@ class Resources:
         for agg in self.aggregations:
             out += [m for pair in agg.epochs for m in pair] + ([agg.zero] if agg.zero else [])
         out += [m for m in (self.events, self.pending) if m is not None]
-        out += [*self.sets, *([self.epoch] if self.epoch else []), self.lost]
+        out += [*self.sets, *([self.epoch] if self.epoch else []), self.lost, *self.before_probes]
         if self.errors.names:
             out.append(self.errors.map)
             out += [self.state_keys.map] if self.state_keys else []
@@ -186,6 +200,11 @@ def declare(program: M.Program) -> Resources:
         state_keys=_state_keys(program),
         states=tuple(_state_map(st) for st in program.states),
         scratch=_scratch_maps(program),
+        stacks=(
+            MapDecl(STACKS, MapType.STACK_TRACE, "", "", program.stack_storage)
+            if program.stack_storage
+            else None
+        ),
     )
 
 

@@ -70,6 +70,8 @@ class VT:
     # pointer kept in state is still one (Provenance)
     origins: tuple[str, ...] = ()
     func: bool = False  # the `func` builtin: an index that prints as the function's name
+    stack: str = ""  # the `kstack`/`ustack` builtins: a stack id that prints as frames
+    frames: int = 0  # kstack(N)/ustack(N): at most N frames printed (0: all)
 
     @property
     def ctype(self) -> str:

@@ -136,6 +136,7 @@ class State:
     def __init__(self, exact_text: bool = False) -> None:
         self.first_ns: int | None = None
         self.exact_text = exact_text
+        self.stacks: Any = None  # an engine.runtime.stacks.StackReader once a program loads
 
     def elapsed(self, ns: int) -> float:
         if self.first_ns is None:
@@ -211,6 +212,16 @@ def _text(field: Field | FieldInfo, state: State) -> Convert:
     return text if state.exact_text else escaped_text
 
 
+def _stack(kind: str) -> Callable[[Field | FieldInfo, State], Convert]:
+    """A stack id as its frames, read from the loaded program's stack map (State.stacks)."""
+
+    def make(field: Field | FieldInfo, state: State) -> Convert:
+        frames = field.frames
+        return lambda v: state.stacks.stack(v, kind, frames)
+
+    return make
+
+
 def _hex(field: Field | FieldInfo, state: State) -> Convert:
     return (lambda v: bytes(v).hex()) if field.count else hex
 
@@ -232,6 +243,8 @@ _MAKERS: dict[str, Callable[[Field | FieldInfo, State], Convert]] = {
     "ksym": lambda field, state: _ksym_ready(),
     "syscall": _const(syscall_name),
     "func": _enum,
+    "kstack": _stack("kernel"),
+    "ustack": _stack("user"),
 }
 REGISTRY: dict[str, Decoder] = {name: Decoder(i, _MAKERS[name]) for name, i in DECODERS.items()}
 
@@ -242,6 +255,7 @@ class FieldInfo:
 
     count: int
     enum_values: tuple[tuple[int, str], ...] = ()
+    frames: int = 0  # a stack field's most frames printed (0: all)
 
 
 def raw(value: Any) -> Any:

@@ -34,6 +34,7 @@ from engine.runtime.loop import POLL_MS, BufferEvents, runtime_sinks, stop_writi
 from engine.runtime.output import Printer
 from engine.runtime.rows import RowMaker
 from engine.runtime.sinks import AggregatePrinter, check_membarrier
+from engine.runtime.stacks import StackReader
 
 
 @dataclass
@@ -464,6 +465,9 @@ class EventLoop:
         self.stop = stop
         # text cells exact where the format escapes them itself (JSON); tables/CSV: escaped
         self.state = decoders.State(exact_text=RENDERERS[config.fmt].exact_text)
+        stack_map = session.resources.stacks
+        if stack_map is not None:
+            self.state.stacks = StackReader(session.bpf[stack_map.name])
         fields = {f.name: f for f in plan.fields}
         self.printer = Printer(
             config.fmt,
@@ -520,6 +524,8 @@ class EventLoop:
         for events in self.events:
             events.check_lost(final=True)
         self.check_errors()
+        if self.state.stacks is not None and self.state.stacks.report():
+            say(self.state.stacks.report())
         if self.broken:
             stop_writing(self.out)
         return 0

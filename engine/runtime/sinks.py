@@ -77,10 +77,14 @@ class Reader:
         """Every key that holds a value, then `other` when it holds one; `epoch` picks the
         map set (only --clear runs have a second)."""
         maps = self.sink.map_sets[epoch]
-        out = []
+        # keys that print the same (stacks cut to N frames) merge as one key's more CPUs
+        merged: dict[tuple[Any, ...], list[Any]] = {}
         for k, per_cpu in self.items(bpf[maps.hash]):
             t = self.unpack(bytes(k))
-            s = self.series(tuple(g(t) for g in self.getters), per_cpu)
+            merged.setdefault(tuple(g(t) for g in self.getters), []).extend(per_cpu)
+        out = []
+        for key, per_cpu in merged.items():
+            s = self.series(key, per_cpu)
             if s is not None:
                 out.append(s)
         other = self.series(("other",) * len(self.sink.by), bpf[maps.other][0])
@@ -279,4 +283,5 @@ def aggregate_table(
         for s in series:
             row = rows.setdefault(s.key, [values.Number(0)] * len(group))
             row[n] = values.Number(printed(agg, s.value))
-    return values.Table(tuple(cols), tuple((*key, *vals) for key, vals in rows.items()))
+    table_rows = tuple((*key, *vals) for key, vals in rows.items())
+    return values.Table(tuple(cols), table_rows, keys=len(group[0][0].by))

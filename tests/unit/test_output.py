@@ -63,7 +63,7 @@ def test_cells_of_every_value_type() -> None:
     assert table == "x        tcp_sendmsg+0x1f\n         sock_sendmsg\n         [unknown]\n"
     doc = json.loads(RENDERERS["json"](COLS).row(row))
     assert doc == {"comm": "x", "n": ["tcp_sendmsg+0x1f", "sock_sendmsg", "[unknown]"]}
-    assert RENDERERS["csv"](COLS).row(row) == "x,tcp_sendmsg+0x1f\n"
+    assert RENDERERS["csv"](COLS).row(row) == "x,tcp_sendmsg+0x1f;sock_sendmsg;[unknown]\n"
     assert RENDERERS["json"](COLS).row(["y", Number(Decimal("1.500"))]) == '{"comm":"y","n":1.5}\n'
 
 

@@ -35,6 +35,7 @@ MACRO_NAME = {  # the map name's place among a bcc macro's arguments
     "BPF_TABLE": 3,
     "BPF_F_TABLE": 3,
     "BPF_TABLE_PINNED": 3,
+    "BPF_STACK_TRACE": 0,
 }
 
 

@@ -61,7 +61,8 @@ def field_code(
     if decoder == FUNC:
         natural = max(len(n) for _, n in enum_pairs)
     width = spec.width if spec.width is not None else max(len(header), natural)
-    return (M.Field(name, ctype, count, decoder, header, width, enum_pairs), steps)
+    frames = val.vt.frames if val.vt.stack else 0
+    return (M.Field(name, ctype, count, decoder, header, width, enum_pairs, frames), steps)
 
 
 def _inet(dest: str, val: Val, col: int) -> M.Step:
@@ -141,7 +142,11 @@ def _number(
                 col,
             )
         swap, decoder = bits, "int"
-    if vt.func and decode is None:  # the target that fired, by name (the plan's table)
+    if vt.stack:  # a stack id: printed as its frames (engine.runtime.stacks)
+        if decode not in (None, vt.stack):
+            raise PlanError(f"decoder '{decode}' does not fit a stack ({vt.stack})", col)
+        decoder = vt.stack
+    elif vt.func and decode is None:  # the target that fired, by name (the plan's table)
         decoder, enum_pairs = FUNC, tuple(enumerate(ctx.func_names))
     elif decoder == "enum" or (decode is None and vt.btf and vt.kind is VKind.INT):
         enum_pairs = enum_values(ctx, spec.enum, vt, col)

@@ -17,7 +17,7 @@ TIME_NS = {"ns": 1, "nsecs": 1, "us": 10**3, "usecs": 10**3, "ms": 10**6, "msecs
            "s": 10**9, "secs": 10**9, "seconds": 10**9}  # fmt: skip
 PRINTED = tuple(key for key, k in aggs.BY_SPEC_KEY.items() if k.printable)
 NOT_NUMBERS = ("str", "inet", "hex", "ksym", "elapsed", "bool", "enum", "errno", "ip_version",
-               "ms", "secs", "syscall", "devt")  # fmt: skip
+               "ms", "secs", "syscall", "devt", "kstack", "ustack")  # fmt: skip
 
 
 def run(ctx: Context) -> None:
