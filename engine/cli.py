@@ -194,12 +194,14 @@ def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
                 kind = list_parser(opt.ctype)
             else:
                 kind = int_parser(opt.ctype)
+            default = f", default {opt.default}" if opt.default is not None else ""
             group.add_argument(
                 *flags,
                 dest=f"opt_{opt.name}",
                 type=kind,
                 metavar=opt.metavar,
-                help=help_text(f"{opt.help} ({type_words(opt)})"),
+                default=opt.default,
+                help=help_text(f"{opt.help} ({type_words(opt)}{default})"),
             )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from engine.attach import kfunc, raw_tracepoint, tracepoint, uprobe, usdt
+from engine.attach import kfunc, perf, raw_tracepoint, tracepoint, uprobe, usdt
 from engine.attach.base import (
     ArgAccess,
     AttachKind,
@@ -25,6 +25,7 @@ from engine.attach.kfunc import legacy_name
 # Doctor's order: the required kind first, the optional ones after.
 FAMILIES: tuple[Family, ...] = (
     tracepoint.FAMILY, raw_tracepoint.FAMILY, kfunc.FAMILY, uprobe.FAMILY, usdt.FAMILY,
+    perf.FAMILY,
 )  # fmt: skip
 KINDS: dict[str, AttachKind] = {k.name: k for family in FAMILIES for k in family.kinds}
 FAMILY_OF: dict[str, Family] = {k.name: family for family in FAMILIES for k in family.kinds}

@@ -41,6 +41,7 @@ class Target(Enum):
     RAW_TRACEPOINT = "raw_tracepoint"  # an event name; arguments from btf_trace_<event>
     USER_FUNCTION = "user_function"  # BINARY:SYMBOL, a function of an ELF file (no BTF)
     USDT = "usdt"  # BINARY:PROVIDER:NAME, a probe in the binary's .note.stapsdt notes
+    PERF_EVENT = "perf_event"  # a sampling rate or a perf event (engine.attach.perf)
 
 
 class ArgAccess(Enum):
@@ -77,6 +78,7 @@ class Mechanism(Enum):
     KPROBE = "kprobe"  # kprobe PMU, else tracefs kprobe_events
     TRACING = "tracing"  # TRACING prog bound to a FUNC's BTF id
     UPROBE = "uprobe"  # uprobe PMU at a file offset, else tracefs uprobe_events
+    PERF_EVENT = "perf_event"  # PERF_EVENT prog on a software (or hardware) perf event
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,11 @@ class AttachKind:
         in two binaries): a kernel function keeps its name."""
         return target
 
+    def bind_target(self, target: str, values: Mapping[str, Any]) -> str:
+        """The target of one run, given the options' values (a sampling rate `hz:$frequency`
+        names an option); most kinds' targets name no option."""
+        return target
+
     def attach(self, bpf: Any, fn_name: str, target: str, pid: int = -1) -> None:
         """Attach the loaded program `fn_name` to `target` with bcc (`bpf` a bcc.BPF); `pid`
         is a user-space probe's process (-1: every one), which kernel kinds do not take."""
@@ -312,6 +319,7 @@ class Explainer(Protocol):
     def function(self, name: str, family: Family) -> list[str] | None: ...
     def tracepoint(self, target: str, family: Family) -> list[str]: ...
     def raw_tracepoint(self, event: str, family: Family) -> list[str]: ...
+    def perf_events(self, event: str, family: Family) -> list[str]: ...
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine.attach import KINDS as ATTACH_KINDS
-from engine.attach import AttachKind, Mechanism, binary
+from engine.attach import AttachKind, Mechanism, binary, perf
 from engine.errors import EngineError, UsageError
 from engine.kernel import elf
 from engine.kernel.btf import Btf, BtfError, Kind
@@ -55,6 +55,7 @@ SYSCALLS = {"x86_64": (321, 298), "aarch64": (280, 241)}  # machine -> (bpf, per
 # Kernel ABI numbers (include/uapi/linux/bpf.h and perf_event.h).
 BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN = 0, 2, 5, 17
 PROG_KPROBE, PROG_TRACEPOINT, PROG_RAW_TRACEPOINT, PROG_TRACING = 2, 5, 17, 26
+PROG_PERF_EVENT = 7
 MAP_PERF_EVENT_ARRAY, MAP_RINGBUF = 4, 27
 PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT, PERF_COUNT_SW_BPF_OUTPUT = 1, 2, 10
 PERF_SAMPLE_RAW, PERF_FLAG_FD_CLOEXEC, PERF_EVENT_IOC_SET_BPF = 1 << 10, 8, 0x40042408
@@ -358,6 +359,37 @@ def _uprobe_place(attach_kind: AttachKind, target: str) -> tuple[str, str, int]:
     return found.path, found.text, offset
 
 
+def _attach_perf_event(stack: ExitStack, _kind: AttachKind, target: str) -> str:
+    """PERF_EVENT prog on a sampling perf event; target `TYPE:EVENT`, or `*`: every event
+    engine.attach.perf names, saying which open (doctor's line)."""
+    if target == "*":
+        opened = {
+            kind: [n for n, (c, _) in table.items() if perf_event_opens(ev_type, c) == "yes"]
+            for kind, (ev_type, table) in perf.EVENTS.items()
+        }
+        if not opened["software"]:
+            raise _Fail("no software perf event opens (CONFIG_PERF_EVENTS?)")
+        hardware = ", ".join(opened["hardware"]) or "none (no CPU PMU)"
+        return f"software: {len(opened['software'])} events open; hardware: {hardware}"
+    try:
+        sampling = _kind.parse_target(target)
+    except ValueError as exc:  # a TargetError
+        raise _Fail(str(exc)) from None
+    prog = _load(stack, PROG_PERF_EVENT)
+    _set_bpf(_perf_open(stack, target, sampling.ev_type, sampling.config), prog)
+    return f"attached a perf-event program to {target}"
+
+
+def perf_event_opens(ev_type: int, config: int) -> str:
+    """Whether this perf event opens here ("yes", or why not), as root, on the first CPU."""
+    try:
+        with ExitStack() as stack:
+            _perf_open(stack, f"perf event {ev_type}:{config}", ev_type, config)
+        return "yes"
+    except (_Fail, OSError) as exc:
+        return f"no: {exc}"
+
+
 # How each mechanism a kind declares (engine.attach.base.Capability) attaches for real.
 _MECHANISMS: dict[Mechanism, Callable[[ExitStack, AttachKind, str], str]] = {
     Mechanism.PERF_TRACEPOINT: _attach_tracepoint,
@@ -365,6 +397,7 @@ _MECHANISMS: dict[Mechanism, Callable[[ExitStack, AttachKind, str], str]] = {
     Mechanism.KPROBE: _attach_kprobe,
     Mechanism.TRACING: _attach_tracing,
     Mechanism.UPROBE: _attach_uprobe,
+    Mechanism.PERF_EVENT: _attach_perf_event,
 }
 
 

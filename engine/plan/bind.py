@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Mapping, Sequence, Union
 
 from engine import aggs
-from engine.attach import KINDS, legacy_name
+from engine.attach import KINDS, TargetError, legacy_name
 from engine.decoders import STACK_DECODERS
 from engine.errors import UsageError
 from engine.kernel.pinned import SAFE_PATH
@@ -79,6 +79,7 @@ def bind(
                 replace(fn, name=legacy_name(KINDS[fn.kind], fn.name)) for fn in functions
             )
         functions = tuple(bind_pid(fn, values) for fn in functions)
+        functions = tuple(bind_rate(fn, values) for fn in functions)
         alt = replace(alt, functions=functions, where=bind_expr(alt.where, values, flags))
         filt = bind_expr(probe.filter, values, flags)
         filtered = {f for f in alt.filter_fields if f"ev.{M.slot_name(f)}" in slots_read(filt)}
@@ -114,6 +115,15 @@ def bind_pid(fn: M.Function, values: Mapping[str, OptionValue]) -> M.Function:
         return fn
     value = values.get(fn.pid_option)
     return replace(fn, pid=value if isinstance(value, int) and value > 0 else -1)
+
+
+def bind_rate(fn: M.Function, values: Mapping[str, OptionValue]) -> M.Function:
+    """A sampling target's `$option` rate, from this run's value (engine.attach.perf)."""
+    try:
+        target = KINDS[fn.kind].bind_target(fn.target, values)
+    except TargetError as exc:
+        raise UsageError(exc.message) from None
+    return fn if target == fn.target else replace(fn, target=target)
 
 
 def active(agg: M.Aggregation, count: bool, values: Mapping[str, OptionValue]) -> bool:

@@ -158,6 +158,7 @@ class Option:
     is_list: bool
     help: str
     metavar: str
+    default: int | None = None  # an integer option's value when its flag is not given
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,8 @@ class Option:
     metavar: str  # as written, or NAME
     at: At
     flag_at: At
+    default: int | None = None  # an integer option's value when the flag is not given
+    default_at: At | None = None
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,8 @@ class _Builder:
             raw.get("metavar") or name.upper(),
             self.at(*path),
             self.at(*path, "flag"),
+            raw.get("default"),
+            self.at(*path, "default"),
         )
 
     def state(self, name: str, raw: dict[str, Any]) -> State:

@@ -49,6 +49,10 @@ _PATTERN_HINTS = {
     "metavar": "use capitals, digits and _,[]. (at most 41), starting with a capital",
     "header": "use 1 to 32 characters, no spaces or control characters",
     "function": "use a function name, or a pattern of them with *, ? and [a-z] (e.g. vfs_*)",
+    "profile": "use hz:N, or s:N, ms:N, us:N, ns:N (N a number or $option), then optionally"
+    " cpus:0,2-3 (e.g. hz:49)",
+    "perf_event": "use software:EVENT[:N] or hardware:EVENT[:N], then optionally cpus:0,2-3"
+    " (e.g. software:page-faults:1; engine explain perf: lists them)",
 }
 
 # For a string of the wrong length whose shape the schema does not check: what it looks like.

@@ -17,9 +17,9 @@ import os
 import sys
 from typing import Sequence, TextIO
 
-from engine.attach import FAMILIES, Family
+from engine.attach import FAMILIES, Family, perf
 from engine.errors import EngineError, did_you_mean
-from engine.kernel import tracefs
+from engine.kernel import capabilities, tracefs
 from engine.kernel.btf import VMLINUX, Btf, BtfType, Kind, Param
 from engine.plan.layout import load_btf
 from engine.plan.tracepoints import tracepoint_record
@@ -30,7 +30,8 @@ _AGG = (Kind.STRUCT, Kind.UNION)
 _ENUMS = (Kind.ENUM, Kind.ENUM64)
 _USAGE = (
     "expected FUNCTION, CATEGORY/EVENT, raw:EVENT, BINARY:FUNCTION or BINARY:PROVIDER:NAME "
-    "(BINARY a path, a library name or lib:NAME), struct NAME, union NAME or enum NAME"
+    "(BINARY a path, a library name or lib:NAME), perf:[EVENT], struct NAME, union NAME or "
+    "enum NAME"
 )
 Row = Sequence[str]
 
@@ -107,6 +108,30 @@ class _Explainer:
 
     def raw_tracepoint(self, event: str, family: Family) -> list[str]:
         return _raw_tracepoint(self.btf, event, family)
+
+    def perf_events(self, event: str, family: Family) -> list[str]:
+        return _perf_events(event, self.live)
+
+
+def _perf_events(only: str, live: bool) -> list[str]:
+    """Every sampling target a spec can name; on the running kernel, whether each opens."""
+    lines = [
+        "sampling (perf events): the program runs on the interrupted task of each sample",
+        "  in a spec:",
+        "    profile: hz:N | s:N | ms:N | us:N | ns:N   [cpus:0,2-3]   (N may be $option)",
+        "    perf_event: software:EVENT[:N] | hardware:EVENT[:N]   (every N events)",
+        "",
+    ]
+    rows: list[Row] = []
+    for kind_name, (ev_type, table) in perf.EVENTS.items():
+        for name, (config, period) in table.items():
+            if only and only not in name:
+                continue
+            opens = capabilities.perf_event_opens(ev_type, config) if live else "?"
+            rows.append((f"{kind_name}:{name}", str(period), opens))
+    if not rows:
+        return [f"no perf event matches '{only}'"]
+    return lines + _table(("EVENT", "DEFAULT N", "OPENS HERE"), rows)
 
 
 def _table(header: Row, rows: Sequence[Row], right: int = 0) -> list[str]:

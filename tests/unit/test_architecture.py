@@ -272,7 +272,7 @@ ATTACH_KINDS = _one_of_required("attach")  # kprobe, kretprobe, fentry, fexit, t
 KIND_WORDS_ALLOWED: dict[str, set[str]] = {
     # the schema check's hints for a string failing its pattern or length, keyed by the schema's
     # property
-    "engine/spec/schema.py": {"tracepoint", "usdt"},
+    "engine/spec/schema.py": {"tracepoint", "usdt", "profile", "perf_event"},
     # bpftrace's JSON histogram and avg/min/max objects name their parts so (its format)
     "engine/output/json.py": {"count", "sum", "min", "max"},
     "engine/output/csv.py": {"count", "sum", "min", "max"},

@@ -219,6 +219,8 @@ def test_scope_names() -> None:
         "kprobe": (), "kretprobe": ("ret",), "fentry": (), "fexit": ("ret",),
         "tracepoint": ("args",), "raw_tracepoint": (), "uprobe": (), "uretprobe": ("ret",),
         "usdt": (),
+        "profile": (),
+        "perf_event": (),
     }  # fmt: skip
 
 
@@ -300,6 +302,9 @@ def test_bcc_keywords_of_every_kind() -> None:
         "uprobe": ("attach_uprobe", {"fn_name": "f", "name": "/b", "sym": "t"}),
         "uretprobe": ("attach_uretprobe", {"fn_name": "f", "name": "/b", "sym": "t"}),
         "usdt": ("attach_uprobe", {"fn_name": "f"}),  # bcc calls it itself, from the contexts
+        # the kind opens its per-CPU events itself (engine.attach.perf), bcc's call by name
+        "profile": ("attach_perf_event", {"fn_name": "f"}),
+        "perf_event": ("attach_perf_event", {"fn_name": "f"}),
     }
 
 
@@ -322,6 +327,8 @@ def test_argument_access_c_text() -> None:
             "({ u64 _usdt = 0; bpf_usdt_readarg(2, ctx, &_usdt); _usdt; })",
             "({ u64 _usdt = 0; bpf_usdt_readarg(4, ctx, &_usdt); _usdt; })",
         ),
+        "profile": ("ctx[1]", "ctx[3]"),  # unused: a sample has no arguments
+        "perf_event": ("ctx[1]", "ctx[3]"),
     }
 
 
@@ -372,6 +379,8 @@ def test_capability_probes_come_from_the_kinds() -> None:
         "uprobe",
         "uretprobe",
         "usdt",
+        "profile",
+        "perf_event",
         "ringbuf",
         "perf_buffer",
     )  # fmt: skip  (doctor's rows, in the order they always had)

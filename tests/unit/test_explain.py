@@ -253,7 +253,7 @@ def test_raw_tracepoint(capsys: pytest.CaptureFixture[str]) -> None:
             "struct a b",
             "cannot explain 'struct a b'; expected FUNCTION, CATEGORY/EVENT, raw:EVENT, "
             "BINARY:FUNCTION or BINARY:PROVIDER:NAME (BINARY a path, a library name or lib:NAME), "
-            "struct NAME, union NAME or enum NAME",
+            "perf:[EVENT], struct NAME, union NAME or enum NAME",
         ),
     ],
 )

@@ -125,7 +125,7 @@ def test_unknown_keys_in_each_kind_of_mapping() -> None:
         " did you mean 'if'?"
     ]
     assert check("type: u32,", "typ: u32,") == [
-        "3:25: unknown key 'typ' in option; expected one of flag, help, metavar, type;"
+        "3:25: unknown key 'typ' in option; expected one of default, flag, help, metavar, type;"
         " did you mean 'type'?"
     ]
     assert check("    by: [dport]", "    by: [dport]\n    hedaer: N") == [

@@ -3,13 +3,17 @@ maps (their key and value layouts), and probe names (each used once)."""
 
 from __future__ import annotations
 
+import re
+
 from engine.errors import did_you_mean  # noqa: F401
 from engine.plan import model as M
 from engine.plan.passes.context import Context
 from engine.plan.state import plan_states
+from engine.plan.values import ctype_range
 
 # Flags of `engine run` / `engine render` themselves; spec options may not take them
 # (tests/unit/test_planner.py checks this set against the CLI's parsers).
+INT_TYPE = re.compile(r"[us](8|16|32|64)")
 ENGINE_FLAGS = {
     "-h",
     "--help",
@@ -65,7 +69,21 @@ def plan_options(ctx: Context) -> None:
         typ = spec.type
         is_list = typ.startswith("list[")
         ctype = typ[5:-1] if is_list else typ
-        ctx.options[name] = M.Option(name, short, long, ctype, is_list, spec.help, spec.metavar)
+        default = spec.default
+        if default is not None:
+            low, high = ctype_range(ctype) if INT_TYPE.fullmatch(typ) else (0, -1)
+            if not low <= default <= high:
+                expected = (
+                    f"expected {low} to {high}" if low <= high else "only an integer option has one"
+                )
+                ctx.problem(
+                    f"default {default} does not fit option '{name}' ({typ}): {expected}",
+                    spec.default_at or spec.at,
+                )
+                default = None
+        ctx.options[name] = M.Option(
+            name, short, long, ctype, is_list, spec.help, spec.metavar, default
+        )
 
 
 def check_probe_names(ctx: Context) -> None:
