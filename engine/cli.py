@@ -14,7 +14,9 @@ import sys
 from typing import Any, Callable, NoReturn, Sequence
 
 from engine import __version__
+from engine.decoders import STACK_DECODERS
 from engine.errors import EngineError, SpecError, UsageError
+from engine.output import STACK_FORMATS
 from engine.plan import model as M
 from engine.runtime import signals
 from engine.runtime.output import FORMATS
@@ -210,9 +212,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-o",
         "--output",
-        choices=FORMATS,
-        default="table",
-        help="output format (default: table)",
+        choices=(*FORMATS, *STACK_FORMATS),
+        help="output format (default: table, or what a spec's switch chooses, e.g. profile -f); "
+        f"{' and '.join(STACK_FORMATS)} print aggregations keyed by stacks (flame graphs)",
     )
     p.add_argument(
         "-c",
@@ -441,11 +443,12 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         raise UsageError(
             f"{flag} goes with an aggregation (-c/--count, or the spec's output.aggregations)"
         )
-    if ns.envelope and ns.output != "json":
+    fmt = output_format(plan, ns, values, program)
+    if ns.envelope and fmt != "json":
         raise UsageError("--envelope goes with -o json")
     config = runner.RunConfig(
         envelope=ns.envelope,
-        fmt=ns.output,
+        fmt=fmt,
         count=ns.count,
         interval=ns.interval or 0.0,
         duration=ns.duration or 0.0,
@@ -458,6 +461,27 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         alternative=ns.alternative,
     )
     return runner.run(plan, config)
+
+
+def output_format(
+    plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any], program: M.Program
+) -> str:
+    """-o, else the format a given switch chooses (`output:`), else table. A stacks-only
+    format (folded, flamegraph) needs an aggregation keyed by a stack."""
+    chosen = [o for o in plan.options if o.output and values.get(o.name)]
+    fmt = ns.output or (chosen[0].output if chosen else "table")
+    if fmt in STACK_FORMATS:
+        stacks = {f.name for f in program.fields if f.decoder in STACK_DECODERS}
+        said = f"-o {fmt}"
+        if not ns.output:
+            said = "/".join(f for f in (chosen[0].short, chosen[0].long) if f)
+        if not any(c.field in stacks for a in program.aggregations for c in a.by):
+            raise UsageError(
+                f"{said}: prints aggregations keyed by a stack (kstack, ustack); this run has none"
+            )
+        if fmt == "flamegraph" and ns.interval:
+            raise UsageError(f"{said}: one graph per run; drop --interval")
+    return fmt
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,8 +45,9 @@ DECODERS: dict[str, DecoderInfo] = {
     # table, Plan.func_names, carried like an enum's values)
     "func": DecoderInfo(0, cached=True, spelled=False),
     # the stack builtins: a stack id (ustack: and the tgid) printed as frames (one per line)
-    "kstack": DecoderInfo(24, cached=True, spelled=False),
-    "ustack": DecoderInfo(24, cached=True, spelled=False),
+    # spelled for a stack id kept in state (offcputime: taken at the switch out)
+    "kstack": DecoderInfo(24, cached=True, size=8, accepts="a stack id (the kstack builtin)"),
+    "ustack": DecoderInfo(24, cached=True, size=8, accepts="a stack id (the ustack builtin)"),
 }
 STACK_DECODERS = ("kstack", "ustack")
 # Spelled in specs but applied while reading (a byte swap in the kernel), then printed as int.

@@ -16,6 +16,7 @@ class Renderer:
 
     name: ClassVar[str]
     events: ClassVar[bool] = True  # `engine run -o` can print events in it
+    stacks: ClassVar[bool] = False  # prints only aggregations keyed by stacks (folded, SVG)
     exact_text: ClassVar[bool] = False  # text cells as they are (its own escaping), not escaped
 
     def __init__(self, columns: Sequence[Column], envelope: dict[str, str] | None = None):

@@ -68,6 +68,7 @@ class Column:
     header: str
     width: int
     decimal: bool = False
+    stack: bool = False  # its cells are Stacks (a key of stacks prints in bcc profile's layout)
 
 
 class Scale(Protocol):
@@ -149,7 +150,7 @@ class Table:
     @property
     def stacked(self) -> bool:
         """A key column holds stacks: rows print in bcc's profile layout, not as a grid."""
-        return any(isinstance(c, Stack) for r in self.rows for c in r[: self.keys])
+        return any(c.stack for c in self.columns[: self.keys])
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,9 @@ def bind(
     "module" (kfunc__vmlinux__FN, bcc >= 0.27) or "legacy" (kfunc__FN, bcc 0.26).
     """
     values = dict(options or {})
+    for o in plan.options:  # an option not given takes its default (profile's -F 49)
+        if o.default is not None and values.get(o.name) is None:
+            values[o.name] = o.default
     if count and plan.counted is None:
         raise ValueError("this spec declares no output.count")
     flags = {o.name: "/".join(f for f in (o.short, o.long) if f) for o in plan.options}
@@ -151,7 +154,7 @@ def bind_sinks(
     for agg in plan.aggregations:
         if not active(agg, count, values):
             continue
-        by = tuple(c for c in agg.by if not c.option or values.get(c.option))
+        by = tuple(c for c in agg.by if c.shown(values))
         members = [(M.slot_name(c.field), fields[c.field].ctype, fields[c.field].count) for c in by]
         if not members:  # one key for everything: a map key cannot be empty
             members.append(("all", "u32", 0))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Union
+from typing import Mapping, Union
 
 from engine import aggs
 from engine.aggs import AggKind
@@ -147,6 +147,12 @@ class Column:
     header: str
     width: int
     option: str = ""  # a bool option that turns it on; "" = always
+    unless: str = ""  # a bool option that turns it off; "" = none
+
+    def shown(self, values: Mapping[str, object]) -> bool:
+        """Whether this run's option values show the column."""
+        on = not self.option or bool(values.get(self.option))
+        return on and not (self.unless and values.get(self.unless))
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,7 @@ class Option:
     help: str
     metavar: str
     default: int | None = None  # an integer option's value when its flag is not given
+    output: str = ""  # a switch that chooses this output format when given (-f: folded)
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,9 @@ def option_shapes(plan: M.Plan) -> list[Shape]:
             continue  # -c's count has its own mode; an `if` and `unless` of one switch never is
         on = [*agg.when, *(c.option for c in agg.by if c.option and c.option != agg.unless)]
         shapes.append(_shape(plan, dict.fromkeys(on, True)))
+        for c in agg.by:  # a key dropped by a switch (profile's -U drops the kernel stack)
+            if c.unless and c.unless != agg.unless:
+                shapes.append(_shape(plan, dict.fromkeys([*agg.when, c.unless], True)))
     seen: set[tuple[tuple[str, str], ...]] = set()
     out = []
     for shape in shapes:

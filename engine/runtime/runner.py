@@ -434,7 +434,7 @@ def check_privileges() -> None:
 
 
 def active_columns(plan: M.Plan, config: RunConfig) -> list[M.Column]:
-    return [c for c in plan.columns if not c.option or config.options.get(c.option)]
+    return [c for c in plan.columns if c.shown(config.options)]
 
 
 def envelope(plan: M.Plan, program: M.Program) -> dict[str, str]:

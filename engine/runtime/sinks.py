@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence, TextIO
 
 from engine import aggs
+from engine.decoders import STACK_DECODERS
 from engine.errors import EngineError
 from engine.output import RENDERERS, values
 from engine.output import json as json_output
@@ -274,7 +275,12 @@ def aggregate_table(
     """Aggregations keyed by the same fields as one Table: the key columns, then a column
     per aggregation (a key one of them lacks shows 0 there)."""
     decimal = {n: decoders.REGISTRY[f.decoder].decimal for n, f in fields.items()}
-    cols = [values.Column(c.field, c.header, c.width, decimal[c.field]) for c in group[0][0].by]
+    cols = [
+        values.Column(
+            c.field, c.header, c.width, decimal[c.field], fields[c.field].decoder in STACK_DECODERS
+        )
+        for c in group[0][0].by
+    ]
     rows: dict[tuple[Any, ...], list[values.Cell]] = {}
     for n, (sink, series) in enumerate(group):
         agg = sink.agg

@@ -80,6 +80,7 @@ class Option:
     flag_at: At
     default: int | None = None  # an integer option's value when the flag is not given
     default_at: At | None = None
+    output: str = ""  # a switch choosing the output format (profile's -f: folded)
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,8 @@ class Column:
     at: At  # the field name
     when_at: At
     entry: At  # the list entry (a name, or the mapping)
+    unless: str = ""  # the bool option that turns it off ("" = none)
+    unless_at: At | None = None
 
 
 @dataclass(frozen=True)
@@ -251,13 +254,12 @@ class Output:
     def switches(self) -> Iterator[str]:
         """Bool options named by `if:` / `unless:` anywhere in the output."""
         for column in (*self.columns, *(self.count.by if self.count else ())):
-            if column.when:
-                yield column.when
+            yield from (s for s in (column.when, column.unless) if s)
         for agg in self.aggregations:
             yield from (s.name for s in agg.when)
             if agg.unless is not None:
                 yield agg.unless.name
-            yield from (c.when for c in agg.by if c.when)
+            yield from (s for c in agg.by for s in (c.when, c.unless) if s)
 
 
 @dataclass(frozen=True)
@@ -370,6 +372,7 @@ class _Builder:
             self.at(*path, "flag"),
             raw.get("default"),
             self.at(*path, "default"),
+            raw.get("output", ""),
         )
 
     def state(self, name: str, raw: dict[str, Any]) -> State:
@@ -470,6 +473,7 @@ class _Builder:
         return Column(
             str(raw["field"]), raw.get("if", ""), raw.get("header"), raw.get("width"),
             self.at(*path, "field"), self.at(*path, "if"), self.at(*path),
+            raw.get("unless", ""), self.at(*path, "unless"),
         )  # fmt: skip
 
     def columns(self, raw: Any, path: Path) -> tuple[Column, ...]:

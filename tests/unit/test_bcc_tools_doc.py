@@ -36,6 +36,10 @@ ISSUE19 = re.compile(
     r"Of the (\d+), (\d+) rest on issue 19's .*?; without them, (\d+) of (\d+) \((\d+)%\)", re.S
 )
 ISSUE19_NOTE = "issue 19:"
+ISSUE20 = re.compile(
+    r"Of the (\d+), (\d+) rest on issue\s+20's .*?; without them, (\d+) of (\d+) \((\d+)%\)", re.S
+)
+ISSUE20_NOTE = "issue 20:"
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,17 @@ def test_issue19_line_matches_the_notes() -> None:
     assert n == len(expressible) and total == len(TOOLS)
     assert issue19 == sum(t.notes.startswith(ISSUE19_NOTE) for t in expressible)
     assert without == n - issue19
+    assert percent == round(100 * without / total)
+
+
+def test_issue20_line_matches_the_notes() -> None:
+    match = ISSUE20.search(TEXT)
+    assert match, f"{DOC.name} needs the line: Of the N, M rest on issue 20's ..."
+    n, issue20, without, total, percent = (int(g) for g in match.groups())
+    expressible = [t for t in TOOLS if not t.status.startswith("missing")]
+    assert n == len(expressible) and total == len(TOOLS)
+    assert issue20 == sum(t.notes.startswith(ISSUE20_NOTE) for t in expressible)
+    assert without == n - issue20
     assert percent == round(100 * without / total)
 
 

@@ -121,11 +121,11 @@ def test_unknown_keys_in_each_kind_of_mapping() -> None:
         " did you mean 'value'?"
     ]
     assert check("{field: task, if: pid}", "{field: task, iff: pid}") == [
-        "18:32: unknown key 'iff' in column; expected one of field, header, if, width;"
+        "18:32: unknown key 'iff' in column; expected one of field, header, if, unless, width;"
         " did you mean 'if'?"
     ]
     assert check("type: u32,", "typ: u32,") == [
-        "3:25: unknown key 'typ' in option; expected one of default, flag, help, metavar, type;"
+        "3:25: unknown key 'typ' in option; expected one of default, flag, help, metavar, output, type;"
         " did you mean 'type'?"
     ]
     assert check("    by: [dport]", "    by: [dport]\n    hedaer: N") == [
@@ -259,7 +259,7 @@ def test_hostile_option_and_binding_names() -> None:
 def test_unknown_decoder() -> None:
     assert check("decode: be16", "decode: ip_versoin") == [
         "15:56: unknown decoder 'ip_versoin'; expected one of be16, be32, be64, inet, ip_version,"
-        " enum, errno, str, bool, hex, elapsed, ksym, syscall, ms, secs, devt;"
+        " enum, errno, str, bool, hex, elapsed, ksym, syscall, ms, secs, devt, kstack, ustack;"
         " did you mean 'ip_version'?"
     ]
 

@@ -63,7 +63,7 @@ def warn_unused_options(ctx: Context) -> None:
     ctx.mentioned.update(ctx.spec.output.switches())
     ats = {o.name: o.at for o in ctx.spec.options}
     for name, opt in ctx.options.items():
-        if name not in ctx.mentioned:
+        if name not in ctx.mentioned and not opt.output:  # `output:` chooses a format
             flags = "/".join(f for f in (opt.short, opt.long) if f)
             ctx.warnings.append(
                 Problem(

@@ -81,8 +81,10 @@ def plan_options(ctx: Context) -> None:
                     spec.default_at or spec.at,
                 )
                 default = None
+        if spec.output and typ != "bool":
+            ctx.problem(f"`output:` goes with a bool option (a switch); '{name}' is {typ}", spec.at)
         ctx.options[name] = M.Option(
-            name, short, long, ctype, is_list, spec.help, spec.metavar, default
+            name, short, long, ctype, is_list, spec.help, spec.metavar, default, spec.output
         )
 
 

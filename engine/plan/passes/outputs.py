@@ -64,17 +64,22 @@ def plan_columns(
                 )
             continue
         option = spec.when
-        if option and (option not in ctx.options or ctx.options[option].ctype != "bool"):
-            bools = [o for o, v in ctx.options.items() if v.ctype == "bool"]
-            ctx.problem(
-                f"`if` needs a bool option; '{option}' is not one{did_you_mean(option, bools)}",
-                spec.when_at,
-            )
+        for key, switch, at in (
+            ("if", option, spec.when_at),
+            ("unless", spec.unless, spec.unless_at),
+        ):
+            if switch and (switch not in ctx.options or ctx.options[switch].ctype != "bool"):
+                bools = [o for o, v in ctx.options.items() if v.ctype == "bool"]
+                ctx.problem(
+                    f"`{key}` needs a bool option; '{switch}' is not one"
+                    f"{did_you_mean(switch, bools)}",
+                    at or spec.entry,
+                )
         header = spec.header if spec.header is not None else f.header
         width = spec.width
         if width is None:
             width = f.width if header == f.header else len(header)
-        columns.append(M.Column(name, header, width, option))
+        columns.append(M.Column(name, header, width, option, spec.unless))
     return tuple(columns)
 
 
