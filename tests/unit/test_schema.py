@@ -125,8 +125,8 @@ def test_unknown_keys_in_each_kind_of_mapping() -> None:
         " did you mean 'if'?"
     ]
     assert check("type: u32,", "typ: u32,") == [
-        "3:25: unknown key 'typ' in option; expected one of default, flag, help, metavar, output, type;"
-        " did you mean 'type'?"
+        "3:25: unknown key 'typ' in option; expected one of default, flag, help, metavar, output,"
+        " type; did you mean 'type'?"
     ]
     assert check("    by: [dport]", "    by: [dport]\n    hedaer: N") == [
         "21:5: unknown key 'hedaer' in count; expected one of by, header; did you mean 'header'?"
