@@ -136,6 +136,44 @@ class BccTool(Oracle):
         return self.finish()
 
 
+class ProfileBcc(Oracle):
+    """bcc's profile (`profile-bpfcc -F HZ -p PID`), ready on its "Sampling at" line, which it
+    prints once its perf events are attached; its stacks print at SIGINT."""
+
+    name = "profile-bpfcc"
+
+    def __init__(self, *args: str) -> None:
+        path = shutil.which(self.name)
+        if path is None:
+            pytest.fail(f"{self.name} is missing: scripts/setup.sh installs bpfcc-tools")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        super().__init__([path, *args], lambda line: line.startswith("Sampling at"), env)
+
+    def stop(self) -> list[str]:
+        return self.finish()
+
+
+def profile_blocks(lines: Sequence[str]) -> dict[tuple[str, ...], int]:
+    """bcc profile's stacks (and the engine's table of them, the same layout) as counts by
+    (comm, frames innermost first): blocks of `    frame` lines (`    --` between the kernel
+    and user stacks dropped), a `    -   comm (pid)` line and an `        N` count."""
+    found: dict[tuple[str, ...], int] = {}
+    frames: list[str] = []
+    comm = ""
+    for line in lines:
+        text = line.strip()
+        if not text:
+            frames, comm = [], ""
+        elif line.startswith("        ") and text.isdigit():
+            key = (comm, *frames)
+            found[key] = found.get(key, 0) + int(text)
+        elif line.startswith("    -  "):
+            comm = text[1:].strip().rsplit(" (", 1)[0]
+        elif line.startswith("    ") and text != "--":
+            frames.append(text)
+    return found
+
+
 # Log2 histograms of two tools on the same workload: compared by shape (see test_spec_runqlat).
 def by_index(rows: list[dict]) -> dict[int, int]:
     """JSON log2 buckets ({min, max, count}) by bucket index: bcc's `0 -> 1` and bpftrace's

@@ -1,0 +1,47 @@
+"""A CPU-bound C program the sampling tests build with gcc: main -> hot_outer -> hot_a (about
+two thirds of the time) and hot_outer -> hot_b (one third), each a loop of known length, until
+killed. Built with frame pointers everywhere (gcc 12 drops the leaf's at -O1 and above unless
+-mno-omit-leaf-frame-pointer; -O0 keeps every frame), so user stacks unwind to main.
+
+    spin
+prints its pid, then spins.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SOURCE = r"""
+#include <stdio.h>
+#include <unistd.h>
+
+static volatile unsigned long sink;
+__attribute__((noinline)) void hot_a(void) { for (int i = 0; i < 2000; i++) sink += i; }
+__attribute__((noinline)) void hot_b(void) { for (int i = 0; i < 1000; i++) sink += i; }
+__attribute__((noinline)) void hot_outer(void) { hot_a(); hot_b(); }
+
+int main(void)
+{
+    printf("%d\n", (int)getpid());
+    fflush(stdout);
+    for (;;)
+        hot_outer();
+}
+"""
+CFLAGS = ("-O0", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer")
+FUNCTIONS = ("hot_a", "hot_b", "hot_outer", "main")
+
+
+def build(folder: Path, name: str = "spin") -> Path:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.fail("gcc is missing: scripts/setup.sh installs it")
+    src = folder / f"{name}.c"
+    src.write_text(SOURCE)
+    out = folder / name
+    subprocess.run([gcc, *CFLAGS, "-o", str(out), str(src)], check=True, timeout=120)
+    return out
