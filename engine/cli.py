@@ -146,6 +146,16 @@ def wakeup(text: str) -> int:
     return value
 
 
+def stack_storage(text: str) -> int:
+    """--stack-storage-size: 1 to 1048576 stacks, in ASCII decimal (the number lands in the C)."""
+    if not DECIMAL.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a number of stacks")
+    value = int(text)
+    if not 1 <= value <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (1..{1 << 20})")
+    return value
+
+
 def positive(text: str) -> float:
     """--duration/--interval: finite seconds above 0, at most MAX_SECONDS (ASCII digits)."""
     if not SECONDS.fullmatch(text):
@@ -283,6 +293,18 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_stack_flags(p: argparse.ArgumentParser) -> None:
+    """`engine run`'s flags for specs reading stacks."""
+    p.add_argument(
+        "--stack-storage-size",
+        type=stack_storage,
+        default=16384,
+        metavar="N",
+        help="stacks (kstack, ustack): the number of distinct stacks the kernel keeps (default "
+        "16384, as bcc's profile); stacks past it print [Missed ... Stack] and are counted",
+    )
+
+
 def add_render_flags(p: argparse.ArgumentParser) -> None:
     """`engine render`'s own flags."""
     p.add_argument(
@@ -316,6 +338,7 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", help=f"a spec file (YAML). {SPEC_RULE}")
     if verb == "run":
         add_run_flags(p)
+        add_stack_flags(p)
     else:
         add_render_flags(p)
     if plan is not None:
@@ -459,6 +482,7 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         options=values,
         clear=ns.clear,
         alternative=ns.alternative,
+        stack_storage=ns.stack_storage_size,
     )
     return runner.run(plan, config)
 

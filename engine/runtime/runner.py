@@ -53,6 +53,7 @@ class RunConfig:
     options: Mapping[str, OptionValue] = field(default_factory=dict)
     envelope: bool = False  # -o json: each row leads with {"engine": {time, host, spec, probe}}
     alternative: int = 0  # 1-based: force each probe's N-th alternative (0: the first that works)
+    stack_storage: int = resources.STACK_STORAGE  # the stack map's entries
 
 
 def say(message: str) -> None:
@@ -357,6 +358,7 @@ def start(
             ringbuf_pages=config.ringbuf_pages,
             wakeup_batch=config.wakeup_batch,
             clear=config.clear,
+            stack_storage=config.stack_storage,
         )
         session = Session(program, config.verbose)
         try:

@@ -27,6 +27,7 @@ ENGINE_FLAGS = {
     "--duration",
     "--interval",
     "--clear",
+    "--stack-storage-size",
     "--ebpf",
     "--btf",
     "--wakeup",
