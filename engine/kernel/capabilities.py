@@ -375,8 +375,13 @@ def _attach_perf_event(stack: ExitStack, _kind: AttachKind, target: str) -> str:
         sampling = _kind.parse_target(target)
     except ValueError as exc:  # a TargetError
         raise _Fail(str(exc)) from None
+    if sampling.ev_type == perf.TYPE_HARDWARE and not os.path.isdir(perf.PMU_CPU):
+        raise _Fail(
+            f"a hardware event needs a CPU PMU, which this machine lacks ({perf.PMU_CPU} is "
+            "missing: a VM without PMU passthrough?); software events work (engine explain perf:)"
+        )
     prog = _load(stack, PROG_PERF_EVENT)
-    _set_bpf(_perf_open(stack, target, sampling.ev_type, sampling.config), prog)
+    _set_bpf(_perf_open(stack, "perf_event_open", sampling.ev_type, sampling.config), prog)
     return f"attached a perf-event program to {target}"
 
 
