@@ -24,6 +24,8 @@ packages+=(bpfcc-tools bpftrace)
 packages+=(prometheus)
 # ELF symbol tables and USDT notes (engine.kernel.elf), and what the tests build USDT programs with.
 packages+=(python3-pyelftools systemtap-sdt-dev gcc)
+# A real browser loads `-o flamegraph`'s SVG in the tests (headless).
+packages+=(chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

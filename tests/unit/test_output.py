@@ -30,7 +30,7 @@ TABLE = Table(COLS, (("b", Number(3)), ("a", Number(3)), ("c", Number(9)), ("d",
 
 
 def test_registry_has_one_renderer_per_format() -> None:
-    assert set(RENDERERS) == {"table", "json", "csv", "prom", "folded"}
+    assert set(RENDERERS) == {"table", "json", "csv", "prom", "folded", "flamegraph"}
     assert FORMATS == ("table", "json", "csv")  # prom prints no events, folded only stacks
     assert all(RENDERERS[name].name == name for name in RENDERERS)
 
