@@ -174,6 +174,27 @@ def profile_blocks(lines: Sequence[str]) -> dict[tuple[str, ...], int]:
     return found
 
 
+def bpftrace_stacks(lines: Sequence[str]) -> dict[tuple[tuple[str, ...], ...], int]:
+    """A bpftrace map keyed by stacks (`@[kstack, ustack] = count()`, text output) as counts
+    by a tuple of stacks, each its frames innermost first without `+offset`."""
+    found: dict[tuple[tuple[str, ...], ...], int] = {}
+    stacks: list[list[str]] = []
+    inside = False
+    for line in lines:
+        text = line.strip()
+        if text.startswith("@") and text.endswith("["):
+            stacks, inside = [[]], True
+        elif inside and text.startswith("]: "):
+            key = tuple(tuple(s) for s in stacks)
+            found[key] = found.get(key, 0) + int(text[3:])
+            inside = False
+        elif inside and text == ",":
+            stacks.append([])
+        elif inside and text:
+            stacks[-1].append(text.rsplit("+", 1)[0])
+    return found
+
+
 # Log2 histograms of two tools on the same workload: compared by shape (see test_spec_runqlat).
 def by_index(rows: list[dict]) -> dict[int, int]:
     """JSON log2 buckets ({min, max, count}) by bucket index: bcc's `0 -> 1` and bpftrace's

@@ -45,3 +45,49 @@ def build(folder: Path, name: str = "spin") -> Path:
     out = folder / name
     subprocess.run([gcc, *CFLAGS, "-o", str(out), str(src)], check=True, timeout=120)
     return out
+
+
+FORKER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+__attribute__((noinline)) void spawn_one(void)
+{
+    pid_t p = fork();
+    if (p == 0)
+        _exit(0);
+    waitpid(p, 0, 0);
+}
+
+__attribute__((noinline)) void spawn_many(int n) { for (int i = 0; i < n; i++) spawn_one(); }
+
+int main(int argc, char **argv)
+{
+    char line[16];
+    printf("%d\n", (int)getpid());
+    fflush(stdout);
+    if (argc != 2 || !fgets(line, sizeof line, stdin))
+        return 1;
+    spawn_many(atoi(argv[1]));
+    printf("done\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin))  /* held until told: bpftrace names its frames late */
+        return 1;
+    return 0;
+}
+"""
+
+
+def build_forker(folder: Path) -> Path:
+    """`forker N`: prints its pid, forks N children (each exits at once) from spawn_one()
+    when a line arrives, prints "done", exits at the next line."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.fail("gcc is missing: scripts/setup.sh installs it")
+    src = folder / "forker.c"
+    src.write_text(FORKER)
+    out = folder / "forker"
+    subprocess.run([gcc, *CFLAGS, "-o", str(out), str(src)], check=True, timeout=120)
+    return out
