@@ -91,3 +91,61 @@ def build_forker(folder: Path) -> Path:
     out = folder / "forker"
     subprocess.run([gcc, *CFLAGS, "-o", str(out), str(src)], check=True, timeout=120)
     return out
+
+
+SLEEPER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+__attribute__((noinline)) void nap(int n, long ms)
+{
+    struct timespec ts = {0, ms * 1000000L};
+    for (int i = 0; i < n; i++)
+        nanosleep(&ts, 0);
+}
+
+__attribute__((noinline)) void wait_pipe(void)
+{
+    char c;
+    if (read(0, &c, 1) != 1)  /* blocks until the test writes */
+        exit(1);
+}
+
+int main(int argc, char **argv)
+{
+    char line[16];
+    printf("%d\n", (int)getpid());
+    fflush(stdout);
+    if (argc != 3 || !fgets(line, sizeof line, stdin))
+        return 1;
+    nap(atoi(argv[1]), atol(argv[2]));
+    printf("napped\n");
+    fflush(stdout);
+    wait_pipe();
+    printf("done\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin))
+        return 1;
+    return 0;
+}
+"""
+
+
+def build_sleeper(folder: Path) -> Path:
+    """`sleeper N MS`: prints its pid, at a line sleeps N times MS ms in nap() (nanosleep),
+    prints "napped", blocks in wait_pipe() (read of stdin) until a byte arrives, prints "done",
+    exits at the next line."""
+    return _build(folder, "sleeper", SLEEPER)
+
+
+def _build(folder: Path, name: str, source: str) -> Path:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.fail("gcc is missing: scripts/setup.sh installs it")
+    src = folder / f"{name}.c"
+    src.write_text(source)
+    out = folder / name
+    subprocess.run([gcc, *CFLAGS, "-o", str(out), str(src)], check=True, timeout=120)
+    return out
