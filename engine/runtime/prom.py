@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import aggs
+from engine.decoders import STACK_DECODERS
 from engine.errors import Location, Problem, SpecError
 from engine.output import prom as output_prom
 from engine.output import values
@@ -204,11 +205,28 @@ def _by_at(spec: S.Spec, agg: M.Aggregation, j: int) -> Location:
     return by[j].entry.value if j < len(by) else _aggregation_at(spec, agg).value
 
 
-def label_problems(spec: S.Spec, agg: M.Aggregation, by: tuple[M.Column, ...]) -> list[Problem]:
-    """Key fields whose names Prometheus reserves, located at the `by` entry."""
+STACK_LABEL = "is a stack, which cannot be a Prometheus label"
+
+
+def label_problems(
+    spec: S.Spec, agg: M.Aggregation, by: tuple[M.Column, ...], stacks: frozenset[str] = frozenset()
+) -> list[Problem]:
+    """Key fields whose names Prometheus reserves, or that hold stacks (a label per distinct
+    stack would be unbounded, and its text has no place in a label), located at the `by`
+    entry."""
     problems = []
     for column in by:
         name = column.field
+        if name in stacks:
+            j = agg.by.index(column) if column in agg.by else 0
+            problems.append(
+                Problem(
+                    f"metrics: key field '{name}' of aggregation '{agg.name}' {STACK_LABEL}; "
+                    "print stacks with engine run (-o folded)",
+                    _by_at(spec, agg, j),
+                )
+            )
+            continue
         if not (name.startswith("__") or name in RESERVED_LABELS):
             continue
         j = agg.by.index(column) if column in agg.by else 0
@@ -265,7 +283,8 @@ def metric_models(plan: M.Plan, program: M.Program, spec: S.Spec) -> dict[str, M
         mtype = entry.type or kind_types[0]
         if mtype not in kind_types:
             continue  # said above
-        problems += label_problems(spec, agg, sink.by)
+        stacks = frozenset(f.name for f in plan.fields if f.decoder in STACK_DECODERS)
+        problems += label_problems(spec, agg, sink.by, stacks)
         counts = not aggs.KINDS[agg.kind].takes_value  # a count has no unit
         unit = entry.unit if entry.unit is not None else ("" if counts else agg.unit)
         base, divisor = ("", 1.0) if counts else UNITS.get(unit, ("", 1.0))
@@ -312,6 +331,8 @@ def metric_problems(spec: S.Spec, plan: M.Plan) -> list[Problem]:
         metric_models(plan, program, spec)
     except SpecError as error:
         problems += error.problems
+    if not spec.has_metrics:  # a stack-keyed spec is for engine run; serve refuses it then
+        problems = [p for p in problems if STACK_LABEL not in p.message]
     return problems
 
 

@@ -11,14 +11,16 @@ struct event_t {
     u64 f_ustack;
     char f_comm[16];
     u32 f_pid;
+    u64 f_ns;
     u64 f_us;
 };
-_Static_assert(sizeof(struct event_t) == 48, "event_t size differs from the decoder");
+_Static_assert(sizeof(struct event_t) == 56, "event_t size differs from the decoder");
 _Static_assert(__builtin_offsetof(struct event_t, f_kstack) == 0, "event_t.f_kstack offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_ustack) == 8, "event_t.f_ustack offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_comm) == 16, "event_t.f_comm offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_pid) == 32, "event_t.f_pid offset");
-_Static_assert(__builtin_offsetof(struct event_t, f_us) == 40, "event_t.f_us offset");
+_Static_assert(__builtin_offsetof(struct event_t, f_ns) == 40, "event_t.f_ns offset");
+_Static_assert(__builtin_offsetof(struct event_t, f_us) == 48, "event_t.f_us offset");
 
 struct state_blocked_key_t {
     u32 k0;
@@ -153,8 +155,7 @@ int p1_switch_in_tracepoint_sched_sched_switch(void *ctx)
     ev.f_pid = v6.f_pid;
     u64 v7 = bpf_ktime_get_ns();
     u64 v8 = (u64)((u64)v7 - (u64)v6.f_ns);
-    u64 v9 = (u64)((u64)v8 / (u64)1000ULL);
-    ev.f_us = v9;
+    ev.f_ns = v8;
     {
         struct agg_offcpu_key_t key;
         __builtin_memset(&key, 0, sizeof(key));
@@ -172,7 +173,7 @@ int p1_switch_in_tracepoint_sched_sched_switch(void *ctx)
                 val = agg_offcpu_other.lookup(&first);
             }
             if (val) {
-                *val += (u64)ev.f_us;
+                *val += (u64)ev.f_ns;
             }
         }
     }

@@ -15,22 +15,25 @@ class Event(ctypes.Structure):
         ("f_ustack", ctypes.c_uint64),
         ("f_comm", ctypes.c_char * 16),
         ("f_pid", ctypes.c_uint32),
+        ("f_ns", ctypes.c_uint64),
         ("f_us", ctypes.c_uint64),
     ]
 
 
-assert ctypes.sizeof(Event) == 48
+assert ctypes.sizeof(Event) == 56
 assert Event.f_kstack.offset == 0
 assert Event.f_ustack.offset == 8
 assert Event.f_comm.offset == 16
 assert Event.f_pid.offset == 32
-assert Event.f_us.offset == 40
+assert Event.f_ns.offset == 40
+assert Event.f_us.offset == 48
 # name, header, width, and how the raw slot becomes a printable value
 FIELDS = (
     ('kstack', 'KSTACK', 24),
     ('ustack', 'USTACK', 24),
     ('comm', 'COMM', 16),
     ('pid', 'PID', 6),
+    ('ns', 'NS', 6),
     ('us', 'US', 6),
 )
 
@@ -43,6 +46,8 @@ DECODERS = (
     ('f_comm', 'str', _d.FieldInfo(16, (
     ))),
     ('f_pid', 'int', _d.FieldInfo(0, (
+    ))),
+    ('f_ns', 'int', _d.FieldInfo(0, (
     ))),
     ('f_us', 'int', _d.FieldInfo(0, (
     ))),

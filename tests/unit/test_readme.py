@@ -65,10 +65,10 @@ DOC_SPECS = [b for _, b in yaml_blocks("docs/spec.md") if is_spec(b)]
 
 def test_docs_examples_are_all_found() -> None:
     """docs/spec.md's yaml blocks: the two parts of the seed specs it explains, and the
-    worked example of state and aggregations, the `metrics` example and the user-space probes'
-    worked example (whole specs)."""
-    assert len(yaml_blocks("docs/spec.md")) == 5
-    assert len(DOC_PARTS) == 2 and len(DOC_SPECS) == 3
+    worked example of state and aggregations, the `metrics` example, the user-space probes'
+    worked example and the sampling and stacks examples (whole specs)."""
+    assert len(yaml_blocks("docs/spec.md")) == 7
+    assert len(DOC_PARTS) == 2 and len(DOC_SPECS) == 5
 
 
 @pytest.mark.parametrize("index", range(len(DOC_SPECS)))

@@ -144,3 +144,15 @@ def test_a_stack_key_declares_the_map_and_counts_its_errors(tmp_path: pathlib.Pa
     assert program.stack_storage == 1024
     assert program.errors[program.stack_errors + 1].startswith("user stacks not stored")
     assert not problems(tmp_path, "s: kstack(127)")
+
+
+def test_metrics_refuse_a_stack_label(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SPEC.replace("FIELDS", "s: kstack") + "metrics:\n  execs: {}\n")
+    found = [
+        f"{p.location.line}:{p.location.col}: {p.message}" for p in validate_path(str(path), BTF)
+    ]
+    assert found == [
+        "10:39: metrics: key field 's' of aggregation 'execs' is a stack, which cannot be a "
+        "Prometheus label; print stacks with engine run (-o folded)"
+    ]
