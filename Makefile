@@ -6,7 +6,8 @@ VENV   := .venv
 ENGINE := $(VENV)/bin/engine
 PY     := $(VENV)/bin/python
 ARGS   ?=
-# bench.hist takes --quick from ARGS (its other flags differ from bench.run's): HIST_ARGS adds more
+# bench.hist and bench.profile take --quick from ARGS (their other flags differ from
+# bench.run's): HIST_ARGS adds more
 HIST_ARGS ?= $(filter --quick,$(ARGS))
 
 .PHONY: setup run test test-vm lint unit golden bench bench-hist fuzz clean
@@ -52,6 +53,7 @@ bench: setup
 	ENGINE_SETUP_BENCH=1 bash scripts/setup.sh
 	$(PY) -m bench.run $(ARGS)
 	$(PY) -m bench.hist $(HIST_ARGS)
+	$(PY) -m bench.profile $(HIST_ARGS)
 
 # Only the histogram case: engine vs bpftrace hist() (docs/performance.md, "Histograms").
 bench-hist: setup
