@@ -9,10 +9,12 @@ prints its pid, then spins.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
+import procs
 import pytest
 
 SOURCE = r"""
@@ -37,14 +39,19 @@ FUNCTIONS = ("hot_a", "hot_b", "hot_outer", "main")
 
 
 def build(folder: Path, name: str = "spin") -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail("gcc is missing: scripts/setup.sh installs it")
-    src = folder / f"{name}.c"
-    src.write_text(SOURCE)
-    out = folder / name
-    subprocess.run([gcc, *CFLAGS, "-o", str(out), str(src)], check=True, timeout=120)
-    return out
+    return _build(folder, name, SOURCE)
+
+
+def start_pinned(prog: Path) -> subprocess.Popen[str]:
+    """The spinner on one CPU (the last this test may use), once it has printed its pid."""
+    cpu = max(os.sched_getaffinity(0))
+    child = procs.spawn(
+        [str(prog)], stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )  # fmt: skip
+    assert child.stdout is not None
+    assert int(child.stdout.readline()) == child.pid
+    return child
 
 
 FORKER = r"""
@@ -83,14 +90,7 @@ int main(int argc, char **argv)
 def build_forker(folder: Path) -> Path:
     """`forker N`: prints its pid, forks N children (each exits at once) from spawn_one()
     when a line arrives, prints "done", exits at the next line."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail("gcc is missing: scripts/setup.sh installs it")
-    src = folder / "forker.c"
-    src.write_text(FORKER)
-    out = folder / "forker"
-    subprocess.run([gcc, *CFLAGS, "-o", str(out), str(src)], check=True, timeout=120)
-    return out
+    return _build(folder, "forker", FORKER)
 
 
 SLEEPER = r"""

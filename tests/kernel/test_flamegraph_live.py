@@ -5,9 +5,7 @@ the same run's numbers (both come from one aggregation)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,13 +21,7 @@ WINDOW = 4.0  # seconds of sampling
 
 
 def test_the_childs_frames_are_drawn_in_a_browser(engine, tmp_path: Path) -> None:
-    prog = spinprog.build(tmp_path)
-    cpu = max(os.sched_getaffinity(0))
-    child = procs.spawn(
-        [str(prog)], stdout=subprocess.PIPE, text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
-    )  # fmt: skip
-    assert int(child.stdout.readline()) == child.pid
+    child = spinprog.start_pinned(spinprog.build(tmp_path))
     ours = engine("specs/profile.yaml", "-p", str(child.pid), "-F", "99", "-o", "flamegraph")
     time.sleep(WINDOW)
     result = ours.stop(timeout=STOP_TIMEOUT)

@@ -42,14 +42,17 @@ def script(pid: int) -> str:
     )
 
 
-def test_blocked_time_by_stack_agrees_with_bpftrace(engine, tmp_path: Path) -> None:
+def start_sleeper(tmp_path: Path) -> subprocess.Popen[str]:
     child = procs.spawn(
         [str(spinprog.build_sleeper(tmp_path)), str(NAPS), str(NAP_MS)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert int(child.stdout.readline()) == child.pid
-    ours = engine(SPEC, "-p", str(child.pid), "-K", "-o", "json")
-    oracle = Bpftrace(script(child.pid))
+    return child
+
+
+def sleep_and_wake(child: subprocess.Popen[str]) -> None:
+    """The naps, then PIPE_MS blocked in read() until the test writes a byte."""
     child.stdin.write("go\n")
     child.stdin.flush()
     assert child.stdout.readline() == "napped\n"
@@ -57,6 +60,13 @@ def test_blocked_time_by_stack_agrees_with_bpftrace(engine, tmp_path: Path) -> N
     child.stdin.write("x")
     child.stdin.flush()
     assert child.stdout.readline() == "done\n"
+
+
+def test_blocked_time_by_stack_agrees_with_bpftrace(engine, tmp_path: Path) -> None:
+    child = start_sleeper(tmp_path)
+    ours = engine(SPEC, "-p", str(child.pid), "-K", "-o", "json")
+    oracle = Bpftrace(script(child.pid))
+    sleep_and_wake(child)
     theirs = {k[0]: n for k, n in bpftrace_stacks(oracle.stop()).items()}
     result = ours.stop(timeout=STOP_TIMEOUT)
     child.stdin.write("\nexit\n")
@@ -79,20 +89,10 @@ def test_blocked_time_by_stack_agrees_with_bpftrace(engine, tmp_path: Path) -> N
 def test_user_stacks_and_min_block(engine, tmp_path: Path) -> None:
     """-U: only user stacks (through main: libc has no frame pointers, so the libc function
     and then main's frame); -m keeps only blocks of at least MIN_US."""
-    child = procs.spawn(
-        [str(spinprog.build_sleeper(tmp_path)), str(NAPS), str(NAP_MS)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert int(child.stdout.readline()) == child.pid
+    child = start_sleeper(tmp_path)
     users = engine(SPEC, "-p", str(child.pid), "-U", "-o", "json")
     long_only = engine(SPEC, "-p", str(child.pid), "-K", "-m", str(PIPE_MS * 500), "-o", "json")
-    child.stdin.write("go\n")
-    child.stdin.flush()
-    assert child.stdout.readline() == "napped\n"
-    time.sleep(PIPE_MS / 1000)
-    child.stdin.write("x")
-    child.stdin.flush()
-    assert child.stdout.readline() == "done\n"
+    sleep_and_wake(child)
     u, m = users.stop(timeout=STOP_TIMEOUT), long_only.stop(timeout=STOP_TIMEOUT)
     child.stdin.write("\nexit\n")
     child.stdin.flush()

@@ -13,8 +13,6 @@ tools' samplers are not synchronized).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -35,14 +33,7 @@ HOT_B = ("main", "hot_outer", "hot_b")
 
 @pytest.fixture
 def spin(tmp_path: Path):
-    prog = spinprog.build(tmp_path)
-    cpu = max(os.sched_getaffinity(0))
-    child = procs.spawn(
-        [str(prog)], stdout=subprocess.PIPE, text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
-    )  # fmt: skip
-    assert child.stdout is not None
-    assert int(child.stdout.readline()) == child.pid
+    child = spinprog.start_pinned(spinprog.build(tmp_path))
     yield child
     procs.kill(child)
 
