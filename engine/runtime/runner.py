@@ -34,7 +34,7 @@ from engine.runtime.loop import POLL_MS, BufferEvents, runtime_sinks, stop_writi
 from engine.runtime.output import Printer
 from engine.runtime.rows import RowMaker
 from engine.runtime.sinks import AggregatePrinter, check_membarrier
-from engine.runtime.stacks import StackReader
+from engine.runtime.stacks import StackReader, user_stack_places
 
 
 @dataclass
@@ -54,6 +54,9 @@ class RunConfig:
     envelope: bool = False  # -o json: each row leads with {"engine": {time, host, spec, probe}}
     alternative: int = 0  # 1-based: force each probe's N-th alternative (0: the first that works)
     stack_storage: int = resources.STACK_STORAGE  # the stack map's entries
+
+
+REMEMBER_EVERY = 1.0  # s: how often the processes behind user stacks have their maps read
 
 
 def say(message: str) -> None:
@@ -468,6 +471,7 @@ class EventLoop:
         # text cells exact where the format escapes them itself (JSON); tables/CSV: escaped
         self.state = decoders.State(exact_text=RENDERERS[config.fmt].exact_text)
         stack_map = session.resources.stacks
+        self.user_stacks = user_stack_places(session.program)  # their pids, read while alive
         if stack_map is not None:
             self.state.stacks = StackReader(session.bpf[stack_map.name])
         fields = {f.name: f for f in plan.fields}
@@ -498,6 +502,7 @@ class EventLoop:
         deadline = time.monotonic() + self.config.duration if self.config.duration else None
         next_report = (time.monotonic() + self.config.interval) if self.config.interval else None
         waits = any(s.waits for s in self.sinks)
+        next_remember = time.monotonic()
         try:
             if self.events:
                 self.printer.header()
@@ -511,6 +516,9 @@ class EventLoop:
                     break
                 for sink in self.sinks:
                     sink.poll(now)
+                if self.user_stacks and now >= next_remember:
+                    self.state.stacks.remember(self.session.bpf, self.user_stacks)
+                    next_remember = now + REMEMBER_EVERY
                 if not waits:
                     time.sleep(POLL_MS / 1000)
                 self.flush()

@@ -10,13 +10,16 @@ full, hash collision) prints bcc's `[Missed Kernel Stack]`; a stack gone from th
 
 from __future__ import annotations
 
-from typing import Any
+import struct
+from typing import Any, Sequence
 
 from engine.output.values import Stack, Symbol, Text
+from engine.plan import model as M
 from engine.runtime.symbols import Symbolizer
 
 EFAULT = 14  # bpf_get_stackid: no stack of that kind here (a user-mode sample's kernel stack)
 KERNEL, USER = "kernel", "user"
+USTACK = "ustack"  # the decoder of a user stack id (engine.decoders)
 MISSED = {KERNEL: "[Missed Kernel Stack]", USER: "[Missed User Stack]"}
 
 
@@ -57,9 +60,32 @@ class StackReader:
             names = [self.symbols.user(pid, a) for a in addrs]
         return Stack(tuple(Symbol(n.name) if isinstance(n, Symbol) else n for n in names), kind)
 
+    def remember(self, bpf: Any, places: Sequence[tuple[str, int]]) -> None:
+        """Read the mappings of every process whose user stacks the aggregations hold now,
+        while it lives: `places` are (hash map, offset of a ustack in its key). The runner
+        calls this every second, so a process that exits before the end still resolves."""
+        for name, offset in places:
+            for key in bpf[name]:  # the keys (bcc tables iterate them)
+                raw = struct.unpack_from("=Q", bytes(key), offset)[0]
+                self.symbols.remember(raw >> 32)
+
     def report(self) -> str:
         """What did not print as it was (stacks lost from the map, unresolved frames)."""
         parts = [self.symbols.report()]
         if self.lost:
             parts.append(f"stacks: {self.lost} ids gone from the stack map when read")
         return "; ".join(p for p in parts if p)
+
+
+def user_stack_places(program: M.Program) -> list[tuple[str, int]]:
+    """(map, key offset) of each user stack in an aggregation key, every epoch's map."""
+    fields = {f.name: f for f in program.fields}
+    out = []
+    for sink in program.aggregations:
+        for slot in sink.key.slots:
+            field = fields.get(
+                next((c.field for c in sink.by if M.slot_name(c.field) == slot.name), "")
+            )
+            if field is not None and field.decoder == "ustack":
+                out += [(maps.hash, slot.offset) for maps in sink.map_sets]
+    return out

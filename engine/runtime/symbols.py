@@ -34,6 +34,7 @@ class Mapping:
     end: int
     offset: int
     path: str
+    file: tuple[int, int] = (0, 0)  # (st_dev, st_ino): one file seen from any namespace
 
 
 class SymbolTable:
@@ -104,8 +105,24 @@ def read_maps(pid: int) -> list[Mapping] | None:
         path = parts[5].removesuffix(" (deleted)")
         # the file as the process sees it (its mount namespace), while it lives
         root = f"/proc/{pid}/root{path}"
-        out.append(Mapping(start, end, int(parts[2], 16), root if os.path.exists(root) else path))
+        try:
+            st = os.stat(root)
+        except OSError:
+            continue
+        file = (st.st_dev, st.st_ino)
+        out.append(Mapping(start, end, int(parts[2], 16), _outlasting(path, file) or root, file))
     return out
+
+
+def _outlasting(path: str, file: tuple[int, int]) -> str:
+    """`path` when it names the same file here (our mount namespace): it stays readable after
+    the process exits, so its symbols can wait until a frame asks. "" when not (a container's
+    file: read through /proc/PID/root while the process lives)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return path if (st.st_dev, st.st_ino) == file else ""
 
 
 class Symbolizer:
@@ -117,7 +134,7 @@ class Symbolizer:
         self._kaddrs: list[int] | None = None
         self._knames: list[str] = []
         self._maps: dict[int, list[Mapping]] = {}
-        self._tables: dict[str, SymbolTable] = {}
+        self._tables: dict[tuple[int, int], SymbolTable] = {}
         self.kernel_unresolved = 0
         self.user_unresolved = 0
         self.gone: set[int] = set()  # pids whose mappings could not be read (exited before)
@@ -153,20 +170,24 @@ class Symbolizer:
             maps = read_maps(pid)
             if maps is None:
                 self.gone.add(pid)
-            else:
-                self._maps[pid] = maps
+                return
+            self._maps[pid] = maps
+            for m in maps:  # a container's file: read now, its /proc/PID/root path goes
+                if m.path.startswith("/proc/"):
+                    self.table(m)
 
-    def table(self, path: str) -> SymbolTable:
-        if path not in self._tables:
-            self._tables[path] = SymbolTable(path, self._debug_root)
-        return self._tables[path]
+    def table(self, m: Mapping) -> SymbolTable:
+        """The symbols of a mapping's file, read once per file (by device and inode)."""
+        if m.file not in self._tables:
+            self._tables[m.file] = SymbolTable(m.path, self._debug_root)
+        return self._tables[m.file]
 
     def user(self, pid: int, addr: int) -> Symbol | Text:
         """The function of process `pid` holding `addr`; [unknown] when none does."""
         self.remember(pid)
         for m in self._maps.get(pid, ()):
             if m.start <= addr < m.end:
-                table = self.table(m.path)
+                table = self.table(m)
                 vaddr = table.address(addr - m.start + m.offset)
                 found = table.lookup(vaddr) if vaddr is not None else None
                 if found is not None:

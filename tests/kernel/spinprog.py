@@ -19,6 +19,8 @@ import pytest
 
 SOURCE = r"""
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile unsigned long sink;
@@ -26,12 +28,17 @@ __attribute__((noinline)) void hot_a(void) { for (int i = 0; i < 2000; i++) sink
 __attribute__((noinline)) void hot_b(void) { for (int i = 0; i < 1000; i++) sink += i; }
 __attribute__((noinline)) void hot_outer(void) { hot_a(); hot_b(); }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* with an argument: exits after that many seconds of CPU time */
+    clock_t end = argc > 1 ? clock() + atoi(argv[1]) * CLOCKS_PER_SEC : 0;
     printf("%d\n", (int)getpid());
     fflush(stdout);
-    for (;;)
+    for (;;) {
         hot_outer();
+        if (end && clock() >= end)
+            return 0;
+    }
 }
 """
 CFLAGS = ("-O0", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer")
@@ -42,11 +49,11 @@ def build(folder: Path, name: str = "spin") -> Path:
     return _build(folder, name, SOURCE)
 
 
-def start_pinned(prog: Path) -> subprocess.Popen[str]:
+def start_pinned(prog: Path, *args: str) -> subprocess.Popen[str]:
     """The spinner on one CPU (the last this test may use), once it has printed its pid."""
     cpu = max(os.sched_getaffinity(0))
     child = procs.spawn(
-        [str(prog)], stdout=subprocess.PIPE, text=True,
+        [str(prog), *args], stdout=subprocess.PIPE, text=True,
         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
     )  # fmt: skip
     assert child.stdout is not None

@@ -108,3 +108,15 @@ def test_the_default_rate_is_49_hz(engine, spin) -> None:
     print(f"{total} samples in {elapsed - (ready - started):.1f}..{elapsed:.1f} s")
     assert total <= 49 * elapsed + 5
     assert total >= 49 * WINDOW * 0.3
+
+
+def test_a_process_that_exited_still_resolves(engine, tmp_path: Path) -> None:
+    """The engine reads the mappings of the processes behind its user stacks every second,
+    so a child that exits before the stacks print (at the end) still has its frames named."""
+    ours = engine(SPEC, "-F", "99", "-U", "-f")
+    child = spinprog.start_pinned(spinprog.build(tmp_path), "2")
+    assert child.wait(STOP_TIMEOUT) == 0
+    result = ours.stop(timeout=STOP_TIMEOUT)
+    assert result.code == 0, result.stderr
+    mine = [line for line in result.out_lines if line.startswith("spin;")]
+    assert any(";main;hot_outer;hot_a " in line for line in mine), mine
