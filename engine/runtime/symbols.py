@@ -80,6 +80,34 @@ class SymbolTable:
         return Symbol(name, vaddr - start)
 
 
+class PerfMap:
+    """A JIT's symbols as it writes them for perf: one `START SIZE name` line per function."""
+
+    def __init__(self, path: str) -> None:
+        entries: list[tuple[int, int, str]] = []
+        try:
+            with open(path, errors="replace") as f:
+                for line in f:
+                    parts = line.rstrip("\n").split(" ", 2)
+                    if len(parts) == 3:
+                        try:
+                            entries.append((int(parts[0], 16), int(parts[1], 16), parts[2]))
+                        except ValueError:
+                            continue
+        except OSError:
+            pass
+        entries.sort()
+        self.starts = [e[0] for e in entries]
+        self.entries = entries
+
+    def lookup(self, addr: int) -> Symbol | None:
+        i = bisect.bisect_right(self.starts, addr) - 1
+        if i < 0 or addr >= self.entries[i][0] + self.entries[i][1]:
+            return None
+        start, _, name = self.entries[i]
+        return Symbol(name, addr - start)
+
+
 def _build_id(e: ELFFile) -> str:
     for section in e.iter_sections():
         if section.header["sh_type"] == "SHT_NOTE":
@@ -128,8 +156,12 @@ def _outlasting(path: str, file: tuple[int, int]) -> str:
 class Symbolizer:
     """Resolves kernel and user addresses, counting what it could not."""
 
-    def __init__(self, kallsyms: str = "/proc/kallsyms", debug_root: str = DEBUG_ROOT) -> None:
+    def __init__(
+        self, kallsyms: str = "/proc/kallsyms", debug_root: str = DEBUG_ROOT, perf_dir: str = "/tmp"
+    ) -> None:
         self._kallsyms = kallsyms
+        self._perf_dir = perf_dir
+        self._perf_maps: dict[int, PerfMap] = {}
         self._debug_root = debug_root
         self._kaddrs: list[int] | None = None
         self._knames: list[str] = []
@@ -193,8 +225,18 @@ class Symbolizer:
                 if found is not None:
                     return found
                 break
+        else:  # in no file: a JIT's code, named in its perf map if it writes one
+            jitted = self.perf_map(pid).lookup(addr)
+            if jitted is not None:
+                return jitted
         self.user_unresolved += 1
         return Text(UNKNOWN)
+
+    def perf_map(self, pid: int) -> PerfMap:
+        """/tmp/perf-PID.map (`START SIZE name` in hex, as perf reads it), read once."""
+        if pid not in self._perf_maps:
+            self._perf_maps[pid] = PerfMap(f"{self._perf_dir}/perf-{pid}.map")
+        return self._perf_maps[pid]
 
     def report(self) -> str:
         """One line on what did not resolve ("" when everything did)."""

@@ -69,3 +69,15 @@ def test_user_addresses_resolve_after_the_exit(tmp_path: Path) -> None:
     assert s.user(gone, address) == Text("[unknown]")
     assert s.user_unresolved == 2 and s.gone == {gone}
     assert s.report().endswith("; 1 processes had exited before")
+
+
+def test_a_jits_perf_map_names_code_in_no_file(tmp_path: Path) -> None:
+    """Addresses in no mapped file (a JIT's) are looked up in /tmp/perf-PID.map."""
+    pid = 4242_000  # no such process: no mappings, only the map file
+    (tmp_path / f"perf-{pid}.map").write_text(
+        "7f0000001000 40 LJIT:handler\n7f0000002000 10 x y\nbad\n"
+    )
+    s = Symbolizer(perf_dir=str(tmp_path))
+    assert s.user(pid, 0x7F0000001008) == Symbol("LJIT:handler", 8)
+    assert s.user(pid, 0x7F0000002000) == Symbol("x y", 0)
+    assert s.user(pid, 0x7F0000001040) == Text("[unknown]")
