@@ -20,7 +20,7 @@ import procs
 import pytest
 import spinprog
 from conftest import CHILD_TIMEOUT, STOP_TIMEOUT
-from oracle import Bpftrace, bpftrace_stacks
+from oracle import Bpftrace, bpftrace_stacks, dump_probe
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -38,7 +38,7 @@ def script(pid: int) -> str:
         "  @us[@ks[args->next_pid]] = sum((nsecs - @start[args->next_pid]) / 1000);\n"
         "  delete(@start[args->next_pid]); delete(@ks[args->next_pid]);\n"
         "}\n"
-        "END { clear(@start); clear(@ks); }"
+        "END { clear(@start); clear(@ks); }\n" + dump_probe("@us")
     )
 
 
@@ -67,7 +67,7 @@ def test_blocked_time_by_stack_agrees_with_bpftrace(engine, tmp_path: Path) -> N
     ours = engine(SPEC, "-p", str(child.pid), "-K", "-o", "json")
     oracle = Bpftrace(script(child.pid))
     sleep_and_wake(child)
-    theirs = {k[0]: n for k, n in bpftrace_stacks(oracle.stop()).items()}
+    theirs = {k[0]: n for k, n in bpftrace_stacks(oracle.dump()).items()}
     result = ours.stop(timeout=STOP_TIMEOUT)
     child.stdin.write("\nexit\n")
     child.stdin.flush()

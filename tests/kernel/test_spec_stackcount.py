@@ -16,7 +16,7 @@ import procs
 import pytest
 import spinprog
 from conftest import CHILD_TIMEOUT, STOP_TIMEOUT
-from oracle import Bpftrace, bpftrace_stacks
+from oracle import Bpftrace, bpftrace_stacks, dump_probe
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
@@ -42,10 +42,10 @@ def test_stacks_and_counts_agree_with_bpftrace(engine, tmp_path: Path) -> None:
     child = start(tmp_path)
     ours = engine(SPEC, "-p", str(child.pid), "-o", "json")
     probe = f"tracepoint:sched:sched_process_fork /pid == {child.pid}/"
-    oracle = Bpftrace(probe + " { @[kstack, ustack] = count(); }")
+    oracle = Bpftrace(probe + " { @[kstack, ustack] = count(); }\n" + dump_probe("@"))
     say(child, "go")
     assert child.stdout.readline() == "done\n"
-    theirs = bpftrace_stacks(oracle.stop())
+    theirs = bpftrace_stacks(oracle.dump())
     result = ours.stop(timeout=STOP_TIMEOUT)
     say(child, "exit")
     assert child.wait(CHILD_TIMEOUT) == 0

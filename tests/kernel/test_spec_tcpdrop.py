@@ -12,7 +12,7 @@ import socket
 
 import pytest
 from conftest import STOP_TIMEOUT
-from oracle import Bpftrace
+from oracle import Bpftrace, dump_probe
 
 from engine.kernel.btf import Btf
 
@@ -49,7 +49,7 @@ def script(ports: list[int]) -> str:
         f"  if ({wanted}) {{\n"
         "    @[args->protocol, $sport, $dport, args->reason, kstack] = count();\n"
         "  }\n"
-        "}"
+        "}\n" + dump_probe("@")
     )
 
 
@@ -69,7 +69,7 @@ def test_drops_agree_with_bpftrace(engine) -> None:
     oracle = Bpftrace(script(list(ports.values())))
     for family, port in ports.items():
         refused(family, port)
-    theirs = parse(oracle.stop())
+    theirs = parse(oracle.dump())
     result = ours.stop(timeout=STOP_TIMEOUT)
     assert result.code == 0, result.stderr
     names = {e.value: e.name for e in Btf.load().find("skb_drop_reason").enumerators}
