@@ -109,23 +109,30 @@ def ksym(address: int) -> str:
     return f"{name}+{address - base:#x}" if address != base else name
 
 
+def text_symbols(path: str = "/proc/kallsyms") -> list[tuple[int, str]]:
+    """The text symbols of a kallsyms file, sorted by address (OSError if unreadable):
+    shared by the `ksym` decoder and the stack symbolizer."""
+    found = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[1].lower() == "t":
+                found.append((int(parts[0], 16), parts[2]))
+    found.sort()
+    return found
+
+
 def _read_kallsyms() -> list[tuple[int, str]]:
     """Text symbols from /proc/kallsyms; unreadable or hidden (all addresses 0, as for
     non-root with kptr_restrict) is an error, not a column of `?+0x...`."""
-    found = []
     try:
-        with open("/proc/kallsyms", encoding="utf-8") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 3 and parts[1].lower() == "t":
-                    found.append((int(parts[0], 16), parts[2]))
+        found = text_symbols()
     except OSError as exc:
         raise EngineError(f"decoder 'ksym': cannot read /proc/kallsyms ({exc.strerror})") from None
     if not any(address for address, _ in found):
         raise EngineError(
             "decoder 'ksym': /proc/kallsyms shows no addresses (kernel.kptr_restrict); run as root"
         )
-    found.sort()
     return found
 
 

@@ -21,6 +21,7 @@ from elftools.elf.elffile import ELFFile
 from engine.errors import EngineError
 from engine.kernel import elf
 from engine.output.values import Symbol, Text
+from engine.runtime.decoders import text_symbols
 
 UNKNOWN = "[unknown]"
 DEBUG_ROOT = "/usr/lib/debug/.build-id"
@@ -173,16 +174,10 @@ class Symbolizer:
 
     def _load_kernel(self) -> list[int]:
         if self._kaddrs is None:
-            pairs: list[tuple[int, str]] = []
             try:
-                with open(self._kallsyms) as f:
-                    for line in f:
-                        parts = line.split()
-                        if len(parts) >= 3 and parts[1] in "tTwW":
-                            pairs.append((int(parts[0], 16), parts[2]))
-            except OSError:
-                pass
-            pairs.sort()
+                pairs = text_symbols(self._kallsyms)
+            except OSError:  # every kernel frame prints [unknown], counted
+                pairs = []
             self._kaddrs = [a for a, _ in pairs]
             self._knames = [n for _, n in pairs]
         return self._kaddrs
