@@ -85,7 +85,25 @@ class Un:
     operand: Node
 
 
-Node = Union[Var, Const, Bin, Un]
+@dataclass(frozen=True)
+class Cmp:
+    """A comparison as a value: an int, 1 or 0."""
+
+    op: str  # == != < <= > >=
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Cond:
+    """`then if test else other`: C's `test ? then : other`."""
+
+    test: Node
+    then: Node
+    other: Node
+
+
+Node = Union[Var, Const, Bin, Un, Cmp, Cond]
 
 
 def text(node: Node) -> str:
@@ -96,6 +114,8 @@ def text(node: Node) -> str:
         return f"({node.value})" if node.value < 0 else str(node.value)
     if isinstance(node, Un):
         return f"({node.op}{text(node.operand)})"
+    if isinstance(node, Cond):
+        return f"({text(node.then)} if {text(node.test)} else {text(node.other)})"
     return f"({text(node.left)} {node.op} {text(node.right)})"
 
 
@@ -148,6 +168,25 @@ def type_of(node: Node) -> CType:
         if isinstance(node.operand, Const):
             raise Refused("a constant expression (folded by the planner: not this evaluator's)")
         return type_of(node.operand)
+    if isinstance(node, Cond):
+        if all(isinstance(n, Const) for n in (node.test, node.then, node.other)):
+            raise Refused("a constant expression (folded by the planner: not this evaluator's)")
+        if not isinstance(node.test, Const):
+            type_of(node.test)
+        return usual(promote(declared(node.then)), promote(declared(node.other)))
+    if isinstance(node, Cmp):
+        if isinstance(node.left, Const) and isinstance(node.right, Const):
+            raise Refused("a comparison of two constants")
+        for side, other in ((node.left, node.right), (node.right, node.left)):
+            if isinstance(side, Const):
+                t = declared(other)  # the planner types a constant as the other side
+                lo = -(1 << (t.bits - 1)) if t.signed else 0
+                hi = (1 << (t.bits - 1 if t.signed else t.bits)) - 1
+                if not lo <= side.value <= hi:
+                    raise Refused(f"{side.value} does not fit a {t.name}")
+            else:
+                type_of(side)
+        return INT
     if isinstance(node.left, Const) and isinstance(node.right, Const):
         raise Refused("a constant expression (folded by the planner: not this evaluator's)")
     if node.op in ("<<", ">>"):
@@ -172,6 +211,16 @@ def evaluate(node: Node, env: Mapping[str, int]) -> int:
     if isinstance(node, Const):
         return node.value
     t = type_of(node)
+    if isinstance(node, Cond):
+        chosen = node.then if evaluate(node.test, env) != 0 else node.other
+        return t.convert(evaluate(chosen, env))
+    if isinstance(node, Cmp):
+        a, b = evaluate(node.left, env), evaluate(node.right, env)
+        if not isinstance(node.left, Const) and not isinstance(node.right, Const):
+            common = usual(type_of(node.left), type_of(node.right))
+            a, b = common.convert(a), common.convert(b)  # C's conversions before comparing
+        ops = {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}
+        return int(ops[node.op])
     if isinstance(node, Un):
         x = t.convert(evaluate(node.operand, env))
         return t.convert(-x if node.op == "-" else ~x)
@@ -275,6 +324,29 @@ def arguments() -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from(edges), st.integers(0, (1 << 64) - 1))
 
 
+COMPARE = ("==", "!=", "<", "<=", ">", ">=")
+
+
+@st.composite
+def choices(draw: st.DrawFn, depth: int, valid: bool) -> Node:
+    """A comparison as a value, or `then if test else other` (its test often a comparison);
+    a constant arm at times. When the planner would refuse it, a leaf instead."""
+    left = draw(expressions(depth, valid))
+    right = draw(st.one_of(expressions(depth, valid), st.builds(Const, constants())))
+    test: Node = Cmp(draw(st.sampled_from(COMPARE)), left, right)
+    if draw(st.booleans()):
+        then = draw(st.one_of(expressions(depth, valid), st.builds(Const, constants())))
+        other = draw(st.one_of(expressions(depth, valid), st.builds(Const, constants())))
+        if draw(st.integers(0, 3)) == 0:
+            test = left  # a bare value as the test: nonzero is true
+        test = Cond(test, then, other)
+    try:
+        type_of(test)
+    except Refused:
+        return draw(st.sampled_from(LEAVES))
+    return test
+
+
 @st.composite
 def expressions(draw: st.DrawFn, depth: int = 3, valid: bool = True) -> Node:
     """A random tree over LEAVES, with no operation on constants alone (the planner folds
@@ -284,6 +356,8 @@ def expressions(draw: st.DrawFn, depth: int = 3, valid: bool = True) -> Node:
         return draw(st.sampled_from(LEAVES))
     if draw(st.integers(0, 7)) == 0:
         return Un(draw(st.sampled_from("-~")), draw(expressions(depth - 1, valid)))
+    if draw(st.integers(0, 9)) == 0:
+        return draw(choices(depth - 1, valid))
     op = draw(st.sampled_from(BINARY))
     left = draw(expressions(depth - 1, valid))
     right = draw(expressions(depth - 1, valid))

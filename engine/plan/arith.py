@@ -130,9 +130,9 @@ def binop(r: ValueResolver, node: E.BinOp) -> Val:
         if is_constant(val):
             value = _const(val)
             if val is right and node.op in ("<<", ">>"):
-                parts.append(M.Constant(_literal(value, ctype)))  # checked above: 0..width-1
+                parts.append(M.Constant(literal(value, ctype)))  # checked above: 0..width-1
                 continue
-            parts.append(M.Constant(_literal(wrap(value, ctype), ctype)))  # C's conversion
+            parts.append(M.Constant(literal(wrap(value, ctype), ctype)))  # C's conversion
         else:
             parts.append(M.operand(val.var))
     dest = r.s.local()
@@ -203,7 +203,7 @@ def op_divides(op: str) -> bool:
     return op in ("/", "%")
 
 
-def _literal(value: int, ctype: str) -> str:
+def literal(value: int, ctype: str) -> str:
     """A typed C literal (the same spelling as engine.codegen.render.c_number)."""
     suffix = {"u64": "ULL", "s64": "LL"}.get(ctype, "U" if ctype[0] == "u" else "")
     if value == -(1 << 63):
@@ -237,6 +237,11 @@ def inline(expr: M.CExpr, steps: list[M.Step]) -> M.CExpr:
     """A filter's arithmetic folded into its one C expression: each local an `arith` step
     computed becomes that computation (CArith). A filter reads only the event's slots, so any
     other step means it named something else, which only a `where` can read."""
+    if any(isinstance(s, (M.Test, M.Select)) for s in steps):
+        raise PlanError(
+            "a comparison used as a number, or `a if c else b`, cannot be part of a filter "
+            "(one C condition): compute it in a field, then filter on that field"
+        )
     arith = {s.dest: s for s in steps if isinstance(s, M.Arith)}
     if len(arith) != len(steps):
         raise PlanError(FILTER_ONLY)

@@ -220,7 +220,9 @@ def in_list(left: M.CExpr, option: str, ctype: str, value: Sequence[int], negate
 
 # Steps that only compute a local (no helper with an effect, no state map touched): when
 # nothing reads the local, the step can go.
-PURE_STEPS = (M.Builtin, M.Arg, M.Load, M.LoadBits, M.AddrOf, M.Add, M.Arith)
+PURE_STEPS = (
+    M.Builtin, M.Arg, M.Load, M.LoadBits, M.AddrOf, M.Add, M.Arith, M.Test, M.Select
+)  # fmt: skip
 
 
 def prune(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Union, cast
 
 from engine.memory import AddressSpace
-from engine.nodes import Node, Transformer
+from engine.nodes import Node, Transformer, Visitor
 
 # --- typed expression trees (filters and `where`) -----------------------------------------
 
@@ -485,6 +485,55 @@ class Arith(StepBase):
 
 
 @dataclass(frozen=True)
+class Test(StepBase):
+    """`s32 dest = (cond)`: a comparison (or and/or/not of them) as a value, 0 or 1, an int as
+    in C. Its locals are the condition's variables."""
+
+    kind: ClassVar[str] = "test"
+    partial: ClassVar[str] = "partials/steps/test.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ()
+    dest: str
+    cond: CExpr
+
+    def reads(self) -> frozenset[str]:
+        walker = _LocalsRead()
+        walker.visit(self.cond)
+        return frozenset(walker.found)
+
+
+@dataclass(frozen=True)
+class Select(StepBase):
+    """`ctype dest = test ? then : other` (`a if test else b`): both arms are computed before
+    (they read memory or compute, nothing with an effect), the test picks one."""
+
+    kind: ClassVar[str] = "select"
+    partial: ClassVar[str] = "partials/steps/select.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ("test", "then", "other")
+    dest: str
+    ctype: str
+    test: Operand
+    then: Operand
+    other: Operand
+
+
+class _LocalsRead(Visitor[None]):
+    """The generated locals a condition reads (its variables; literals read none)."""
+
+    def __init__(self) -> None:
+        self.found: set[str] = set()
+
+    def visit_CVar(self, node: CVar) -> None:
+        self.found.add(node.name)
+
+    def visit_CStrEq(self, node: CStrEq) -> None:
+        self.found.add(node.slot)
+
+    def visit_Operand(self, node: Operand) -> None:
+        if node.reads:
+            self.found.add(node.reads)
+
+
+@dataclass(frozen=True)
 class StateKey(StepBase):
     """`struct state_<map>_key_t dest = {...}`: a state map's key from locals, member by member."""
 
@@ -589,6 +638,8 @@ Step = Union[
     DataLocStr,
     Inet,
     Arith,
+    Test,
+    Select,
     StateKey,
     StateRead,
     StateHas,

@@ -14,6 +14,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
+from engine import nodes
 from engine.attach import KINDS, AttachKind
 from engine.errors import NameIndex, did_you_mean
 from engine.kernel.btf import Kind
@@ -313,11 +314,67 @@ class Resolver:
             return arith.binop(self, node)
         if isinstance(node, E.Unary):
             return arith.unary(self, node)
+        if isinstance(node, (E.Compare, E.BoolOp, E.Not)):
+            return self.test(node)
+        if isinstance(node, E.IfElse):
+            return self.select(node)
         if isinstance(node, E.Str):
             raise PlanError("a string can only be compared with a string field", node.col)
         if isinstance(node, E.Option):
             raise PlanError(f"${node.name} can only be compared with a value", node.col)
-        raise PlanError("a comparison is not a value here", getattr(node, "col", 0))
+        raise PlanError("a list is not a value here", getattr(node, "col", 0))
+
+    def test(self, node: E.Node) -> Val:
+        """A comparison as a value: 1 if it holds, else 0, an s32 as C's `a < b` is."""
+        _value_only(node)
+        cond = self.condition(node, self.leaf, {}, top=False)
+        dest = self.s.local()
+        self.s.emit(M.Test(dest, cond))
+        return Val(int_vt("s32"), var=dest)
+
+    def select(self, node: E.IfElse) -> Val:
+        """`a if test else b`: both arms computed, the test picks one, in the type C gives
+        `test ? a : b` (the arms' usual arithmetic conversions)."""
+        _value_only(node)
+        then = arith.operand_val(self, node.then)
+        other = arith.operand_val(self, node.other)
+        for val, arm in ((then, node.then), (other, node.other)):
+            if not val.is_const and val.vt.kind is not VKind.INT:
+                raise PlanError(
+                    f"the arms of `if ... else` are numbers, not a '{val.vt.label}'",
+                    getattr(arm, "col", node.col),
+                )
+        test = self.value(node.test)
+        if test.const is not None and then.const is not None and other.const is not None:
+            return constant_val(then.const if test.const else other.const)  # folded
+        # a constant test still computes in the arms' type (`-1 if 1 else x_u32` is a u32)
+        pick = (
+            M.Constant("1" if test.const else "0")
+            if test.is_const
+            else M.operand(self.number(test, node.test).var)
+        )
+        if then.is_const and other.is_const:
+            ctype = arith.common(
+                arith.operand_type(then, node.then), arith.operand_type(other, node.other)
+            )
+        elif then.is_const or other.is_const:
+            var, const = (other, node.other) if then.is_const else (then, node.then)
+            ctype = arith.operand_type(var, const)
+            fixed = then if then.is_const else other
+            ctype = arith.common(ctype, arith.operand_type(fixed, node.then))
+        else:
+            ctype = arith.common(
+                arith.operand_type(then, node.then), arith.operand_type(other, node.other)
+            )
+        parts = [
+            M.Constant(arith.literal(arith.wrap(v.const, ctype), ctype))
+            if v.const is not None
+            else M.operand(v.var)
+            for v in (then, other)
+        ]
+        dest = self.s.local()
+        self.s.emit(M.Select(dest, ctype, pick, parts[0], parts[1]))
+        return Val(arith.computed(ctype, then, other), var=dest)
 
     def member(self, base: Val, node: E.Attr) -> Val:
         s = self.s
@@ -789,6 +846,38 @@ class Resolver:
         else:
             raise PlanError("expected an integer or an enum constant", getattr(node, "col", 0))
         return fits(value, ctype, node)
+
+
+class _Effects(nodes.Visitor[None]):
+    """What a value made of comparisons or `if ... else` may not hold: `$options` (a
+    comparison with one drops out when it is not given: that is a filter's) and state reads
+    that act on every event whichever arm is chosen (both arms are computed)."""
+
+    def visit_Option(self, node: E.Option) -> None:
+        raise PlanError(
+            f"${node.name} cannot be part of a value: compare it in a filter or `where` "
+            "(a comparison with an option drops out when the option is not given)",
+            node.col,
+        )
+
+    def visit_Call(self, node: E.Call) -> None:
+        if node.func == "take" or (node.func == "get" and len(node.args) < 3):
+            what = (
+                "deletes the key"
+                if node.func == "take"
+                else "drops the event when the key is missing"
+            )
+            hint = ", or give get() a default: get(MAP, KEY, DEFAULT)" if node.func == "get" else ""
+            raise PlanError(
+                f"{node.func}() here would run on every event, whichever way the test goes "
+                f"(it {what}): bind it with `let` first{hint}",
+                node.col,
+            )
+        self.generic_visit(node)
+
+
+def _value_only(node: E.Node) -> None:
+    _Effects().visit(node)
 
 
 def _flags(opt: M.Option) -> str:

@@ -166,8 +166,34 @@ class Unary(ExprNode):
     col: int
 
 
+@dataclass(frozen=True)
+class IfElse(ExprNode):
+    """`a if cond else b`: C's `cond ? a : b`, typed by C's rules for the two arms."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ("test", "then", "other")
+
+    test: Node
+    then: Node
+    other: Node
+    col: int  # the `if`'s column
+
+
 Node = Union[
-    Num, Str, Name, Option, Attr, Index, Call, ListOf, Compare, BoolOp, Not, Cast, BinOp, Unary
+    Num,
+    Str,
+    Name,
+    Option,
+    Attr,
+    Index,
+    Call,
+    ListOf,
+    Compare,
+    BoolOp,
+    Not,
+    Cast,
+    BinOp,
+    Unary,
+    IfElse,
 ]
 
 _BIN_OPS: dict[type, str] = {
@@ -313,6 +339,11 @@ def _convert(node: ast.expr, marks: dict[int, str], depth: int) -> Node:
         return BoolOp(op, tuple(_convert(v, marks, sub) for v in node.values), col)
     if isinstance(node, ast.Compare):
         return _compare(node, marks, sub)
+    if isinstance(node, ast.IfExp):
+        then = _convert(node.body, marks, sub)
+        test = _convert(node.test, marks, sub)
+        other = _convert(node.orelse, marks, sub)
+        return IfElse(test, then, other, _keyword_col(node.body, "if"))
     raise ExprError(f"{_describe(node)} is not allowed in an expression", col)
 
 
@@ -327,6 +358,13 @@ def _operator_col(node: ast.BinOp) -> int:
     while col < len(text) and text[col] in " )":
         col += 1
     return col
+
+
+def _keyword_col(before: ast.expr, word: str) -> int:
+    """The column of the keyword that follows `before` (`if` in `a if c else b`)."""
+    text = _SOURCE[-1] if _SOURCE else ""
+    found = text.find(word, int(before.end_col_offset or 0))
+    return found if found >= 0 else int(before.col_offset)
 
 
 def _compare(node: ast.Compare, marks: dict[int, str], depth: int) -> Node:
@@ -346,7 +384,6 @@ def _compare(node: ast.Compare, marks: dict[int, str], depth: int) -> Node:
 def _describe(node: ast.AST) -> str:
     names = {
         "Lambda": "a lambda",
-        "IfExp": "a conditional expression",
         "Dict": "a mapping",
         "Set": "a set",
         "JoinedStr": "an f-string",

@@ -18,7 +18,7 @@ import pytest
 from engine import nodes
 from engine.codegen import render
 from engine.memory import AddressSpace
-from engine.plan import arith, bind, ir, state
+from engine.plan import arith, bind, ir, resolve, state
 from engine.plan import model as M
 from engine.spec import expr as E
 
@@ -64,6 +64,8 @@ STEPS: dict[type, M.Step] = {
     M.DataLocStr: M.DataLocStr("ev.f_name", M.Local("ctx_addr"), 8, 64),
     M.Inet: M.Inet("ev.f_daddr", L2, L1, 4, L1, 56),
     M.Arith: M.Arith("v4", "u32", "/", L1, M.Constant("2U")),
+    M.Test: M.Test("v5", M.CBool("&&", (GT, M.CStrEq("ev.f_comm", b"curl", 16)))),
+    M.Select: M.Select("v6", "s64", L1, L2, M.Constant("(-1LL)")),
     M.StateKey: M.StateKey("v9", "start", (("k0", L1), ("k1", M.Constant("7U")))),
     M.StateRead: M.StateRead("v3", "start", KEY, True, (("f_ts", M.Constant("0ULL")),), True),
     M.StateHas: M.StateHas("v5", "start", KEY),
@@ -76,7 +78,8 @@ READS: dict[type, set[str]] = {
     M.Builtin: set(), M.Comm: set(), M.Arg: set(), M.Stashed: set(),
     M.Load: {"v1"}, M.LoadBits: {"v1"}, M.AddrOf: {"v1"}, M.Add: {"v1", "v2"},
     M.Store: {"v3"}, M.Copy: {"v1"}, M.CopyStr: {"v1"}, M.DataLocStr: {"ctx_addr"},
-    M.Inet: {"v1", "v2"}, M.Arith: {"v1"}, M.StateKey: {"v1"}, M.StateRead: {"v9"},
+    M.Inet: {"v1", "v2"}, M.Arith: {"v1"}, M.Test: {"v1", "ev.f_comm"},
+    M.Select: {"v1", "v2"}, M.StateKey: {"v1"}, M.StateRead: {"v9"},
     M.StateHas: {"v9"}, M.StatePut: {"v9", "v2"}, M.StateDelete: {"v9"},
     M.CopyLocal: {"v3"},
 }  # fmt: skip
@@ -99,6 +102,7 @@ EXPRS: dict[type, E.Node] = {
     E.Cast: E.Cast(SK, "struct sock", 6),
     E.BinOp: E.BinOp("/", SK, E.Num(2, 5), 3),
     E.Unary: E.Unary("-", SK, 0),
+    E.IfElse: E.IfElse(E.Compare(">", SK, E.Num(5, 9), 0), SK, E.Num(0, 12), 3),
 }
 
 
@@ -168,12 +172,23 @@ CEXPR_WALKERS: dict[str, Callable[[Any], Any]] = {
     "_SetMaps": bind.set_maps,
     "BindOptions": _bound,
     "_CEmitter": _c,
+    "_LocalsRead": lambda e: ir.Test("v9", e).reads(),
 }
 EXPR_WALKERS: dict[str, Callable[[Any], Any]] = {
     "_Names": E.names_in,
     "_Options": E.options_in,
     "_StateCalls": state.uses_state,
+    "_Effects": lambda e: _effects(e),
 }
+
+
+def _effects(e: E.Node) -> str:
+    """What _Effects says of a tree: "" when it may be part of a value, else its error."""
+    try:
+        resolve._value_only(e)
+    except resolve.PlanError as err:
+        return err.message
+    return ""
 
 
 def test_every_walker_is_tested() -> None:
@@ -247,6 +262,9 @@ def test_expr_walkers(walker: str, cls: type) -> None:
         assert (SK in result) == (cls not in (E.Num, E.Str, E.Option, E.Call))
     if walker == "_Options":
         assert set(result) <= {"pid", "min", "slow"}
+    if walker == "_Effects":  # an option anywhere below, or a take(), is refused
+        refused = bool(E.options_in(node)) or cls is E.Call
+        assert bool(result) == refused, result
 
 
 # --- steps: reads() from typed operands, one partial per kind ---------------------------------
