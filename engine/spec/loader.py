@@ -2,14 +2,17 @@
 
 Specs come from users and from CI of other people's repositories, so the loader trusts
 nothing: it reads at most 1 MiB, accepts only UTF-8 text, and builds the data itself from
-the YAML event stream of yaml's SafeLoader (never `yaml.load`), rejecting tags, anchors and
-aliases (which also rules out billion-laughs bombs), duplicate and non-string keys, deep
-nesting, huge strings and node floods. Every bad input becomes one located, one-line
-Problem inside a SpecError, never a traceback.
+the YAML event stream of yaml's SafeLoader (never `yaml.load`), rejecting tags, duplicate and
+non-string keys, deep nesting, huge strings and node floods. Anchors, aliases and merge keys
+(`<<: *common`) let probes share fields: an alias is a copy of what its anchor built, counted
+node by node against the flood limit (so a billion-laughs bomb stops there), and every node of
+the copy keeps the line:col where its text is written, inside the anchor. Every bad input
+becomes one located, one-line Problem inside a SpecError, never a traceback.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import stat
@@ -36,9 +39,10 @@ _LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 # Scalars that become numbers, booleans or null; every other scalar stays the string it reads as
-# (so `2024-01-01` is a string, not a date, and `<<` is an ordinary key, not a merge).
+# (so `2024-01-01` is a string, not a date). A plain `<<` key merges mappings (YAML's merge key).
 _CONVERTED_TAGS = frozenset(_YAML_TAG_PREFIX + t for t in ("int", "float", "bool", "null"))
 
+MERGE = "<<"  # YAML's merge key, when written plain
 EMPTY_SPEC = "empty spec: expected a mapping with name, probes and output"
 
 
@@ -259,6 +263,9 @@ class _Builder:
         self.file = file
         self.document = Document(file, None)
         self.nodes = 0
+        # anchor -> (the path its node was built at, that node's data, its node count)
+        self.anchors: dict[str, tuple[Path, Any, int]] = {}
+        self.alias_marks: dict[Path, Mark] = {}  # where each alias is written
 
     def build(self) -> Document:
         try:
@@ -294,19 +301,47 @@ class _Builder:
 
     def _node(self, path: Path, depth: int) -> Any:
         event = self.loader.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self.loader.get_event()
+            return self._alias(event, path)
+        before = self.nodes
         self._check_node_event(event, path, depth)
         self.document.marks[path] = _mark(event.start_mark)
         if isinstance(event, yaml.ScalarEvent):
             self.loader.get_event()
-            return self._scalar(event, path)
-        if isinstance(event, yaml.SequenceStartEvent):
-            return self._sequence(path, depth)
-        return self._mapping(path, depth)
+            data = self._scalar(event, path)
+        elif isinstance(event, yaml.SequenceStartEvent):
+            data = self._sequence(path, depth)
+        else:
+            data = self._mapping(path, depth)
+        if event.anchor:
+            self.anchors[event.anchor] = (path, data, self.nodes - before)
+        return data
+
+    def _alias(self, event: yaml.AliasEvent, path: Path) -> Any:
+        """A copy of the anchored node's data; its marks copied from where it is written."""
+        name = event.anchor or ""
+        found = self.anchors.get(name)
+        if found is None:  # yaml's composer would say so; the event stream does not
+            self._reject(f"unknown alias *{name} (no anchor &{name} before it)", event, path)
+        source, data, count = found
+        self.nodes += count
+        if self.nodes > MAX_NODES:
+            self._reject(f"too many nodes (more than {MAX_NODES}, aliases expanded)", event, path)
+        self._copy_marks(source, path)
+        self.alias_marks[path] = _mark(event.start_mark)
+        return copy.deepcopy(data)
+
+    def _copy_marks(self, source: Path, target: Path) -> None:
+        """Marks under `source` repeated under `target` (same text, a second place in data)."""
+        n = len(source)
+        for table in (self.document.marks, self.document.key_marks):
+            for p, mark in list(table.items()):
+                if p[:n] == source and (p != source or table is self.document.marks):
+                    table[target + p[n:]] = mark
 
     def _check_node_event(self, event: yaml.Event, path: Path, depth: int) -> None:
         """The rules every node obeys, whatever its kind."""
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            self._reject("YAML anchors and aliases are not supported", event, path)
         tag = getattr(event, "tag", None)
         if tag is not None:
             self._reject(f"YAML tags are not supported ({quote(_short_tag(tag))})", event, path)
@@ -342,7 +377,18 @@ class _Builder:
     def _mapping(self, path: Path, depth: int) -> dict[str, Any]:
         self.loader.get_event()
         items: dict[str, Any] = {}
+        merges: list[tuple[Path, Any]] = []
         while not self.loader.check_event(yaml.MappingEndEvent):
+            key_event = self.loader.peek_event()
+            if (
+                isinstance(key_event, yaml.ScalarEvent)
+                and key_event.value == MERGE
+                and key_event.implicit[0]
+            ):
+                self.loader.get_event()
+                value_path = (*path, MERGE, len(merges))
+                merges.append((value_path, self._node(value_path, depth + 1)))
+                continue
             key = self._key(path, items, depth)
             value_path = (*path, key)
             event = self.loader.peek_event()
@@ -351,7 +397,31 @@ class _Builder:
                 # `fields:` with nothing after it: point at `fields`, not past the colon.
                 self.document.marks[value_path] = self.document.key_marks[value_path]
         self.loader.get_event()
+        for merge_path, data in merges:
+            self._merge(path, items, merge_path, data)
         return items
+
+    def _merge(self, path: Path, items: dict[str, Any], source: Path, data: Any) -> None:
+        """YAML's merge key: `<<: *a` or `<<: [*a, *b]` adds the keys the mapping lacks (its
+        own keys win; of the merged mappings, the first that has a key gives it)."""
+        parts = data if isinstance(data, list) else [data]
+        for i, part in enumerate(parts):
+            where = (*source, i) if isinstance(data, list) else source
+            if not isinstance(part, dict):
+                marks = (self.alias_marks, self.document.marks)
+                mark = next((m[p] for p in (where, source) for m in marks if p in m), (0, 0))
+                self._reject_at(
+                    f"a merge (`<<`) takes a mapping or a list of mappings, got {type_name(part)}",
+                    mark,
+                    path,
+                )
+            for key, value in part.items():
+                if key not in items:
+                    items[key] = value
+                    self._copy_marks((*where, key), (*path, key))
+        for table in (self.document.marks, self.document.key_marks):
+            for p in [p for p in table if p[: len(source)] == source]:
+                del table[p]
 
     def _key(self, path: Path, seen: dict[str, Any], depth: int) -> str:
         """A mapping key: a plain string, new in its mapping; its mark is recorded."""

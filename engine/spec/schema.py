@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -191,11 +192,15 @@ def _unknown_keys(
     noun = checker.noun(_schema(error))
     where = "at the top level" if noun == _ROOT else f"in {noun}"
     findings = []
+    patterns = _schema(error).get("patternProperties", {})
+    extra = " or x-NAME (anchors to share)" if "^x-" in patterns else ""
     for key in _instance(error):
-        if key in known:
+        if key in known or any(re.match(p, key) for p in patterns):
             continue
         hint = did_you_mean(key, known)
-        message = f"unknown key {quote(key)} {where}; expected one of {', '.join(known)}{hint}"
+        message = (
+            f"unknown key {quote(key)} {where}; expected one of {', '.join(known)}{extra}{hint}"
+        )
         suggests = hint[len("; did you mean '") : -len("'?")] if hint else None
         findings.append(_Finding(message, (*path, key), at_key=True, suggests=suggests))
     return findings

@@ -21,7 +21,20 @@ def test_fields_merge_refuses_two_types_for_one_field() -> None:
     ctx = context()
     at = ctx.spec.probes[0].fields[0].at
     got: dict[str, planner.M.Field] = {}
-    first = planner.M.Field("x", "u16", 0, "int", "X", 5)
+    first = planner.M.Field("x", "u16", 0, "hex", "X", 5)
     fields.merge_field(ctx, got, first, at)
-    fields.merge_field(ctx, got, planner.M.Field("x", "u32", 0, "int", "X", 5), at)
+    fields.merge_field(ctx, got, planner.M.Field("x", "u32", 0, "hex", "X", 5), at)
     assert got == {"x": first} and "every alternative and probe" in ctx.problems[-1].message
+
+
+def test_fields_merge_plain_integers_to_cs_common_type() -> None:
+    """mount's `u64 flags` and umount's `int flags`: one slot, C's usual conversions of the
+    promoted types (u8 and s8 meet in an s32, u64 and s32 in a u64)."""
+    ctx = context()
+    at = ctx.spec.probes[0].fields[0].at
+    for a, b, want in (("u16", "u32", "u32"), ("u8", "s8", "s32"), ("u64", "s32", "u64")):
+        got: dict[str, planner.M.Field] = {}
+        fields.merge_field(ctx, got, planner.M.Field("x", a, 0, "int", "X", 5), at)
+        fields.merge_field(ctx, got, planner.M.Field("x", b, 0, "int", "X", 5), at)
+        assert got["x"].ctype == want
+    assert not ctx.problems

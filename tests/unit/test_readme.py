@@ -66,9 +66,9 @@ DOC_SPECS = [b for _, b in yaml_blocks("docs/spec.md") if is_spec(b)]
 def test_docs_examples_are_all_found() -> None:
     """docs/spec.md's yaml blocks: the two parts of the seed specs it explains, and the
     worked example of state and aggregations, the `metrics` example, the user-space probes'
-    worked example and the sampling and stacks examples (whole specs)."""
-    assert len(yaml_blocks("docs/spec.md")) == 7
-    assert len(DOC_PARTS) == 2 and len(DOC_SPECS) == 5
+    worked example, the sampling and stacks examples and the shared fields (whole specs)."""
+    assert len(yaml_blocks("docs/spec.md")) == 8
+    assert len(DOC_PARTS) == 2 and len(DOC_SPECS) == 6
 
 
 @pytest.mark.parametrize("index", range(len(DOC_SPECS)))

@@ -3,10 +3,13 @@ C type, decoder, header and width); every probe and alternative must agree on a 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from engine.decoders import DECODERS
 from engine.errors import did_you_mean
 from engine.kernel.btf import Btf, Kind
 from engine.plan import model as M
+from engine.plan.arith import common, promoted
 from engine.plan.passes.context import Context
 from engine.plan.resolve import COMM_LEN, FUNC, Resolver, name_index
 from engine.plan.state import string_field_problem
@@ -184,7 +187,14 @@ def merge_field(ctx: Context, fields: dict[str, M.Field], f: M.Field, at: S.At) 
     old = fields.get(f.name)
     if old is None:
         fields[f.name] = f
-    elif (old.ctype, old.count, old.decoder) != (f.ctype, f.count, f.decoder):
+    elif (old.ctype, old.count, old.decoder) == (f.ctype, f.count, f.decoder):
+        return
+    elif _plain_int(old) and _plain_int(f):
+        # mount's `u64 flags` and umount's `int flags`: one slot of C's common type (the
+        # usual arithmetic conversions of the promoted types), each probe's value converted
+        # into it as C assigns
+        fields[f.name] = replace(old, ctype=common(promoted(old.ctype), promoted(f.ctype)))
+    else:
         ctx.problem(
             f"field '{f.name}' is a {f.ctype}{f'[{f.count}]' if f.count else ''} "
             f"({f.decoder}) here but a {old.ctype}"
@@ -192,6 +202,11 @@ def merge_field(ctx: Context, fields: dict[str, M.Field], f: M.Field, at: S.At) 
             "every alternative and probe must give it the same type",
             at,
         )
+
+
+def _plain_int(f: M.Field) -> bool:
+    """An integer printed as a number (no array, no decoder tied to its size or meaning)."""
+    return f.count == 0 and f.decoder == "int" and f.ctype[:1] in ("u", "s")
 
 
 def _first_member(btf: Btf, vt: VT) -> str:

@@ -4,6 +4,7 @@ BPF functions; then the probe's filter over its fields."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from engine.errors import did_you_mean
@@ -20,7 +21,18 @@ from engine.spec import model as S
 
 
 def run(ctx: Context) -> None:
-    ctx.probes = [plan_probe(ctx, p, ctx.fields) for p in ctx.spec.probes]
+    probes = [plan_probe(ctx, p, ctx.fields) for p in ctx.spec.probes]
+    # filters last: a later probe may widen a field they compare (merge_field)
+    ctx.probes = [
+        None if probe is None else dataclasses.replace(probe, filter=plan_probe_filter(ctx, spec))
+        for probe, spec in zip(probes, ctx.spec.probes)
+    ]
+
+
+def plan_probe_filter(ctx: Context, spec: S.Probe) -> M.CExpr:
+    if spec.filter is None or spec.filter.node is None:
+        return M.CTrue()
+    return plan_filter(ctx, spec.filter.node, ctx.fields, spec.filter.at)
 
 
 def plan_probe(ctx: Context, spec: S.Probe, fields: dict[str, M.Field]) -> M.Probe | None:
@@ -39,10 +51,8 @@ def plan_probe(ctx: Context, spec: S.Probe, fields: dict[str, M.Field]) -> M.Pro
         or any(failed(ctx, spec, a) for a in spec.attach)
     ):
         return None
-    filt: M.CExpr = M.CTrue()
-    if spec.filter is not None and spec.filter.node is not None:
-        filt = plan_filter(ctx, spec.filter.node, fields, spec.filter.at)
-    return M.Probe(spec.name, spec.index, tuple(alternatives), filt, emits=bool(spec.fields))
+    # the filter is planned by `run` once every probe's fields are merged
+    return M.Probe(spec.name, spec.index, tuple(alternatives), M.CTrue(), emits=bool(spec.fields))
 
 
 def plan_alternative(
