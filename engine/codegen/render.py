@@ -18,6 +18,7 @@ import jinja2
 from engine.attach import KINDS, arg_c
 from engine.nodes import Visitor
 from engine.plan import model as M
+from engine.plan import strmatch
 from engine.plan.resources import declare, deleted_counter, inserted_counter, state_map_name
 
 CTYPES = {
@@ -156,8 +157,7 @@ class _CEmitter(Visitor[str]):
     def visit_CStrEq(self, expr: M.CStrEq) -> str:
         if isinstance(expr.value, M.COption):
             raise ValueError(f"option ${expr.value.option} is not bound")
-        data = expr.value + (b"\0" if len(expr.value) < expr.size else b"")
-        text = "(" + " && ".join(f"{expr.slot}[{i}] == {b}" for i, b in enumerate(data)) + ")"
+        text = strmatch.c_text(expr.slot, expr.size, expr.kind, expr.value)
         return f"(!{text})" if expr.negate else text
 
     def visit_CBool(self, expr: M.CBool) -> str:

@@ -18,6 +18,7 @@ from engine.errors import UsageError
 from engine.kernel.pinned import SAFE_PATH
 from engine.nodes import Transformer, Visitor
 from engine.plan import model as M
+from engine.plan import strmatch
 from engine.plan.layout import layout
 from engine.plan.resources import (
     STACK_ERRORS,
@@ -316,11 +317,9 @@ class BindOptions(Transformer):
         if text is None:
             return M.CTrue()
         data = str(text).encode()
-        if len(data) >= expr.size:
-            raise UsageError(
-                f"{self.flag(expr.value.option)}: '{text}' is longer than the field holds "
-                f"({expr.size - 1} characters), so nothing would match"
-            )
+        problem = strmatch.problem(expr.kind, data, expr.size)
+        if problem:
+            raise UsageError(f"{self.flag(expr.value.option)}: {problem}")
         return replace(expr, value=data)
 
     def visit_CIn(self, expr: M.CIn) -> M.CExpr:

@@ -96,7 +96,8 @@ class CInSet(CNode):
 
 @dataclass(frozen=True)
 class CStrEq(CNode):
-    """A char slot equal to a string: `size` bytes, NUL-terminated unless the value fills it."""
+    """A char slot (`size` bytes) matching a string: equal to it, or (`kind`) starting or
+    ending with it, holding it, or matching it as a glob (engine.plan.strmatch)."""
 
     child_fields: ClassVar[tuple[str, ...]] = ("value",)
 
@@ -104,6 +105,7 @@ class CStrEq(CNode):
     value: Union[bytes, COption]
     size: int
     negate: bool = False
+    kind: str = "eq"  # eq prefix suffix contains glob
 
 
 @dataclass(frozen=True)

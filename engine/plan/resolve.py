@@ -19,7 +19,7 @@ from engine.attach import KINDS, AttachKind
 from engine.errors import NameIndex, did_you_mean
 from engine.kernel.btf import Kind
 from engine.memory import AddressSpace
-from engine.plan import arith
+from engine.plan import arith, strmatch
 from engine.plan import model as M
 from engine.plan.state import STATE_HELPERS, StateResolver
 from engine.plan.types import TypeSource
@@ -488,6 +488,11 @@ class Resolver:
         return StateResolver(self, self.s.states)
 
     def call(self, node: E.Call) -> Val:
+        if node.func in strmatch.CALLS:
+            raise PlanError(
+                f"{node.func}() is a condition on a string field: use it in a probe's filter",
+                node.col,
+            )
         if node.func in STATE_HELPERS:
             return self.state().call(node)
         if node.func not in HELPERS:
@@ -620,6 +625,8 @@ class Resolver:
             return M.CNot(self.condition(node.operand, operand, options, False))
         if isinstance(node, E.Compare):
             return self.compare(node, operand, options, top)
+        if isinstance(node, E.Call) and node.func in strmatch.CALLS:
+            return self.string_call(node, operand, options, top)
         val = self.number(operand(node), node)
         return M.CCompare("!=", M.CVar(val.var, val.vt.ctype), M.CNum(0, val.vt.ctype))
 
@@ -710,11 +717,11 @@ class Resolver:
         options: dict[str, M.Option],
         top: bool,
     ) -> M.CExpr:
+        if (text := self.substring(node, operand, options, top)) is not None:
+            return text
         first = operand(node.left)
         if first.vt.kind is VKind.COMM:
-            raise PlanError(
-                "comm can be compared in the probe's `filter`, as a field, not here", node.col
-            )
+            raise PlanError("comm can be compared in the probe's `filter`, as a field", node.col)
         if first.vt.kind is VKind.STR and first.vt.count:
             return self.string_compare(node, first, options, top)
         if isinstance(node.right, E.Str):
@@ -782,6 +789,38 @@ class Resolver:
         rval = self.number(right, node.right)
         return M.CCompare(node.op, lvar, M.CVar(rval.var, rval.vt.ctype))
 
+    def substring(
+        self,
+        node: E.Compare,
+        operand: Callable[[E.Node], Val],
+        options: dict[str, M.Option],
+        top: bool,
+    ) -> M.CExpr | None:
+        """`"ssh" in comm` or `$name in comm` (a string option): a substring match."""
+        if node.op in ("in", "notin") and isinstance(node.left, E.Option):
+            opt = options.get(node.left.name)
+            if opt is None:
+                raise PlanError(_unknown_option(node.left.name, options), node.left.col)
+            if opt.ctype != "str":
+                raise PlanError(
+                    f"${opt.name} is a {opt.ctype}: `$OPTION in FIELD` takes a string option "
+                    "(a substring of a string field); a value is `FIELD in [..]`",
+                    node.left.col,
+                )
+        if node.op in ("in", "notin") and self.is_text(node.left, options):
+            # `"ssh" in comm`, `$name in comm`: a substring
+            field = operand(node.right)
+            negate = node.op == "notin"
+            return self.string_match(node, "contains", field, node.left, options, top, negate)
+        return None
+
+    @staticmethod
+    def is_text(node: E.Node, options: dict[str, M.Option]) -> bool:
+        """A "string" or a string $option."""
+        if isinstance(node, E.Str):
+            return True
+        return isinstance(node, E.Option) and getattr(options.get(node.name), "ctype", "") == "str"
+
     def pinned_member(self, node: E.Compare, left: M.CExpr, opt: M.Option) -> M.CExpr:
         """`cgroup_id in $cgroupmap`: whether the value, as a u64, is a key of the hash map
         pinned at the option's path (checked when the option is given: engine.kernel.pinned)."""
@@ -800,33 +839,72 @@ class Resolver:
         self, node: E.Compare, left: Val, options: dict[str, M.Option], top: bool
     ) -> M.CExpr:
         """`comm == "curl"`: byte compares in C, with the string's bytes as numbers."""
-        size = left.vt.count
         if node.op not in ("==", "!="):
-            raise PlanError("strings compare with == or != only", node.col)
-        right = node.right
+            raise PlanError(
+                'strings compare with == or != (and match with `"x" in FIELD`, '
+                "startswith, endswith, glob)",
+                node.col,
+            )
+        return self.string_match(node, "eq", left, node.right, options, top, node.op == "!=")
+
+    def string_match(
+        self,
+        node: E.Node,
+        kind: str,
+        field: Val,
+        pattern: E.Node,
+        options: dict[str, M.Option],
+        top: bool,
+        negate: bool = False,
+    ) -> M.CExpr:
+        """A string field against a "constant" or a string $option (engine.plan.strmatch)."""
+        col = getattr(node, "col", 0)
+        if not (field.vt.kind is VKind.STR and field.vt.count):
+            raise PlanError(
+                f"{strmatch.WORDS[kind]} match needs a string field of this probe (comm, a "
+                f"`decode: str` field), not a '{field.vt.label}'",
+                col,
+            )
+        size = field.vt.count
         value: bytes | M.COption
-        if isinstance(right, E.Str):
-            value = right.value.encode()
-            if len(value) >= size:
-                raise PlanError(
-                    f"'{right.value[:40]}' is longer than the field holds "
-                    f"({size - 1} characters), so it never matches",
-                    right.col,
-                )
-        elif isinstance(right, E.Option) and right.name in options:
-            opt = options[right.name]
+        if isinstance(pattern, E.Str):
+            value = pattern.value.encode()
+            problem = strmatch.problem(kind, value, size)
+            if problem:
+                raise PlanError(problem, pattern.col)
+        elif isinstance(pattern, E.Option) and pattern.name in options:
+            opt = options[pattern.name]
             if opt.ctype != "str":
-                raise PlanError(f"${opt.name} is a {opt.ctype}, not a string", right.col)
+                raise PlanError(f"${opt.name} is a {opt.ctype}, not a string", pattern.col)
             if not top:
                 raise PlanError(
                     f"a comparison with ${opt.name} can only be joined with `and` "
                     "(it drops out when the option is not given)",
-                    node.col,
+                    col,
                 )
             value = M.COption(opt.name, "str", False)
+        elif isinstance(pattern, E.Option):
+            raise PlanError(_unknown_option(pattern.name, options), pattern.col)
         else:
-            raise PlanError('compare a string field with a "string" or a string $option', node.col)
-        return M.CStrEq(left.var, value, size, negate=node.op == "!=")
+            raise PlanError(
+                'match a string field with a "string" or a string $option',
+                getattr(pattern, "col", col),
+            )
+        return M.CStrEq(field.var, value, size, negate=negate, kind=kind)
+
+    def string_call(
+        self,
+        node: E.Call,
+        operand: Callable[[E.Node], Val],
+        options: dict[str, M.Option],
+        top: bool,
+    ) -> M.CExpr:
+        """`startswith(comm, "py")`, `endswith(file, ".so")`, `glob(file, "/usr/*.so")`."""
+        if len(node.args) != 2:
+            raise PlanError(f'{node.func}(FIELD, "TEXT") takes two arguments', node.col)
+        field = operand(node.args[0])
+        kind = strmatch.CALLS[node.func]
+        return self.string_match(node, kind, field, node.args[1], options, top)
 
     def constant(self, node: E.Node, ctype: str) -> int:
         if isinstance(node, E.Num):

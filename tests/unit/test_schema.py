@@ -82,7 +82,8 @@ def test_unknown_key_in_probe_is_located_at_the_key() -> None:
 def test_unknown_key_at_top_level_without_suggestion() -> None:
     assert check("output:", "colour: red\noutput:") == [
         "17:1: unknown key 'colour' at the top level;"
-        " expected one of description, metrics, name, options, output, probes, state or x-NAME (anchors to share)"
+        " expected one of description, metrics, name, options, output, probes, state"
+        " or x-NAME (anchors to share)"
     ]
 
 
@@ -381,7 +382,8 @@ def test_wrong_type_of_section() -> None:
     assert check("output:\n", "output: []\nx:\n") == [
         "17:9: expected a mapping, got a list",
         "18:1: unknown key 'x' at the top level;"
-        " expected one of description, metrics, name, options, output, probes, state or x-NAME (anchors to share)",
+        " expected one of description, metrics, name, options, output, probes, state"
+        " or x-NAME (anchors to share)",
     ]
 
 

@@ -74,11 +74,15 @@ def problems(tmp_path: Path, filt: str) -> list[str]:
             "13:21: 'xxxxxxxxxxxxxxxx' is longer than the field holds (15 characters), "
             "so it never matches",
         ),
-        ('comm < "a"', "13:13: strings compare with == or != only"),
+        (
+            'comm < "a"',
+            '13:13: strings compare with == or != (and match with `"x" in FIELD`, '
+            "startswith, endswith, glob)",
+        ),
         ('pid == "a"', "13:20: a string can only be compared with a string field, not a 'u32'"),
         ("pid == $name", "13:20: $name is a string; compare it with a string field such as comm"),
         ("comm == $pid", "13:21: $pid is a u32, not a string"),
-        ("comm == 3", '13:13: compare a string field with a "string" or a string $option'),
+        ("comm == 3", '13:21: match a string field with a "string" or a string $option'),
         (
             'comm == "a" or comm == $name',
             "13:28: a comparison with $name can only be joined with `and` "
