@@ -12,9 +12,9 @@ rows over 10000 us from it for the first engine.
 Exact: which threads, their names, the previous task's name and tid of each row, and the
 rows' order (all on one CPU). Stated tolerance: a row's latency differs by at most TOL_US
 between the tools (each times the same two tracepoint hits with its own program, a few us
-apart; measured -26..+19 us on this 2-vCPU machine, two runs of ~380 rows), so a wait within TOL_US of
-a threshold may be a row for one tool only; such rows are skipped, and every other row must
-pair up (measured: every row paired in both, 381-383 over 1000 us, 364-377 over 10000 us).
+apart; measured -26..+19 us on this 2-vCPU machine, two runs of ~380 rows), so a wait within
+TOL_US of a threshold may be a row for one tool only; such rows are skipped, and every other
+row must pair up (measured: every row paired in both, 381-383 over 1000 us, 364-377 over 10000 us).
 """
 
 from __future__ import annotations
