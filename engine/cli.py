@@ -207,9 +207,12 @@ def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
             else:
                 kind = int_parser(opt.ctype)
             default = f", default {opt.default}" if opt.default is not None else ""
+            where: dict[str, Any] = (
+                {"nargs": "?"} if opt.positional else {"dest": f"opt_{opt.name}"}
+            )
             group.add_argument(
-                *flags,
-                dest=f"opt_{opt.name}",
+                *(flags or [f"opt_{opt.name}"]),
+                **where,
                 type=kind,
                 metavar=opt.metavar,
                 default=opt.default,
@@ -414,7 +417,7 @@ def cmd_with_spec(verb: str, argv: list[str]) -> int:
     btf = flag_value(argv, "--btf")
     plan = check(spec, btf).plan
     final = spec_parser(verb, plan)
-    ns = final.parse_args(argv)
+    ns = final.parse_intermixed_args(argv)  # a positional option may follow flags
     if ns.spec != spec:  # the spec's own flags took another reading of the arguments
         final.error(f"cannot tell which argument is SPEC: {spec} or {ns.spec}")
     values = option_values(plan, ns)
@@ -498,7 +501,7 @@ def output_format(
         stacks = {f.name for f in program.fields if f.decoder in STACK_DECODERS}
         said = f"-o {fmt}"
         if not ns.output:
-            said = "/".join(f for f in (chosen[0].short, chosen[0].long) if f)
+            said = chosen[0].label
         if not any(c.field in stacks for a in program.aggregations for c in a.by):
             raise UsageError(
                 f"{said}: prints aggregations keyed by a stack (kstack, ustack); this run has none"

@@ -62,7 +62,7 @@ def bind(
             values[o.name] = o.default
     if count and plan.counted is None:
         raise ValueError("this spec declares no output.count")
-    flags = {o.name: "/".join(f for f in (o.short, o.long) if f) for o in plan.options}
+    flags = {o.name: o.label for o in plan.options}
     sinks = bind_sinks(plan, count, values, transport, ringbuf_pages, wakeup_batch, clear)
     aggs = [s for s in sinks if isinstance(s, M.AggSink)]
     errors = error_names(plan.states, [s.agg for s in aggs])

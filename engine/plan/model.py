@@ -168,6 +168,12 @@ class Option:
     metavar: str
     default: int | None = None  # an integer option's value when its flag is not given
     output: str = ""  # a switch that chooses this output format when given (-f: folded)
+    positional: bool = False  # given without a flag (`runqslower 1000`): `flag: min_us`
+
+    @property
+    def label(self) -> str:
+        """How messages name it: its flags (`-p/--pid`), or a positional's METAVAR."""
+        return "/".join(f for f in (self.short, self.long) if f) or self.metavar
 
 
 @dataclass(frozen=True)

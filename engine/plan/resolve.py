@@ -959,7 +959,7 @@ def _value_only(node: E.Node) -> None:
 
 
 def _flags(opt: M.Option) -> str:
-    return "/".join(f for f in (opt.short, opt.long) if f)
+    return opt.label
 
 
 def _unknown_option(name: str, options: dict[str, M.Option]) -> str:

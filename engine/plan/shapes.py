@@ -50,6 +50,8 @@ def given(option: M.Option, many: bool = True) -> OptionValue:
 
 def flag_text(option: M.Option, value: OptionValue) -> str:
     flag = option.short or option.long
+    if option.positional:
+        return str(value)
     if isinstance(value, bool):
         return flag
     if isinstance(value, list):

@@ -5,7 +5,7 @@ The child has two threads, named rqs-main and rqs-worker, that spin for SPIN_S s
 19 on one CPU beside HOGS nice-0 C spinners (spinprog.build) pinned to the same CPU, so they
 wait on that run queue for milliseconds at a time (and hand the GIL to each other through
 wakeups). Three engines run at once: the default threshold (10000 us) with
-`-p PID -P`, `-t WORKER -m 1000`, and `-p PID -m 1000`; the oracle prints every switch-in of the
+`-p PID -P`, `-t WORKER 1000`, and `1000 -p PID`; the oracle prints every switch-in of the
 two threads that waited more than 1000 us, with the previous task, and the test takes the
 rows over 10000 us from it for the first engine.
 
@@ -140,8 +140,8 @@ def test_rows_agree_with_bpftrace(engine, tmp_path: Path) -> None:
         worker = int(child.stdout.readline())
         tids = (child.pid, worker)
         default = engine(SPEC, "-p", str(child.pid), "-P", "-o", "json")
-        one = engine(SPEC, "-t", str(worker), "-m", str(LOW_US), "-o", "json")
-        low = engine(SPEC, "-p", str(child.pid), "-m", str(LOW_US), "-o", "json")
+        one = engine(SPEC, "-t", str(worker), str(LOW_US), "-o", "json")
+        low = engine(SPEC, str(LOW_US), "-p", str(child.pid), "-o", "json")
         oracle = Bpftrace(script(tids))
         child.stdin.write("go\n")
         child.stdin.close()
@@ -169,8 +169,8 @@ def test_rows_agree_with_bpftrace(engine, tmp_path: Path) -> None:
     base = ("tid", "comm")
     over = [r for r in theirs if r["lat"] > DEFAULT_US]
     runs = {
-        "-p PID -m 1000": (ours_low, pair(ours_low, theirs, LOW_US, base)),
-        "-t TID -m 1000": (
+        "1000 -p PID": (ours_low, pair(ours_low, theirs, LOW_US, base)),
+        "-t TID 1000": (
             ours_one, pair(ours_one, [r for r in theirs if r["tid"] == worker], LOW_US, base)
         ),
         "-p PID -P": (
@@ -183,6 +183,6 @@ def test_rows_agree_with_bpftrace(engine, tmp_path: Path) -> None:
             f"{label}: {len(rows)} rows, {len(diffs)} paired, lat ours-theirs "
             f"{min(diffs, default=0)}..{max(diffs, default=0)} us"
         )
-    assert len(runs["-p PID -m 1000"][1]) >= 20
-    assert len(runs["-t TID -m 1000"][1]) >= 10
+    assert len(runs["1000 -p PID"][1]) >= 20
+    assert len(runs["-t TID 1000"][1]) >= 10
     assert len(runs["-p PID -P"][1]) >= 1

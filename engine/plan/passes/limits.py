@@ -64,7 +64,7 @@ def warn_unused_options(ctx: Context) -> None:
     ats = {o.name: o.at for o in ctx.spec.options}
     for name, opt in ctx.options.items():
         if name not in ctx.mentioned and not opt.output:  # `output:` chooses a format
-            flags = "/".join(f for f in (opt.short, opt.long) if f)
+            flags = opt.label
             ctx.warnings.append(
                 Problem(
                     f"option '{name}' ({flags}) is used by no filter, `where`, column or "

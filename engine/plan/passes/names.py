@@ -48,10 +48,11 @@ def plan_options(ctx: Context) -> None:
     seen: dict[str, str] = {}
     for spec in ctx.spec.options:
         name, flag = spec.name, spec.flag
+        positional = not flag.startswith("-")
         short, _, long = (
             flag.partition("/")
             if flag.startswith("-") and not flag.startswith("--")
-            else ("", "", flag)
+            else ("", "", "" if positional else flag)
         )
         for f in (short, long):
             if not f:
@@ -84,9 +85,16 @@ def plan_options(ctx: Context) -> None:
                 default = None
         if spec.output and typ != "bool":
             ctx.problem(f"`output:` goes with a bool option (a switch); '{name}' is {typ}", spec.at)
+        if positional and (typ == "bool" or is_list or typ == "pinned_map"):
+            ctx.problem(
+                f"a positional option (`flag: {flag}`, no dash) takes one value: an integer or "
+                f"a str, not {typ}",
+                spec.flag_at,
+            )
         ctx.options[name] = M.Option(
-            name, short, long, ctype, is_list, spec.help, spec.metavar, default, spec.output
-        )
+            name, short, long, ctype, is_list, spec.help, spec.metavar, default, spec.output,
+            positional,
+        )  # fmt: skip
 
 
 def check_probe_names(ctx: Context) -> None:
