@@ -15,7 +15,7 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from engine import __version__
 from engine.decoders import STACK_DECODERS
-from engine.errors import EngineError, SpecError, UsageError
+from engine.errors import EngineError, SpecError, UsageError, did_you_mean
 from engine.output import STACK_FORMATS
 from engine.plan import model as M
 from engine.runtime import signals
@@ -156,6 +156,13 @@ def stack_storage(text: str) -> int:
     return value
 
 
+def positive_int(text: str) -> int:
+    """--top: 1 to 1000000 rows, in ASCII decimal."""
+    if not DECIMAL.fullmatch(text) or not 1 <= int(text) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a number of rows (1..1000000)")
+    return int(text)
+
+
 def positive(text: str) -> float:
     """--duration/--interval: finite seconds above 0, at most MAX_SECONDS (ASCII digits)."""
     if not SECONDS.fullmatch(text):
@@ -218,6 +225,22 @@ def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
                 default=opt.default,
                 help=help_text(f"{opt.help} ({type_words(opt)}{default})"),
             )
+
+
+def add_order_flags(p: argparse.ArgumentParser) -> None:
+    """`engine run`'s --sort and --top: how aggregation tables are ordered and cut."""
+    p.add_argument(
+        "--sort",
+        metavar="COLUMN",
+        help="aggregation tables: sort rows by this aggregation (its name or header, "
+        "largest first; default: the first one), in every format",
+    )
+    p.add_argument(
+        "--top",
+        type=positive_int,
+        metavar="N",
+        help="aggregation tables: print only the N largest rows (by --sort's column)",
+    )
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -341,6 +364,7 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", help=f"a spec file (YAML). {SPEC_RULE}")
     if verb == "run":
         add_run_flags(p)
+        add_order_flags(p)
         add_stack_flags(p)
     else:
         add_render_flags(p)
@@ -469,6 +493,7 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         raise UsageError(
             f"{flag} goes with an aggregation (-c/--count, or the spec's output.aggregations)"
         )
+    check_sort(ns, program)
     fmt = output_format(plan, ns, values, program)
     if ns.envelope and fmt != "json":
         raise UsageError("--envelope goes with -o json")
@@ -486,8 +511,27 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         clear=ns.clear,
         alternative=ns.alternative,
         stack_storage=ns.stack_storage_size,
+        sort=ns.sort or "",
+        top=ns.top or 0,
     )
     return runner.run(plan, config)
+
+
+def check_sort(ns: argparse.Namespace, program: M.Program) -> None:
+    """--sort names an aggregation of this run's tables; --top and --sort need a table."""
+    plain = [s.agg for s in program.aggregations if not s.kind.histogram]
+    if (ns.sort or ns.top) and not plain:
+        flag = "--sort" if ns.sort else "--top"
+        raise UsageError(
+            f"{flag} orders aggregation tables (count, sum, min, max, avg: -c/--count or the "
+            "spec's output.aggregations); this run has none"
+        )
+    if ns.sort and not any(a.answers_to(ns.sort) for a in plain):
+        names = [a.header for a in plain]
+        raise UsageError(
+            f"--sort {ns.sort}: no such aggregation; this run's: {', '.join(names)}"
+            f"{did_you_mean(ns.sort.upper(), names)}"
+        )
 
 
 def output_format(

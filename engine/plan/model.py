@@ -203,8 +203,13 @@ class Aggregation:
     # this once, toward zero (sinks.printed); 1 prints the kernel's value
     divisor: int = 1
 
+    # --- attach alternatives and probes -------------------------------------------------------
 
-# --- attach alternatives and probes -------------------------------------------------------
+    def answers_to(self, name: str) -> bool:
+        """`--sort NAME` names it: its name, its header, or the header before a unit in
+        parentheses, in any case."""
+        words = (self.name, self.header, self.header.split("(")[0])  # TIME(us): also `time`
+        return bool(name) and name.lower() in {w.lower() for w in words}
 
 
 @dataclass(frozen=True)

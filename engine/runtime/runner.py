@@ -54,6 +54,8 @@ class RunConfig:
     envelope: bool = False  # -o json: each row leads with {"engine": {time, host, spec, probe}}
     alternative: int = 0  # 1-based: force each probe's N-th alternative (0: the first that works)
     stack_storage: int = resources.STACK_STORAGE  # the stack map's entries
+    sort: str = ""  # --sort: the aggregation (name or header) tables are sorted by
+    top: int = 0  # --top: at most this many rows per table (0: all)
 
 
 REMEMBER_EVERY = 1.0  # s: how often the processes behind user stacks have their maps read
@@ -485,7 +487,9 @@ class EventLoop:
             envelope(plan, session.program) if config.envelope else None,
         )
         self.rows = RowMaker(plan, plan.event, columns, self.state)
-        aggregates = AggregatePrinter(session.program, config.fmt, out, self.state)
+        aggregates = AggregatePrinter(
+            session.program, config.fmt, out, self.state, sort=config.sort, top=config.top
+        )
         self.sinks = runtime_sinks(session, self.on_event, aggregates, config.clear, say)
         self.events = [s for s in self.sinks if isinstance(s, BufferEvents)]
         self.errors_seen = [0] * len(session.program.errors)

@@ -220,8 +220,18 @@ class AggregatePrinter:
     """Prints every active aggregation of a Program in one format (engine.output.RENDERERS):
     each read becomes values (a Table of the plain aggregations, Histograms), rendered."""
 
-    def __init__(self, program: M.Program, fmt: str, out: TextIO, state: decoders.State):
+    def __init__(
+        self,
+        program: M.Program,
+        fmt: str,
+        out: TextIO,
+        state: decoders.State,
+        sort: str = "",
+        top: int = 0,
+    ):
         fields = {f.name: f for f in program.fields}
+        self.sort = sort  # an aggregation's name or header (any case): --sort
+        self.top = top
         self.fields = fields
         self.renderer = RENDERERS[fmt]
         self.out = out
@@ -251,10 +261,15 @@ class AggregatePrinter:
         self.out.flush()
 
     def render_table(self, group: list[tuple[M.AggSink, list[Series]]]) -> str:
-        """One row per key, one column per aggregation, sorted by the first (descending)."""
+        """One row per key, one column per aggregation, sorted by the first (descending), or
+        by --sort's; --top keeps the largest rows."""
         table = aggregate_table(group, self.fields)
         keys = tuple(range(len(group[0][0].by)))
-        return self.renderer(()).table(table, values.Order(column=len(keys), natural=keys))
+        column = next(
+            (i for i, (s, _) in enumerate(group) if s.agg.answers_to(self.sort)), 0
+        ) + len(keys)
+        order = values.Order(column=column, natural=keys, top=self.top)
+        return self.renderer(()).table(table, order)
 
     def render_hist(self, sink: M.AggSink, series: list[Series]) -> str:
         agg = sink.agg

@@ -22,6 +22,8 @@ ENGINE_FLAGS = {
     "-c",
     "--count",
     "--envelope",
+    "--sort",
+    "--top",
     "-v",
     "--verbose",
     "--duration",
