@@ -85,10 +85,11 @@ def test_codes_signals_and_ages_match_bpftrace(engine) -> None:
         children = {comm: spawn(comm, code) for comm, (code, _) in CASES.items()}
         ours = engine(SPEC, "-o", "json")
         one = engine(SPEC, "-p", str(children["h8code3"].pid))  # a table, one process
+        failed = engine(SPEC, "-x", "-o", "json")  # error exits only: bcc's -x
         time.sleep(HOLD)
         waited = {comm: end(children[comm], sig) for comm, (_, sig) in CASES.items()}
         wall = time.monotonic() - started
-        result, only = ours.stop(), one.stop()
+        result, only, errors = ours.stop(), one.stop(), failed.stop()
         theirs = [
             r["data"].split()[1:]
             for r in oracle.stop()
@@ -100,6 +101,7 @@ def test_codes_signals_and_ages_match_bpftrace(engine) -> None:
             child.kill()
     assert result.code == 0, result.stderr
     assert only.code == 0, only.stderr
+    assert errors.code == 0, errors.stderr
     assert waited == {c: (-sig if sig else code) for c, (code, sig) in CASES.items()}
     pids = {child.pid: comm for comm, child in children.items()}
     rows = {r["pid"]: r for r in result.json_rows() if r["pid"] in pids}
@@ -117,6 +119,9 @@ def test_codes_signals_and_ages_match_bpftrace(engine) -> None:
         )
         assert HOLD <= rows[pid]["age"] <= wall
         assert abs(rows[pid]["age"] - int(age_ns) / 1e9) < 0.05
+    # -x: every child but the one that exited 0 (bcc's "error exits": a code or a signal)
+    failed_comms = {r["pcomm"] for r in errors.json_rows() if r["pid"] in pids}
+    assert failed_comms == {c for c, (code, sig) in CASES.items() if code or sig}
     # -p: the one process, in a table whose AGE(s) has 3 decimals
     lines = only.out_lines
     assert lines[0].split() == ["PCOMM", "PID", "PPID", "TID", "AGE(s)", "EXIT_CODE", "SIGNAL"]
