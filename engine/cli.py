@@ -236,6 +236,11 @@ def add_order_flags(p: argparse.ArgumentParser) -> None:
         "largest first; default: the first one), in every format",
     )
     p.add_argument(
+        "--clock",
+        action="store_true",
+        help="with --interval: each interval's tables follow the time, HH:MM:SS (bcc's -T)",
+    )
+    p.add_argument(
         "--top",
         type=positive_int,
         metavar="N",
@@ -494,6 +499,8 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
             f"{flag} goes with an aggregation (-c/--count, or the spec's output.aggregations)"
         )
     check_sort(ns, program)
+    if ns.clock and not ns.interval:
+        raise UsageError("--clock goes with --interval (it stamps each interval's print)")
     fmt = output_format(plan, ns, values, program)
     if ns.envelope and fmt != "json":
         raise UsageError("--envelope goes with -o json")
@@ -513,6 +520,7 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         stack_storage=ns.stack_storage_size,
         sort=ns.sort or "",
         top=ns.top or 0,
+        clock=ns.clock,
     )
     return runner.run(plan, config)
 

@@ -38,3 +38,8 @@ class Renderer:
     def histograms(self, name: str, keys: Sequence[str], series: Sequence[Keyed]) -> str:
         """Every key's histogram of one aggregation keyed by the fields `keys`."""
         raise NotImplementedError
+
+    def stamp(self, interval: int, clock: bool) -> str:
+        """What leads the `interval`-th print of an --interval run ("" where the format has
+        none); `clock`: --clock asked for the wall-clock time."""
+        return ""

@@ -22,6 +22,11 @@ class JsonRenderer(Renderer):
             row = {"engine": {"time": wall_time(), **self.envelope}, **row}
         return json.dumps(row, separators=(",", ":"), default=_json_value) + "\n"
 
+    def stamp(self, interval: int, clock: bool) -> str:
+        """Every interval's print starts with `{"interval": N, "time": ...}`, so a reader
+        tells an interval with nothing from no output at all."""
+        return json.dumps({"interval": interval, "time": wall_time()}, separators=(",", ":")) + "\n"
+
     def histograms(self, name: str, keys: Sequence[str], series: Sequence[Keyed]) -> str:
         lines = []
         for s in series:

@@ -4,6 +4,7 @@ histogram layouts (print_log2_hist, print_linear_hist) byte for byte."""
 # ruff: noqa: UP031 -- the formats copy bcc's printf formats, so they stay % formats
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, ClassVar, Sequence
 
 from engine.output.base import Renderer
@@ -56,6 +57,10 @@ class TableRenderer(Renderer):
             line = [c[n] if n < len(c) else "" for c in cols]
             lines.append(" ".join(f"%-{col.width}s" % v for col, v in zip(self.columns, line)))
         return "\n".join(x.rstrip() for x in lines) + "\n"
+
+    def stamp(self, interval: int, clock: bool) -> str:
+        """bcc's -T: the local time before each interval's tables."""
+        return "\n" + time.strftime("%H:%M:%S") if clock else ""
 
     def table(self, table: Table, order: Order | None = None) -> str:
         """An aggregation's table follows a blank line, as bcc's tools print theirs; one keyed

@@ -150,6 +150,7 @@ class Column:
     width: int
     option: str = ""  # a bool option that turns it on; "" = always
     unless: str = ""  # a bool option that turns it off; "" = none
+    label: str = ""  # a `by` entry's header as written: a histogram's label (else the field)
 
     def shown(self, values: Mapping[str, object]) -> bool:
         """Whether this run's option values show the column."""

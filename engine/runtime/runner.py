@@ -56,6 +56,7 @@ class RunConfig:
     stack_storage: int = resources.STACK_STORAGE  # the stack map's entries
     sort: str = ""  # --sort: the aggregation (name or header) tables are sorted by
     top: int = 0  # --top: at most this many rows per table (0: all)
+    clock: bool = False  # --clock: each interval's tables after the time (bcc's -T)
 
 
 REMEMBER_EVERY = 1.0  # s: how often the processes behind user stacks have their maps read
@@ -488,8 +489,9 @@ class EventLoop:
         )
         self.rows = RowMaker(plan, plan.event, columns, self.state)
         aggregates = AggregatePrinter(
-            session.program, config.fmt, out, self.state, sort=config.sort, top=config.top
-        )
+            session.program, config.fmt, out, self.state, sort=config.sort, top=config.top,
+            intervals=config.interval > 0, clock=config.clock,
+        )  # fmt: skip
         self.sinks = runtime_sinks(session, self.on_event, aggregates, config.clear, say)
         self.events = [s for s in self.sinks if isinstance(s, BufferEvents)]
         self.errors_seen = [0] * len(session.program.errors)

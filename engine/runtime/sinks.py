@@ -88,10 +88,20 @@ class Reader:
             s = self.series(key, per_cpu)
             if s is not None:
                 out.append(s)
+        if not self.sink.by:
+            return out or self.nothing()
         other = self.series(("other",) * len(self.sink.by), bpf[maps.other][0])
         if other is None or (self.kind.zero_is_empty and other.value == 0):
             return out  # `other` keeps no count beside a count or sum: 0 is nothing folded
         return [*out, other]
+
+    def nothing(self) -> list[Series]:
+        """An aggregation with no key that saw nothing: a count or sum of 0, an empty
+        histogram (an interval with no events prints zeros, not nothing); min, max and avg
+        have no value."""
+        if self.kind.histogram:
+            return [Series((), buckets={}, total=0)]
+        return [Series((), 0)] if self.kind.zero_is_empty else []
 
     batch = True  # BPF_MAP_LOOKUP_BATCH (Linux 5.6+) until the kernel refuses it once
 
@@ -228,8 +238,13 @@ class AggregatePrinter:
         state: decoders.State,
         sort: str = "",
         top: int = 0,
+        intervals: bool = False,
+        clock: bool = False,
     ):
         fields = {f.name: f for f in program.fields}
+        self.intervals = intervals  # --interval: each print is stamped (Renderer.stamp)
+        self.clock = clock
+        self.printed = 0
         self.sort = sort  # an aggregation's name or header (any case): --sort
         self.top = top
         self.fields = fields
@@ -257,6 +272,9 @@ class AggregatePrinter:
             if clear:
                 reader.clear(bpf, epoch)
         parts[:0] = [self.render_table(group) for group in groups.values()]
+        if self.intervals:
+            self.printed += 1
+            parts.insert(0, self.renderer(()).stamp(self.printed, self.clock))
         self.out.write("".join(parts))
         self.out.flush()
 
@@ -275,7 +293,7 @@ class AggregatePrinter:
         agg = sink.agg
         kind = sink.kind
         assert isinstance(kind, aggs.Histogram)
-        names = [c.field for c in sink.by]
+        names = [c.label or c.field for c in sink.by]  # `by: [{field, header}]` labels
         keyed = []
         for s in sorted(series, key=lambda s: key_order(s.key)):
             assert s.buckets is not None

@@ -23,6 +23,7 @@ ENGINE_FLAGS = {
     "--count",
     "--envelope",
     "--sort",
+    "--clock",
     "--top",
     "-v",
     "--verbose",

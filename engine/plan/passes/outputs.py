@@ -79,7 +79,8 @@ def plan_columns(
         width = spec.width
         if width is None:
             width = f.width if header == f.header else len(header)
-        columns.append(M.Column(name, header, width, option, spec.unless))
+        label = spec.header or ""
+        columns.append(M.Column(name, header, width, option, spec.unless, label))
     return tuple(columns)
 
 
