@@ -136,7 +136,7 @@ def active(agg: M.Aggregation, count: bool, values: Mapping[str, OptionValue]) -
         return agg.by_count and count
     if not all(values.get(w) for w in agg.when):
         return False
-    return not (agg.unless and values.get(agg.unless))
+    return not any(values.get(u) for u in agg.unless)
 
 
 def bind_sinks(

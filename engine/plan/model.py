@@ -194,7 +194,7 @@ class Aggregation:
     unit: str
     size: int
     when: tuple[str, ...] = ()
-    unless: str = ""
+    unless: tuple[str, ...] = ()  # any of these bool options on turns it off
     low: int = 0  # linear: the first bucket's lower bound
     high: int = 0  # linear: the bound past the last regular bucket
     step: int = 0  # linear: bucket width

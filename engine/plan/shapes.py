@@ -75,12 +75,12 @@ def option_shapes(plan: M.Plan) -> list[Shape]:
     alone = [o for o in plan.options if o.ctype == "bool" or o.is_list]
     shapes += [_shape(plan, {o.name: given(o, many=False)}) for o in alone]
     for agg in plan.aggregations:
-        if agg.by_count or agg.unless in agg.when:
+        if agg.by_count or set(agg.unless) & set(agg.when):
             continue  # -c's count has its own mode; an `if` and `unless` of one switch never is
-        on = [*agg.when, *(c.option for c in agg.by if c.option and c.option != agg.unless)]
+        on = [*agg.when, *(c.option for c in agg.by if c.option and c.option not in agg.unless)]
         shapes.append(_shape(plan, dict.fromkeys(on, True)))
         for c in agg.by:  # a key dropped by a switch (profile's -U drops the kernel stack)
-            if c.unless and c.unless != agg.unless:
+            if c.unless and c.unless not in agg.unless:
                 shapes.append(_shape(plan, dict.fromkeys([*agg.when, c.unless], True)))
     seen: set[tuple[tuple[str, str], ...]] = set()
     out = []

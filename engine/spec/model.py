@@ -232,7 +232,7 @@ class Aggregation:
     step: int
     by: tuple[Column, ...]
     when: tuple[Switch, ...]  # `if:` (one name or a list: all of them)
-    unless: Switch | None
+    unless: tuple[Switch, ...]  # `unless:` (one name or a list: any of them turns it off)
     header: str | None
     unit: str | None
     print: str | None
@@ -257,8 +257,7 @@ class Output:
             yield from (s for s in (column.when, column.unless) if s)
         for agg in self.aggregations:
             yield from (s.name for s in agg.when)
-            if agg.unless is not None:
-                yield agg.unless.name
+            yield from (s.name for s in agg.unless)
             yield from (s for c in agg.by for s in (c.when, c.unless) if s)
 
 
@@ -496,7 +495,12 @@ class _Builder:
             if isinstance(rw, list)
             else (Switch(rw, self.at(*path, "if")),)
         )
-        unless = Switch(raw["unless"], self.at(*path, "unless")) if raw.get("unless") else None
+        ru = raw.get("unless", [])
+        unless = (
+            tuple(Switch(n, self.at(*path, "unless", j)) for j, n in enumerate(ru))
+            if isinstance(ru, list)
+            else (Switch(ru, self.at(*path, "unless")),)
+        )
         return Aggregation(
             index, kind, raw.get("name", kind), value, value_at, low, high, step,
             self.columns(raw.get("by"), (*path, "by")), when, unless, raw.get("header"),

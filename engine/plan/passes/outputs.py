@@ -126,8 +126,7 @@ def plan_aggregations(
             else:
                 signed = f.ctype.startswith("s")
         by = plan_columns(ctx, spec.by, fields, probes, by=True)
-        unless = (spec.unless,) if spec.unless else ()
-        for key, switches in (("if", spec.when), ("unless", unless)):
+        for key, switches in (("if", spec.when), ("unless", spec.unless)):
             for switch in switches:
                 option = switch.name
                 if option and (option not in ctx.options or ctx.options[option].ctype != "bool"):
@@ -146,7 +145,7 @@ def plan_aggregations(
         out.append(
             M.Aggregation(
                 name, aggs.BY_SPEC_KEY[kind].name, value, by, header, unit,
-                spec.size, when, spec.unless.name if spec.unless else "",
+                spec.size, when, tuple(s.name for s in spec.unless),
                 low, high, step, signed, divisor=divisor,
             )
         )  # fmt: skip
