@@ -528,14 +528,16 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
 def check_sort(ns: argparse.Namespace, program: M.Program) -> None:
     """--sort names an aggregation of this run's tables; --top and --sort need a table."""
     plain = [s.agg for s in program.aggregations if not s.kind.histogram]
+    columns = [(a.name, a.header) for a in plain if not a.hide]
+    columns += [(d.name, d.header) for d in program.derived]
     if (ns.sort or ns.top) and not plain:
         flag = "--sort" if ns.sort else "--top"
         raise UsageError(
             f"{flag} orders aggregation tables (count, sum, min, max, avg: -c/--count or the "
             "spec's output.aggregations); this run has none"
         )
-    if ns.sort and not any(a.answers_to(ns.sort) for a in plain):
-        names = [a.header for a in plain]
+    if ns.sort and not any(M.answers_to(c, ns.sort) for c in columns):
+        names = [header for _, header in columns]
         raise UsageError(
             f"--sort {ns.sort}: no such aggregation; this run's: {', '.join(names)}"
             f"{did_you_mean(ns.sort.upper(), names)}"

@@ -110,6 +110,7 @@ def bind(
         sets=tuple(sets.values()),
         stack_storage=stack_storage if stacks else 0,
         stack_errors=stack_errors,
+        derived=plan.derived,
     )
 
 

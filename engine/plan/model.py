@@ -66,6 +66,7 @@ from engine.plan.ir import (  # noqa: F401  re-exported: `M.Load`, `M.CVar` keep
     read_space,
     rewrite,
 )
+from engine.spec import expr as E
 
 
 def leaf_size(sink: AggSink) -> int:
@@ -203,14 +204,14 @@ class Aggregation:
     # sum/min/max/avg with `print:`: the kernel keeps `unit` (ns), the value prints divided by
     # this once, toward zero (sinks.printed); 1 prints the kernel's value
     divisor: int = 1
+    hide: bool = False  # read for output.derived, not printed as a column
 
     # --- attach alternatives and probes -------------------------------------------------------
 
     def answers_to(self, name: str) -> bool:
         """`--sort NAME` names it: its name, its header, or the header before a unit in
         parentheses, in any case."""
-        words = (self.name, self.header, self.header.split("(")[0])  # TIME(us): also `time`
-        return bool(name) and name.lower() in {w.lower() for w in words}
+        return answers_to((self.name, self.header), name)
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,24 @@ class Probe:
     emits: bool = True  # a probe without fields only stores state: it sends nothing
 
 
+def answers_to(column: tuple[str, str], name: str) -> bool:
+    """`--sort NAME` names this (name, header) column: either, or the header before a unit in
+    parentheses (TIME(us): also `time`), in any case."""
+    words = (column[0], column[1], column[1].split("(")[0])
+    return bool(name) and name.lower() in {w.lower() for w in words}
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A column computed when printing, from the aggregations `refs` of one table."""
+
+    name: str
+    header: str
+    width: int
+    expr: E.Node
+    refs: tuple[str, ...]  # the aggregations it reads, by name
+
+
 @dataclass(frozen=True)
 class Plan:
     name: str
@@ -271,6 +290,7 @@ class Plan:
     aggregations: tuple[Aggregation, ...] = ()
     # every attach target by the name `func` prints (index = the value in the C), all probes'
     func_names: tuple[str, ...] = ()
+    derived: tuple[Derived, ...] = ()
 
     @property
     def counted(self) -> Aggregation | None:
@@ -407,6 +427,7 @@ class Program:
     sets: tuple[SetMap, ...] = ()  # long list options' values, as hash sets
     stack_storage: int = 0  # the stack map's entries (0: no field reads a stack)
     stack_errors: int = -1  # engine_errors' counter of kernel stacks not stored; user: +1
+    derived: tuple[Derived, ...] = ()  # columns computed when printing (output.derived)
 
     @property
     def layouts(self) -> tuple[Layout, ...]:

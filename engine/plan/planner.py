@@ -43,6 +43,7 @@ def plan_context(ctx: Context) -> M.Plan:
         states=tuple(ctx.states.values()),
         aggregations=tuple(ctx.aggregations),
         func_names=tuple(ctx.func_names),
+        derived=tuple(ctx.derived),
     )
     for check in passes.PLAN_PASSES:
         check(ctx, plan)

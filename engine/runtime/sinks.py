@@ -26,7 +26,7 @@ from engine.output import json as json_output
 from engine.output import table as table_output
 from engine.plan import model as M
 from engine.plan import resources
-from engine.runtime import decoders
+from engine.runtime import decoders, derive
 from engine.runtime.rows import getter, struct_format
 
 # How each kind merges per-CPU values, how buckets bound, how a value prints: engine.aggs.
@@ -242,6 +242,7 @@ class AggregatePrinter:
         clock: bool = False,
     ):
         fields = {f.name: f for f in program.fields}
+        self.derived = program.derived
         self.intervals = intervals  # --interval: each print is stamped (Renderer.stamp)
         self.clock = clock
         self.printed = 0
@@ -281,11 +282,12 @@ class AggregatePrinter:
     def render_table(self, group: list[tuple[M.AggSink, list[Series]]]) -> str:
         """One row per key, one column per aggregation, sorted by the first (descending), or
         by --sort's; --top keeps the largest rows."""
-        table = aggregate_table(group, self.fields)
+        table = aggregate_table(group, self.fields, self.derived)
         keys = tuple(range(len(group[0][0].by)))
-        column = next(
-            (i for i, (s, _) in enumerate(group) if s.agg.answers_to(self.sort)), 0
-        ) + len(keys)
+        names = {s.agg.name for s, _ in group}
+        shown = [(s.agg.name, s.agg.header) for s, _ in group if not s.agg.hide]
+        shown += [(d.name, d.header) for d in self.derived if set(d.refs) <= names]
+        column = next((i for i, c in enumerate(shown) if M.answers_to(c, self.sort)), 0) + len(keys)
         order = values.Order(column=column, natural=keys, top=self.top)
         return self.renderer(()).table(table, order)
 
@@ -303,7 +305,9 @@ class AggregatePrinter:
 
 
 def aggregate_table(
-    group: list[tuple[M.AggSink, list[Series]]], fields: dict[str, M.Field]
+    group: list[tuple[M.AggSink, list[Series]]],
+    fields: dict[str, M.Field],
+    derived: tuple[M.Derived, ...] = (),
 ) -> values.Table:
     """Aggregations keyed by the same fields as one Table: the key columns, then a column
     per aggregation (a key one of them lacks shows 0 there)."""
@@ -315,6 +319,7 @@ def aggregate_table(
         for c in group[0][0].by
     ]
     rows: dict[tuple[Any, ...], list[values.Cell]] = {}
+    raw: dict[tuple[Any, ...], dict[str, int]] = {}  # the kernel's values, for derived columns
     for n, (sink, series) in enumerate(group):
         agg = sink.agg
         width = 16 if agg.divisor != 1 else 8  # bcc's syscount: %8d COUNT, %16.3f TIME
@@ -322,5 +327,20 @@ def aggregate_table(
         for s in series:
             row = rows.setdefault(s.key, [values.Number(0)] * len(group))
             row[n] = values.Number(printed(agg, s.value))
-    table_rows = tuple((*key, *vals) for key, vals in rows.items())
-    return values.Table(tuple(cols), table_rows, keys=len(group[0][0].by))
+            raw.setdefault(s.key, {})[agg.name] = s.value
+    names = {sink.agg.name for sink, _ in group}
+    here = [d for d in derived if set(d.refs) <= names]
+    for d in here:
+        cols.append(values.Column(d.header.lower(), d.header, d.width))
+    keep = [i for i, (sink, _) in enumerate(group) if not sink.agg.hide]
+    nkeys = len(group[0][0].by)
+    table_rows = tuple(
+        (
+            *key,
+            *(vals[i] for i in keep),
+            *(values.Number(derive.evaluate(d.expr, raw.get(key, {}))) for d in here),
+        )
+        for key, vals in rows.items()
+    )
+    shown = cols[:nkeys] + [cols[nkeys + i] for i in keep] + cols[nkeys + len(group) :]
+    return values.Table(tuple(shown), table_rows, keys=nkeys)

@@ -242,6 +242,18 @@ class Aggregation:
     name_at: At
     unit_at: At
     print_at: At
+    hide: bool = False  # read, not printed: an operand of output.derived only
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A column computed at print time from one table's aggregations (`output.derived`)."""
+
+    name: str
+    value: Expr
+    header: str | None
+    width: int | None
+    at: At
 
 
 @dataclass(frozen=True)
@@ -250,6 +262,7 @@ class Output:
     count: Count | None
     aggregations: tuple[Aggregation, ...]
     at: At
+    derived: tuple[Derived, ...] = ()
 
     def switches(self) -> Iterator[str]:
         """Bool options named by `if:` / `unless:` anywhere in the output."""
@@ -506,7 +519,7 @@ class _Builder:
             self.columns(raw.get("by"), (*path, "by")), when, unless, raw.get("header"),
             raw.get("unit"), raw.get("print"), int(raw.get("size", DEFAULT_SIZE)),
             self.at(*path), self.at(*path, kind), self.at(*path, "name"), self.at(*path, "unit"),
-            self.at(*path, "print"),
+            self.at(*path, "print"), bool(raw.get("hide", False)),
         )  # fmt: skip
 
     def output(self, raw: dict[str, Any]) -> Output:
@@ -516,8 +529,18 @@ class _Builder:
             by = self.columns(c.get("by"), ("output", key, "by"))
             count = Count(by, c.get("header"), self.at("output", key))
         entries = tuple(self.aggregation(i, a) for i, a in enumerate(raw.get("aggregations") or []))
+        derived = tuple(
+            Derived(
+                d["name"],
+                self.expr(d["value"], ("output", "derived", i, "value")),
+                d.get("header"),
+                d.get("width"),
+                self.at("output", "derived", i),
+            )
+            for i, d in enumerate(raw.get("derived") or [])
+        )
         return Output(self.columns(raw.get("columns"), ("output", "columns")), count, entries,
-                      self.at("output"))  # fmt: skip
+                      self.at("output"), derived)  # fmt: skip
 
     def metric(self, name: str, raw: dict[str, Any]) -> Metric:
         path = ("metrics", name)

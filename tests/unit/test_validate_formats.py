@@ -41,8 +41,8 @@ def run(paths: list[str], fmt: str) -> tuple[int, str]:
 
 
 TYPO = (
-    "9:3: error: unknown key 'colums' in output; expected one of aggregations, columns, count;"
-    " did you mean 'columns'? [$.output.colums]"
+    "9:3: error: unknown key 'colums' in output; expected one of aggregations, columns, count,"
+    " derived; did you mean 'columns'? [$.output.colums]"
 )
 
 
@@ -86,7 +86,7 @@ def test_json(specs: dict[str, str]) -> None:
                         "col": 3,
                         "path": "$.output.colums",
                         "message": "unknown key 'colums' in output; expected one of aggregations,"
-                        " columns, count; did you mean 'columns'?",
+                        " columns, count, derived; did you mean 'columns'?",
                     }
                 ],
                 "warnings": [],
@@ -123,7 +123,8 @@ def test_github(specs: dict[str, str]) -> None:
     assert text.splitlines() == [
         f"{good}: ok",
         f"::error file={typo},line=9,col=3,title=engine validate::unknown key 'colums' in output;"
-        " expected one of aggregations, columns, count; did you mean 'columns'? [$.output.colums]",
+        " expected one of aggregations, columns, count, derived; did you mean 'columns'?"
+        " [$.output.colums]",
         "::error file=/no/such/spec.yaml,title=engine validate::no such file",
         "3 specs checked: 1 valid, 2 invalid",
     ]

@@ -57,6 +57,7 @@ class Context:
     count_by: tuple[M.Column, ...] = ()
     count_header: str = "COUNT"
     aggregations: list[M.Aggregation] = dataclasses.field(default_factory=list)
+    derived: list[M.Derived] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.problems.extend(self.spec.problems)  # expressions that did not parse

@@ -9,6 +9,8 @@ from engine import aggs
 from engine.errors import did_you_mean
 from engine.plan import model as M
 from engine.plan.passes.context import Context
+from engine.plan.values import PlanError
+from engine.spec import expr as E
 from engine.spec import model as S
 
 # `print:` of a sum/min/max/avg and the `unit:` it converts from: nanoseconds in one of each
@@ -27,6 +29,73 @@ def run(ctx: Context) -> None:
     ctx.count_header = count.header if count and count.header is not None else "COUNT"
     ctx.count_by = plan_columns(ctx, count.by if count else (), ctx.fields, ctx.probes, by=True)
     ctx.aggregations = plan_aggregations(ctx, ctx.fields, ctx.probes)
+    ctx.derived = plan_derived(ctx, ctx.aggregations)
+
+
+DERIVABLE = tuple(k.name for k in (aggs.COUNT, aggs.SUM, aggs.MIN, aggs.MAX))  # one integer a key
+
+
+def plan_derived(ctx: Context, aggregations: list[M.Aggregation]) -> list[M.Derived]:
+    """`output.derived`: expressions over aggregations of one table (the same `by`)."""
+    out: list[M.Derived] = []
+    by_name = {a.name: a for a in aggregations}
+    for d in ctx.spec.output.derived:
+        if d.value.node is None:
+            continue  # its parse error is said
+        refs: list[str] = []
+        try:
+            check_derived(d.value.node, by_name, refs)
+        except PlanError as exc:
+            ctx.problem(exc.message, d.value.at, exc.col)
+            continue
+        tables = {tuple(c.field for c in by_name[r].by) for r in refs}
+        if len(tables) > 1:
+            ctx.problem(
+                f"derived column '{d.name}' reads aggregations keyed differently "
+                f"({', '.join(dict.fromkeys(refs))}); they must share one table (the same `by`)",
+                d.value.at,
+            )
+            continue
+        header = d.header if d.header is not None else d.name.upper()
+        width = d.width if d.width is not None else max(len(header), 8)
+        out.append(M.Derived(d.name, header, width, d.value.node, tuple(dict.fromkeys(refs))))
+    if any(a.hide for a in aggregations) and not out:
+        hidden = next(a for a in aggregations if a.hide)
+        ctx.problem(
+            f"aggregation '{hidden.name}' is hidden (hide: true) but no output.derived "
+            "column reads it",
+            ctx.spec.output.at,
+        )
+    return out
+
+
+def check_derived(node: E.Node, aggs_by_name: dict[str, M.Aggregation], refs: list[str]) -> None:
+    """Integers, aggregation names, + - * / % and unary -, nothing else."""
+    if isinstance(node, E.Num):
+        return
+    if isinstance(node, E.Name):
+        agg = aggs_by_name.get(node.name)
+        if agg is None or agg.kind not in DERIVABLE:
+            names = [n for n, a in aggs_by_name.items() if a.kind in DERIVABLE]
+            raise PlanError(
+                f"'{node.name}' is not an aggregation a derived column can read "
+                f"(count, sum, min or max); these are: {', '.join(names) or 'none'}"
+                f"{did_you_mean(node.name, names)}",
+                node.col,
+            )
+        refs.append(node.name)
+        return
+    if isinstance(node, E.BinOp) and node.op in ("+", "-", "*", "/", "%"):
+        check_derived(node.left, aggs_by_name, refs)
+        check_derived(node.right, aggs_by_name, refs)
+        return
+    if isinstance(node, E.Unary) and node.op == "-":
+        check_derived(node.operand, aggs_by_name, refs)
+        return
+    raise PlanError(
+        "a derived column is integers and aggregation names with + - * / % only",
+        getattr(node, "col", 0),
+    )
 
 
 def counted(ctx: Context) -> None:
@@ -146,7 +215,7 @@ def plan_aggregations(
             M.Aggregation(
                 name, aggs.BY_SPEC_KEY[kind].name, value, by, header, unit,
                 spec.size, when, tuple(s.name for s in spec.unless),
-                low, high, step, signed, divisor=divisor,
+                low, high, step, signed, divisor=divisor, hide=spec.hide,
             )
         )  # fmt: skip
     return out
