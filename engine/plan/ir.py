@@ -309,6 +309,18 @@ class Comm(StepBase):
 
 
 @dataclass(frozen=True)
+class CommLocal(StepBase):
+    """`char dest[16]` holding the current task's name: `comm` compared in a `where` or a
+    value (a filter compares the event's comm field instead)."""
+
+    kind: ClassVar[str] = "commlocal"
+    partial: ClassVar[str] = "partials/steps/commlocal.c.j2"
+    child_fields: ClassVar[tuple[str, ...]] = ()
+    dest: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Arg(StepBase):
     """A function argument (kprobe/fentry/raw tracepoint) or the return value (`index` -1)."""
 
@@ -628,6 +640,7 @@ class CopyLocal(StepBase):
 Step = Union[
     Builtin,
     Comm,
+    CommLocal,
     Arg,
     Stashed,
     Load,

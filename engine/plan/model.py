@@ -32,6 +32,7 @@ from engine.plan.ir import (  # noqa: F401  re-exported: `M.Load`, `M.CVar` keep
     CNot,
     CNum,
     Comm,
+    CommLocal,
     Constant,
     COption,
     Copy,

@@ -719,9 +719,7 @@ class Resolver:
     ) -> M.CExpr:
         if (text := self.substring(node, operand, options, top)) is not None:
             return text
-        first = operand(node.left)
-        if first.vt.kind is VKind.COMM:
-            raise PlanError("comm can be compared in the probe's `filter`, as a field", node.col)
+        first = self.comm_local(operand(node.left))
         if first.vt.kind is VKind.STR and first.vt.count:
             return self.string_compare(node, first, options, top)
         if isinstance(node.right, E.Str):
@@ -814,6 +812,15 @@ class Resolver:
             return self.string_match(node, "contains", field, node.left, options, top, negate)
         return None
 
+    def comm_local(self, val: Val) -> Val:
+        """`comm` outside a filter: the task's name read into a local char[16] to compare."""
+        if val.vt.kind is not VKind.COMM:
+            return val
+        dest = self.s.local()
+        self.s.emit(M.CommLocal(dest, COMM_LEN))
+        vt = VT(VKind.STR, COMM_LEN, count=COMM_LEN, label="char[16]", char=True)
+        return Val(vt, var=dest)
+
     @staticmethod
     def is_text(node: E.Node, options: dict[str, M.Option]) -> bool:
         """A "string" or a string $option."""
@@ -859,6 +866,7 @@ class Resolver:
     ) -> M.CExpr:
         """A string field against a "constant" or a string $option (engine.plan.strmatch)."""
         col = getattr(node, "col", 0)
+        field = self.comm_local(field)
         if not (field.vt.kind is VKind.STR and field.vt.count):
             raise PlanError(
                 f"{strmatch.WORDS[kind]} match needs a string field of this probe (comm, a "

@@ -52,6 +52,7 @@ TS = M.Member("v3", "f_ts")
 STEPS: dict[type, M.Step] = {
     M.Builtin: M.Builtin("v1", "u32", "tgid"),
     M.Comm: M.Comm("ev.f_comm", 16),
+    M.CommLocal: M.CommLocal("v8", 16),
     M.Arg: M.Arg("v1", "u64", 0),
     M.Stashed: M.Stashed("v1", "u64", "f_arg0"),
     M.Load: M.Load("v2", "u16", L1, 12, 2),
@@ -75,7 +76,7 @@ STEPS: dict[type, M.Step] = {
 }
 # the locals each step reads (its operands' locals: a constant reads none, a member its struct)
 READS: dict[type, set[str]] = {
-    M.Builtin: set(), M.Comm: set(), M.Arg: set(), M.Stashed: set(),
+    M.Builtin: set(), M.Comm: set(), M.CommLocal: set(), M.Arg: set(), M.Stashed: set(),
     M.Load: {"v1"}, M.LoadBits: {"v1"}, M.AddrOf: {"v1"}, M.Add: {"v1", "v2"},
     M.Store: {"v3"}, M.Copy: {"v1"}, M.CopyStr: {"v1"}, M.DataLocStr: {"ctx_addr"},
     M.Inet: {"v1", "v2"}, M.Arith: {"v1"}, M.Test: {"v1", "ev.f_comm"},
