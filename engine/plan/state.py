@@ -270,6 +270,14 @@ class StateResolver:
         parts, comm, strings, spaces = [], [], [], []
         for name, slot in zip(smap.members, smap.value.slots):
             found: tuple[M.Operand, AddressSpace | None] | None
+            given = values[name]
+            if slot.name in smap.strings and isinstance(given, E.Str):
+                if given.value:  # the value struct starts zeroed: "" is left so
+                    member = name if isinstance(value, dict) else ""
+                    raise StoreValueError(
+                        'a string member takes "" (empty) as its only constant', 0, member
+                    )
+                continue
             try:
                 if slot.name in smap.strings:
                     found = self.string_source(smap, name, values[name])
