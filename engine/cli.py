@@ -8,6 +8,7 @@ stderr and exit 2 (flags) or 1 (spec, kernel); never a traceback.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import sys
@@ -94,6 +95,16 @@ def str_parser(text: str) -> str:
             f"{shown(text)} is not 1 to 255 printable ASCII characters"
         )
     return text
+
+
+def inet_parser(text: str) -> str:
+    """argparse type for an inet option: one IPv4 or IPv6 address, as ipaddress reads it."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} is not an IPv4 or IPv6 address (127.0.0.1, ::1)"
+        ) from None
 
 
 def pinned_parser(text: str) -> str:
@@ -189,6 +200,8 @@ def type_words(opt: M.Option) -> str:
     """An option's type as --help says it."""
     if opt.ctype == "pinned_map":
         return "path of a pinned BPF hash map with u64 keys"
+    if opt.ctype == "inet":
+        return "IPv4 or IPv6 address"
     return f"{'list of ' if opt.is_list else ''}{opt.ctype}"
 
 
@@ -209,6 +222,8 @@ def add_spec_options(parser: argparse.ArgumentParser, plan: M.Plan) -> None:
                 kind = str_parser
             elif opt.ctype == "pinned_map":
                 kind = pinned_parser
+            elif opt.ctype == "inet":
+                kind = inet_parser
             elif opt.is_list:
                 kind = list_parser(opt.ctype)
             else:

@@ -160,6 +160,15 @@ class _CEmitter(Visitor[str]):
         text = strmatch.c_text(expr.slot, expr.size, expr.kind, expr.value)
         return f"(!{text})" if expr.negate else text
 
+    def visit_CInetEq(self, expr: M.CInetEq) -> str:
+        if isinstance(expr.value, M.COption):
+            raise ValueError(f"option ${expr.value.option} is not bound")
+        family, packed = expr.value
+        terms = [f"{expr.slot}.family == {family}"]
+        terms += [f"{expr.slot}.addr[{i}] == {b}" for i, b in enumerate(packed)]
+        text = "(" + " && ".join(terms) + ")"
+        return f"(!{text})" if expr.negate else text
+
     def visit_CBool(self, expr: M.CBool) -> str:
         return "(" + f" {expr.op} ".join(self.visit(t) for t in expr.terms) + ")"
 

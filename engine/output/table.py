@@ -72,7 +72,7 @@ class TableRenderer(Renderer):
     def histograms(self, name: str, keys: Sequence[str], series: Sequence[Keyed]) -> str:
         out = []
         for s in series:
-            head = ", ".join(f"{k} = {v}" for k, v in s.key)
+            head = ", ".join(f"{k} = {v}" for k, v in s.labelled())
             layout = LAYOUTS[type(s.histogram.scale)]
             out.append(("\n" + head + "\n" if head else "\n") + layout(s.histogram))
         return "".join(out)

@@ -133,10 +133,16 @@ class LinearScale:
 
 @dataclass(frozen=True)
 class Keyed:
-    """One aggregation key's histogram: the key's (name, value) pairs and the histogram."""
+    """One aggregation key's histogram: the key's (name, value) pairs and the histogram;
+    `labels` are what a table prints each key part as (a `by` entry's header), JSON the name."""
 
     key: tuple[tuple[str, Any], ...]
     histogram: Histogram
+    labels: tuple[str, ...] = ()
+
+    def labelled(self) -> tuple[tuple[str, Any], ...]:
+        """(label, value) pairs: the header where one was given, else the name."""
+        return tuple(zip(self.labels or [k for k, _ in self.key], (v for _, v in self.key)))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from engine.plan.resources import (
     error_names,
     set_map_name,
 )
-from engine.plan.values import PINNED, ctype_range
+from engine.plan.values import PINNED, ctype_range, inet_value
 
 OptionValue = Union[int, bool, str, Sequence[int], None]
 SET_INLINE = 8  # a list option with more values than this is looked up in a hash set map
@@ -188,6 +188,9 @@ class _SlotsRead(Visitor[None]):
     def visit_CStrEq(self, node: M.CStrEq) -> None:
         self.found.add(node.slot)
 
+    def visit_CInetEq(self, node: M.CInetEq) -> None:
+        self.found.add(node.slot)
+
     def visit_Operand(self, node: M.Operand) -> None:
         self.found.add(str(node))  # an arithmetic operand (CArith's children): `ev.f_sport`
 
@@ -322,6 +325,14 @@ class BindOptions(Transformer):
         if problem:
             raise UsageError(f"{self.flag(expr.value.option)}: {problem}")
         return replace(expr, value=data)
+
+    def visit_CInetEq(self, expr: M.CInetEq) -> M.CExpr:
+        if not isinstance(expr.value, M.COption):
+            return expr
+        text = self.values.get(expr.value.option)
+        if text is None:
+            return M.CTrue()
+        return replace(expr, value=inet_value(str(text)))
 
     def visit_CIn(self, expr: M.CIn) -> M.CExpr:
         if not isinstance(expr.values, M.COption):

@@ -109,6 +109,18 @@ class CStrEq(CNode):
 
 
 @dataclass(frozen=True)
+class CInetEq(CNode):
+    """An address slot (`struct inet_addr`) equal to an address: its family and its 4 or 16
+    bytes (`saddr == "127.0.0.1"`, `daddr == $raddr` with an `inet` option)."""
+
+    child_fields: ClassVar[tuple[str, ...]] = ("value",)
+
+    slot: str
+    value: Union[tuple[int, bytes], COption]  # (AF_INET or AF_INET6, the packed address)
+    negate: bool = False
+
+
+@dataclass(frozen=True)
 class CBool(CNode):
     child_fields: ClassVar[tuple[str, ...]] = ("terms",)
     op: str  # && ||
@@ -155,7 +167,19 @@ class CSwitch(CNode):
 
 
 CExpr = Union[
-    CVar, CNum, COption, CCompare, CIn, CInSet, CStrEq, CBool, CNot, CTrue, CArith, CSwitch
+    CVar,
+    CNum,
+    COption,
+    CCompare,
+    CIn,
+    CInSet,
+    CStrEq,
+    CInetEq,
+    CBool,
+    CNot,
+    CTrue,
+    CArith,
+    CSwitch,
 ]
 
 
@@ -540,6 +564,9 @@ class _LocalsRead(Visitor[None]):
         self.found.add(node.name)
 
     def visit_CStrEq(self, node: CStrEq) -> None:
+        self.found.add(node.slot)
+
+    def visit_CInetEq(self, node: CInetEq) -> None:
         self.found.add(node.slot)
 
     def visit_Operand(self, node: Operand) -> None:

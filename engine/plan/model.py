@@ -27,6 +27,7 @@ from engine.plan.ir import (  # noqa: F401  re-exported: `M.Load`, `M.CVar` keep
     CCompare,
     CExpr,
     CIn,
+    CInetEq,
     CInSet,
     CNode,
     CNot,

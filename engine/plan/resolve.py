@@ -24,6 +24,7 @@ from engine.plan import model as M
 from engine.plan.state import STATE_HELPERS, StateResolver
 from engine.plan.types import TypeSource
 from engine.plan.values import (
+    INET_OPTION,
     PINNED,
     VT,
     AlreadyReported,
@@ -34,6 +35,7 @@ from engine.plan.values import (
     constant_val,
     fits,
     fits64,
+    inet_value,
     int_vt,
     is_constant,
     vt_of,
@@ -41,6 +43,12 @@ from engine.plan.values import (
 from engine.spec import expr as E
 
 COMM_LEN = 16
+# options a number is not compared with, and what they compare with instead
+NOT_NUMBER_OPTIONS = {
+    "str": "${0} is a string; compare it with a string field such as comm",
+    INET_OPTION: "${0} is an address; compare it with an address field (`decode: inet`), "
+    "as in `daddr == ${0}`",
+}
 MAX_OFFSET = (1 << 31) - 1  # an index's byte offset from its pointer, as C's int reaches
 BUILTINS: dict[str, tuple[str, str]] = {
     "pid": ("u32", "tgid"),
@@ -722,6 +730,8 @@ class Resolver:
         first = self.comm_local(operand(node.left))
         if first.vt.kind is VKind.STR and first.vt.count:
             return self.string_compare(node, first, options, top)
+        if first.vt.kind is VKind.INET:
+            return self.inet_compare(node, first, options, top)
         if isinstance(node.right, E.Str):
             raise PlanError(
                 f"a string can only be compared with a string field, not a '{first.vt.label}'",
@@ -752,11 +762,8 @@ class Resolver:
                     f"condition, `${opt.name} and CONDITION`",
                     node.right.col,
                 )
-            if opt.ctype == "str":
-                raise PlanError(
-                    f"${opt.name} is a string; compare it with a string field such as comm",
-                    node.right.col,
-                )
+            if opt.ctype in NOT_NUMBER_OPTIONS:
+                raise PlanError(NOT_NUMBER_OPTIONS[opt.ctype].format(opt.name), node.right.col)
             if not top:
                 raise PlanError(
                     f"a comparison with ${opt.name} can only be joined with `and` "
@@ -853,6 +860,49 @@ class Resolver:
                 node.col,
             )
         return self.string_match(node, "eq", left, node.right, options, top, node.op == "!=")
+
+    def inet_compare(
+        self, node: E.Compare, left: Val, options: dict[str, M.Option], top: bool
+    ) -> M.CExpr:
+        """`daddr == "127.0.0.1"`, `saddr != $laddr`: the family and each address byte."""
+        if node.op not in ("==", "!="):
+            raise PlanError("addresses compare with == or !=", node.col)
+        if not left.var:
+            raise PlanError(
+                "an address is compared in the filter, on a field that holds it (`decode: inet`)",
+                node.col,
+            )
+        right = node.right
+        value: tuple[int, bytes] | M.COption
+        if isinstance(right, E.Str):
+            try:
+                value = inet_value(right.value)
+            except ValueError:
+                raise PlanError(
+                    f"'{right.value}' is not an IPv4 or IPv6 address", right.col
+                ) from None
+        elif isinstance(right, E.Option):
+            opt = options.get(right.name)
+            if opt is None:
+                raise PlanError(_unknown_option(right.name, options), right.col)
+            if opt.ctype != INET_OPTION:
+                raise PlanError(
+                    f"${opt.name} is a {opt.ctype}, not an address (an option of type: inet)",
+                    right.col,
+                )
+            if not top:
+                raise PlanError(
+                    f"a comparison with ${opt.name} can only be joined with `and` "
+                    "(it drops out when the option is not given)",
+                    node.col,
+                )
+            value = M.COption(opt.name, INET_OPTION, False)
+        else:
+            raise PlanError(
+                'compare an address with an address ("127.0.0.1", "::1") or an inet $option',
+                getattr(right, "col", node.col),
+            )
+        return M.CInetEq(left.var, value, negate=node.op == "!=")
 
     def string_match(
         self,

@@ -17,7 +17,7 @@ from typing import Mapping
 from engine import aggs
 from engine.plan import model as M
 from engine.plan.bind import SET_INLINE, OptionValue
-from engine.plan.values import PINNED
+from engine.plan.values import INET_OPTION, PINNED
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ def given(option: M.Option, many: bool = True) -> OptionValue:
         return True
     if option.ctype == "str":
         return "a"
+    if option.ctype == INET_OPTION:
+        return "::1"  # an IPv6 address compares the most bytes
     if option.is_list:
         return list(range(1, SET_INLINE + 2)) if many else [1]
     return 1

@@ -9,6 +9,8 @@ protocol is the part of `resolve.Resolver` that `arith` and `state` call back in
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Iterable, Protocol
@@ -19,6 +21,7 @@ from engine.plan.types import TypeSource
 from engine.spec import expr as E
 
 PINNED = "pinned_map"  # an option type: the path of a BPF hash map another tool pinned
+INET_OPTION = "inet"  # an option type: an IPv4 or IPv6 address (tcprtt's -a/-A)
 
 
 class PlanError(E.ExprError):
@@ -242,3 +245,10 @@ class ValueResolver(Protocol):
     def address(self, val: Val) -> str: ...
 
     def constant(self, node: E.Node, ctype: str) -> int: ...
+
+
+def inet_value(text: str) -> tuple[int, bytes]:
+    """An address as the kernel keeps it: (AF_INET, 4 bytes) or (AF_INET6, 16 bytes); an
+    IPv4-mapped IPv6 address stays IPv6, as the socket holds it. ValueError if none."""
+    addr = ipaddress.ip_address(text)
+    return (socket.AF_INET if addr.version == 4 else socket.AF_INET6), addr.packed

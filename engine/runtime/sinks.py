@@ -295,13 +295,14 @@ class AggregatePrinter:
         agg = sink.agg
         kind = sink.kind
         assert isinstance(kind, aggs.Histogram)
-        names = [c.label or c.field for c in sink.by]  # `by: [{field, header}]` labels
+        names = [c.field for c in sink.by]
+        labels = tuple(c.label or c.field for c in sink.by)  # `by: [{field, header}]`
         keyed = []
         for s in sorted(series, key=lambda s: key_order(s.key)):
             assert s.buckets is not None
             h = kind.value(agg, (s.buckets, s.total), agg.unit)
-            keyed.append(values.Keyed(tuple(zip(names, s.key)), h))
-        return self.renderer(()).histograms(agg.name, names, keyed)
+            keyed.append(values.Keyed(tuple(zip(names, s.key)), h, labels))
+        return self.renderer(()).histograms(agg.name, labels, keyed)
 
 
 def aggregate_table(

@@ -79,6 +79,8 @@ def option_values(plan: M.Plan) -> dict[str, Any]:
             out[o.name] = True
         elif o.ctype == "str":
             out[o.name] = "curl"
+        elif o.ctype == "inet":
+            out[o.name] = "127.0.0.1"
         elif o.ctype == PINNED:
             out[o.name] = "/sys/fs/bpf/engine-fuzz"  # a path: bind writes it into the C
         else:

@@ -211,6 +211,8 @@ def every_option_set(plan: M.Plan) -> dict[str, Any]:
             values[o.name] = True
         elif o.ctype == "str":
             values[o.name] = "x"
+        elif o.ctype == "inet":
+            values[o.name] = "::1"
         elif o.ctype == "pinned_map":
             values[o.name] = "/sys/fs/bpf/engine-test-set"
         else:

@@ -52,6 +52,7 @@ def test_a_by_header_labels_the_histogram() -> None:
     prog = program(HIST)
     lat = next(s for s in prog.aggregations if s.agg.name == "lat")
     series = [sinks.Series((80,), buckets={3: 2}, total=20)]
-    for fmt, want in (("table", "local_port = 80"), ("json", '"local_port":80')):
+    # the table says the header; JSON keys by the field, as every JSON row does
+    for fmt, want in (("table", "local_port = 80"), ("json", '"port":80'), ("csv", "local_port,")):
         p = sinks.AggregatePrinter(prog, fmt, io.StringIO(), decoders.State())
         assert want in p.render_hist(lat, series)

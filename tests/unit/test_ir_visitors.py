@@ -40,6 +40,7 @@ CEXPRS: dict[type, M.CExpr] = {
     M.CIn: M.CIn(SPORT, (M.CNum(22, "u16"), M.CNum(80, "u16"))),
     M.CInSet: M.CInSet(SPORT, SET),
     M.CStrEq: M.CStrEq("ev.f_comm", b"curl", 16),
+    M.CInetEq: M.CInetEq("ev.f_saddr", (2, b"\x7f\x00\x00\x01")),
     M.CBool: M.CBool("&&", (GT, M.CTrue())),
     M.CNot: M.CNot(GT),
     M.CTrue: M.CTrue(),
@@ -241,6 +242,7 @@ def test_inline_reaches_a_local_under_every_node_kind() -> None:
 
 def test_walker_results() -> None:
     assert bind.slots_read(CEXPRS[M.CStrEq]) == {"ev.f_comm"}
+    assert bind.slots_read(CEXPRS[M.CInetEq]) == {"ev.f_saddr"}
     assert bind.slots_read(DIV) == {"ev.f_sport", "2U"}
     assert bind.set_maps(M.CBool("||", (GT, CEXPRS[M.CInSet]))) == [SET]
     assert _bound(M.CCompare("==", SPORT, M.COption("pid", "u16", False))) == M.CCompare(

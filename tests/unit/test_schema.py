@@ -277,14 +277,14 @@ def test_decoder_of_the_wrong_type() -> None:
 def test_unknown_option_type() -> None:
     assert check("type: u32", "type: u23") == [
         "3:31: unknown type 'u23'; expected one of u8, u16, u32, u64, s8, s16, s32, s64, bool,"
-        " str, pinned_map, list[u8], list[u16], list[u32], list[u64], list[s8], list[s16],"
+        " str, inet, pinned_map, list[u8], list[u16], list[u32], list[u64], list[s8], list[s16],"
         " list[s32], list[s64]; did you mean 'u32'?"
     ]
 
 
 def test_option_type_not_a_string() -> None:
     assert check("type: u32", "type: 32") == [
-        "3:31: expected one of u8, u16, u32, u64, s8, s16, s32, s64, bool, str, pinned_map,"
+        "3:31: expected one of u8, u16, u32, u64, s8, s16, s32, s64, bool, str, inet, pinned_map,"
         " list[u8], list[u16], list[u32], list[u64], list[s8], list[s16], list[s32], list[s64];"
         " got an integer"
     ]
