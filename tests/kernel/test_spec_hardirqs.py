@@ -182,7 +182,7 @@ def test_counts_and_times_bracket_bpftrace(engine, tmp_path: Path) -> None:
 
     hists = {r["hardirq"]: r for r in rows["dist"]}
     check({name: h["count"] for name, h in hists.items()}, None)
-    for name, h in hists.items():
+    for h in hists.values():
         assert sum(b["count"] for b in h["buckets"]) == h["count"]
     # the default run's times, against bpftrace's, where enough handlers ran to average
     totals = {r["hardirq"]: r["total_usecs"] for r in rows["total"]}
@@ -193,6 +193,10 @@ def test_counts_and_times_bracket_bpftrace(engine, tmp_path: Path) -> None:
             continue
         theirs_us = maps["@ns"][name] / n / 1000
         ours_us = totals[name] / counted[name]  # the -C run's count: the same kind of window
-        assert abs(ours_us - theirs_us) <= TIME_TOLERANCE * theirs_us + 2, (name, ours_us, theirs_us)
+        assert abs(ours_us - theirs_us) <= TIME_TOLERANCE * theirs_us + 2, (
+            name,
+            ours_us,
+            theirs_us,
+        )
         shift = bucket_shift(by_index(hists[name]["buckets"]), by_index(maps["@us"][name]))
         assert shift <= MAX_SHIFT, (name, shift, hists[name], maps["@us"][name])
