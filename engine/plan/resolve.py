@@ -645,21 +645,23 @@ class Resolver:
         options: dict[str, M.Option],
         top: bool,
     ) -> M.CExpr:
-        """`a and b ...`; leading switches (`$flag`, `not $flag`) guard the rest of it."""
+        """`a and b ...`; leading switches (`$flag`, `not $flag`, `($a or $b)`) guard the rest
+        of it."""
         values = list(node.values)
-        guards: list[tuple[M.Option, bool, int]] = []
-        while values and (switch := self.switch(values[0], options)) is not None:
-            guards.append(switch)
+        groups: list[list[tuple[M.Option, bool, int]]] = []
+        while values and (group := self.guard(values[0], options)) is not None:
+            groups.append(group)
             values.pop(0)
+        guards = [group[0] for group in groups]  # what errors name
         for v in values:
-            late = self.switch(v, options)
+            late = self.guard(v, options)
             if late is not None:
-                name, flags = late[0].name, _flags(late[0])
+                name, flags = late[0][0].name, _flags(late[0][0])
                 raise PlanError(
                     f"${name} ({flags}) guards the `and` it starts, so it comes first: "
                     f"`${name} and CONDITION`; joined with other conditions, in parentheses: "
                     f"`OTHER and (${name} and CONDITION)`",
-                    late[2],
+                    late[0][2],
                 )
         if guards and not top:
             opt, _, col = guards[0]
@@ -677,9 +679,22 @@ class Resolver:
             )
         terms = tuple(self.condition(v, operand, options, top) for v in values)
         out: M.CExpr = terms[0] if len(terms) == 1 and guards else M.CBool("&&", terms)
-        for opt, on, _ in reversed(guards):
-            out = M.CSwitch(opt.name, on, out)
+        for group in reversed(groups):
+            out = any_switch(group, out)
         return out
+
+    def guard(
+        self, node: E.Node, options: dict[str, M.Option]
+    ) -> list[tuple[M.Option, bool, int]] | None:
+        """The switches of a guard: `$flag`, `not $flag`, or `($a or not $b ...)` (any one in
+        its state applies what it guards); None when `node` is no guard."""
+        if isinstance(node, E.BoolOp) and node.op == "or":
+            found = [self.switch(v, options) for v in node.values]
+            if all(found):
+                return [s for s in found if s is not None]
+            return None
+        one = self.switch(node, options)
+        return None if one is None else [one]
 
     def switch(
         self, node: E.Node, options: dict[str, M.Option]
@@ -982,6 +997,16 @@ class Resolver:
         else:
             raise PlanError("expected an integer or an enum constant", getattr(node, "col", 0))
         return fits(value, ctype, node)
+
+
+def any_switch(group: Sequence[tuple[M.Option, bool, int]], term: M.CExpr) -> M.CExpr:
+    """`term` when any switch of `group` is in its state, else true, as CSwitch nodes (each
+    binds alone): the first switch's guard, and when it is not in its state the rest's."""
+    (opt, on, _), rest = group[0], group[1:]
+    first = M.CSwitch(opt.name, on, term)
+    if not rest:
+        return first
+    return M.CBool("&&", (first, M.CSwitch(opt.name, not on, any_switch(rest, term))))
 
 
 class _Effects(nodes.Visitor[None]):

@@ -86,6 +86,34 @@ def test_two_switches_both_needed() -> None:
     assert bound(filt, low=False, all=False) == M.CTrue()
 
 
+@pytest.mark.parametrize(
+    ("low", "all_", "applies"),
+    [(False, False, False), (True, False, True), (False, True, True), (True, True, True)],
+)
+def test_either_switch_guards(low: bool, all_: bool, applies: bool) -> None:
+    filt = "dport == $port and (($low or $all) and dport < 1024)"
+    want = lt(DPORT, 1024) if applies else M.CTrue()
+    assert bound(filt, low=low, all=all_) == want
+    # `not` in an alternative: it holds when the switch is absent
+    want = lt(DPORT, 1024) if (low or not all_) else M.CTrue()
+    assert bound("($low or not $all) and dport < 1024", low=low, all=all_) == want
+
+
+def test_either_switch_guard_renders_once() -> None:
+    p = plan("($low or $all) and dport < 1024")
+    for values in ({"low": True}, {"all": True}, {"low": True, "all": True}):
+        c = render.render_c(B.bind(p, options=values))
+        assert c.count("ev.f_dport < 1024") == 1, values
+    assert "1024" not in render.render_c(B.bind(p, options={}))
+
+
+def test_a_switch_or_a_condition_is_no_guard() -> None:
+    with pytest.raises(SpecError) as info:
+        plan("($low or dport > 5) and sport < 3")
+    (problem,) = info.value.problems
+    assert "a condition guarded by $low (-l/--low) can only be joined with `and`" in problem.message
+
+
 def test_a_switch_in_where() -> None:
     p = plan("dport == $port", where="$low and args.sport < 1024")
     where = p.probes[0].alternatives[0].where
