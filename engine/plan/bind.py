@@ -90,7 +90,8 @@ def bind(
         pre = select(alt, filtered, set())
         defined = {s.dest for s in pre}
         emitted = (wanted - filtered) if probe.emits else set()
-        post = select(alt, emitted, defined, alt.stores)
+        acting = {s.dest for f in alt.fields for s in f.steps if acts(s)}
+        post = select(alt, emitted, defined, alt.stores, acting)
         later = (*alt.state_steps, *pre, *post)
         alt = replace(alt, steps=prune(alt.steps, slots_read(alt.where), later))
         probes.append(M.ProgramProbe(probe.name, alt, pre, filt, post, probe.emits))
@@ -245,16 +246,30 @@ def prune(
     return tuple(reversed(keep))
 
 
+def acts(step: M.Step) -> bool:
+    """A field's step that must run whether or not its field is printed: it changes state
+    (take, a store, a delete) or decides whether the event goes on (a read without a
+    default drops the event when the key is missing)."""
+    if isinstance(step, M.StateRead):
+        return step.delete or not step.has_default
+    return isinstance(step, (M.StatePut, M.StateDelete))
+
+
 def uses(step: M.Step) -> set[str]:
     """The generated locals a step reads (what the step itself declares)."""
     return set(step.reads())
 
 
 def select(
-    alt: M.Alternative, names: set[str], defined: set[str], always: tuple[M.Step, ...] = ()
+    alt: M.Alternative,
+    names: set[str],
+    defined: set[str],
+    always: tuple[M.Step, ...] = (),
+    acting: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[M.Step, ...]:
     """The steps that fill the event slots of `names`, with everything they depend on, then
-    the `always` steps (state stores) with theirs.
+    the `always` steps (state stores) with theirs; the field steps declaring `acting` (a take
+    in a field: `acts`) are kept in their place whether their field is wanted or not.
 
     Fields share locals (`sk` is read once for saddr, daddr and dport), so selection walks
     the steps backwards from the wanted slots, in program order, skipping what the
@@ -262,7 +277,7 @@ def select(
     """
     ordered = [s for f in alt.fields for s in f.steps] + list(always)
     have = defined | {s.dest for s in (*alt.stash_steps, *alt.steps, *alt.state_steps)}
-    need = {f"ev.{M.slot_name(n)}" for n in names} | {s.dest for s in always}
+    need = {f"ev.{M.slot_name(n)}" for n in names} | {s.dest for s in always} | set(acting)
     keep: list[M.Step] = []
     for step in reversed(ordered):
         if step.dest in need and step.dest not in have:

@@ -15,8 +15,8 @@ from typing import Iterator
 from engine.errors import Problem, SpecError
 from engine.kernel import tracefs
 from engine.kernel.btf import VMLINUX
+from engine.plan import implicit, passes
 from engine.plan import model as M
-from engine.plan import passes
 from engine.plan.layout import layout, load_btf
 from engine.plan.passes.context import Context
 from engine.plan.passes.names import ENGINE_FLAGS  # noqa: F401  (tests check it against the CLI)
@@ -67,6 +67,7 @@ def plan_with_warnings(
     """`plan`, and what is valid but probably not meant (an option nothing uses)."""
     if not isinstance(spec, S.Spec):
         spec = S.build(spec)
+    spec = implicit.with_builtin_fields(spec)
     btf = load_btf(btf_path)
     live = btf_path is None or os.path.realpath(btf_path) == os.path.realpath(VMLINUX)
     ctx = Context(spec, btf, tracefs_ok=live and _tracefs_readable())

@@ -9,14 +9,12 @@ struct inet_addr {
 struct event_t {
     u64 f_time;
     u32 f_pid;
-    char f_comm[16];
     char f_command[80];
 };
-_Static_assert(sizeof(struct event_t) == 112, "event_t size differs from the decoder");
+_Static_assert(sizeof(struct event_t) == 96, "event_t size differs from the decoder");
 _Static_assert(__builtin_offsetof(struct event_t, f_time) == 0, "event_t.f_time offset");
 _Static_assert(__builtin_offsetof(struct event_t, f_pid) == 8, "event_t.f_pid offset");
-_Static_assert(__builtin_offsetof(struct event_t, f_comm) == 12, "event_t.f_comm offset");
-_Static_assert(__builtin_offsetof(struct event_t, f_command) == 28, "event_t.f_command offset");
+_Static_assert(__builtin_offsetof(struct event_t, f_command) == 12, "event_t.f_command offset");
 
 BPF_RINGBUF_OUTPUT(events, 64);
 BPF_PERCPU_ARRAY(lost, u64, 1);
@@ -34,17 +32,16 @@ static __always_inline void count_lost(void)
 int p0_readline_uretprobe_bash_readline(struct pt_regs *ctx)
 {
     u64 v1 = (u64)PT_REGS_RC(ctx);
-    if (!(v1 != 0ULL))
+    char v2[16] = {};
+    bpf_get_current_comm(&v2, 16);
+    if (!((v1 != 0ULL) && (v2[0] == 98 && v2[1] == 97 && v2[2] == 115 && v2[3] == 104 && v2[4] == 0)))
         return 0;
     struct event_t ev;
     __builtin_memset(&ev, 0, sizeof(ev));
-    bpf_get_current_comm(&ev.f_comm, 16);
-    if (!(ev.f_comm[0] == 98 && ev.f_comm[1] == 97 && ev.f_comm[2] == 115 && ev.f_comm[3] == 104 && ev.f_comm[4] == 0))
-        return 0;
-    u64 v2 = bpf_ktime_get_ns();
-    ev.f_time = v2;
-    u32 v3 = bpf_get_current_pid_tgid() >> 32;
-    ev.f_pid = v3;
+    u64 v3 = bpf_ktime_get_ns();
+    ev.f_time = v3;
+    u32 v4 = bpf_get_current_pid_tgid() >> 32;
+    ev.f_pid = v4;
     bpf_probe_read_user_str(&ev.f_command, 80, (void *)(v1 + 0));
     if (events.ringbuf_output(&ev, sizeof(ev), 0) < 0)
         count_lost();

@@ -13,21 +13,18 @@ class Event(ctypes.Structure):
     _fields_ = [
         ("f_time", ctypes.c_uint64),
         ("f_pid", ctypes.c_uint32),
-        ("f_comm", ctypes.c_char * 16),
         ("f_command", ctypes.c_char * 80),
     ]
 
 
-assert ctypes.sizeof(Event) == 112
+assert ctypes.sizeof(Event) == 96
 assert Event.f_time.offset == 0
 assert Event.f_pid.offset == 8
-assert Event.f_comm.offset == 12
-assert Event.f_command.offset == 28
+assert Event.f_command.offset == 12
 # name, header, width, and how the raw slot becomes a printable value
 FIELDS = (
     ('time', 'TIME(s)', 9),
     ('pid', 'PID', 7),
-    ('comm', 'COMM', 16),
     ('command', 'COMMAND', 80),
 )
 
@@ -36,8 +33,6 @@ DECODERS = (
     ('f_time', 'elapsed', _d.FieldInfo(0, (
     ))),
     ('f_pid', 'int', _d.FieldInfo(0, (
-    ))),
-    ('f_comm', 'str', _d.FieldInfo(16, (
     ))),
     ('f_command', 'str', _d.FieldInfo(80, (
     ))),

@@ -21,8 +21,10 @@ SPEC = "specs/syscount.yaml"
 N = 777
 
 
-def start_child(n: int = N) -> subprocess.Popen[str]:
-    child = f"import os, sys\nsys.stdin.readline()\nfor _ in range({n}):\n    os.getppid()\n"
+def start_child(n: int = N, calls: str = "") -> subprocess.Popen[str]:
+    """A child that makes `n` getppid() calls (or runs `calls`) once a line reaches its stdin."""
+    body = calls.format(n=n) if calls else f"import os\nfor _ in range({n}):\n    os.getppid()\n"
+    child = "import sys\nsys.stdin.readline()\n" + body
     return procs.spawn(
         [sys.executable, "-I", "-c", child], stdin=subprocess.PIPE, text=True, cwd="/"
     )
@@ -77,29 +79,29 @@ def test_latency_sits_next_to_the_count(engine) -> None:
     assert float(row[2]) >= 0 and "." in row[2]  # ns digits: 3 decimals in us
 
 
-# Calls enough for a total of milliseconds (tens with -m, so the engine's whole milliseconds
-# are within a few percent of bcc's decimals): a traced getppid() takes well under a
-# microsecond to a few between one tool's probes, so the sum is far from either tool's rounding.
-N_TIMED = {"us": 20000, "ms": 100000}
-# Both tools time the same calls, each from its own sys_enter probe to its own sys_exit probe,
-# so a preemption or interrupt in a call lands in both sums. What differs is probe work: the
-# programs on one tracepoint run one after the other, so each tool's interval holds part of
-# the other's probes, and each has its own ktime/map costs. That is a small share of every call,
-# not a factor: measured on the 2-CPU build machine under load, engine/bcc was 1.03 .. 1.05
-# (about 12,300 us against 11,760 us). The bound allows that overhead gap to grow several times
-# on another kernel or machine; the per-event truncation it guards against gave 0.05 there
-# (646 us against 12,307 us) and 0.31 .. 0.39 in the issue's report.
-RATIO = (0.75, 1.33)
+# The timed calls: select() with a 20 us timeout (pselect6 here), about 100 us each with the
+# timer's slack, N_TIMED of them. Both tools time the same calls, each from its own sys_enter
+# probe to its own sys_exit probe: the programs on one tracepoint run one after the other, so
+# each tool's interval holds part of the other's probes. On getppid (about 1 us a call) that
+# overhead was a large, noisy share: engine/bcc measured 1.03 .. 1.05 in one session and
+# 0.61 .. 1.60 in another on the same 2-CPU machine under load (bcc's own sum of the same
+# 20,000 calls ranged 16 to 40 ms). On a 100 us call it is well under 1%, so the sums agree
+# within RATIO. That the sum is exact nanoseconds divided once (not each call divided first,
+# the issue's 61-69% loss on getppid) is the unit tests' (tests/unit/test_print_units.py) and
+# this file's first -L test's: TIME(us) has its three nanosecond decimals.
+N_TIMED = 2000
+SELECT = "import select\nfor _ in range({n}):\n    select.select([], [], [], 0.00002)\n"
+RATIO = (0.95, 1.05)  # measured 1.000 .. 1.001
 
 
 @pytest.mark.parametrize("unit", ["us", "ms"])
 def test_latency_sum_is_bccs(engine, unit: str) -> None:
-    """syscount -L (and -L -m): the engine's TIME for getppid against bcc's `syscount -L` on
-    the same calls of one child. bcc sums nanoseconds and divides the total once; so must the
+    """syscount -L (and -L -m): the engine's TIME for select() against bcc's `syscount -L`
+    on the same calls of one child. bcc sums nanoseconds and divides the total once; so must the
     spec (its `print: us` / `print: ms`)."""
-    n = N_TIMED[unit]
+    n = N_TIMED
     flags = ["-L", "-m"] if unit == "ms" else ["-L"]
-    child = start_child(n)
+    child = start_child(n, SELECT)
     try:
         bcc = BccTool("syscount-bpfcc", "-p", str(child.pid), "-T", "500", *flags)
         e = engine(SPEC, "-p", str(child.pid), *flags, "-o", "json")
@@ -115,11 +117,12 @@ def test_latency_sum_is_bccs(engine, unit: str) -> None:
             child.stdin.close()
     assert result.code == 0, result.stderr
     assert f"TIME ({unit})" in out, out
-    ours = next(r for r in result.json_rows() if r["syscall"] == "getppid")
-    theirs = next(ln.split() for ln in out.splitlines() if ln.startswith("getppid "))
+    # select() is pselect6 here (select on older C libraries): the syscall called n times
+    ours = next(r for r in result.json_rows() if r["syscall"] in ("pselect6", "select"))
+    theirs = next(ln.split() for ln in out.splitlines() if ln.startswith(ours["syscall"] + " "))
     assert ours["count"] == int(theirs[1]) == n
     engine_t, bcc_t = ours[f"time({unit})"], float(theirs[2])
     assert isinstance(engine_t, float)  # ns resolution: 3 decimals in us, 6 in ms, as bcc
-    print(f"getppid x{n}: engine {engine_t} {unit}, bcc {bcc_t} {unit}, "
+    print(f"{ours['syscall']} x{n}: engine {engine_t} {unit}, bcc {bcc_t} {unit}, "
           f"ratio {engine_t / bcc_t:.3f}")  # fmt: skip
     assert RATIO[0] <= engine_t / bcc_t <= RATIO[1], (engine_t, bcc_t, out)
