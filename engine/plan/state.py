@@ -341,7 +341,14 @@ class StateResolver:
                     _col(node),
                 )
             return None
-        val = self.r.number(self.r.value(node), node)
+        val = self.r.value(node)
+        if val.vt.kind in (VKind.COMM, VKind.STR, VKind.ARRAY, VKind.STRUCT, VKind.INET):
+            raise PlanError(
+                f"state '{smap.name}' member '{name}' is a {slot.ctype}; a '{val.vt.label}' is "
+                "no number to store there (declare the member `comm` or `str` for a string)",
+                _col(node),
+            )
+        val = self.r.number(val, node)
         provenance = self.r.s.provenance
         if val.vt.user:
             provenance.user.setdefault(origin(smap.name, name), val.vt.label)
