@@ -167,6 +167,16 @@ def stack_storage(text: str) -> int:
     return value
 
 
+def cgroup_dir(text: str) -> str:
+    """--cgroup: a cgroup v2 directory, resolved now (engine.kernel.cgroups)."""
+    from engine.kernel.cgroups import CgroupError, resolve
+
+    try:
+        return resolve(text).path
+    except CgroupError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def positive_int(text: str) -> int:
     """--top: 1 to 1000000 rows, in ASCII decimal."""
     if not DECIMAL.fullmatch(text) or not 1 <= int(text) <= 1_000_000:
@@ -339,6 +349,19 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_scope_flags(p: argparse.ArgumentParser) -> None:
+    """`engine run`'s flags choosing whose events count."""
+    p.add_argument(
+        "--cgroup",
+        action="append",
+        type=cgroup_dir,
+        metavar="PATH",
+        help="only events of tasks in this cgroup v2 directory or below it (a container's, a "
+        "service's), checked in the kernel; a path in the cgroup2 mount, or as "
+        "/proc/PID/cgroup prints it (repeat it for several; a cgroup made below later counts)",
+    )
+
+
 def add_stack_flags(p: argparse.ArgumentParser) -> None:
     """`engine run`'s flags for specs reading stacks."""
     p.add_argument(
@@ -385,6 +408,7 @@ def spec_parser(verb: str, plan: M.Plan | None) -> argparse.ArgumentParser:
     if verb == "run":
         add_run_flags(p)
         add_order_flags(p)
+        add_scope_flags(p)
         add_stack_flags(p)
     else:
         add_render_flags(p)
@@ -503,7 +527,9 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
                 f"{len(probe.alternatives)} alternatives"
             )
     if ns.ebpf:
-        program = bind(plan, count=ns.count, options=values, clear=ns.clear)
+        program = bind(
+            plan, count=ns.count, options=values, clear=ns.clear, cgroups=cgroup_paths(ns.cgroup)
+        )
         sys.stdout.write(render.render_c(program))
         return 0
     # Option values meet the plan (a string longer than its field, ...) before the kernel does.
@@ -536,8 +562,19 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         sort=ns.sort or "",
         top=ns.top or 0,
         clock=ns.clock,
+        cgroups=cgroup_paths(ns.cgroup),
     )
     return runner.run(plan, config)
+
+
+def cgroup_paths(given: list[str] | None) -> tuple[str, ...]:
+    """--cgroup's directories, each once, at most MAX_CGROUPS of them."""
+    from engine.kernel.cgroups import MAX_CGROUPS
+
+    paths = tuple(dict.fromkeys(given or ()))
+    if len(paths) > MAX_CGROUPS:
+        raise UsageError(f"--cgroup: {len(paths)} directories; at most {MAX_CGROUPS}")
+    return paths
 
 
 def check_sort(ns: argparse.Namespace, program: M.Program) -> None:

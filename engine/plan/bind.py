@@ -45,6 +45,7 @@ def bind(
     kfunc_style: str = "module",
     clear: bool = False,
     stack_storage: int = STACK_STORAGE,
+    cgroups: Sequence[str] = (),
 ) -> M.Program:
     """Fix a run's choices; `choices` maps probe name -> index into its alternatives.
 
@@ -52,6 +53,10 @@ def bind(
 
     `clear` (--clear) gives each aggregation two map sets, so a print can clear one while the
     kernel writes the other (engine.runtime.sinks.Epochs).
+
+    `cgroups` (--cgroup): directories of the cgroup v2 hierarchy; a probe that sends events
+    sends only those of tasks under one of them (its stores and takes still run, so pairs
+    across tasks stay paired).
 
     `kfunc_style` names fentry/fexit functions the way the bcc in use looks them up:
     "module" (kfunc__vmlinux__FN, bcc >= 0.27) or "legacy" (kfunc__FN, bcc 0.26).
@@ -73,28 +78,10 @@ def bind(
         wanted = {c.field for a in aggs for c in a.by} | {a.agg.value for a in aggs} - {""}
     else:
         wanted = {f.name for f in plan.fields}
-    probes = []
-    for probe in plan.probes:
-        index = (choices or {}).get(probe.name, 0)
-        alt = probe.alternatives[index]
-        functions = alt.functions
-        if kfunc_style == "legacy":
-            functions = tuple(
-                replace(fn, name=legacy_name(KINDS[fn.kind], fn.name)) for fn in functions
-            )
-        functions = tuple(bind_pid(fn, values) for fn in functions)
-        functions = tuple(bind_rate(fn, values) for fn in functions)
-        alt = replace(alt, functions=functions, where=bind_expr(alt.where, values, flags))
-        filt = bind_expr(probe.filter, values, flags)
-        filtered = {f for f in alt.filter_fields if f"ev.{M.slot_name(f)}" in slots_read(filt)}
-        pre = select(alt, filtered, set())
-        defined = {s.dest for s in pre}
-        emitted = (wanted - filtered) if probe.emits else set()
-        acting = {s.dest for f in alt.fields for s in f.steps if acts(s)}
-        post = select(alt, emitted, defined, alt.stores, acting)
-        later = (*alt.state_steps, *pre, *post)
-        alt = replace(alt, steps=prune(alt.steps, slots_read(alt.where), later))
-        probes.append(M.ProgramProbe(probe.name, alt, pre, filt, post, probe.emits))
+    probes = [
+        bind_probe(p, (choices or {}).get(p.name, 0), values, flags, wanted, kfunc_style)
+        for p in plan.probes
+    ]
     sets = {s.map: s for p in probes for e in (p.alternative.where, p.filter) for s in set_maps(e)}
     # a return probe's stash map is declared only when its alternative is the one chosen
     stashes = {
@@ -112,7 +99,39 @@ def bind(
         stack_storage=stack_storage if stacks else 0,
         stack_errors=stack_errors,
         derived=plan.derived,
+        cgroups=tuple(cgroups),
     )
+
+
+def bind_probe(
+    probe: M.Probe,
+    index: int,
+    values: Mapping[str, OptionValue],
+    flags: Mapping[str, str],
+    wanted: set[str],
+    kfunc_style: str,
+) -> M.ProgramProbe:
+    """One probe with its `index`-th alternative: functions named and bound, `where` and
+    the filter bound, and only the steps the wanted fields, the filter and the stores need."""
+    alt = probe.alternatives[index]
+    functions = alt.functions
+    if kfunc_style == "legacy":
+        functions = tuple(
+            replace(fn, name=legacy_name(KINDS[fn.kind], fn.name)) for fn in functions
+        )
+    functions = tuple(bind_pid(fn, values) for fn in functions)
+    functions = tuple(bind_rate(fn, values) for fn in functions)
+    alt = replace(alt, functions=functions, where=bind_expr(alt.where, values, flags))
+    filt = bind_expr(probe.filter, values, flags)
+    filtered = {f for f in alt.filter_fields if f"ev.{M.slot_name(f)}" in slots_read(filt)}
+    pre = select(alt, filtered, set())
+    defined = {s.dest for s in pre}
+    emitted = (wanted - filtered) if probe.emits else set()
+    acting = {s.dest for f in alt.fields for s in f.steps if acts(s)}
+    post = select(alt, emitted, defined, alt.stores, acting)
+    later = (*alt.state_steps, *pre, *post)
+    alt = replace(alt, steps=prune(alt.steps, slots_read(alt.where), later))
+    return M.ProgramProbe(probe.name, alt, pre, filt, post, probe.emits)
 
 
 def bind_pid(fn: M.Function, values: Mapping[str, OptionValue]) -> M.Function:

@@ -430,6 +430,8 @@ class Program:
     stack_storage: int = 0  # the stack map's entries (0: no field reads a stack)
     stack_errors: int = -1  # engine_errors' counter of kernel stacks not stored; user: +1
     derived: tuple[Derived, ...] = ()  # columns computed when printing (output.derived)
+    # --cgroup: cgroup v2 directories; only tasks under one of them send events
+    cgroups: tuple[str, ...] = ()
 
     @property
     def layouts(self) -> tuple[Layout, ...]:

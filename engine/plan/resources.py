@@ -30,6 +30,7 @@ ERRORS = "engine_errors"
 STATE_KEYS = "engine_state_keys"
 NO_PREALLOC = "BPF_F_NO_PREALLOC"
 STACKS = "stack_traces"
+CGROUPS = "engine_cgroups"  # --cgroup: a cgroup array, one directory per slot
 STACK_STORAGE = 16384  # the stack map's default entries, as bcc's profile (--stack-storage-size)
 # engine_errors' counters of stacks not stored, after the aggregations' (Program.stack_errors)
 STACK_ERRORS = (
@@ -49,6 +50,7 @@ class MapType(str, Enum):
     RINGBUF = "ringbuf"
     PERF = "perf_output"
     STACK_TRACE = "stack_trace"
+    CGROUP_ARRAY = "cgroup_array"
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,12 @@ class Resources:
     # they are too large for the BPF stack (one entry per read or store in one function)
     scratch: tuple[MapDecl, ...] = ()
     stacks: MapDecl | None = None  # the stack map, when a field reads a stack
+    cgroups: MapDecl | None = None  # --cgroup: the directories events must come from under
 
     @property
     def before_probes(self) -> tuple[MapDecl, ...]:
-        """Maps the C declares after `lost`, before the counters (the stack map)."""
-        return (self.stacks,) if self.stacks else ()
+        """Maps the C declares after `lost`, before the counters (stacks, --cgroup's)."""
+        return tuple(m for m in (self.stacks, self.cgroups) if m is not None)
 
     def all(self) -> tuple[MapDecl, ...]:
         """Every declaration, in C order."""
@@ -203,6 +206,18 @@ def declare(program: M.Program) -> Resources:
         stacks=(
             MapDecl(STACKS, MapType.STACK_TRACE, "", "", program.stack_storage)
             if program.stack_storage
+            else None
+        ),
+        cgroups=(
+            MapDecl(
+                CGROUPS,
+                MapType.CGROUP_ARRAY,
+                "",
+                "",
+                len(program.cgroups),
+                note="--cgroup: a task under one of these sends events",
+            )
+            if program.cgroups
             else None
         ),
     )

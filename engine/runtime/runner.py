@@ -57,6 +57,7 @@ class RunConfig:
     sort: str = ""  # --sort: the aggregation (name or header) tables are sorted by
     top: int = 0  # --top: at most this many rows per table (0: all)
     clock: bool = False  # --clock: each interval's tables after the time (bcc's -T)
+    cgroups: tuple[str, ...] = ()  # --cgroup: directories (resolved) events must come from
 
 
 REMEMBER_EVERY = 1.0  # s: how often the processes behind user stacks have their maps read
@@ -237,8 +238,15 @@ class Session:
                 raise EngineError(f"compiling the generated C failed ({exc}){detail}") from None
 
     def fill_sets(self) -> None:
-        """Long list options' values into their hash sets: before attach, so the first event
-        already sees them all."""
+        """Long list options' values into their hash sets, and --cgroup's directories into
+        their array: before attach, so the first event already sees them all."""
+        if self.program.cgroups:
+            cgroups = self.bpf[resources.CGROUPS]
+            for index, path in enumerate(self.program.cgroups):
+                try:
+                    cgroups[index] = path  # bcc opens the directory and stores its fd
+                except OSError as exc:  # gone since it was checked
+                    raise EngineError(f"--cgroup {path}: {exc.strerror or exc}") from None
         for st in self.program.sets:
             if st.pinned:  # another tool's map: its keys are its own
                 continue
@@ -365,6 +373,7 @@ def start(
             wakeup_batch=config.wakeup_batch,
             clear=config.clear,
             stack_storage=config.stack_storage,
+            cgroups=config.cgroups,
         )
         session = Session(program, config.verbose)
         try:

@@ -36,6 +36,7 @@ MACRO_NAME = {  # the map name's place among a bcc macro's arguments
     "BPF_F_TABLE": 3,
     "BPF_TABLE_PINNED": 3,
     "BPF_STACK_TRACE": 0,
+    "BPF_CGROUP_ARRAY": 0,
 }
 
 
@@ -65,6 +66,7 @@ def programs() -> list[M.Program]:
                 transport=transport,
                 wakeup_batch=wakeup,
                 clear=bool(clear),
+                cgroups=("/sys/fs/cgroup/a", "/sys/fs/cgroup/b") if clear else (),
             )
             out.append(program)
     return out

@@ -30,6 +30,7 @@ ENGINE_FLAGS = {
     "--duration",
     "--interval",
     "--clear",
+    "--cgroup",
     "--stack-storage-size",
     "--ebpf",
     "--btf",
