@@ -41,6 +41,8 @@ DECODERS: dict[str, DecoderInfo] = {
     "devt": DecoderInfo(9, cached=True),
     "ksym": DecoderInfo(24, size=8, accepts=ADDRESS),
     "syscall": DecoderInfo(16),
+    # a cgroup v2 id as its path below the cgroup2 mount (engine.kernel.cgroups.CgroupNames)
+    "cgroup": DecoderInfo(24, cached=True, size=8, accepts="a cgroup id (the cgroup_id builtin)"),
     # the `func` builtin: the index of the target that fired, printed as its name (the plan's
     # table, Plan.func_names, carried like an enum's values)
     "func": DecoderInfo(0, cached=True, spelled=False),

@@ -9,8 +9,11 @@ started, a container's for instance, is in scope too.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 from engine.errors import did_you_mean
 
@@ -85,3 +88,41 @@ def _nearby(path: str) -> str:
     except OSError:
         return ""
     return did_you_mean(name, names)
+
+
+class CgroupNames:
+    """cgroup id -> its path below the cgroup2 mount (`/system.slice/ssh.service`), for the
+    `cgroup` decoder. One walk of the hierarchy maps every directory's inode (its cgroup id)
+    to its path; an id not in the map walks it again, at most once every `every` seconds, so a
+    cgroup made since (a container started later) is found and a storm of unknown ids costs
+    one walk. An id never found (the cgroup was removed before it was seen, or is in no
+    mounted hierarchy) prints as `cgroup:ID`; a task in the root cgroup as `/`."""
+
+    def __init__(
+        self,
+        cgroup2: list[str] | None = None,
+        every: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.mounts = mounts() if cgroup2 is None else cgroup2
+        self.every = every
+        self.clock = clock
+        self.paths: dict[int, str] = {}
+        self.walked = -float("inf")
+        self.walks = 0
+
+    def name(self, cid: int) -> str:
+        found = self.paths.get(cid)
+        if found is None and self.clock() - self.walked >= self.every:
+            self.walk()
+            found = self.paths.get(cid)
+        return found if found is not None else f"cgroup:{cid}"
+
+    def walk(self) -> None:
+        self.walked = self.clock()
+        self.walks += 1
+        for mount in self.mounts:
+            for top, _dirs, _ in os.walk(mount, onerror=lambda _: None):
+                with contextlib.suppress(OSError):
+                    ino = os.stat(top).st_ino
+                    self.paths.setdefault(ino, "/" + os.path.relpath(top, mount).removeprefix("."))

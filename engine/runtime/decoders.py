@@ -11,6 +11,7 @@ from typing import Any, Callable
 from engine.decoders import BYTE_ORDER as BYTE_ORDER  # spelled in specs, read as int
 from engine.decoders import DECODERS, DecoderInfo
 from engine.errors import EngineError
+from engine.kernel.cgroups import CgroupNames
 from engine.plan.model import Field
 
 _FAMILIES: dict[int, int] = {int(socket.AF_INET): 4, int(socket.AF_INET6): 6}
@@ -144,6 +145,13 @@ class State:
         self.first_ns: int | None = None
         self.exact_text = exact_text
         self.stacks: Any = None  # an engine.runtime.stacks.StackReader once a program loads
+        self._cgroups: CgroupNames | None = None  # made when a `cgroup` column first asks
+
+    @property
+    def cgroups(self) -> CgroupNames:
+        if self._cgroups is None:
+            self._cgroups = CgroupNames()
+        return self._cgroups
 
     def elapsed(self, ns: int) -> float:
         if self.first_ns is None:
@@ -249,6 +257,7 @@ _MAKERS: dict[str, Callable[[Field | FieldInfo, State], Convert]] = {
     "devt": _const(devt),
     "ksym": lambda field, state: _ksym_ready(),
     "syscall": _const(syscall_name),
+    "cgroup": lambda field, state: state.cgroups.name,
     "func": _enum,
     "kstack": _stack("kernel"),
     "ustack": _stack("user"),

@@ -1,4 +1,5 @@
-"""`engine run SPEC --cgroup PATH`: only events of tasks in a cgroup v2 directory or below it.
+"""`engine run SPEC --cgroup PATH`: only events of tasks in a cgroup v2 directory or below it;
+and the `cgroup` decoder, which names a cgroup id by its path.
 
 The test makes its own directories in the machine's cgroup2 mount and moves its own children
 into them (a write to cgroup.procs, as a container runtime does). Three connecting children:
@@ -6,7 +7,9 @@ one in the scoped directory, one in a directory made below it after the engine s
 container started later would be), one left where the test runs. `specs/tcpconnect.yaml
 --cgroup DIR` prints exactly the first two's connects (the third connects in between, so a
 scope that let it through would show it), and an unknown directory is a usage error naming
-the one it probably meant.
+the one it probably meant. The decoder's test counts getppid() calls by cgroup and comm: a
+child in a directory made after the engine started is named by that directory's path (found
+by walking the hierarchy again), one left outside by the path its /proc/PID/cgroup gives.
 """
 
 from __future__ import annotations
@@ -102,3 +105,45 @@ def test_an_unknown_directory_is_a_usage_error(cgroup_dir: Path) -> None:
         f"(cgroup2 is mounted at {cgroups.mounts()[0]}); did you mean 'web'?"
     ), done.stderr
     assert "Traceback" not in done.stderr
+
+
+CALLS = "import os, sys\nsys.stdin.readline()\nfor _ in range(N):\n    os.getppid()\n"
+
+
+def own_cgroup(pid: int) -> str:
+    return next(
+        ln[3:] for ln in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if ln[:3] == "0::"
+    )
+
+
+def test_the_cgroup_decoder_names_the_directory(engine, cgroup_dir: Path) -> None:
+    counts = {"cg-in": 11, "cg-out": 7}
+    children = {}
+    for comm, n in counts.items():
+        code = f"import ctypes\nctypes.CDLL(None).prctl(15, {comm.encode()!r}, 0, 0, 0)\n"
+        children[comm] = subprocess.Popen(
+            [sys.executable, "-I", "-c", code + CALLS.replace("N", str(n))],
+            stdin=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    try:
+        e = engine("tests/specs/live/cgroup_calls.yaml", "-o", "json")
+        below = cgroup_dir / "made-later"
+        below.mkdir()  # after the engine started: the decoder walks the hierarchy again
+        move(children["cg-in"].pid, below)
+        outside = own_cgroup(children["cg-out"].pid)
+        for child in children.values():
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.close()
+            assert child.wait(60) == 0
+        result = e.stop()
+    finally:
+        for child in children.values():
+            child.kill()
+            child.wait()
+    assert result.code == 0, result.stderr
+    rows = {r["comm"]: r for r in result.json_rows() if r["comm"] in counts}
+    assert rows == {
+        "cg-in": {"cgroup": f"/{cgroup_dir.name}/made-later", "comm": "cg-in", "calls": 11},
+        "cg-out": {"cgroup": outside, "comm": "cg-out", "calls": 7},
+    }

@@ -81,3 +81,21 @@ def test_only_probes_that_send_events_check_the_task() -> None:
     assert 0 < len(senders) < len(plan.probes)  # runqslower's wakeups only store
     assert c.count("if (!engine_in_cgroups())") == len(senders)
     assert "engine_cgroups" not in render.render_c(bind(plan))
+
+
+def test_cgroup_names_walk_again_at_most_once_a_period(tmp_path: Path) -> None:
+    mount = tmp_path / "unified"
+    (mount / "system.slice" / "ssh.service").mkdir(parents=True)
+    now = [100.0]
+    names = cgroups.CgroupNames([str(mount)], every=1.0, clock=lambda: now[0])
+    ino = (mount / "system.slice" / "ssh.service").stat().st_ino
+    assert names.name(ino) == "/system.slice/ssh.service"
+    assert names.name(mount.stat().st_ino) == "/"
+    assert names.walks == 1
+    (mount / "later").mkdir()  # a cgroup made after the first walk
+    later = (mount / "later").stat().st_ino
+    assert names.name(later) == f"cgroup:{later}" and names.walks == 1  # within the period
+    assert names.name(123456789) == "cgroup:123456789" and names.walks == 1
+    now[0] += 1.0
+    assert names.name(later) == "/later" and names.walks == 2
+    assert names.name(123456789) == "cgroup:123456789" and names.walks == 2  # found nowhere
