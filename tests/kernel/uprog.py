@@ -3,8 +3,10 @@ counts (work_a, work_b, work_c, and `other`, which no pattern of the tests match
 usleep() calls of a known length, made once the test says "go" on stdin.
 
     prog N_A N_B N_C SLEEP_US N_SLEEPS
-prints its pid, waits for a line, makes the calls, prints "done", and exits at the next line
-(so that bpftrace, which names user functions from the live process, can print first).
+prints its pid, waits for a line, makes the calls, prints "done ACC NS NS ..." (each usleep's
+length in nanoseconds as the program itself timed it, CLOCK_MONOTONIC around the call), and
+exits at the next line (so that bpftrace, which names user functions from the live process, can
+print first).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 SOURCE = r"""
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 __attribute__((noinline)) int work_a(int x) { __asm__ volatile("" ::: "memory"); return x + 1; }
@@ -45,10 +48,21 @@ int main(int argc, char **argv)
         acc += work_b(i);
     for (int i = 0; i < nc; i++)
         acc += work_c(i);
-    for (int i = 0; i < sleeps; i++)
+    long long *took = calloc(sleeps > 0 ? sleeps : 1, sizeof *took);
+    if (!took)
+        return 1;
+    for (int i = 0; i < sleeps; i++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
         usleep(us);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        took[i] = (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
+    }
     acc = other(acc);
-    printf("done %d\n", acc);
+    printf("done %d", acc);
+    for (int i = 0; i < sleeps; i++)
+        printf(" %lld", took[i]);
+    printf("\n");
     fflush(stdout);
     /* held until told to exit: bpftrace names a user function (func, usym) from the live
        process's maps when it prints, after the run */
