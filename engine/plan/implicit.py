@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from engine.plan.resolve import BUILTINS, FUNC, STACKS
+from engine.plan.resolve import BUILTINS, FUNC, NS_IDS, STACKS
 from engine.spec import expr as E
 from engine.spec import model as S
 
-IMPLICIT = frozenset((*BUILTINS, "comm", FUNC, *STACKS, "mntns_id"))
+IMPLICIT = frozenset((*BUILTINS, "comm", FUNC, *STACKS, "mntns_id", *NS_IDS))
 
 
 def with_builtin_fields(spec: S.Spec) -> S.Spec:

@@ -67,6 +67,9 @@ FUNC = "func"  # the builtin naming the attach target that fired (one BPF functi
 STACKS = ("kstack", "ustack")
 MAX_FRAMES = 127
 MNTNS_PATH = ("nsproxy", "mnt_ns", "ns", "inum")  # the `mntns_id` builtin, from `task`
+# the pid and thread id as the task's own pid namespace numbers them (inside a container):
+# the `struct pid` each is read from, from `task`
+NS_IDS = {"ns_pid": ("group_leader", "thread_pid"), "ns_tid": ("thread_pid",)}
 HELPERS = (
     "transport_header", "network_header", "mac_header", "sock_saddr", "sock_daddr", "inet",
     *STACKS, *STATE_HELPERS,
@@ -239,6 +242,8 @@ class Resolver:
                 return task
         if name == "mntns_id":
             return self.mntns_id(node)
+        if name in NS_IDS:
+            return self.ns_id(name, node)
         value = self.enum_lookup(name)
         if value is not None:
             return constant_val(fits64(value, node), "enum constant")
@@ -276,13 +281,40 @@ class Resolver:
             )
         return self.rvalue(val)
 
+    def ns_id(self, name: str, node: E.Name) -> Val:
+        """`ns_pid` / `ns_tid`: the current task's pid (its group leader's) or thread id as its
+        own pid namespace numbers it, what `getpid()` returns inside a container:
+        `pid->numbers[pid->level].nr` (the kernel's pid_vnr), read at BTF offsets."""
+        at = E.Name("task", node.col)
+        try:
+            val = self.current_task()
+            if val is None:
+                raise PlanError("no task_struct")
+            for attr in NS_IDS[name]:
+                val = self.member(val, E.Attr(at, attr, node.col))
+            pid = self.rvalue(val)
+            level = self.rvalue(self.member(pid, E.Attr(at, "level", node.col)))
+            numbers = self.member(pid, E.Attr(at, "numbers", node.col))
+            upid = vt_of(self.btf, numbers.vt.btf)  # struct upid { int nr; ... }
+            nr = self.member(
+                Val(upid, base=numbers.base, offset=numbers.offset), E.Attr(at, "nr", 0)
+            )
+        except PlanError:
+            raise PlanError(
+                f"{name}: this kernel's BTF has no task_struct.thread_pid.numbers[].nr", node.col
+            ) from None
+        step, dest = self.s.local(), self.s.local()  # the level's entry: numbers + level * size
+        self.s.emit(M.Arith(step, "u64", "*", M.operand(level.var), M.Constant(f"{upid.size}ULL")))
+        self.s.emit(M.Add(dest, M.operand(nr.base), M.operand(step)))
+        return self.rvalue(Val(nr.vt, base=dest, offset=nr.offset))
+
     def enum_names(self) -> NameIndex:
         return enum_constant_index(self.btf)
 
     def known_names(self) -> list[str]:
         s = self.s
         names = list(s.bindings) + list(s.params) + list(s.declared) + list(BUILTINS)
-        names += ["comm", "task", "mntns_id", *STACKS]
+        names += ["comm", "task", "mntns_id", *NS_IDS, *STACKS]
         names.append(FUNC)
         if s.record is not None:
             names.append("args")

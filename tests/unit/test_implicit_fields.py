@@ -74,3 +74,16 @@ def test_a_take_in_an_unprinted_field_still_runs() -> None:
         exit_fn = c[c.index("sched_process_exec") :]
         assert "state_start.delete(" in exit_fn, options
         assert "return 0; // no state stored for this key" in exit_fn, options
+
+
+def test_namespace_ids_read_the_pid_at_its_level() -> None:
+    """ns_pid / ns_tid: `pid->numbers[pid->level].nr`; the entry's address is computed from
+    the level (numbers + level * sizeof(struct upid)), from the fixture's BTF offsets."""
+    text = SPEC.replace("FIELDS", NSECS).replace("by: BY, if: latency", "if: latency")
+    text = text.replace("by: BY", "by: [ns_pid, ns_tid, pid]")
+    p = planner.plan(load_text(text, "t.yaml"), FIXTURE)
+    assert [f.name for f in p.fields][1:] == ["ns_pid", "ns_tid", "pid"]
+    assert [f.ctype for f in p.fields][1:3] == ["s32", "s32"]
+    c = render.render_c(bind(p))
+    assert c.count("* (u64)16ULL)") == 2  # struct upid is 16 bytes: one per id
+    assert c.count("bpf_get_current_task()") == 2
