@@ -177,6 +177,14 @@ def cgroup_dir(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def pod_name(text: str) -> str:
+    """--pod: NAMESPACE/NAME, as kubectl prints a pod."""
+    namespace, slash, name = text.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not NAMESPACE/NAME (shop/web-1)")
+    return text
+
+
 def positive_int(text: str) -> int:
     """--top: 1 to 1000000 rows, in ASCII decimal."""
     if not DECIMAL.fullmatch(text) or not 1 <= int(text) <= 1_000_000:
@@ -360,6 +368,22 @@ def add_scope_flags(p: argparse.ArgumentParser) -> None:
         "service's), checked in the kernel; a path in the cgroup2 mount, or as "
         "/proc/PID/cgroup prints it (repeat it for several; a cgroup made below later counts)",
     )
+    p.add_argument(
+        "--container",
+        action="append",
+        metavar="NAME|ID",
+        help="only events of tasks in this container (its name, or a prefix of its id), "
+        "checked in the kernel through its cgroup; one started later under this name is traced "
+        "from the moment the runtime lists it (within a second); repeat it for several",
+    )
+    p.add_argument(
+        "--pod",
+        action="append",
+        type=pod_name,
+        metavar="NAMESPACE/NAME",
+        help="only events of tasks in this pod's containers (the kubelet's labels "
+        "io.kubernetes.pod.namespace and io.kubernetes.pod.name); repeat it for several",
+    )
 
 
 def add_stack_flags(p: argparse.ArgumentParser) -> None:
@@ -526,10 +550,15 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
                 f"--alternative {ns.alternative}: probe '{probe.name}' has "
                 f"{len(probe.alternatives)} alternatives"
             )
+    selectors = container_selectors(ns)
+    cgroups, slots = cgroup_paths(ns.cgroup), 0
+    if selectors:
+        cgroups, slots = container_cgroups(cgroups, selectors)
     if ns.ebpf:
         program = bind(
-            plan, count=ns.count, options=values, clear=ns.clear, cgroups=cgroup_paths(ns.cgroup)
-        )
+            plan, count=ns.count, options=values, clear=ns.clear, cgroups=cgroups,
+            cgroup_slots=slots,
+        )  # fmt: skip
         sys.stdout.write(render.render_c(program))
         return 0
     # Option values meet the plan (a string longer than its field, ...) before the kernel does.
@@ -562,9 +591,43 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         sort=ns.sort or "",
         top=ns.top or 0,
         clock=ns.clock,
-        cgroups=cgroup_paths(ns.cgroup),
+        cgroups=cgroups,
+        cgroup_slots=slots,
+        containers=selectors,
     )
     return runner.run(plan, config)
+
+
+def container_selectors(ns: argparse.Namespace) -> tuple[Any, ...]:
+    """--container and --pod, in the order given, each once."""
+    from engine.kernel.containers import Selector
+
+    given = [Selector("--container", v) for v in ns.container or ()]
+    given += [Selector("--pod", v) for v in ns.pod or ()]
+    return tuple(dict.fromkeys(given))
+
+
+def container_cgroups(paths: tuple[str, ...], selectors: tuple[Any, ...]) -> tuple[Any, int]:
+    """--cgroup's directories and those of the containers --container/--pod pick now, and
+    how many slots the kernel's array keeps for them (room for containers started later)."""
+    from engine.kernel import cgroups as cg
+    from engine.kernel import containers as ct
+
+    try:
+        chosen = ct.select(selectors, ct.running())
+    except ct.ContainerError as exc:
+        raise UsageError(str(exc)) from None
+    found = []
+    for c in chosen:
+        try:
+            found.append(cg.resolve(c.cgroup).path)
+        except cg.CgroupError:  # stopped since it was listed: a later listing may find it again
+            continue
+    paths = tuple(dict.fromkeys(paths + tuple(found)))
+    slots = min(cg.MAX_CGROUPS, len(paths) + max(ct.SPARE_SLOTS, len(found)))
+    if len(paths) > cg.MAX_CGROUPS:
+        raise UsageError(f"--container/--pod: {len(paths)} cgroups; at most {cg.MAX_CGROUPS}")
+    return paths, slots
 
 
 def cgroup_paths(given: list[str] | None) -> tuple[str, ...]:

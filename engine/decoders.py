@@ -24,6 +24,7 @@ class DecoderInfo:
 
 ADDRESS = "a kernel address (8 bytes)"
 NANOSECONDS = "nanoseconds (a u64 such as ktime_ns)"
+CGROUP_ID = "a cgroup id (the cgroup_id builtin)"
 
 DECODERS: dict[str, DecoderInfo] = {
     "int": DecoderInfo(6, spelled=False),
@@ -42,7 +43,16 @@ DECODERS: dict[str, DecoderInfo] = {
     "ksym": DecoderInfo(24, size=8, accepts=ADDRESS),
     "syscall": DecoderInfo(16),
     # a cgroup v2 id as its path below the cgroup2 mount (engine.kernel.cgroups.CgroupNames)
-    "cgroup": DecoderInfo(24, cached=True, size=8, accepts="a cgroup id (the cgroup_id builtin)"),
+    "cgroup": DecoderInfo(24, cached=True, size=8, accepts=CGROUP_ID),
+    # a cgroup id as the container or pod it belongs to (engine.kernel.containers.Watch):
+    # not cached, as a container started a moment ago is named once the runtime lists it
+    "container": DecoderInfo(16, size=8, accepts=CGROUP_ID),
+    "container_id": DecoderInfo(12, size=8, accepts=CGROUP_ID),
+    "image": DecoderInfo(24, size=8, accepts=CGROUP_ID),
+    "pod": DecoderInfo(24, size=8, accepts=CGROUP_ID),
+    "pod_namespace": DecoderInfo(12, size=8, accepts=CGROUP_ID),
+    "pod_name": DecoderInfo(16, size=8, accepts=CGROUP_ID),
+    "pod_container": DecoderInfo(12, size=8, accepts=CGROUP_ID),
     # the `func` builtin: the index of the target that fired, printed as its name (the plan's
     # table, Plan.func_names, carried like an enum's values)
     "func": DecoderInfo(0, cached=True, spelled=False),
@@ -52,5 +62,14 @@ DECODERS: dict[str, DecoderInfo] = {
     "ustack": DecoderInfo(24, cached=True, size=8, accepts="a stack id (the ustack builtin)"),
 }
 STACK_DECODERS = ("kstack", "ustack")
+CONTAINER_DECODERS = (
+    "container",
+    "container_id",
+    "image",
+    "pod",
+    "pod_namespace",
+    "pod_name",
+    "pod_container",
+)
 # Spelled in specs but applied while reading (a byte swap in the kernel), then printed as int.
 BYTE_ORDER = ("be16", "be32", "be64")

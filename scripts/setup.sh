@@ -26,6 +26,9 @@ packages+=(prometheus)
 packages+=(python3-pyelftools systemtap-sdt-dev gcc)
 # A real browser loads `-o flamegraph`'s SVG in the tests (headless).
 packages+=(chromium)
+# Real containers for --container/--pod and the container decoders (tests/kernel/test_containers.py):
+# podman with runc (crun refuses this machine's v1/v2 hybrid cgroups), an image made from busybox.
+packages+=(podman runc busybox-static)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

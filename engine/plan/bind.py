@@ -46,6 +46,7 @@ def bind(
     clear: bool = False,
     stack_storage: int = STACK_STORAGE,
     cgroups: Sequence[str] = (),
+    cgroup_slots: int = 0,
 ) -> M.Program:
     """Fix a run's choices; `choices` maps probe name -> index into its alternatives.
 
@@ -56,7 +57,8 @@ def bind(
 
     `cgroups` (--cgroup): directories of the cgroup v2 hierarchy; a probe that sends events
     sends only those of tasks under one of them (its stores and takes still run, so pairs
-    across tasks stay paired).
+    across tasks stay paired). `cgroup_slots`: the array's size when more directories are
+    added while the run goes on (--container, --pod); at least len(cgroups).
 
     `kfunc_style` names fentry/fexit functions the way the bcc in use looks them up:
     "module" (kfunc__vmlinux__FN, bcc >= 0.27) or "legacy" (kfunc__FN, bcc 0.26).
@@ -100,6 +102,7 @@ def bind(
         stack_errors=stack_errors,
         derived=plan.derived,
         cgroups=tuple(cgroups),
+        cgroup_slots=max(cgroup_slots, len(cgroups)),
     )
 
 

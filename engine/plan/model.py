@@ -432,6 +432,7 @@ class Program:
     derived: tuple[Derived, ...] = ()  # columns computed when printing (output.derived)
     # --cgroup: cgroup v2 directories; only tasks under one of them send events
     cgroups: tuple[str, ...] = ()
+    cgroup_slots: int = 0  # the cgroup array's size (>= len(cgroups): room for later ones)
 
     @property
     def layouts(self) -> tuple[Layout, ...]:

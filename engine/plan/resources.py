@@ -214,10 +214,10 @@ def declare(program: M.Program) -> Resources:
                 MapType.CGROUP_ARRAY,
                 "",
                 "",
-                len(program.cgroups),
+                program.cgroup_slots,
                 note="--cgroup: a task under one of these sends events",
             )
-            if program.cgroups
+            if program.cgroup_slots
             else None
         ),
     )

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from engine.decoders import BYTE_ORDER as BYTE_ORDER  # spelled in specs, read as int
 from engine.decoders import DECODERS, DecoderInfo
 from engine.errors import EngineError
+from engine.kernel import containers as ct
 from engine.kernel.cgroups import CgroupNames
 from engine.plan.model import Field
 
@@ -146,12 +147,21 @@ class State:
         self.exact_text = exact_text
         self.stacks: Any = None  # an engine.runtime.stacks.StackReader once a program loads
         self._cgroups: CgroupNames | None = None  # made when a `cgroup` column first asks
+        self.watch: ct.Watch | None = None  # the node's containers, once a column asks
 
     @property
     def cgroups(self) -> CgroupNames:
         if self._cgroups is None:
             self._cgroups = CgroupNames()
         return self._cgroups
+
+    def containers(self) -> ct.Watch:
+        """The run's container list (runner starts it when a spec or flag needs it)."""
+        if self.watch is None:
+            self.watch = ct.Watch()
+            self.watch.list_now()
+            self.watch.start()
+        return self.watch
 
     def elapsed(self, ns: int) -> float:
         if self.first_ns is None:
@@ -237,6 +247,45 @@ def _stack(kind: str) -> Callable[[Field | FieldInfo, State], Convert]:
     return make
 
 
+CONTAINER_TEXT: dict[str, Callable[[ct.Container], str]] = {
+    "container": lambda c: c.name,
+    "container_id": lambda c: c.short_id,
+    "image": lambda c: c.image,
+    "pod": lambda c: c.pod or "-",
+    "pod_namespace": lambda c: c.labels.get(ct.POD_NAMESPACE, "-"),
+    "pod_name": lambda c: c.labels.get(ct.POD_NAME, "-"),
+    "pod_container": lambda c: c.labels.get(ct.POD_CONTAINER, "-"),
+}
+
+
+def _container(name: str) -> Callable[[Field | FieldInfo, State], Convert]:
+    """A cgroup id as its container's name, pod...: `host` for a task in no container;
+    a container the runtime has not listed yet (started a moment ago) by the id its cgroup
+    path carries, 12 digits, and the list is asked for again; `cgroup:ID` for a cgroup
+    gone before it was seen."""
+    part = CONTAINER_TEXT[name]
+
+    def make(field: Field | FieldInfo, state: State) -> Convert:
+        watch, cgroups = state.containers(), state.cgroups
+
+        def convert(cid: int) -> str:
+            path = cgroups.name(cid)
+            found = watch.container(path)
+            if found is not None:
+                return part(found)
+            if path.startswith("cgroup:"):
+                return path
+            cid_text = ct.container_id_in(path)
+            if not cid_text:
+                return ct.HOST
+            watch.ask()
+            return cid_text[:12]
+
+        return convert
+
+    return make
+
+
 def _hex(field: Field | FieldInfo, state: State) -> Convert:
     return (lambda v: bytes(v).hex()) if field.count else hex
 
@@ -258,6 +307,7 @@ _MAKERS: dict[str, Callable[[Field | FieldInfo, State], Convert]] = {
     "ksym": lambda field, state: _ksym_ready(),
     "syscall": _const(syscall_name),
     "cgroup": lambda field, state: state.cgroups.name,
+    **{name: _container(name) for name in CONTAINER_TEXT},
     "func": _enum,
     "kstack": _stack("kernel"),
     "ustack": _stack("user"),

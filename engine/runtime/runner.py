@@ -25,6 +25,8 @@ from engine.attach import KINDS
 from engine.codegen import render
 from engine.errors import EngineError, UsageError
 from engine.kernel import capabilities
+from engine.kernel import containers as ct
+from engine.kernel.containers import Selector
 from engine.output import RENDERERS
 from engine.plan import model as M
 from engine.plan import resources
@@ -33,6 +35,7 @@ from engine.runtime import decoders, signals
 from engine.runtime.loop import POLL_MS, BufferEvents, runtime_sinks, stop_writing
 from engine.runtime.output import Printer
 from engine.runtime.rows import RowMaker
+from engine.runtime.scope import ContainerScope
 from engine.runtime.sinks import AggregatePrinter, check_membarrier
 from engine.runtime.stacks import StackReader, user_stack_places
 
@@ -58,6 +61,8 @@ class RunConfig:
     top: int = 0  # --top: at most this many rows per table (0: all)
     clock: bool = False  # --clock: each interval's tables after the time (bcc's -T)
     cgroups: tuple[str, ...] = ()  # --cgroup: directories (resolved) events must come from
+    cgroup_slots: int = 0  # the kernel's cgroup array: room for containers started later
+    containers: tuple[Selector, ...] = ()  # --container, --pod: kept current while running
 
 
 REMEMBER_EVERY = 1.0  # s: how often the processes behind user stacks have their maps read
@@ -374,6 +379,7 @@ def start(
             clear=config.clear,
             stack_storage=config.stack_storage,
             cgroups=config.cgroups,
+            cgroup_slots=config.cgroup_slots,
         )
         session = Session(program, config.verbose)
         try:
@@ -405,6 +411,7 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
     fresh = not signals.installed()  # engine.cli installs them first thing; a caller may not
     stop = signals.install()
     session: Session | None = None
+    watch: ct.Watch | None = None
     try:
         if stop.requested:
             return 0
@@ -426,13 +433,32 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
         loop.open()  # before "Tracing": nothing sent after it is lost
         if stop.requested:
             return 0
+        watch = watch_containers(config, session, loop.state)
         say(f"Tracing {names} ... Hit Ctrl-C to end.")
         return loop.run()
     finally:
+        if watch is not None:
+            watch.stop()
         if session is not None:
             session.close()
         if fresh:
             signals.restore()
+
+
+def watch_containers(config: RunConfig, session: Session, state: decoders.State) -> ct.Watch | None:
+    """The node's containers, listed every second in a thread: made when a column first
+    decoded a container (decoders.State.containers), or here for --container/--pod, whose
+    scope puts newly started containers into the kernel's cgroup array at each listing."""
+    if not config.containers:
+        return state.watch
+    watch = state.containers()
+    table = session.bpf[resources.CGROUPS]
+    scope = ContainerScope(
+        table, session.program.cgroup_slots, config.cgroups, config.containers, say
+    )
+    watch.on_list.append(scope.update)
+    scope.update(watch.last)
+    return watch
 
 
 def check_privileges() -> None:

@@ -109,5 +109,7 @@ def test_decoder_names_are_the_runtime_registry() -> None:
     for name, dec in runtime_decoders.REGISTRY.items():
         assert dec.info is neutral.DECODERS[name]
     sized = {n for n, d in neutral.DECODERS.items() if d.size}
-    assert sized == {"elapsed", "ms", "secs", "ksym", "cgroup", "kstack", "ustack"}
+    cgroup_ids = {"cgroup", *neutral.CONTAINER_DECODERS}
+    assert list(runtime_decoders.CONTAINER_TEXT) == list(neutral.CONTAINER_DECODERS)
+    assert sized == {"elapsed", "ms", "secs", "ksym", "kstack", "ustack"} | cgroup_ids
     assert all(neutral.DECODERS[n].accepts for n in sized)

@@ -260,8 +260,9 @@ def test_hostile_option_and_binding_names() -> None:
 def test_unknown_decoder() -> None:
     assert check("decode: be16", "decode: ip_versoin") == [
         "15:56: unknown decoder 'ip_versoin'; expected one of be16, be32, be64, inet, ip_version,"
-        " enum, errno, str, bool, hex, elapsed, ksym, syscall, ms, secs, devt, cgroup, kstack,"
-        " ustack; did you mean 'ip_version'?"
+        " enum, errno, str, bool, hex, elapsed, ksym, syscall, ms, secs, devt, cgroup, container,"
+        " container_id, image, pod, pod_namespace, pod_name, pod_container, kstack, ustack; did"
+        " you mean 'ip_version'?"
     ]
 
 

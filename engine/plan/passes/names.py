@@ -31,6 +31,8 @@ ENGINE_FLAGS = {
     "--interval",
     "--clear",
     "--cgroup",
+    "--container",
+    "--pod",
     "--stack-storage-size",
     "--ebpf",
     "--btf",
