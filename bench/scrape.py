@@ -6,7 +6,10 @@ Starts `engine serve bench/specs/scrape.yaml` on loopback, then for each N makes
 N distinct closed loopback ports from a child named engine-sbench (each refused connect still
 leaves CLOSE for SYN_SENT, so it is one key), and times --scrapes GETs of /metrics: median,
 90th percentile and max wall time, the body size, and the engine's own
-engine_scrape_duration_seconds (map read + decode + fold, before text formatting).
+engine_scrape_duration_seconds (map read + decode + fold, before text formatting). Beside
+them, `map_read_ms_median`: the batched read of the same map alone (BPF_MAP_LOOKUP_BATCH, what
+every scrape starts with), timed in this process on a second session of the same spec that
+counts the same connects.
 """
 
 from __future__ import annotations
@@ -46,6 +49,31 @@ def scrape(port: int) -> tuple[float, str]:
     return time.perf_counter() - t0, body
 
 
+def map_reader() -> tuple[object, object]:
+    """A session of the bench spec in this process, and its count map's reader."""
+    from engine.pipeline import check
+    from engine.plan import model as M
+    from engine.runtime import decoders, runner, sinks
+    from engine.verbs.serve import serving_program
+
+    plan = check(str(REPO / "bench/specs/scrape.yaml"), None).plan
+    session = runner.start(plan, runner.RunConfig(count=True), M.Transport.RINGBUF)
+    (sink,) = serving_program(plan).aggregations
+    fields = {f.name: f for f in plan.fields}
+    return session, sinks.Reader(sink, fields, decoders.State(exact_text=True))
+
+
+def time_map_read(session: object, reader: object, times: int) -> float:
+    """The median of `times` batched reads of the count map, in ms."""
+    table = session.bpf[reader.sink.map]  # type: ignore[attr-defined]
+    took = []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        reader.items(table)  # type: ignore[attr-defined]
+        took.append(time.perf_counter() - t0)
+    return round(statistics.median(took) * 1e3, 1)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", default="0,1000,10000")
@@ -69,6 +97,7 @@ def main() -> int:
         return 1
     made = 0
     results = []
+    session, reader = map_reader()
     try:
         for n in targets:
             if n > made:
@@ -93,11 +122,13 @@ def main() -> int:
                     "scrape_ms_p90": round(times[int(0.9 * (len(times) - 1))] * 1e3, 1),
                     "scrape_ms_max": round(times[-1] * 1e3, 1),
                     "read_ms_median": round(statistics.median(own) * 1e3, 1),
+                    "map_read_ms_median": time_map_read(session, reader, args.scrapes),
                     "body_kib": round(len(body.encode()) / 1024, 1),
                 }
             )
             print(json.dumps(results[-1]), flush=True)
     finally:
+        session.close()  # type: ignore[attr-defined]
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     return 0

@@ -57,19 +57,28 @@ def _labels(sink: M.AggSink, s: sinks.Series) -> tuple[tuple[str, str], ...]:
     return tuple((c.field, str(v)) for c, v in zip(sink.by, s.key))
 
 
-def convert(sink: M.AggSink, s: sinks.Series) -> Series:
+def convert(
+    sink: M.AggSink, s: sinks.Series, cache: dict[tuple[Any, ...], Any] | None = None
+) -> Series:
     """One key read by sinks.Reader as a sample: buckets for a histogram kind, else the
-    kind's (value, sum, count) (engine.aggs)."""
+    kind's (value, sum, count) (engine.aggs). `cache` keeps labels by key across reads."""
     kind = sink.kind
+    labels = None if cache is None else cache.get(s.key)
+    if labels is None:
+        labels = _labels(sink, s)
+        if cache is not None:
+            if len(cache) > sinks.MAX_DECODED:
+                cache.clear()
+            cache[s.key] = labels
     if isinstance(kind, aggs.Histogram):
         assert s.buckets is not None
         out = []
         for i, n in sorted(s.buckets.items()):
             high = kind.bounds(sink.agg, i)[1]
             out.append(Bucket(math.inf if high is None else float(high), n))
-        return Series(_labels(sink, s), buckets=tuple(out), sum=s.total, count=s.count)
+        return Series(labels, buckets=tuple(out), sum=s.total, count=s.count)
     value, total, count = kind.metric(s.value)
-    return Series(_labels(sink, s), value=value, sum=total, count=count)
+    return Series(labels, value=value, sum=total, count=count)
 
 
 def linear_bounds(agg: M.Aggregation) -> tuple[float, ...]:
@@ -89,7 +98,8 @@ def read_readers(session: Any, readers: list[sinks.Reader]) -> list[Aggregate]:
     out = []
     for reader in readers:
         sink = reader.sink
-        series = tuple(convert(sink, s) for s in reader.read(session.bpf))
+        cache = reader.labels if reader.pure else None
+        series = tuple(convert(sink, s, cache) for s in reader.read(session.bpf))
         out.append(
             Aggregate(
                 name=sink.agg.name,

@@ -1,8 +1,8 @@
 """`engine serve`: specs' in-kernel aggregations as Prometheus metrics.
 
-Each spec gets its own bcc session; its aggregations stay in the kernel and a custom
-prometheus_client Collector reads the maps at scrape time (engine.runtime.aggregates), so
-there is no copy loop and a scrape shows the maps as they are. Policy:
+Each spec gets its own bcc session; its aggregations stay in the kernel and a collector reads
+the maps at scrape time (engine.runtime.aggregates), so there is no copy loop and a scrape
+shows the maps as they are; engine.runtime.exposition writes the text. Policy:
 
 - A spec mistake (schema, names, no aggregation, a bad `metrics:` entry) refuses to start,
   with the spec's located lines: it is the user's typing and would never serve.
@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from engine import aggs
 from engine.errors import EngineError, SpecError, UsageError
@@ -33,6 +33,7 @@ from engine.pipeline import check
 from engine.plan import model as M
 from engine.runtime import decoders, runner
 from engine.runtime.aggregates import Aggregate, Bucket, Series
+from engine.runtime.exposition import Family, LabelText, render
 from engine.runtime.loop import MapAggregations
 from engine.runtime.prom import (  # noqa: F401  (the metric model, re-exported for tests)
     DEFAULT_MAX_SERIES,
@@ -246,7 +247,9 @@ class Read:
 
 
 class EngineCollector:
-    """A prometheus_client collector reading every served spec's maps at each scrape."""
+    """Reads every served spec's maps at each scrape: its families are the spec metrics'
+    (engine.runtime.exposition.Family) and the engine's own (prometheus_client families),
+    printed by exposition.render."""
 
     def __init__(
         self, served: list[Served], load_errors: dict[str, int], http: Stats | None = None
@@ -258,6 +261,7 @@ class EngineCollector:
         self.last_duration = 0.0
         self.scrape_errors = 0
         self.log2_top: dict[str, float] = {}  # metric -> the highest log2 `le` ever filled
+        self.label_texts = LabelText()  # a series' label text, kept across scrapes
 
     def describe(self) -> list[Any]:
         return []  # unchecked collector: the families are known only at scrape time
@@ -349,42 +353,25 @@ class EngineCollector:
             i += 1
         return sorted(set(les) | seen | {math.inf})
 
-    def family(self, metric: Metric, agg: Aggregate, series: list[Series]) -> Any:
-        from prometheus_client.core import (
-            CounterMetricFamily,
-            GaugeMetricFamily,
-            HistogramMetricFamily,
-        )
-        from prometheus_client.samples import Sample
-
-        labels = list(agg.key_fields)
+    def family(self, metric: Metric, agg: Aggregate, series: list[Series]) -> Family:
+        """The metric's family at this scrape, its sample lines written here (each series'
+        label text is made once and kept: engine.runtime.exposition)."""
         d = metric.divisor
+        fam = Family(metric.name, metric.type, metric.help)
+        texts = self.label_texts
         if metric.type == "histogram":
-            h = HistogramMetricFamily(metric.name, metric.help, labels=labels)
             bounds = self.bounds(metric, agg, series)
+            les = [le_text(le / d) for le in bounds]
             for s in series:
                 raw = {b.le: b.count for b in s.buckets}
                 cumulative, running = [], 0
-                for le in bounds:
+                for le, text in zip(bounds, les):
                     running += raw.get(le, 0)
-                    cumulative.append((le_text(le / d), running))
-                values = [v for _, v in s.labels]
-                h.add_metric(values, cumulative, s.sum / d)
-                if bounds[0] < 0:
-                    # prometheus_client leaves _count and _sum out when a bucket is negative
-                    # (OpenMetrics has no _sum then); the text format served here has both,
-                    # and an lhist below zero needs its _count like any other.
-                    lbl = dict(zip(labels, values))
-                    h.samples.append(Sample(f"{metric.name}_count", lbl, running))
-                    h.samples.append(Sample(f"{metric.name}_sum", lbl, s.sum / d))
-            return h
-        family_type: Callable[..., Any] = (
-            CounterMetricFamily if metric.type == "counter" else GaugeMetricFamily
-        )
-        fam = family_type(metric.name, metric.help, labels=labels)
+                    cumulative.append((text, running))
+                fam.histogram(s.labels, texts, cumulative, running, s.sum / d)
+            return fam
         for s in series:
-            value = s.value / d if d != 1.0 else s.value
-            fam.add_metric([v for _, v in s.labels], value)
+            fam.value(texts(s.labels), s.value / d if d != 1.0 else s.value)
         return fam
 
 
@@ -424,8 +411,6 @@ def run_serve(
     limits: Limits | None = None,
     web_config: str | None = None,
 ) -> int:
-    from prometheus_client import CollectorRegistry, generate_latest
-
     host, port = parse_listen(listen)
     web = load_web_config(web_config) if web_config else WebConfig()
     planned = [plan_spec(p) for p in specs]  # every spec mistake before touching the kernel
@@ -461,10 +446,9 @@ def run_serve(
         if not served:
             raise EngineError("engine serve: no spec loaded; nothing to serve")
         stats = Stats()
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(EngineCollector(served, load_errors, stats))
+        collector = EngineCollector(served, load_errors, stats)
         server = HttpServer(
-            lambda: bytes(generate_latest(registry)), lambda: bool(served), limits, web, stats
+            lambda: render(collector.collect()), lambda: bool(served), limits, web, stats
         )
         try:
             bound = server.start(host, port)

@@ -13,12 +13,12 @@ import subprocess
 import sys
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.errors import SpecError, UsageError
 from engine.runtime import decoders
 from engine.runtime.aggregates import KINDS, Aggregate, Bucket, Series
+from engine.runtime.exposition import render
 from engine.verbs import serve
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -216,14 +216,7 @@ def exposition(
     metric: serve.Metric, agg: Aggregate, collector: serve.EngineCollector | None = None
 ) -> dict[str, float]:
     collector = collector or serve.EngineCollector([], {})
-
-    class One:
-        def collect(self):  # type: ignore[no-untyped-def]
-            yield collector.family(metric, agg, list(agg.series))
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(One())  # type: ignore[arg-type]
-    text = generate_latest(registry).decode()
+    text = render([collector.family(metric, agg, list(agg.series))]).decode()
     out = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
@@ -434,16 +427,11 @@ def test_every_exposition_is_strictly_valid() -> None:
     ]
 
     collector = serve.EngineCollector([], {})
-
-    class All:
-        def collect(self):  # type: ignore[no-untyped-def]
-            for metric, agg in cases:
-                budget = serve.Budget(metric.max_series)
-                yield collector.family(metric, agg, budget.apply(agg))
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(All())  # type: ignore[arg-type]
-    text = generate_latest(registry).decode()
+    families = [
+        collector.family(metric, agg, serve.Budget(metric.max_series).apply(agg))
+        for metric, agg in cases
+    ]
+    text = render(families).decode()
     check_exposition(text)
     assert 's_rets_count{dport="a"} 4.0' in text.splitlines()
     assert 's_rets_sum{dport="a"} -150.0' in text.splitlines()
@@ -778,3 +766,30 @@ def test_an_idle_keep_alive_connection_is_closed_quietly() -> None:
                 assert closed_by_server(silent)
         wait_until(lambda: server.stats.open == 0)
         assert server.stats.closed["timeout"] == 1  # the silent one only
+
+
+def test_a_key_is_decoded_once_across_scrapes(tmp_path: pathlib.Path) -> None:
+    """The same keys come back at every scrape: their bytes are decoded once and kept, except
+    where the text may change for the same bytes (a container's name, a ksym)."""
+    import struct as st
+
+    from engine.runtime import sinks
+    from engine.runtime.rows import struct_format
+    from tests.unit.test_sinks import Table
+
+    text = SIGNED.replace("count: {max_series: 5}", "states: {max_series: 5}")
+    _, program, _ = serve.plan_spec(write(tmp_path, text), BTF)
+    (sink,) = program.aggregations
+    fields = {f.name: f for f in program.fields}
+    reader = sinks.Reader(sink, fields, decoders.State())
+    assert reader.pure
+    calls: list[int] = []
+    reader.getters = [lambda t, g=g: calls.append(1) or g(t) for g in reader.getters]
+    key = st.pack(struct_format(sink.key)[0], b"x")
+    maps = {sink.map: Table({key: [5, 6]}), f"{sink.map}_other": Table({b"other": [0, 0]})}
+    first, second = reader.read(maps), reader.read(maps)
+    assert first == second and len(calls) == 1
+    reader.pure = False  # what a container-decoded key gets
+    reader.read(maps)
+    assert len(calls) == 2
+    assert {"container", "pod", "image", "ksym", "elapsed"} <= sinks.IMPURE
