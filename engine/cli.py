@@ -319,8 +319,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--envelope",
         action="store_true",
-        help='with -o json: each row also carries "engine": {time, host, spec, probe} '
-        "for log shippers (the fields stay at the top level)",
+        help='with -o json: each row also carries "engine": {time, host, spec, probe, '
+        "container, pod} for log shippers (the fields stay at the top level; container and "
+        "pod are host for a task in no container)",
     )
     p.add_argument("--ebpf", action="store_true", help="print the generated BPF C and exit")
     p.add_argument(
@@ -512,12 +513,23 @@ def cmd_with_spec(verb: str, argv: list[str]) -> int:
     ns = final.parse_intermixed_args(argv)  # a positional option may follow flags
     if ns.spec != spec:  # the spec's own flags took another reading of the arguments
         final.error(f"cannot tell which argument is SPEC: {spec} or {ns.spec}")
+    if verb == "run" and ns.envelope:  # each row's container and pod: a hidden cgroup id
+        plan = envelope_plan(spec, btf)
     values = option_values(plan, ns)
     if ns.count and plan.counted is None:
         raise UsageError(f"-c/--count: spec '{plan.name}' declares no output.count")
     if verb == "render":
         return cmd_render(plan, ns, values)
     return cmd_run(plan, ns, values)
+
+
+def envelope_plan(spec: str, btf: str | None) -> M.Plan:
+    """The spec planned with a field no column prints, the cgroup id of each event, from
+    which --envelope names the row's container and pod (engine.plan.implicit)."""
+    from engine.pipeline import check_spec, load
+    from engine.plan.implicit import with_envelope_field
+
+    return check_spec(with_envelope_field(load(spec)), btf).plan
 
 
 def cmd_render(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int:

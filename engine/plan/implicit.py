@@ -16,6 +16,7 @@ from engine.spec import expr as E
 from engine.spec import model as S
 
 IMPLICIT = frozenset((*BUILTINS, "comm", FUNC, *STACKS, "mntns_id", *NS_IDS))
+ENVELOPE_CGROUP = "engine_cgroup"  # --envelope: the cgroup id of each event (no column)
 
 
 def with_builtin_fields(spec: S.Spec) -> S.Spec:
@@ -33,9 +34,23 @@ def with_builtin_fields(spec: S.Spec) -> S.Spec:
             wanted.setdefault(column.field, column.at)
     if not wanted:
         return spec
+    return _added(spec, {name: (name, at) for name, at in wanted.items()})
+
+
+def with_envelope_field(spec: S.Spec) -> S.Spec:
+    """`spec` whose probes that send events also read `cgroup_id` into ENVELOPE_CGROUP, a
+    field no column prints: `engine run --envelope` names each row's container and pod from
+    it (engine.runtime.runner)."""
+    if any(f.name == ENVELOPE_CGROUP for p in spec.probes for f in p.fields):
+        return spec
+    return _added(spec, {ENVELOPE_CGROUP: ("cgroup_id", spec.output.at)})
+
+
+def _added(spec: S.Spec, wanted: dict[str, tuple[str, S.At]]) -> S.Spec:
+    """`spec` with fields NAME: BUILTIN in the probes that send events."""
     fields = tuple(
-        S.Field(name, S.Expr(name, E.Name(name, 0), at), None, "", None, None, None, at)
-        for name, at in wanted.items()
+        S.Field(name, S.Expr(value, E.Name(value, 0), at), None, "", None, None, None, at)
+        for name, (value, at) in wanted.items()
     )
     # the probes that send events: those with fields (a probe without only stores state),
     # or when none has any, those that store nothing (vfscount's one probe)

@@ -12,6 +12,7 @@ import struct
 from typing import Any, Callable, Sequence
 
 from engine.plan import model as M
+from engine.plan.implicit import ENVELOPE_CGROUP
 from engine.runtime import decoders
 
 STRUCT_CODES = {
@@ -90,3 +91,23 @@ class RowMaker:
     def values(self, raw: bytes) -> list[Any]:
         t = self.unpack(raw)
         return [g(t) for g in self.getters]
+
+
+def envelope_names(plan: M.Plan, state: decoders.State) -> Callable[[bytes], dict[str, str]] | None:
+    """For --envelope: an event's container and pod (as the `container` and `pod` decoders
+    print them) from the cgroup id the plan's hidden field carries (engine.plan.implicit);
+    None when the plan has none (a spec whose probes send no events)."""
+    field = next((f for f in plan.fields if f.name == ENVELOPE_CGROUP), None)
+    if field is None:
+        return None
+    fmt, index = struct_format(plan.event)
+    unpack = struct.Struct(fmt).unpack_from
+    i = index[M.slot_name(ENVELOPE_CGROUP)]
+    container = decoders.REGISTRY["container"].make(field, state)
+    pod = decoders.REGISTRY["pod"].make(field, state)
+
+    def names(raw: bytes) -> dict[str, str]:
+        cid = unpack(raw)[i]
+        return {"container": container(cid), "pod": pod(cid)}
+
+    return names

@@ -34,7 +34,7 @@ from engine.plan.bind import OptionValue, bind
 from engine.runtime import decoders, signals
 from engine.runtime.loop import POLL_MS, BufferEvents, runtime_sinks, stop_writing
 from engine.runtime.output import Printer
-from engine.runtime.rows import RowMaker
+from engine.runtime.rows import RowMaker, envelope_names
 from engine.runtime.scope import ContainerScope
 from engine.runtime.sinks import AggregatePrinter, check_membarrier
 from engine.runtime.stacks import StackReader, user_stack_places
@@ -54,7 +54,7 @@ class RunConfig:
     wakeup_batch: int = 32  # wake the reader every N events; unsignalled ones wait <= POLL_MS
     clear: bool = False  # aggregations: reset after each print (two map sets: sinks.Epochs)
     options: Mapping[str, OptionValue] = field(default_factory=dict)
-    envelope: bool = False  # -o json: each row leads with {"engine": {time, host, spec, probe}}
+    envelope: bool = False  # -o json: rows lead with {"engine": {time, host, spec, probe, ...}}
     alternative: int = 0  # 1-based: force each probe's N-th alternative (0: the first that works)
     stack_storage: int = resources.STACK_STORAGE  # the stack map's entries
     sort: str = ""  # --sort: the aggregation (name or header) tables are sorted by
@@ -513,6 +513,9 @@ class EventLoop:
         if stack_map is not None:
             self.state.stacks = StackReader(session.bpf[stack_map.name])
         fields = {f.name: f for f in plan.fields}
+        # --envelope: the dict every JSON row leads with; its container and pod are set per
+        # event (on_event) before the row is rendered
+        self.envelope = envelope(plan, session.program) if config.envelope else None
         self.printer = Printer(
             config.fmt,
             [
@@ -520,8 +523,9 @@ class EventLoop:
                 for c in columns
             ],
             out,
-            envelope(plan, session.program) if config.envelope else None,
+            self.envelope,
         )
+        self.enrich = envelope_names(plan, self.state) if self.envelope is not None else None
         self.rows = RowMaker(plan, plan.event, columns, self.state)
         aggregates = AggregatePrinter(
             session.program, config.fmt, out, self.state, sort=config.sort, top=config.top,
@@ -583,6 +587,8 @@ class EventLoop:
 
     def on_event(self, raw: bytes) -> None:
         """Per event: unpack, format; written later in one batch."""
+        if self.enrich is not None and self.envelope is not None:
+            self.envelope.update(self.enrich(raw))
         self.printer.row(self.rows.values(raw))
 
     def report(self) -> None:

@@ -12,6 +12,8 @@ Two containers (pods shop/web-1 and shop/db-0) and the host connect; `specs/tcpc
 --container A` prints exactly A's connects, `--pod shop/web-1` exactly the pod's, including a
 container of the pod started after the engine (waited for by the engine's "tracing container"
 line); the decoders name each row's container, image and pod, and the host's as `host`.
+`engine serve` counts connects by pod, namespace and container name, read back through a
+real Prometheus.
 """
 
 from __future__ import annotations
@@ -94,10 +96,11 @@ def containers(image: str) -> Iterator[Callable[..., str]]:
             podman("rm", "-f", "-t", "0", name, check=False)
 
 
-def connect_in(name: str, key: str) -> None:
-    """CONNECTS[key] connects from inside the container to its loopback's closed port."""
-    times = " ".join("x" * CONNECTS[key])
-    loop = f"for i in {times}; do nc -w 1 127.0.0.1 {PORTS[key]}; done; true"
+def connect_in(name: str, key: str, port: int = 0, n: int = 0) -> None:
+    """CONNECTS[key] connects (or n) from inside the container to PORTS[key] (or port), a
+    closed port of its own loopback."""
+    times = " ".join("x" * (n or CONNECTS[key]))
+    loop = f"for i in {times}; do nc -w 1 127.0.0.1 {port or PORTS[key]}; done; true"
     podman("exec", name, "sh", "-c", loop)
 
 
@@ -173,6 +176,24 @@ def test_rows_name_container_image_and_pod(engine, containers) -> None:
     }
 
 
+def test_envelope_names_each_rows_container_and_pod(engine, containers) -> None:
+    a = containers("a", "shop/web-1", "app")
+    b = containers("b", "shop/db-0", "db")
+    e = engine(SPEC, "--envelope", "-P", port_flag(), "-o", "json")
+    connect_in(a, "a")
+    connect_in(b, "b")
+    connect_on_host()
+    result = e.stop()
+    assert result.code == 0, result.stderr
+    rows = [r for r in result.json_rows() if r["dport"] in PORTS.values()]
+    assert Counter((r["dport"], r["engine"]["container"], r["engine"]["pod"]) for r in rows) == {
+        (PORTS["a"], a, "shop/web-1"): CONNECTS["a"],
+        (PORTS["b"], b, "shop/db-0"): CONNECTS["b"],
+        (PORTS["host"], "host", "host"): CONNECTS["host"],
+    }
+    assert all("engine_cgroup" not in r for r in rows)  # read for the envelope, not a column
+
+
 def test_a_name_that_matches_nothing_is_a_usage_error(containers) -> None:
     a = containers("a", "shop/web-1", "app")
     wrong = a[:-1] + "x"
@@ -191,3 +212,29 @@ def test_a_name_that_matches_nothing_is_a_usage_error(containers) -> None:
     )  # fmt: skip
     assert pod.returncode == 2, pod.stderr
     assert "--pod shop/web-2: matches nothing" in pod.stderr.splitlines()[-1], pod.stderr
+
+
+def test_serve_labels_by_pod_through_prometheus(containers, tmp_path) -> None:
+    from test_serve_prometheus import Prometheus, Serve
+
+    a = containers("a", "shop/web-1", "app")
+    b = containers("b", "shop/db-0", "db")
+    serve = Serve("tests/specs/serve/pod_connects.yaml")
+    prom = None
+    try:
+        prom = Prometheus(serve.port, tmp_path)
+        prom.wait_value('up{job="engine"}', 1)
+        for name, port, n in ((a, 47001, 3), (b, 47002, 4), (a, 47003, 2)):
+            times = " ".join("x" * n)
+            podman(
+                "exec", name, "sh", "-c", f"for i in {times}; do nc 127.0.0.1 {port}; done; true"
+            )
+        metric = "podconn_connects_total"
+        prom.wait_value(f'{metric}{{namespace="shop",pod="web-1",container="app"}}', 5)
+        prom.wait_value(f'{metric}{{namespace="shop",pod="db-0",container="db"}}', 4)
+        prom.wait_value(f"sum({metric})", 9)  # nothing else: no host series, no `other`
+        assert serve.stop() == 0
+    finally:
+        if prom is not None:
+            prom.stop()
+        serve.kill()

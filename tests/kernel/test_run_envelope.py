@@ -1,5 +1,8 @@
-"""`engine run -o json --envelope`: each row carries {"engine": {time, host, spec, probe}} for
-log shippers, and the spec's fields stay at the top level exactly as without it."""
+"""`engine run -o json --envelope`: each row carries {"engine": {time, host, spec, probe,
+container, pod}} for log shippers, and the spec's fields stay at the top level exactly as
+without it (the cgroup id the container and pod are named from is read but not printed). The
+test's own child runs in no container: `host` for both (tests/kernel/test_containers.py has
+rows from real containers)."""
 
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ def test_envelope_on_json_rows(engine, conn_child):
         "daddr": "127.0.0.1",
         "dport": child.ports[0],
     }
-    assert sorted(envelope) == ["host", "probe", "spec", "time"]
+    assert sorted(envelope) == ["container", "host", "pod", "probe", "spec", "time"]
+    assert (envelope["container"], envelope["pod"]) == ("host", "host")
     assert (envelope["host"], envelope["spec"], envelope["probe"]) == (
         socket.gethostname(),
         "tcpconnect",
