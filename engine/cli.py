@@ -185,6 +185,17 @@ def pod_name(text: str) -> str:
     return text
 
 
+def label_selector(text: str) -> str:
+    """--selector: KEY=VALUE pairs joined by commas, each key non-empty."""
+    for item in text.split(","):
+        key, eq, _ = item.partition("=")
+        if not eq or not key.strip():
+            raise argparse.ArgumentTypeError(
+                f"{shown(text)} is not KEY=VALUE[,KEY=VALUE...] (app=web,tier=front)"
+            )
+    return text
+
+
 def positive_int(text: str) -> int:
     """--top: 1 to 1000000 rows, in ASCII decimal."""
     if not DECIMAL.fullmatch(text) or not 1 <= int(text) <= 1_000_000:
@@ -385,6 +396,14 @@ def add_scope_flags(p: argparse.ArgumentParser) -> None:
         help="only events of tasks in this pod's containers (the kubelet's labels "
         "io.kubernetes.pod.namespace and io.kubernetes.pod.name); repeat it for several",
     )
+    p.add_argument(
+        "--selector",
+        action="append",
+        type=label_selector,
+        metavar="KEY=VALUE[,KEY=VALUE...]",
+        help="only events of tasks in containers carrying all these labels (as kubectl -l "
+        "with =; io.kubernetes.container.name=app, or any label of the runtime's)",
+    )
 
 
 def add_stack_flags(p: argparse.ArgumentParser) -> None:
@@ -562,14 +581,11 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
                 f"--alternative {ns.alternative}: probe '{probe.name}' has "
                 f"{len(probe.alternatives)} alternatives"
             )
-    selectors = container_selectors(ns)
-    cgroups, slots = cgroup_paths(ns.cgroup), 0
-    if selectors:
-        cgroups, slots = container_cgroups(cgroups, selectors)
+    scope = run_scope(ns)
     if ns.ebpf:
         program = bind(
-            plan, count=ns.count, options=values, clear=ns.clear, cgroups=cgroups,
-            cgroup_slots=slots,
+            plan, count=ns.count, options=values, clear=ns.clear, cgroups=scope.cgroups,
+            cgroup_slots=scope.slots,
         )  # fmt: skip
         sys.stdout.write(render.render_c(program))
         return 0
@@ -603,24 +619,34 @@ def cmd_run(plan: M.Plan, ns: argparse.Namespace, values: dict[str, Any]) -> int
         sort=ns.sort or "",
         top=ns.top or 0,
         clock=ns.clock,
-        cgroups=cgroups,
-        cgroup_slots=slots,
-        containers=selectors,
+        scope=scope,
     )
     return runner.run(plan, config)
 
 
+def run_scope(ns: argparse.Namespace) -> Any:
+    """--cgroup, --container, --pod, --selector as the runner takes them (runner.Scope)."""
+    from engine.runtime.runner import Scope
+
+    selectors = container_selectors(ns)
+    cgroups, slots = cgroup_paths(ns.cgroup), 0
+    if selectors:
+        cgroups, slots = container_cgroups(cgroups, selectors)
+    return Scope(cgroups, slots, selectors)
+
+
 def container_selectors(ns: argparse.Namespace) -> tuple[Any, ...]:
-    """--container and --pod, in the order given, each once."""
+    """--container, --pod and --selector, in the order given, each once."""
     from engine.kernel.containers import Selector
 
     given = [Selector("--container", v) for v in ns.container or ()]
     given += [Selector("--pod", v) for v in ns.pod or ()]
+    given += [Selector("--selector", v) for v in ns.selector or ()]
     return tuple(dict.fromkeys(given))
 
 
 def container_cgroups(paths: tuple[str, ...], selectors: tuple[Any, ...]) -> tuple[Any, int]:
-    """--cgroup's directories and those of the containers --container/--pod pick now, and
+    """--cgroup's directories and those of the containers --container/--pod/--selector pick now, and
     how many slots the kernel's array keeps for them (room for containers started later)."""
     from engine.kernel import cgroups as cg
     from engine.kernel import containers as ct
@@ -638,7 +664,9 @@ def container_cgroups(paths: tuple[str, ...], selectors: tuple[Any, ...]) -> tup
     paths = tuple(dict.fromkeys(paths + tuple(found)))
     slots = min(cg.MAX_CGROUPS, len(paths) + max(ct.SPARE_SLOTS, len(found)))
     if len(paths) > cg.MAX_CGROUPS:
-        raise UsageError(f"--container/--pod: {len(paths)} cgroups; at most {cg.MAX_CGROUPS}")
+        raise UsageError(
+            f"--container/--pod/--selector: {len(paths)} cgroups; at most {cg.MAX_CGROUPS}"
+        )
     return paths, slots
 
 
@@ -809,6 +837,7 @@ def add_serve(sub: argparse._SubParsersAction[Parser]) -> None:
     s.add_argument(
         "-v", "--verbose", action="store_true", help="show the compiler and verifier output"
     )
+    add_scope_flags(s)
 
 
 def _positive_float(text: str) -> float:
@@ -853,7 +882,7 @@ def dispatch(args: list[str]) -> int:
         from engine.verbs.serve import run_serve
 
         limits = Limits(ns.request_timeout, ns.max_header_bytes, ns.max_connections)
-        return run_serve(ns.specs, ns.listen, ns.verbose, limits, ns.web_config)
+        return run_serve(ns.specs, ns.listen, ns.verbose, limits, ns.web_config, run_scope(ns))
     if ns.verb == "doctor":
         from engine.verbs.doctor import run_doctor
 

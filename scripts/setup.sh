@@ -28,7 +28,8 @@ packages+=(python3-pyelftools systemtap-sdt-dev gcc)
 packages+=(chromium)
 # Real containers for --container/--pod and the container decoders (tests/kernel/test_containers.py):
 # podman with runc (crun refuses this machine's v1/v2 hybrid cgroups), an image made from busybox.
-packages+=(podman runc busybox-static)
+# containerd (the runtime of most Kubernetes nodes; its client ctr) for the containerd source.
+packages+=(podman runc busybox-static containerd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -2,15 +2,17 @@
 each runs in, its name, image and labels (the kubelet's `io.kubernetes.pod.name`,
 `io.kubernetes.pod.namespace`, `io.kubernetes.container.name`).
 
-`--container NAME|ID` and `--pod NAMESPACE/NAME` pick containers from this list; the
+`--container NAME|ID`, `--pod NAMESPACE/NAME` and `--selector KEY=VALUE,...` (labels, as
+`kubectl -l`) pick containers from this list; the
 `container`, `pod`... decoders name a cgroup id by it. A `Watch` lists again in a thread of
 its own every second, so the event path never waits for the runtime, and a container started
 after the run began is found within a second.
 
-Sources: podman (`podman ps --format json`: what `podman inspect` reads from its database).
-On a Kubernetes node, containerd and CRI-O answer the same questions over the CRI socket
-(`crictl ps -o json`, `crictl inspect`): a source is one function returning Containers,
-registered in SOURCES.
+Sources, each one function returning Containers, registered in SOURCES: podman (`podman ps
+--format json`: what `podman inspect` reads from its database) and containerd (`ctr` on its
+socket: the runtime of most Kubernetes nodes, where the kubelet's containers and their labels
+are in the `k8s.io` namespace). CRI-O would answer the same questions over its CRI socket
+(`crictl ps -o json`, `crictl inspect`); that source is not written.
 """
 
 from __future__ import annotations
@@ -110,30 +112,100 @@ def _output(argv: list[str]) -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
-SOURCES: dict[str, Callable[[], list[Container]]] = {"podman": podman_containers}
+def containerd_containers(run: Callable[[list[str]], str] | None = None) -> list[Container]:
+    """Running containerd tasks in every namespace (the kubelet's are in `k8s.io`), through
+    containerd's own client `ctr` on the socket it reads from CONTAINERD_ADDRESS (default
+    /run/containerd/containerd.sock). A container's labels and image are read once (`ctr
+    containers info`: they never change); its cgroup from its task's first process. Its name
+    is the kubelet's container name, or its id where the id is not a 64-digit one (`ctr
+    run` names it)."""
+    ctr = shutil.which("ctr")
+    address = os.environ.get("CONTAINERD_ADDRESS") or CONTAINERD_SOCKET
+    if run is None and (ctr is None or not os.path.exists(address)):
+        return []
+    call = run or _output
+    base = [ctr or "ctr", "--address", address]
+    found = []
+    for namespace in call([*base, "namespaces", "list", "-q"]).split():
+        for cid, pid in _tasks(call([*base, "--namespace", namespace, "task", "list"])):
+            key = (address, namespace, cid)
+            if key not in _INFO:
+                _INFO[key] = _info(call([*base, "--namespace", namespace, "c", "info", cid]))
+            labels, image = _INFO[key]
+            where = task_cgroup(pid)
+            if where:
+                name = cid if not CONTAINER_DIR.fullmatch(cid) else labels.get(POD_CONTAINER, cid)
+                found.append(Container(cid, name, image, where, labels))
+    return found
+
+
+CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+_INFO: dict[tuple[str, str, str], tuple[dict[str, str], str]] = {}  # labels, image by id
+
+
+def _tasks(table: str) -> list[tuple[str, int]]:
+    """`ctr task list`'s running tasks: TASK PID STATUS rows after a header."""
+    out = []
+    for line in table.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] == "RUNNING" and parts[1].isdigit():
+            out.append((parts[0], int(parts[1])))
+    return out
+
+
+def _info(text: str) -> tuple[dict[str, str], str]:
+    try:
+        info = json.loads(text or "{}")
+    except ValueError:
+        return {}, ""
+    labels = info.get("Labels") if isinstance(info, dict) else None
+    image = info.get("Image", "") if isinstance(info, dict) else ""
+    return dict(labels or {}), str(image or "")
+
+
+SOURCES: dict[str, Callable[[], list[Container]]] = {
+    "podman": podman_containers,
+    "containerd": containerd_containers,
+}
 
 
 def running() -> list[Container]:
-    """Every running container every source knows."""
-    return [c for source in SOURCES.values() for c in source()]
+    """Every running container every source knows; a source that fails (a runtime's output
+    in a shape not foreseen) counts as knowing none, so the others still answer."""
+    found = []
+    for source in SOURCES.values():
+        try:
+            found += source()
+        except Exception:  # a runtime's surprise must not end the listing
+            continue
+    return found
 
 
 @dataclass(frozen=True)
 class Selector:
-    """One --container or --pod: which containers a run traces."""
+    """One --container, --pod or --selector: which containers a run traces."""
 
-    flag: str  # "--container" or "--pod"
+    flag: str  # "--container", "--pod" or "--selector"
     value: str
 
     def matches(self, c: Container) -> bool:
         if self.flag == "--pod":
             return c.pod == self.value
+        if self.flag == "--selector":
+            return all(c.labels.get(k) == v for k, v in label_pairs(self.value))
         return c.name == self.value or (len(self.value) >= 3 and c.id.startswith(self.value))
 
     def candidates(self, found: Iterable[Container]) -> list[str]:
         if self.flag == "--pod":
             return sorted({c.pod for c in found if c.pod})
+        if self.flag == "--selector":
+            return sorted({f"{k}={v}" for c in found for k, v in c.labels.items()})
         return sorted({c.name for c in found})
+
+
+def label_pairs(text: str) -> list[tuple[str, str]]:
+    """`KEY=VALUE[,KEY=VALUE...]` as pairs (a container must carry all of them)."""
+    return [(k, v) for k, _, v in (item.partition("=") for item in text.split(","))]
 
 
 def select(selectors: Iterable[Selector], found: list[Container]) -> list[Container]:
@@ -144,7 +216,7 @@ def select(selectors: Iterable[Selector], found: list[Container]) -> list[Contai
         hits = [c for c in found if s.matches(c)]
         if not hits:
             there = s.candidates(found)
-            kinds = "pods" if s.flag == "--pod" else "containers"
+            kinds = {"--pod": "pods", "--selector": "labels"}.get(s.flag, "containers")
             listed = ", ".join(there[:10]) + (" ..." if len(there) > 10 else "")
             now = f"running {kinds}: {listed}" if there else f"no {kinds} are running"
             hint = did_you_mean(s.value, there) if there else ""
@@ -172,9 +244,11 @@ class Watch:
         self.last: list[Container] = []  # the latest listing
         self.on_list: list[Callable[[list[Container]], None]] = []
         self.lists = 0
+        self.failures = 0  # listings that raised (the thread goes on); the last one's text
+        self.failure = ""
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._stopped = False
+        self.stopped = False
 
     def list_now(self) -> list[Container]:
         found = self.source()
@@ -191,7 +265,7 @@ class Watch:
             self._thread.start()
 
     def stop(self) -> None:
-        self._stopped = True
+        self.stopped = True
         self._wake.set()
 
     def ask(self) -> None:
@@ -199,11 +273,16 @@ class Watch:
         self._wake.set()
 
     def _loop(self) -> None:
-        while not self._stopped:
+        while not self.stopped:
             self._wake.wait(self.every)
             self._wake.clear()
-            if not self._stopped:
+            if self.stopped:
+                break
+            try:
                 self.list_now()
+            except Exception as exc:  # the thread must outlive one bad listing
+                self.failures += 1
+                self.failure = f"{type(exc).__name__}: {exc}"
 
     def container(self, path: str) -> Container | None:
         """The container whose cgroup directory is `path` or above it."""
@@ -213,6 +292,21 @@ class Watch:
                 return found
             path = os.path.dirname(path)
         return None
+
+
+class _Shared:
+    watch: Watch | None = None
+
+
+def shared() -> Watch:
+    """The process's one Watch, listed once and started on first use: one listing a second
+    however many specs (engine serve) or columns ask. A stopped one is replaced."""
+    if _Shared.watch is None or _Shared.watch.stopped:
+        watch = Watch()
+        watch.list_now()
+        watch.start()
+        _Shared.watch = watch
+    return _Shared.watch
 
 
 def container_id_in(path: str) -> str:

@@ -156,11 +156,10 @@ class State:
         return self._cgroups
 
     def containers(self) -> ct.Watch:
-        """The run's container list (runner starts it when a spec or flag needs it)."""
+        """The node's containers: the process's one listing (engine.kernel.containers.shared),
+        made when a container decoder or --container/--pod first asks."""
         if self.watch is None:
-            self.watch = ct.Watch()
-            self.watch.list_now()
-            self.watch.start()
+            self.watch = ct.shared()
         return self.watch
 
     def elapsed(self, ns: int) -> float:

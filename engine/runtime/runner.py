@@ -35,9 +35,20 @@ from engine.runtime import decoders, signals
 from engine.runtime.loop import POLL_MS, BufferEvents, runtime_sinks, stop_writing
 from engine.runtime.output import Printer
 from engine.runtime.rows import RowMaker, envelope_names
-from engine.runtime.scope import ContainerScope
+from engine.runtime.scope import keep_current
 from engine.runtime.sinks import AggregatePrinter, check_membarrier
 from engine.runtime.stacks import StackReader, user_stack_places
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose events count: --cgroup's directories and those of the containers --container
+    and --pod picked at the start (resolved), how many slots the kernel's cgroup array has
+    (room for containers started later), and the selectors that keep it current."""
+
+    cgroups: tuple[str, ...] = ()
+    slots: int = 0
+    selectors: tuple[Selector, ...] = ()
 
 
 @dataclass
@@ -60,9 +71,7 @@ class RunConfig:
     sort: str = ""  # --sort: the aggregation (name or header) tables are sorted by
     top: int = 0  # --top: at most this many rows per table (0: all)
     clock: bool = False  # --clock: each interval's tables after the time (bcc's -T)
-    cgroups: tuple[str, ...] = ()  # --cgroup: directories (resolved) events must come from
-    cgroup_slots: int = 0  # the kernel's cgroup array: room for containers started later
-    containers: tuple[Selector, ...] = ()  # --container, --pod: kept current while running
+    scope: Scope = field(default_factory=Scope)  # --cgroup, --container, --pod
 
 
 REMEMBER_EVERY = 1.0  # s: how often the processes behind user stacks have their maps read
@@ -378,8 +387,8 @@ def start(
             wakeup_batch=config.wakeup_batch,
             clear=config.clear,
             stack_storage=config.stack_storage,
-            cgroups=config.cgroups,
-            cgroup_slots=config.cgroup_slots,
+            cgroups=config.scope.cgroups,
+            cgroup_slots=config.scope.slots,
         )
         session = Session(program, config.verbose)
         try:
@@ -439,6 +448,8 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
     finally:
         if watch is not None:
             watch.stop()
+            if watch.failures:
+                say(f"listing containers failed {watch.failures} times (last: {watch.failure})")
         if session is not None:
             session.close()
         if fresh:
@@ -449,16 +460,18 @@ def watch_containers(config: RunConfig, session: Session, state: decoders.State)
     """The node's containers, listed every second in a thread: made when a column first
     decoded a container (decoders.State.containers), or here for --container/--pod, whose
     scope puts newly started containers into the kernel's cgroup array at each listing."""
-    if not config.containers:
+    if not config.scope.selectors:
         return state.watch
     watch = state.containers()
-    table = session.bpf[resources.CGROUPS]
-    scope = ContainerScope(
-        table, session.program.cgroup_slots, config.cgroups, config.containers, say
-    )
-    watch.on_list.append(scope.update)
-    scope.update(watch.last)
+    keep_scope(watch, session, config.scope)
     return watch
+
+
+def keep_scope(watch: ct.Watch, session: Session, scope: Scope) -> None:
+    """--container/--pod kept current in a session's cgroup array at each listing."""
+    table = session.bpf[resources.CGROUPS]
+    slots = session.program.cgroup_slots
+    keep_current(watch, table, slots, scope.cgroups, scope.selectors, say)
 
 
 def check_privileges() -> None:

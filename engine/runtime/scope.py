@@ -70,3 +70,19 @@ class ContainerScope:
         self.paths[free] = path
         pod = f", pod {c.pod}" if c.pod else ""
         self.say(f"tracing container {c.name} ({c.short_id}{pod}) from now on")
+
+
+def keep_current(
+    watch: ct.Watch,
+    table: Any,
+    slots: int,
+    filled: Sequence[str],
+    selectors: Sequence[ct.Selector],
+    say: Callable[[str], None],
+) -> ContainerScope:
+    """A session's scope, updated at each of the watch's listings from now on (and with its
+    last one now: a container started between the flags' check and the attach)."""
+    scope = ContainerScope(table, slots, filled, selectors, say)
+    watch.on_list.append(scope.update)
+    scope.update(watch.last)
+    return scope

@@ -29,6 +29,7 @@ from typing import Any, Iterator, Sequence
 
 from engine import aggs
 from engine.errors import EngineError, SpecError, UsageError
+from engine.kernel import containers
 from engine.pipeline import check
 from engine.plan import model as M
 from engine.runtime import decoders, runner
@@ -410,6 +411,7 @@ def run_serve(
     verbose: bool,
     limits: Limits | None = None,
     web_config: str | None = None,
+    scope: runner.Scope | None = None,
 ) -> int:
     host, port = parse_listen(listen)
     web = load_web_config(web_config) if web_config else WebConfig()
@@ -428,10 +430,12 @@ def run_serve(
     served: list[Served] = []
     load_errors: dict[str, int] = {}
     server = None
+    watch: containers.Watch | None = None
+    scope = scope or runner.Scope()
     try:
         for (plan, program, metrics), path in zip(planned, specs):
             counted = any(s.agg.by_count for s in program.aggregations)
-            config = runner.RunConfig(verbose=verbose, count=counted)
+            config = runner.RunConfig(verbose=verbose, count=counted, scope=scope)
             load_errors[plan.name] = 0
             try:
                 session = runner.start(plan, config, M.Transport.RINGBUF)
@@ -445,6 +449,10 @@ def run_serve(
                 runner.say(f"{plan.name}: {m.type} {m.name}")
         if not served:
             raise EngineError("engine serve: no spec loaded; nothing to serve")
+        if scope.selectors:  # containers started later join every spec's cgroup array
+            watch = containers.shared()
+            for s in served:
+                runner.keep_scope(watch, s.session, scope)
         stats = Stats()
         collector = EngineCollector(served, load_errors, stats)
         server = HttpServer(
@@ -467,6 +475,8 @@ def run_serve(
     finally:
         if server is not None:
             server.stop()
+        if watch is not None:
+            watch.stop()  # before the sessions close: its thread writes their arrays
         for s in served:
             s.session.close()
         for sig, handler in old.items():

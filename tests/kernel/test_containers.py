@@ -14,18 +14,27 @@ container of the pod started after the engine (waited for by the engine's "traci
 line); the decoders name each row's container, image and pod, and the host's as `host`.
 `engine serve` counts connects by pod, namespace and container name, read back through a
 real Prometheus.
+
+containerd, the runtime of most Kubernetes nodes, runs here too: a private daemon (its own
+socket, root and state in the test's directory; CONTAINERD_ADDRESS tells the engine, as it
+tells `ctr`), the same image imported from `podman save`, a container in namespace `k8s.io`
+with a 64-digit id and the kubelet's labels, as the kubelet makes them. `--pod` picks it
+beside a podman one, and its rows are named from containerd's labels.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from collections import Counter
 from typing import Callable, Iterator
 
+import procs
 import pytest
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
@@ -136,6 +145,19 @@ def test_container_scope_prints_exactly_its_connects(engine, containers) -> None
     assert dports(result.json_rows()) == {PORTS["a"]: CONNECTS["a"]}
 
 
+def test_label_selector_scope(engine, containers) -> None:
+    a = containers("a", "shop/web-1", "app")
+    b = containers("b", "shop/db-0", "db")
+    labels = "io.kubernetes.pod.namespace=shop,io.kubernetes.container.name=db"
+    e = engine(SPEC, "--selector", labels, "-P", port_flag(), "-o", "json")
+    connect_in(a, "a")
+    connect_in(b, "b")
+    connect_on_host()
+    result = e.stop()
+    assert result.code == 0, result.stderr
+    assert dports(result.json_rows()) == {PORTS["b"]: CONNECTS["b"]}
+
+
 def test_pod_scope_follows_a_container_started_later(engine, containers) -> None:
     a = containers("a", "shop/web-1", "app")
     b = containers("b", "shop/db-0", "db")
@@ -238,3 +260,123 @@ def test_serve_labels_by_pod_through_prometheus(containers, tmp_path) -> None:
         if prom is not None:
             prom.stop()
         serve.kill()
+
+
+def test_serve_scoped_to_a_container(containers) -> None:
+    from test_serve_prometheus import Serve
+
+    a = containers("a", "shop/web-1", "app")
+    b = containers("b", "shop/db-0", "db")
+    serve = Serve("tests/specs/serve/pod_connects.yaml", args=("--container", a))
+    try:
+        connect_in(b, "", 47004, 4)  # each connect is in the map when its syscall returns
+        connect_in(a, "", 47005, 3)
+        status, text = serve.get("/metrics")
+        assert status == 200
+        rows = [ln for ln in text.splitlines() if ln.startswith("podconn_connects_total")]
+        assert rows == ['podconn_connects_total{container="app",namespace="shop",pod="web-1"} 3.0']
+        assert serve.stop() == 0
+    finally:
+        serve.kill()
+
+
+def ctr(address: str, *args: str, check: bool = True) -> str:
+    done = subprocess.run(
+        ["ctr", "--address", address, *args],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    if check and done.returncode != 0:
+        pytest.fail(f"ctr {' '.join(args)}: exit {done.returncode}: {done.stderr}")
+    return done.stdout
+
+
+def answers(address: str) -> bool:
+    done = subprocess.run(
+        ["ctr", "--address", address, "version"], capture_output=True, timeout=TIMEOUT, check=False
+    )
+    return done.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def containerd(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A containerd of the test's own, with the busybox image in namespace k8s.io."""
+    if shutil.which("containerd") is None or shutil.which("ctr") is None:
+        pytest.fail("containerd is missing: scripts/setup.sh installs it")
+    root = tmp_path_factory.mktemp("containerd")
+    address = str(root / "containerd.sock")
+    log = (root / "containerd.log").open("w")
+    daemon = procs.spawn(
+        ["containerd", "--address", address, "--root", str(root / "root"),
+         "--state", str(root / "state")],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not answers(address):
+            assert daemon.poll() is None, (root / "containerd.log").read_text()
+            assert time.monotonic() < deadline, "containerd did not answer"
+            time.sleep(0.2)
+        archive = root / "image.tar"
+        podman("save", "--format", "docker-archive", "-o", str(archive), image)
+        ctr(address, "--namespace", "k8s.io", "images", "import", str(archive))
+        yield address
+    finally:
+        procs.kill(daemon)
+        log.close()
+
+
+@pytest.fixture
+def kubelet_container(containerd: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A containerd container as the kubelet makes one: namespace k8s.io, a 64-digit id,
+    the kubelet's labels (pod shop/api-0, container api); its id."""
+    monkeypatch.setenv("CONTAINERD_ADDRESS", containerd)
+    cid = hashlib.sha256(f"engine-test-{os.getpid()}".encode()).hexdigest()
+    k8s = ("--namespace", "k8s.io")
+    ctr(containerd, *k8s, "run", "-d",
+        "--label", "io.kubernetes.pod.name=api-0",
+        "--label", "io.kubernetes.pod.namespace=shop",
+        "--label", "io.kubernetes.container.name=api",
+        IMAGE, cid, "sleep", "600")  # fmt: skip
+    try:
+        yield cid
+    finally:
+        ctr(containerd, *k8s, "task", "kill", "-s", "SIGKILL", cid, check=False)
+        ctr(containerd, *k8s, "task", "rm", "-f", cid, check=False)
+        ctr(containerd, *k8s, "containers", "rm", cid, check=False)
+
+
+def connect_in_containerd(address: str, cid: str, port: int, n: int) -> None:
+    times = " ".join("x" * n)
+    loop = f"for i in {times}; do nc -w 1 127.0.0.1 {port}; done; true"
+    ctr(address, "--namespace", "k8s.io", "task", "exec", "--exec-id", f"c{time.monotonic_ns()}",
+        cid, "sh", "-c", loop)  # fmt: skip
+
+
+def test_containerd_containers_are_scoped_and_named(
+    engine, containers, containerd: str, kubelet_container: str
+) -> None:
+    a = containers("a", "shop/web-1", "app")
+    scoped = engine(SPEC, "--pod", "shop/api-0", "-P", port_flag(), "-o", "json")
+    named = engine(NAMES, "-P", port_flag(), "-o", "json")
+    connect_in(a, "a")
+    connect_in_containerd(containerd, kubelet_container, PORTS["b"], CONNECTS["b"])
+    connect_on_host()
+    result = scoped.stop()
+    assert result.code == 0, result.stderr
+    assert dports(result.json_rows()) == {PORTS["b"]: CONNECTS["b"]}
+    result = named.stop()
+    assert result.code == 0, result.stderr
+    seen = Counter(
+        (r["dport"], r["container"], r["container_id"], r["pod"], r["pod_container"])
+        for r in result.json_rows()
+        if r["dport"] in PORTS.values()
+    )
+    assert seen == {
+        (PORTS["a"], a, seen_id(a), "shop/web-1", "app"): CONNECTS["a"],
+        (PORTS["b"], "api", kubelet_container[:12], "shop/api-0", "api"): CONNECTS["b"],
+        (PORTS["host"], "host", "host", "host", "host"): CONNECTS["host"],
+    }
+
+
+def seen_id(name: str) -> str:
+    return podman("inspect", "--format", "{{.Id}}", name).strip()[:12]

@@ -139,3 +139,52 @@ def test_scope_fills_free_slots_and_frees_gone_ones(
     dirs[B.cgroup].rmdir()  # B stopped: its slot is freed, then taken by the one waiting
     scope.update([A, other])
     assert table == {1: str(dirs[other.cgroup])}
+
+
+def test_a_label_selector_needs_every_pair() -> None:
+    both = ct.Selector("--selector", f"{ct.POD_NAMESPACE}=shop,{ct.POD_CONTAINER}=db")
+    assert ct.select([both], [A, B]) == [B]
+    with pytest.raises(ct.ContainerError) as exc:
+        ct.select([ct.Selector("--selector", f"{ct.POD_CONTAINER}=dbb")], [A, B])
+    assert str(exc.value).startswith("--selector io.kubernetes.container.name=dbb: matches")
+    assert str(exc.value).endswith("did you mean 'io.kubernetes.container.name=db'?")
+
+
+def test_containerd_tasks_become_containers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ctr` as it prints: namespaces, a task table (a stopped task left out), container info
+    JSON read once per container; a kubelet container (64-digit id) named by its label."""
+    info = {
+        "Labels": {ct.POD_NAME: "web-1", ct.POD_NAMESPACE: "shop", ct.POD_CONTAINER: "app"},
+        "Image": "registry.k8s.io/pause:3.9",
+    }
+    calls: list[list[str]] = []
+
+    def ctr(argv: list[str]) -> str:
+        calls.append(argv)
+        verb = argv[3:] if argv[3] != "--namespace" else argv[5:]
+        if verb[:2] == ["namespaces", "list"]:
+            return "k8s.io\nmoby\n"
+        if verb[:2] == ["task", "list"]:
+            if argv[4] == "moby":
+                return "TASK    PID    STATUS\n"
+            return f"TASK PID STATUS\n{ID_A} 4242 RUNNING\nold 17 STOPPED\nmine 4343 RUNNING\n"
+        return json.dumps(info) if verb[2] == ID_A else json.dumps({"Labels": None})
+
+    monkeypatch.setattr(ct, "task_cgroup", lambda pid: f"/k8s.io/{pid}")
+    monkeypatch.setattr(ct, "_INFO", {})
+    first = ct.containerd_containers(run=ctr)
+    assert [(c.id, c.name, c.image, c.cgroup, c.pod) for c in first] == [
+        (ID_A, "app", "registry.k8s.io/pause:3.9", "/k8s.io/4242", "shop/web-1"),
+        ("mine", "mine", "", "/k8s.io/4343", ""),
+    ]
+    infos = sum(1 for argv in calls if argv[-2] == "info")
+    assert ct.containerd_containers(run=ctr) == first
+    assert sum(1 for argv in calls if argv[-2] == "info") == infos == 2  # labels read once
+
+
+def test_a_failing_source_leaves_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> list[ct.Container]:
+        raise KeyError("Pid")
+
+    monkeypatch.setattr(ct, "SOURCES", {"broken": broken, "fine": lambda: [A]})
+    assert ct.running() == [A]

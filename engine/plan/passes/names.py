@@ -33,6 +33,7 @@ ENGINE_FLAGS = {
     "--cgroup",
     "--container",
     "--pod",
+    "--selector",
     "--stack-storage-size",
     "--ebpf",
     "--btf",
