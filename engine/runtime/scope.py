@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Any, Callable, Sequence
 
 from engine.kernel import cgroups as cg
@@ -31,11 +32,16 @@ class ContainerScope:
         self.paths: list[str | None] = list(filled) + [None] * (slots - len(filled))
         self.selectors = tuple(selectors)
         self.say = say
+        self.lock = threading.Lock()  # the watch's thread and the caller both update
         self.full = 0  # containers not traced for want of a slot (reported once each)
         self.missed: set[str] = set()
 
     def update(self, found: list[ct.Container]) -> None:
         """One listing: new matching containers in, vanished directories out."""
+        with self.lock:
+            self._update(found)
+
+    def _update(self, found: list[ct.Container]) -> None:
         for i in range(len(self.paths)):
             path = self.paths[i]
             if path is not None and not os.path.isdir(path):
