@@ -6,7 +6,7 @@ go through `header()` and `row()`; an aggregation through `table()` and `histogr
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 from engine.output.values import Column, Keyed, Order, Table, ordered
 
@@ -29,6 +29,11 @@ class Renderer:
 
     def row(self, cells: Sequence[Any]) -> str:
         raise NotImplementedError
+
+    def enveloped_row(self, cells: Sequence[Any], extra: Mapping[str, str]) -> str:
+        """A row whose envelope has keys of its own besides the constant ones (only JSON
+        prints an envelope; the others print the row)."""
+        return self.row(cells)
 
     def table(self, table: Table, order: Order | None = None) -> str:
         """A whole table: its header, then its rows in `order` (with its top-N cut)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 from engine.output.base import Renderer
 from engine.output.values import Keyed, Number, Stack, Symbol, Text
@@ -17,9 +17,12 @@ class JsonRenderer(Renderer):
     exact_text: ClassVar[bool] = True  # JSON escapes text itself
 
     def row(self, cells: Sequence[Any]) -> str:
+        return self.enveloped_row(cells, {})
+
+    def enveloped_row(self, cells: Sequence[Any], extra: Mapping[str, str]) -> str:
         row: dict[str, Any] = dict(zip((c.key for c in self.columns), cells))
         if self.envelope is not None:
-            row = {"engine": {"time": wall_time(), **self.envelope}, **row}
+            row = {"engine": {"time": wall_time(), **self.envelope, **extra}, **row}
         return json.dumps(row, separators=(",", ":"), default=_json_value) + "\n"
 
     def stamp(self, interval: int, clock: bool) -> str:

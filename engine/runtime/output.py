@@ -7,7 +7,7 @@ of events costs one write, not one per event.
 
 from __future__ import annotations
 
-from typing import Any, Sequence, TextIO
+from typing import Any, Mapping, Sequence, TextIO
 
 from engine.output import FORMATS, RENDERERS
 from engine.output.values import Column
@@ -39,8 +39,12 @@ class Printer:
         if text:
             self.pending.append(text)
 
-    def row(self, values: Sequence[Any]) -> None:
-        self.pending.append(self.row_text(values))
+    def row(self, values: Sequence[Any], extra: Mapping[str, str] | None = None) -> None:
+        """One row; `extra`: this row's own envelope keys (--envelope's container and pod)."""
+        if extra is None:
+            self.pending.append(self.row_text(values))
+        else:
+            self.pending.append(self.renderer.enveloped_row(values, extra))
 
     def flush(self) -> None:
         """Write what is pending (BrokenPipeError propagates to the caller)."""

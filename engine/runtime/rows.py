@@ -75,10 +75,11 @@ def getter(f: M.Field, i: int, state: decoders.State) -> Getter:
 
 
 class RowMaker:
-    """Values of `columns` from one event's bytes."""
+    """Values of `columns` from one event's bytes and, for --envelope (`names`), the event's
+    container and pod from the same unpack."""
 
     def __init__(self, plan: M.Plan, layout: M.Layout, columns: Sequence[M.Column],
-                 state: decoders.State) -> None:  # fmt: skip
+                 state: decoders.State, names: bool = False) -> None:  # fmt: skip
         fmt, index = struct_format(layout)
         self.size = struct.calcsize(fmt)
         assert self.size == layout.size, (fmt, layout.size)
@@ -87,27 +88,28 @@ class RowMaker:
         self.getters = [
             getter(fields[c.field], index[M.slot_name(c.field)], state) for c in columns
         ]
+        self.names = envelope_names(plan, index, state) if names else None
 
     def values(self, raw: bytes) -> list[Any]:
         t = self.unpack(raw)
         return [g(t) for g in self.getters]
 
+    def row(self, raw: bytes) -> tuple[list[Any], dict[str, str] | None]:
+        """The column values and the envelope's names (None without --envelope)."""
+        t = self.unpack(raw)
+        return [g(t) for g in self.getters], self.names(t) if self.names is not None else None
 
-def envelope_names(plan: M.Plan, state: decoders.State) -> Callable[[bytes], dict[str, str]] | None:
+
+def envelope_names(
+    plan: M.Plan, index: dict[str, int], state: decoders.State
+) -> Callable[[tuple[Any, ...]], dict[str, str]] | None:
     """For --envelope: an event's container and pod (as the `container` and `pod` decoders
     print them) from the cgroup id the plan's hidden field carries (engine.plan.implicit);
     None when the plan has none (a spec whose probes send no events)."""
     field = next((f for f in plan.fields if f.name == ENVELOPE_CGROUP), None)
     if field is None:
         return None
-    fmt, index = struct_format(plan.event)
-    unpack = struct.Struct(fmt).unpack_from
     i = index[M.slot_name(ENVELOPE_CGROUP)]
     container = decoders.REGISTRY["container"].make(field, state)
     pod = decoders.REGISTRY["pod"].make(field, state)
-
-    def names(raw: bytes) -> dict[str, str]:
-        cid = unpack(raw)[i]
-        return {"container": container(cid), "pod": pod(cid)}
-
-    return names
+    return lambda t: {"container": container(t[i]), "pod": pod(t[i])}

@@ -34,7 +34,7 @@ from engine.plan.bind import OptionValue, bind
 from engine.runtime import decoders, signals
 from engine.runtime.loop import POLL_MS, BufferEvents, runtime_sinks, stop_writing
 from engine.runtime.output import Printer
-from engine.runtime.rows import RowMaker, envelope_names
+from engine.runtime.rows import RowMaker
 from engine.runtime.scope import keep_current
 from engine.runtime.sinks import AggregatePrinter, check_membarrier
 from engine.runtime.stacks import StackReader, user_stack_places
@@ -526,8 +526,8 @@ class EventLoop:
         if stack_map is not None:
             self.state.stacks = StackReader(session.bpf[stack_map.name])
         fields = {f.name: f for f in plan.fields}
-        # --envelope: the dict every JSON row leads with; its container and pod are set per
-        # event (on_event) before the row is rendered
+        # --envelope: the constant part every JSON row leads with; each row adds its own
+        # container and pod (RowMaker.row)
         self.envelope = envelope(plan, session.program) if config.envelope else None
         self.printer = Printer(
             config.fmt,
@@ -538,8 +538,7 @@ class EventLoop:
             out,
             self.envelope,
         )
-        self.enrich = envelope_names(plan, self.state) if self.envelope is not None else None
-        self.rows = RowMaker(plan, plan.event, columns, self.state)
+        self.rows = RowMaker(plan, plan.event, columns, self.state, names=config.envelope)
         aggregates = AggregatePrinter(
             session.program, config.fmt, out, self.state, sort=config.sort, top=config.top,
             intervals=config.interval > 0, clock=config.clock,
@@ -600,9 +599,7 @@ class EventLoop:
 
     def on_event(self, raw: bytes) -> None:
         """Per event: unpack, format; written later in one batch."""
-        if self.enrich is not None and self.envelope is not None:
-            self.envelope.update(self.enrich(raw))
-        self.printer.row(self.rows.values(raw))
+        self.printer.row(*self.rows.row(raw))
 
     def report(self) -> None:
         """An interval's end: each sink's report, then what the kernel counted as failed."""
