@@ -9,10 +9,12 @@ its own every second, so the event path never waits for the runtime, and a conta
 after the run began is found within a second.
 
 Sources, each one function returning Containers, registered in SOURCES: podman (`podman ps
---format json`: what `podman inspect` reads from its database) and containerd (`ctr` on its
-socket: the runtime of most Kubernetes nodes, where the kubelet's containers and their labels
-are in the `k8s.io` namespace). CRI-O would answer the same questions over its CRI socket
-(`crictl ps -o json`, `crictl inspect`); that source is not written.
+--format json`: what `podman inspect` reads from its database), cri (the kubelet's own view:
+the CRI gRPC service of containerd or CRI-O on their sockets, engine.kernel.cri) and containerd
+(`ctr` on its socket, every namespace: containers no kubelet made too). A container two sources
+list (containerd's through CRI and ctr) is taken once, from the first. A source that fails
+raises SourceError: the others still answer, and the failure is reported, not read as "no
+containers".
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Callable, Iterable
 
 from engine.errors import did_you_mean
 from engine.kernel import cgroups as cg
+from engine.kernel import cri
 
 POD_NAME = "io.kubernetes.pod.name"
 POD_NAMESPACE = "io.kubernetes.pod.namespace"
@@ -41,6 +44,15 @@ CONTAINER_DIR = re.compile(r"(?:libpod-|docker-|cri-containerd-|crio-)?([0-9a-f]
 
 class ContainerError(Exception):
     """What is wrong with a --container or --pod, as one sentence."""
+
+
+class SourceError(Exception):
+    """A runtime that failed to list its containers (why, in one line); `found`: what the
+    source listed before it failed (from the runtimes that did answer)."""
+
+    def __init__(self, why: str, found: list[Container] | None = None) -> None:
+        super().__init__(why)
+        self.found = found or []
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,7 @@ def task_cgroup(pid: int, proc: str = "/proc") -> str:
 
 
 def podman_containers(run: Callable[[list[str]], str] | None = None) -> list[Container]:
-    """Running podman containers (none when podman is not installed or fails)."""
+    """Running podman containers (none when podman is not installed)."""
     podman = shutil.which("podman")
     if podman is None and run is None:
         return []
@@ -83,7 +95,7 @@ def podman_containers(run: Callable[[list[str]], str] | None = None) -> list[Con
     try:
         rows = json.loads(out or "[]")
     except ValueError:
-        return []
+        raise SourceError(f"`podman ps` printed no JSON: {out[:80]!r}") from None
     found = []
     for row in rows if isinstance(rows, list) else ():
         pid = row.get("Pid") or 0
@@ -103,13 +115,21 @@ def podman_containers(run: Callable[[list[str]], str] | None = None) -> list[Con
 
 
 def _output(argv: list[str]) -> str:
+    """A runtime client's output; SourceError when it fails (with its first line of stderr)."""
+    words = [a for a in argv[1:] if re.fullmatch("[a-z]+", a)][:3]  # `ctr task list`
+    what = " ".join([os.path.basename(argv[0]), *words])
     try:
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=LIST_TIMEOUT, check=False
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout if done.returncode == 0 else ""
+    except subprocess.TimeoutExpired:
+        raise SourceError(f"`{what}` took over {LIST_TIMEOUT:.0f} s") from None
+    except OSError as exc:
+        raise SourceError(f"`{what}`: {exc.strerror or exc}") from None
+    if done.returncode != 0:
+        said = next((ln.strip() for ln in done.stderr.splitlines() if ln.strip()), "")
+        raise SourceError(f"`{what}` exited {done.returncode}: {said[:200]}")
+    return done.stdout
 
 
 def containerd_containers(run: Callable[[list[str]], str] | None = None) -> list[Container]:
@@ -163,22 +183,64 @@ def _info(text: str) -> tuple[dict[str, str], str]:
     return dict(labels or {}), str(image or "")
 
 
+def cri_containers() -> list[Container]:
+    """The kubelet's containers from every CRI socket (engine.kernel.cri), named by their
+    name in the pod; a socket that fails is reported after the others are listed."""
+    found, failed = [], []
+    for socket in cri.endpoints():
+        try:
+            listed = cri.client(socket).containers()
+        except cri.CriError as exc:
+            failed.append(f"{socket}: {exc}")
+            continue
+        for c in listed:
+            where = task_cgroup(c.pid) if c.pid else ""
+            if where:
+                found.append(Container(c.id, c.name or c.id, c.image, where, c.labels))
+    if failed:
+        raise SourceError("; ".join(failed), found)
+    return found
+
+
 SOURCES: dict[str, Callable[[], list[Container]]] = {
     "podman": podman_containers,
+    "cri": cri_containers,
     "containerd": containerd_containers,
 }
 
 
-def running() -> list[Container]:
-    """Every running container every source knows; a source that fails (a runtime's output
-    in a shape not foreseen) counts as knowing none, so the others still answer."""
-    found = []
-    for source in SOURCES.values():
+@dataclass
+class Listing:
+    """One listing of the node: the running containers (each once) and the sources that
+    failed, by name, with why."""
+
+    containers: list[Container] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def failures(self) -> str:
+        """What failed, as `SOURCE: why; ...` ("" when nothing did)."""
+        return "; ".join(f"{name}: {why}" for name, why in self.failed.items())
+
+
+def running() -> Listing:
+    """Every running container every source knows. A source that fails leaves the others:
+    it is named in `failed` (with what it still listed) rather than read as knowing none."""
+    listing = Listing()
+    seen: set[str] = set()
+    for name, source in SOURCES.items():
         try:
-            found += source()
-        except Exception:  # a runtime's surprise must not end the listing
+            found = source()
+        except SourceError as exc:
+            listing.failed[name] = str(exc)
+            found = exc.found
+        except Exception as exc:  # a runtime's surprise must not end the listing
+            listing.failed[name] = f"{type(exc).__name__}: {exc}"
             continue
-    return found
+        for c in found:
+            if c.id not in seen:
+                seen.add(c.id)
+                listing.containers.append(c)
+    return listing
 
 
 @dataclass(frozen=True)
@@ -208,9 +270,11 @@ def label_pairs(text: str) -> list[tuple[str, str]]:
     return [(k, v) for k, _, v in (item.partition("=") for item in text.split(","))]
 
 
-def select(selectors: Iterable[Selector], found: list[Container]) -> list[Container]:
+def select(selectors: Iterable[Selector], listing: Listing) -> list[Container]:
     """The containers the selectors pick; ContainerError for one that picks none, with what
-    there is (and a did-you-mean), since an empty run would look like a quiet workload."""
+    there is (and a did-you-mean), since an empty run would look like a quiet workload, and
+    which runtimes failed to list (their containers may be the ones meant)."""
+    found = listing.containers
     chosen: dict[str, Container] = {}
     for s in selectors:
         hits = [c for c in found if s.matches(c)]
@@ -219,6 +283,8 @@ def select(selectors: Iterable[Selector], found: list[Container]) -> list[Contai
             kinds = {"--pod": "pods", "--selector": "labels"}.get(s.flag, "containers")
             listed = ", ".join(there[:10]) + (" ..." if len(there) > 10 else "")
             now = f"running {kinds}: {listed}" if there else f"no {kinds} are running"
+            if listing.failed:
+                now += f"; listing failed: {listing.failures()}"
             hint = did_you_mean(s.value, there) if there else ""
             raise ContainerError(f"{s.flag} {s.value}: matches nothing ({now}){hint}")
         chosen.update((c.id, c) for c in hits)
@@ -234,7 +300,7 @@ class Watch:
     def __init__(
         self,
         every: float = 1.0,
-        source: Callable[[], list[Container]] = running,
+        source: Callable[[], Listing] = running,
         cgroup2: list[str] | None = None,
     ) -> None:
         self.every = every
@@ -244,20 +310,31 @@ class Watch:
         self.last: list[Container] = []  # the latest listing
         self.on_list: list[Callable[[list[Container]], None]] = []
         self.lists = 0
-        self.failures = 0  # listings that raised (the thread goes on); the last one's text
+        # listings where a source failed or the listing raised (the thread goes on), by
+        # source ("listing" for a raise); the last failure's text
+        self.failed: dict[str, int] = {}
         self.failure = ""
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.stopped = False
 
-    def list_now(self) -> list[Container]:
-        found = self.source()
+    @property
+    def failures(self) -> int:
+        return sum(self.failed.values())
+
+    def list_now(self) -> Listing:
+        listing = self.source()
+        for name in listing.failed:
+            self.failed[name] = self.failed.get(name, 0) + 1
+        if listing.failed:
+            self.failure = listing.failures()
+        found = listing.containers
         self.by_cgroup.update((c.cgroup, c) for c in found)
         self.last = found
         self.lists += 1
         for callback in self.on_list:
             callback(found)
-        return found
+        return listing
 
     def start(self) -> None:
         if self._thread is None:
@@ -281,7 +358,7 @@ class Watch:
             try:
                 self.list_now()
             except Exception as exc:  # the thread must outlive one bad listing
-                self.failures += 1
+                self.failed["listing"] = self.failed.get("listing", 0) + 1
                 self.failure = f"{type(exc).__name__}: {exc}"
 
     def container(self, path: str) -> Container | None:
@@ -296,6 +373,12 @@ class Watch:
 
 class _Shared:
     watch: Watch | None = None
+
+
+def current() -> Watch | None:
+    """The process's Watch if one runs (engine serve reports its failures)."""
+    watch = _Shared.watch
+    return watch if watch is not None and not watch.stopped else None
 
 
 def shared() -> Watch:

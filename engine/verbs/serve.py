@@ -214,6 +214,13 @@ OWN: dict[str, tuple[bool, str, tuple[str, ...]]] = {
         True, "Time spent in the BPF program (kernel.bpf_stats_enabled=1 only).",
         ("spec", "program"),
     ),
+    "engine_container_list_failures": (
+        True,
+        "Listings of the node's containers where a runtime failed to answer (by source: "
+        "podman, cri, containerd; listing: the listing itself raised). Container labels "
+        "name what the last good listing knew.",
+        ("source",),
+    ),
     "engine_scrape_duration_seconds": (
         False, "How long reading the maps took for this scrape (up to this line).", (),
     ),
@@ -300,9 +307,16 @@ class EngineCollector:
             closed = own_family("engine_http_connections_closed")
             for reason, n in self.http.closed.items():
                 closed.add_metric([reason], n)
+            families += [*own.values(), load, loaded, scrape_err, conns, closed]
+            watch = containers.current()
+            if watch is not None:  # only where a flag or a label reads containers
+                listed = own_family("engine_container_list_failures")
+                for source, n in sorted(watch.failed.items()):
+                    listed.add_metric([source], n)
+                families.append(listed)
             last = own_family("engine_scrape_duration_seconds")
             last.add_metric([], time.perf_counter() - start)
-            families += [*own.values(), load, loaded, scrape_err, conns, closed, last]
+            families.append(last)
         yield from sorted(families, key=lambda f: OWN_ORDER.get(f.name, -1))
 
     def collect_spec(

@@ -24,9 +24,11 @@ beside a podman one, and its rows are named from containerd's labels.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -34,14 +36,20 @@ import time
 from collections import Counter
 from typing import Callable, Iterator
 
+import grpc
 import procs
 import pytest
+
+from engine.kernel import cri
+from engine.kernel import protowire as pw
+from engine.kernel.containers import POD_CONTAINER, POD_NAME, POD_NAMESPACE
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_env")]
 
 SPEC = "specs/tcpconnect.yaml"
 NAMES = "tests/specs/live/container_connects.yaml"
 IMAGE = "localhost/engine-test-busybox:1"
+PAUSE = "localhost/engine-test-pause:1"
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
 TIMEOUT = 180  # s: a podman call on a loaded machine (image import, container start)
 BASE = 41000 + os.getpid() % 1000 * 10  # this run's ports: BASE .. BASE+9
@@ -298,16 +306,43 @@ def answers(address: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def containerd(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A containerd of the test's own, with the busybox image in namespace k8s.io."""
+def pause_image(image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The pod sandbox's image for containerd's CRI plugin: busybox whose command sleeps (the
+    kubelet's registry.k8s.io/pause is not reachable here)."""
+    if subprocess.run([*PODMAN, "image", "exists", PAUSE], check=False).returncode == 0:
+        return PAUSE
+    root = tmp_path_factory.mktemp("pause")
+    podman("create", "--name", f"engine-pause-{os.getpid()}", image, "true")
+    try:
+        podman("export", "-o", str(root / "rootfs.tar"), f"engine-pause-{os.getpid()}")
+    finally:
+        podman("rm", "-f", f"engine-pause-{os.getpid()}", check=False)
+    podman("import", "--change", 'CMD ["/bin/sleep", "86400"]', str(root / "rootfs.tar"), PAUSE)
+    return PAUSE
+
+
+@pytest.fixture
+def containerd(
+    image: str, pause_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A containerd of the test's own, with the busybox image in namespace k8s.io (where the
+    kubelet's are) and its CRI plugin serving on the same socket, with our sandbox image.
+    One per test: every process a test starts ends with it (procs)."""
     if shutil.which("containerd") is None or shutil.which("ctr") is None:
         pytest.fail("containerd is missing: scripts/setup.sh installs it")
     root = tmp_path_factory.mktemp("containerd")
     address = str(root / "containerd.sock")
+    config = root / "config.toml"
+    # restrict_oom_score_adj: the CRI plugin sets a sandbox's oom_score_adj to -998, which
+    # this machine refuses to lower below ours (a node's containerd runs with the right to)
+    config.write_text(
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\n'
+        f'sandbox_image = "{pause_image}"\nrestrict_oom_score_adj = true\n'
+    )
     log = (root / "containerd.log").open("w")
     daemon = procs.spawn(
-        ["containerd", "--address", address, "--root", str(root / "root"),
-         "--state", str(root / "state")],
+        ["containerd", "--config", str(config), "--address", address,
+         "--root", str(root / "root"), "--state", str(root / "state")],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -316,9 +351,10 @@ def containerd(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             assert daemon.poll() is None, (root / "containerd.log").read_text()
             assert time.monotonic() < deadline, "containerd did not answer"
             time.sleep(0.2)
-        archive = root / "image.tar"
-        podman("save", "--format", "docker-archive", "-o", str(archive), image)
-        ctr(address, "--namespace", "k8s.io", "images", "import", str(archive))
+        for i, name in enumerate((image, pause_image)):
+            archive = root / f"image{i}.tar"
+            podman("save", "--format", "docker-archive", "-o", str(archive), name)
+            ctr(address, "--namespace", "k8s.io", "images", "import", str(archive))
         yield address
     finally:
         procs.kill(daemon)
@@ -380,3 +416,149 @@ def test_containerd_containers_are_scoped_and_named(
 
 def seen_id(name: str) -> str:
     return podman("inspect", "--format", "{{.Id}}", name).strip()[:12]
+
+
+class Kubelet:
+    """What the kubelet asks of a CRI runtime to run a pod, over the same socket and messages
+    (runtime.v1.RuntimeService; field numbers as in the CRI API's api.proto): a pod sandbox
+    on the host's network (no CNI here) in the kubelet's cgroup layout, then a container in it
+    with the kubelet's labels."""
+
+    def __init__(self, socket: str) -> None:
+        self.channel = grpc.insecure_channel(f"unix:{socket}")
+        self.sandboxes: list[str] = []
+
+    def call(self, method: str, *request: pw.Field) -> dict[int, list[pw.Value]]:
+        stub = self.channel.unary_unary(f"/runtime.v1.RuntimeService/{method}")
+        return pw.fields(stub(pw.message(*request), timeout=TIMEOUT))
+
+    def run_pod(self, pod: str, container: str, uid: str) -> str:
+        """A running container `container` of pod NAMESPACE/NAME; its id."""
+        namespace, name = pod.split("/")
+        pod_labels = {POD_NAME: name, POD_NAMESPACE: namespace, "io.kubernetes.pod.uid": uid}
+        host_network = pw.message((1, 2))  # NamespaceOption.network = NODE
+        linux = pw.message(
+            (1, f"/kubepods/besteffort/pod{uid}"),  # cgroup_parent, as the kubelet's cgroupfs
+            (2, pw.message((1, host_network))),  # security_context.namespace_options
+        )
+        sandbox = pw.message(
+            (1, pw.message((1, name), (2, uid), (3, namespace), (4, 0))),
+            (6, pod_labels),
+            (8, linux),
+        )
+        sid = pw.text(self.call("RunPodSandbox", (1, sandbox)), 1)
+        self.sandboxes.append(sid)
+        config = pw.message(
+            (1, pw.message((1, container), (2, 0))),  # metadata: name, attempt
+            (2, pw.message((1, IMAGE))),
+            (3, "sleep"), (4, "600"),  # command, args
+            (9, {**pod_labels, POD_CONTAINER: container}),
+        )  # fmt: skip
+        cid = pw.text(self.call("CreateContainer", (1, sid), (2, config), (3, sandbox)), 1)
+        self.call("StartContainer", (1, cid))
+        return cid
+
+    def exec(self, cid: str, *argv: str) -> None:
+        answer = self.call("ExecSync", (1, cid), *((2, a) for a in argv), (3, TIMEOUT))
+        assert pw.number(answer, 3) == 0, pw.text(answer, 2)
+
+    def close(self) -> None:
+        for sid in self.sandboxes:
+            with contextlib.suppress(grpc.RpcError):
+                self.call("StopPodSandbox", (1, sid))
+                self.call("RemovePodSandbox", (1, sid))
+        self.channel.close()
+
+
+@pytest.fixture
+def kubelet(containerd: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kubelet]:
+    """A CRI client on the test's containerd; the engine finds the runtime by
+    CONTAINER_RUNTIME_ENDPOINT (as crictl does), not by CONTAINERD_ADDRESS."""
+    monkeypatch.delenv("CONTAINERD_ADDRESS", raising=False)
+    monkeypatch.setenv("CONTAINER_RUNTIME_ENDPOINT", f"unix://{containerd}")
+    k = Kubelet(containerd)
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+def test_cri_pods_are_scoped_and_named(engine, containers, kubelet: Kubelet) -> None:
+    """A pod run through the CRI, as the kubelet runs one, beside a podman container: --pod
+    picks its container by the labels CRI lists, rows name it by its CRI name and image."""
+    uid = f"0ddba11-{os.getpid()}"
+    cid = kubelet.run_pod("shop/cart-0", "cart", uid)
+    a = containers("a", "shop/web-1", "app")
+    scoped = engine(SPEC, "--pod", "shop/cart-0", "-P", port_flag(), "-o", "json")
+    named = engine(NAMES, "-P", port_flag(), "-o", "json")
+    connect_in(a, "a")
+    loop = " ".join("x" * CONNECTS["b"])
+    kubelet.exec(cid, "sh", "-c", f"for i in {loop}; do nc -w 1 127.0.0.1 {PORTS['b']}; done; true")
+    connect_on_host()
+    result = scoped.stop()
+    assert result.code == 0, result.stderr
+    assert dports(result.json_rows()) == {PORTS["b"]: CONNECTS["b"]}
+    result = named.stop()
+    assert result.code == 0, result.stderr
+    seen = Counter(
+        (r["dport"], r["container"], r["container_id"], r["image"], r["pod"], r["pod_container"])
+        for r in result.json_rows()
+        if r["dport"] in PORTS.values()
+    )
+    assert seen == {
+        (PORTS["a"], a, seen_id(a), IMAGE, "shop/web-1", "app"): CONNECTS["a"],
+        (PORTS["b"], "cart", cid[:12], IMAGE, "shop/cart-0", "cart"): CONNECTS["b"],
+        (PORTS["host"], "host", "host", "host", "host", "host"): CONNECTS["host"],
+    }
+
+
+def engine_usage(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", SPEC, *args],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+
+
+def test_a_runtime_that_does_not_answer_is_said(
+    containers, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CRI socket no daemon listens on (a runtime that died): the usage error says the
+    listing failed and why, not only that nothing runs; a container the others list is still
+    picked, with the failure said on stderr."""
+    dead = tmp_path / "crio.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(dead))  # the file stays; nothing listens
+    monkeypatch.setenv("CONTAINER_RUNTIME_ENDPOINT", f"unix://{dead}")
+    done = engine_usage("--pod", "shop/none-0")
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("engine: error: --pod shop/none-0: matches nothing ("), last
+    assert f"listing failed: cri: {dead}: ListContainers: UNAVAILABLE: " in last, last
+    a = containers("a", "shop/web-1", "app")
+    done = engine_usage("--container", a, "--duration", "1")
+    assert done.returncode == 0, done.stderr
+    assert f"engine: listing containers failed: cri: {dead}: ListContainers: UNAVAILABLE" in (
+        done.stderr
+    )
+
+
+def test_a_containerd_without_cri_is_not_a_failure(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """containerd with its CRI plugin disabled (as Docker's packages ship it) answers
+    UNIMPLEMENTED: no CRI containers there, and nothing failed."""
+    root = tmp_path_factory.mktemp("nocri")
+    address = str(root / "containerd.sock")
+    (root / "config.toml").write_text(
+        'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+    )
+    daemon = procs.spawn(
+        ["containerd", "--config", str(root / "config.toml"), "--address", address,
+         "--root", str(root / "root"), "--state", str(root / "state")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + TIMEOUT
+    while not answers(address):
+        assert daemon.poll() is None and time.monotonic() < deadline, "containerd did not answer"
+        time.sleep(0.2)
+    assert cri.Client(address).containers() == []

@@ -34,6 +34,10 @@ A = container(ID_A, "web", "shop/web-1", "app")
 B = container(ID_B, "db", "shop/db-0", "db")
 
 
+def listing(*found: ct.Container, **failed: str) -> ct.Listing:
+    return ct.Listing(list(found), failed)
+
+
 def test_podman_json_becomes_containers(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = [
         {"Id": ID_A, "Names": ["web"], "Image": "localhost/img:1", "Pid": os.getpid(),
@@ -46,8 +50,9 @@ def test_podman_json_becomes_containers(monkeypatch: pytest.MonkeyPatch) -> None
         ID_A, "web", "localhost/img:1", "/libpod_parent/libpod-a", "shop/web-1"
     )  # fmt: skip
     assert found.short_id == ID_A[:12]
-    assert ct.podman_containers(run=lambda argv: "not json") == []
     assert ct.podman_containers(run=lambda argv: "") == []
+    with pytest.raises(ct.SourceError, match="`podman ps` printed no JSON: 'not json'"):
+        ct.podman_containers(run=lambda argv: "not json")
 
 
 def test_task_cgroup_reads_the_unified_line(tmp_path: Path) -> None:
@@ -58,7 +63,7 @@ def test_task_cgroup_reads_the_unified_line(tmp_path: Path) -> None:
 
 
 def test_selectors_pick_by_name_id_prefix_and_pod() -> None:
-    found = [A, B]
+    found = listing(A, B)
     assert ct.select([ct.Selector("--container", "web")], found) == [A]
     assert ct.select([ct.Selector("--container", ID_B[:4])], found) == [B]
     assert ct.select([ct.Selector("--pod", "shop/db-0")], found) == [B]
@@ -68,19 +73,19 @@ def test_selectors_pick_by_name_id_prefix_and_pod() -> None:
 
 def test_a_selector_that_picks_nothing_lists_what_runs() -> None:
     with pytest.raises(ct.ContainerError) as exc:
-        ct.select([ct.Selector("--container", "wbe")], [A, B])
+        ct.select([ct.Selector("--container", "wbe")], listing(A, B))
     assert str(exc.value) == (
         "--container wbe: matches nothing (running containers: db, web); did you mean 'web'?"
     )
     with pytest.raises(ct.ContainerError) as exc:
-        ct.select([ct.Selector("--pod", "shop/web-2")], [A, B])
+        ct.select([ct.Selector("--pod", "shop/web-2")], listing(A, B))
     assert str(exc.value).startswith(
         "--pod shop/web-2: matches nothing (running pods: shop/db-0, shop/web-1); did you mean"
     )
     with pytest.raises(ct.ContainerError, match=r"\(no containers are running\)$"):
-        ct.select([ct.Selector("--container", "web")], [])
+        ct.select([ct.Selector("--container", "web")], listing())
     with pytest.raises(ct.ContainerError):  # an id prefix needs 3 characters
-        ct.select([ct.Selector("--container", ID_A[:2])], [A])
+        ct.select([ct.Selector("--container", ID_A[:2])], listing(A))
 
 
 def test_container_ids_in_cgroup_paths() -> None:
@@ -93,7 +98,7 @@ def test_container_ids_in_cgroup_paths() -> None:
 
 
 def test_the_watch_names_a_cgroup_or_one_below_it() -> None:
-    lists = [[A], [A, B]]
+    lists = [listing(A), listing(A, B)]
     watch = ct.Watch(source=lambda: lists.pop(0), cgroup2=[])
     seen: list[list[ct.Container]] = []
     watch.on_list.append(seen.append)
@@ -143,9 +148,9 @@ def test_scope_fills_free_slots_and_frees_gone_ones(
 
 def test_a_label_selector_needs_every_pair() -> None:
     both = ct.Selector("--selector", f"{ct.POD_NAMESPACE}=shop,{ct.POD_CONTAINER}=db")
-    assert ct.select([both], [A, B]) == [B]
+    assert ct.select([both], listing(A, B)) == [B]
     with pytest.raises(ct.ContainerError) as exc:
-        ct.select([ct.Selector("--selector", f"{ct.POD_CONTAINER}=dbb")], [A, B])
+        ct.select([ct.Selector("--selector", f"{ct.POD_CONTAINER}=dbb")], listing(A, B))
     assert str(exc.value).startswith("--selector io.kubernetes.container.name=dbb: matches")
     assert str(exc.value).endswith("did you mean 'io.kubernetes.container.name=db'?")
 
@@ -182,9 +187,52 @@ def test_containerd_tasks_become_containers(monkeypatch: pytest.MonkeyPatch) -> 
     assert sum(1 for argv in calls if argv[-2] == "info") == infos == 2  # labels read once
 
 
-def test_a_failing_source_leaves_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_source_leaves_the_others_and_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken() -> list[ct.Container]:
         raise KeyError("Pid")
 
-    monkeypatch.setattr(ct, "SOURCES", {"broken": broken, "fine": lambda: [A]})
-    assert ct.running() == [A]
+    def half() -> list[ct.Container]:  # a CRI socket answered, another did not
+        raise ct.SourceError("/run/crio/crio.sock: ListContainers: UNAVAILABLE: no", [B])
+
+    monkeypatch.setattr(ct, "SOURCES", {"broken": broken, "fine": lambda: [A], "half": half})
+    assert ct.running() == listing(
+        A, B, broken="KeyError: 'Pid'", half="/run/crio/crio.sock: ListContainers: UNAVAILABLE: no"
+    )
+
+
+def test_a_container_two_sources_list_is_taken_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """containerd's kubelet containers come through CRI and through ctr alike."""
+    other = ct.Container(ID_A, "from-ctr", "x", A.cgroup, {})
+    monkeypatch.setattr(ct, "SOURCES", {"cri": lambda: [A], "containerd": lambda: [other, B]})
+    assert ct.running().containers == [A, B]
+
+
+def test_a_failed_runtime_is_said_where_nothing_matched() -> None:
+    """Not "no containers are running" when podman could not say which run."""
+    failed = listing(podman="`podman ps` exited 125: Error: database is locked")
+    with pytest.raises(ct.ContainerError) as exc:
+        ct.select([ct.Selector("--container", "web")], failed)
+    assert str(exc.value) == (
+        "--container web: matches nothing (no containers are running; listing failed: "
+        "podman: `podman ps` exited 125: Error: database is locked)"
+    )
+
+
+def test_the_watch_counts_failures_by_source() -> None:
+    lists = [listing(A, cri="down"), listing(A), listing(cri="down", podman="exit 1")]
+    watch = ct.Watch(source=lambda: lists.pop(0), cgroup2=[])
+    for _ in range(3):
+        watch.list_now()
+    assert watch.failed == {"cri": 2, "podman": 1} and watch.failures == 3
+    assert watch.failure == "cri: down; podman: exit 1"
+    assert watch.last == []
+
+
+def test_a_runtime_client_that_fails_says_how(tmp_path: Path) -> None:
+    """_output's errors: the client's exit status and first line of stderr, or why it did not
+    run (a real process each)."""
+    with pytest.raises(ct.SourceError, match=r"^`sh` exited 3: first$"):
+        ct._output(["sh", "-c", "echo; echo first >&2; echo second >&2; exit 3"])
+    with pytest.raises(ct.SourceError, match="No such file"):
+        ct._output([str(tmp_path / "no-such-client"), "ps"])
+    assert ct._output(["sh", "-c", "echo ok"]) == "ok\n"

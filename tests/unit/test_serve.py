@@ -793,3 +793,24 @@ def test_a_key_is_decoded_once_across_scrapes(tmp_path: pathlib.Path) -> None:
     reader.read(maps)
     assert len(calls) == 2
     assert {"container", "pod", "image", "ksym", "elapsed"} <= sinks.IMPURE
+
+
+def test_container_listing_failures_are_a_metric(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where containers are read (a flag or a label), a runtime that failed to list is counted
+    per source, not silent: the labels would name only what the last good listing knew."""
+    from engine.kernel import containers as ct
+    from tests.promcheck import check_exposition
+
+    collector = serve.EngineCollector([], {})
+    names = {f.name for f in collector.collect()}
+    assert "engine_container_list_failures" not in names  # no watch: nothing reads containers
+    lists = [ct.Listing(failed={"cri": "down"}), ct.Listing(failed={"cri": "down", "podman": "x"})]
+    watch = ct.Watch(source=lambda: lists.pop(0), cgroup2=[])
+    watch.list_now()
+    watch.list_now()
+    monkeypatch.setattr(ct._Shared, "watch", watch)
+    text = render(list(collector.collect())).decode()
+    check_exposition(text)
+    lines = text.splitlines()
+    assert 'engine_container_list_failures_total{source="cri"} 2.0' in lines
+    assert 'engine_container_list_failures_total{source="podman"} 1.0' in lines
