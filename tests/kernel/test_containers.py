@@ -15,11 +15,14 @@ line); the decoders name each row's container, image and pod, and the host's as 
 `engine serve` counts connects by pod, namespace and container name, read back through a
 real Prometheus.
 
-containerd, the runtime of most Kubernetes nodes, runs here too: a private daemon (its own
-socket, root and state in the test's directory; CONTAINERD_ADDRESS tells the engine, as it
-tells `ctr`), the same image imported from `podman save`, a container in namespace `k8s.io`
-with a 64-digit id and the kubelet's labels, as the kubelet makes them. `--pod` picks it
-beside a podman one, and its rows are named from containerd's labels.
+containerd, the runtime of most Kubernetes nodes, runs here too: a private daemon per test (its
+own socket, root and state in the test's directory), the same image imported from `podman
+save`. Through `ctr` (CONTAINERD_ADDRESS tells the engine, as it tells `ctr`): a container in
+namespace `k8s.io` with a 64-digit id and the kubelet's labels; through its CRI plugin
+(CONTAINER_RUNTIME_ENDPOINT, as crictl reads it): a pod run with the very calls the kubelet
+makes (RunPodSandbox, CreateContainer, StartContainer: `Kubelet` below). `--pod` picks each
+beside a podman one, and rows are named from what the runtime lists. A CRI socket nobody
+listens on is reported as a failed listing; a containerd without CRI is no failure.
 """
 
 from __future__ import annotations
@@ -141,29 +144,27 @@ def dports(rows: list[dict]) -> Counter[int]:
     return Counter(r["dport"] for r in rows if r["dport"] in PORTS.values())
 
 
-def test_container_scope_prints_exactly_its_connects(engine, containers) -> None:
-    a = containers("a", "shop/web-1", "app")
-    b = containers("b", "shop/db-0", "db")
-    e = engine(SPEC, "--container", a, "-P", port_flag(), "-o", "json")
-    connect_in(a, "a")
-    connect_in(b, "b")
+@pytest.mark.parametrize(
+    ("flag", "value", "picked"),
+    [
+        ("--container", "a", "a"),  # "a": container a's name
+        ("--container", "b-id", "b"),  # "b-id": 12 digits of container b's id
+        ("--selector", "io.kubernetes.pod.namespace=shop,io.kubernetes.container.name=db", "b"),
+    ],
+    ids=["container name", "container id", "label selector"],
+)
+def test_scope_prints_exactly_the_picked_containers_connects(
+    engine, containers, flag: str, value: str, picked: str
+) -> None:
+    made = {"a": containers("a", "shop/web-1", "app"), "b": containers("b", "shop/db-0", "db")}
+    value = {"a": made["a"], "b-id": seen_id(made["b"])}.get(value, value)
+    e = engine(SPEC, flag, value, "-P", port_flag(), "-o", "json")
+    connect_in(made["a"], "a")
+    connect_in(made["b"], "b")
     connect_on_host()
     result = e.stop()
     assert result.code == 0, result.stderr
-    assert dports(result.json_rows()) == {PORTS["a"]: CONNECTS["a"]}
-
-
-def test_label_selector_scope(engine, containers) -> None:
-    a = containers("a", "shop/web-1", "app")
-    b = containers("b", "shop/db-0", "db")
-    labels = "io.kubernetes.pod.namespace=shop,io.kubernetes.container.name=db"
-    e = engine(SPEC, "--selector", labels, "-P", port_flag(), "-o", "json")
-    connect_in(a, "a")
-    connect_in(b, "b")
-    connect_on_host()
-    result = e.stop()
-    assert result.code == 0, result.stderr
-    assert dports(result.json_rows()) == {PORTS["b"]: CONNECTS["b"]}
+    assert dports(result.json_rows()) == {PORTS[picked]: CONNECTS[picked]}
 
 
 def test_pod_scope_follows_a_container_started_later(engine, containers) -> None:
