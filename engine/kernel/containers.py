@@ -270,6 +270,14 @@ def label_pairs(text: str) -> list[tuple[str, str]]:
     return [(k, v) for k, _, v in (item.partition("=") for item in text.split(","))]
 
 
+# what a selector that picked nothing says there is: (some, none)
+THERE = {
+    "--container": ("running containers", "no containers are running"),
+    "--pod": ("running pods", "no pods are running"),
+    "--selector": ("labels of running containers", "no running container has labels"),
+}
+
+
 def select(selectors: Iterable[Selector], listing: Listing) -> list[Container]:
     """The containers the selectors pick; ContainerError for one that picks none, with what
     there is (and a did-you-mean), since an empty run would look like a quiet workload, and
@@ -280,9 +288,9 @@ def select(selectors: Iterable[Selector], listing: Listing) -> list[Container]:
         hits = [c for c in found if s.matches(c)]
         if not hits:
             there = s.candidates(found)
-            kinds = {"--pod": "pods", "--selector": "labels"}.get(s.flag, "containers")
+            some, none = THERE[s.flag]
             listed = ", ".join(there[:10]) + (" ..." if len(there) > 10 else "")
-            now = f"running {kinds}: {listed}" if there else f"no {kinds} are running"
+            now = f"{some}: {listed}" if there else none
             if listing.failed:
                 now += f"; listing failed: {listing.failures()}"
             hint = did_you_mean(s.value, there) if there else ""

@@ -236,3 +236,16 @@ def test_a_runtime_client_that_fails_says_how(tmp_path: Path) -> None:
     with pytest.raises(ct.SourceError, match="No such file"):
         ct._output([str(tmp_path / "no-such-client"), "ps"])
     assert ct._output(["sh", "-c", "echo ok"]) == "ok\n"
+
+
+def test_what_a_selector_that_picks_nothing_says_there_is() -> None:
+    bare = ct.Container(ID_A, "plain", "img", "/x", {})
+    for flag, value, found, said in [
+        ("--selector", "a=b", listing(), "no running container has labels"),
+        ("--selector", "a=b", listing(bare), "no running container has labels"),
+        ("--pod", "shop/x", listing(bare), "no pods are running"),
+        ("--selector", "a=b", listing(A), "labels of running containers: io.kubernetes."),
+    ]:
+        with pytest.raises(ct.ContainerError) as exc:
+            ct.select([ct.Selector(flag, value)], found)
+        assert str(exc.value).startswith(f"{flag} {value}: matches nothing ({said}"), exc.value
