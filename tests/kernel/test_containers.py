@@ -144,6 +144,18 @@ def dports(rows: list[dict]) -> Counter[int]:
     return Counter(r["dport"] for r in rows if r["dport"] in PORTS.values())
 
 
+def names_seen(e) -> Counter[tuple]:
+    """A run of the NAMES spec stopped: its connects to our ports by (port, container, id,
+    image, pod, container in the pod)."""
+    result = e.stop()
+    assert result.code == 0, result.stderr
+    return Counter(
+        (r["dport"], r["container"], r["container_id"], r["image"], r["pod"], r["pod_container"])
+        for r in result.json_rows()
+        if r["dport"] in PORTS.values()
+    )
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "picked"),
     [
@@ -193,13 +205,7 @@ def test_rows_name_container_image_and_pod(engine, containers) -> None:
     connect_in(a, "a")
     connect_in(b, "b")
     connect_on_host()
-    result = e.stop()
-    assert result.code == 0, result.stderr
-    seen = Counter(
-        (r["dport"], r["container"], r["container_id"], r["image"], r["pod"], r["pod_container"])
-        for r in result.json_rows()
-        if r["dport"] in PORTS.values()
-    )
+    seen = names_seen(e)
     assert seen == {
         (PORTS["a"], a, ids[a], IMAGE, "shop/web-1", "app"): CONNECTS["a"],
         (PORTS["b"], b, ids[b], IMAGE, "shop/db-0", "db"): CONNECTS["b"],
@@ -401,17 +407,10 @@ def test_containerd_containers_are_scoped_and_named(
     result = scoped.stop()
     assert result.code == 0, result.stderr
     assert dports(result.json_rows()) == {PORTS["b"]: CONNECTS["b"]}
-    result = named.stop()
-    assert result.code == 0, result.stderr
-    seen = Counter(
-        (r["dport"], r["container"], r["container_id"], r["pod"], r["pod_container"])
-        for r in result.json_rows()
-        if r["dport"] in PORTS.values()
-    )
-    assert seen == {
-        (PORTS["a"], a, seen_id(a), "shop/web-1", "app"): CONNECTS["a"],
-        (PORTS["b"], "api", kubelet_container[:12], "shop/api-0", "api"): CONNECTS["b"],
-        (PORTS["host"], "host", "host", "host", "host"): CONNECTS["host"],
+    assert names_seen(named) == {
+        (PORTS["a"], a, seen_id(a), IMAGE, "shop/web-1", "app"): CONNECTS["a"],
+        (PORTS["b"], "api", kubelet_container[:12], IMAGE, "shop/api-0", "api"): CONNECTS["b"],
+        (PORTS["host"], "host", "host", "host", "host", "host"): CONNECTS["host"],
     }
 
 
@@ -499,13 +498,7 @@ def test_cri_pods_are_scoped_and_named(engine, containers, kubelet: Kubelet) -> 
     result = scoped.stop()
     assert result.code == 0, result.stderr
     assert dports(result.json_rows()) == {PORTS["b"]: CONNECTS["b"]}
-    result = named.stop()
-    assert result.code == 0, result.stderr
-    seen = Counter(
-        (r["dport"], r["container"], r["container_id"], r["image"], r["pod"], r["pod_container"])
-        for r in result.json_rows()
-        if r["dport"] in PORTS.values()
-    )
+    seen = names_seen(named)
     assert seen == {
         (PORTS["a"], a, seen_id(a), IMAGE, "shop/web-1", "app"): CONNECTS["a"],
         (PORTS["b"], "cart", cid[:12], IMAGE, "shop/cart-0", "cart"): CONNECTS["b"],
