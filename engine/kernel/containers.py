@@ -150,7 +150,10 @@ def containerd_containers(run: Callable[[list[str]], str] | None = None) -> list
         for cid, pid in _tasks(call([*base, "--namespace", namespace, "task", "list"])):
             key = (address, namespace, cid)
             if key not in _INFO:
-                _INFO[key] = _info(call([*base, "--namespace", namespace, "c", "info", cid]))
+                try:
+                    _INFO[key] = _info(call([*base, "--namespace", namespace, "c", "info", cid]))
+                except SourceError:
+                    continue  # removed since the task list: not a failure of the listing
             labels, image = _INFO[key]
             where = task_cgroup(pid)
             if where:

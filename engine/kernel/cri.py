@@ -50,8 +50,14 @@ def endpoints(env: dict[str, str] | None = None) -> list[str]:
     comma-separated), else the default sockets that exist on this node."""
     given = (env if env is not None else os.environ).get("CONTAINER_RUNTIME_ENDPOINT", "")
     if given:
-        return [e.strip().removeprefix("unix://") for e in given.split(",") if e.strip()]
+        return [unix_path(e) for e in given.split(",") if e.strip()]
     return [p for p in ENDPOINTS if _is_socket(p)]
+
+
+def unix_path(endpoint: str) -> str:
+    """`unix:///run/x.sock`, `unix:/run/x.sock` or `/run/x.sock`: the socket's path."""
+    path = endpoint.strip().removeprefix("unix:")
+    return "/" + path.lstrip("/") if path.startswith("//") else path
 
 
 def _is_socket(path: str) -> bool:
@@ -67,58 +73,84 @@ class Client:
 
     def __init__(self, socket: str) -> None:
         self.socket = socket
-        self.channel = grpc.insecure_channel(f"unix:{socket}")
+        # reconnect within 2 s of a restarted runtime (gRPC's default backoff grows to 120 s)
+        options = [("grpc.max_reconnect_backoff_ms", 2000)]
+        self.channel = grpc.insecure_channel(f"unix:{socket}", options=options)
         self.status: dict[str, tuple[int, str]] = {}  # id -> (pid, image)
 
-    def call(self, method: str, request: bytes) -> bytes:
+    def call(self, method: str, *request: pw.Field) -> dict[int, list[pw.Value]]:
+        """One RPC: the request's fields in, the answer's out; CriError for a gRPC status
+        other than OK or an answer that is no protobuf message."""
         stub: Any = self.channel.unary_unary(SERVICE + method)
         try:
-            return bytes(stub(request, timeout=TIMEOUT))
+            return pw.fields(bytes(stub(pw.message(*request), timeout=TIMEOUT)))
         except grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else None
-            details = exc.details() if hasattr(exc, "details") else str(exc)
-            raise CriError(f"{method}: {getattr(code, 'name', code)}: {details}") from None
+            code = getattr(exc.code(), "name", exc.code()) if hasattr(exc, "code") else "?"
+            details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+            raise CriError(f"{method}: {code}: {details}") from None
+        except pw.WireError as exc:
+            raise CriError(f"{method}: the answer is no protobuf message: {exc}") from None
 
     def containers(self) -> list[Listed]:
         """The running containers; [] where the socket serves no CRI (containerd with its CRI
-        plugin disabled answers UNIMPLEMENTED)."""
-        running = pw.message((1, pw.message((2, pw.message((1, RUNNING))))))
+        plugin disabled answers UNIMPLEMENTED). One that stopped between the list and its
+        status is left out (NOT_FOUND), not a failure of the listing."""
         try:
-            answer = pw.fields(self.call("ListContainers", running))
+            answer = self.call("ListContainers", (1, pw.message((2, pw.message((1, RUNNING))))))
         except CriError as exc:
             if ": UNIMPLEMENTED:" in str(exc):
                 return []
             raise
-        found, alive = [], set()
-        for raw in answer.get(1, ()):
-            c = pw.fields(raw) if isinstance(raw, bytes) else {}
+        known, status = self.status, {}  # a new dict: another thread may list at once
+        found = []
+        for c in _messages(answer, 1, "ListContainers"):
             cid = pw.text(c, 1)
             if pw.number(c, 6) != RUNNING or not cid:
                 continue
-            alive.add(cid)
-            if cid not in self.status:
-                self.status[cid] = self.pid_and_image(cid)
-            pid, image = self.status[cid]
-            name = pw.text(pw.sub(c, 3), 1)
-            found.append(Listed(cid, name, image, pid, pw.string_map(c, 8)))
-        for gone in set(self.status) - alive:
-            del self.status[gone]
+            if cid in known:
+                status[cid] = known[cid]
+            else:
+                try:
+                    status[cid] = self.pid_and_image(cid)
+                except CriError as exc:
+                    if ": NOT_FOUND:" in str(exc):
+                        continue  # gone since the list
+                    raise
+            pid, image = status[cid]
+            try:
+                name, labels = pw.text(pw.sub(c, 3), 1), pw.string_map(c, 8)
+            except pw.WireError as exc:
+                raise CriError(f"ListContainers: container {cid}: {exc}") from None
+            found.append(Listed(cid, name, image, pid, labels))
+        self.status = status  # ids no longer running are forgotten
         return found
 
     def pid_and_image(self, cid: str) -> tuple[int, str]:
         """ContainerStatus(verbose): the image's name (status.image.image) and the pid in the
         JSON of info["info"] (containerd's and CRI-O's verbose status both carry it)."""
-        answer = pw.fields(self.call("ContainerStatus", pw.message((1, cid), (2, True))))
-        image = pw.text(pw.sub(pw.sub(answer, 1), 8), 1)
+        answer = self.call("ContainerStatus", (1, cid), (2, True))
         try:
+            image = pw.text(pw.sub(pw.sub(answer, 1), 8), 1)
             info = json.loads(pw.string_map(answer, 2).get("info") or "{}")
-        except ValueError:
+        except pw.WireError as exc:
+            raise CriError(f"ContainerStatus: {cid}: {exc}") from None
+        except ValueError:  # info that is no JSON: no pid
             info = {}
         pid = info.get("pid") if isinstance(info, dict) else None
         return (pid if isinstance(pid, int) else 0), image
 
     def close(self) -> None:
         self.channel.close()
+
+
+def _messages(
+    msg: dict[int, list[pw.Value]], field: int, method: str
+) -> list[dict[int, list[pw.Value]]]:
+    """A repeated message field, each decoded; CriError for one that is no message."""
+    try:
+        return [pw.fields(raw) for raw in msg.get(field, ()) if isinstance(raw, bytes)]
+    except pw.WireError as exc:
+        raise CriError(f"{method}: the answer is no protobuf message: {exc}") from None
 
 
 _CLIENTS: dict[str, Client] = {}

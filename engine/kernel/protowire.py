@@ -60,6 +60,8 @@ def fields(data: bytes) -> dict[int, list[Value]]:
             value, i = data[i : i + size], i + size
         elif kind in (I64, I32):
             size = 8 if kind == I64 else 4
+            if i + size > len(data):
+                raise WireError(f"field {number} runs past the end")
             value, i = data[i : i + size], i + size
         else:
             raise WireError(f"field {number} has wire type {kind}")

@@ -449,7 +449,8 @@ def run(plan: M.Plan, config: RunConfig, out: TextIO = sys.stdout) -> int:
         if watch is not None:
             watch.stop()
             if watch.failures:
-                say(f"listing containers failed {watch.failures} times (last: {watch.failure})")
+                each = ", ".join(f"{name} {n}" for name, n in sorted(watch.failed.items()))
+                say(f"listing containers: failures by runtime: {each} (last: {watch.failure})")
         if session is not None:
             session.close()
         if fresh:

@@ -69,3 +69,10 @@ def test_cri_endpoints_come_from_crictls_variable_or_the_sockets_there_are() -> 
     env = {"CONTAINER_RUNTIME_ENDPOINT": "unix:///run/crio/crio.sock, /tmp/x.sock"}
     assert cri.endpoints(env) == ["/run/crio/crio.sock", "/tmp/x.sock"]
     assert set(cri.endpoints({})) <= set(cri.ENDPOINTS)  # only those that exist here
+
+
+def test_a_fixed_width_field_cut_short_raises() -> None:
+    with pytest.raises(pw.WireError, match="field 1 runs past the end"):
+        pw.fields(bytes.fromhex("090102"))
+    with pytest.raises(pw.WireError, match="field 2 runs past the end"):
+        pw.fields(bytes.fromhex("1501"))
