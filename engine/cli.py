@@ -651,13 +651,13 @@ def container_cgroups(paths: tuple[str, ...], selectors: tuple[Any, ...]) -> tup
     from engine.kernel import cgroups as cg
     from engine.kernel import containers as ct
 
-    listing = ct.running()
+    # the process's one listing (its thread keeps it current from now on); it says on stderr
+    # a runtime that failed, whose containers may be the ones meant
+    listing = ct.shared().listing
     try:
         chosen = ct.select(selectors, listing)
     except ct.ContainerError as exc:
         raise UsageError(str(exc)) from None
-    if listing.failed:  # picked from the others: the failed runtime's containers may be missing
-        print(f"engine: listing containers failed: {listing.failures()}", file=sys.stderr)
     found = []
     for c in chosen:
         try:

@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -284,7 +285,8 @@ THERE = {
 def select(selectors: Iterable[Selector], listing: Listing) -> list[Container]:
     """The containers the selectors pick; ContainerError for one that picks none, with what
     there is (and a did-you-mean), since an empty run would look like a quiet workload, and
-    which runtimes failed to list (their containers may be the ones meant)."""
+    which runtimes failed to list (their containers may be the ones meant; the Watch that
+    listed said why on stderr)."""
     found = listing.containers
     chosen: dict[str, Container] = {}
     for s in selectors:
@@ -294,8 +296,8 @@ def select(selectors: Iterable[Selector], listing: Listing) -> list[Container]:
             some, none = THERE[s.flag]
             listed = ", ".join(there[:10]) + (" ..." if len(there) > 10 else "")
             now = f"{some}: {listed}" if there else none
-            if listing.failed:
-                now += f"; listing failed: {listing.failures()}"
+            if listing.failed:  # why: said on stderr as it failed (Watch)
+                now += f"; failed to list: {', '.join(listing.failed)}"
             hint = did_you_mean(s.value, there) if there else ""
             raise ContainerError(f"{s.flag} {s.value}: matches nothing ({now}){hint}")
         chosen.update((c.id, c) for c in hits)
@@ -306,19 +308,24 @@ class Watch:
     """The node's containers, listed again every `every` seconds in a daemon thread: the
     decoders and the --container/--pod scope read its last list and never wait for the
     runtime. Containers seen once are remembered, so an id that vanished still names the
-    container it was. `on_list` runs in the thread after each listing."""
+    container it was. `on_list` runs in the thread after each listing. A runtime that starts
+    failing is said (`say`, stderr) once, with why, and said again when all answer again."""
 
     def __init__(
         self,
         every: float = 1.0,
         source: Callable[[], Listing] = running,
         cgroup2: list[str] | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.every = every
         self.source = source
+        self.say = say or _stderr
         self.mounts = cg.mounts() if cgroup2 is None else cgroup2
         self.by_cgroup: dict[str, Container] = {}
         self.last: list[Container] = []  # the latest listing
+        self.listing = Listing()  # the latest listing, with what failed
+        self.said = ""  # the failure last said ("" while every runtime answers)
         self.on_list: list[Callable[[list[Container]], None]] = []
         self.lists = 0
         # listings where a source failed or the listing raised (the thread goes on), by
@@ -337,8 +344,17 @@ class Watch:
         listing = self.source()
         for name in listing.failed:
             self.failed[name] = self.failed.get(name, 0) + 1
-        if listing.failed:
-            self.failure = listing.failures()
+        text = listing.failures()
+        if text:
+            self.failure = text
+        if text != self.said:
+            self.say(
+                f"engine: listing containers failed: {text}"
+                if text
+                else "engine: listing containers: every runtime answers again"
+            )
+        self.said = text
+        self.listing = listing
         found = listing.containers
         self.by_cgroup.update((c.cgroup, c) for c in found)
         self.last = found
@@ -380,6 +396,10 @@ class Watch:
                 return found
             path = os.path.dirname(path)
         return None
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 class _Shared:

@@ -525,9 +525,11 @@ def test_a_runtime_that_does_not_answer_is_said(
     monkeypatch.setenv("CONTAINER_RUNTIME_ENDPOINT", f"unix://{dead}")
     done = engine_usage("--pod", "shop/none-0")
     assert done.returncode == 2, done.stderr
-    last = done.stderr.splitlines()[-1]
+    why = f"engine: listing containers failed: cri: {dead}: ListContainers: UNAVAILABLE: "
+    *before, last = done.stderr.splitlines()
     assert last.startswith("engine: error: --pod shop/none-0: matches nothing ("), last
-    assert f"listing failed: cri: {dead}: ListContainers: UNAVAILABLE: " in last, last
+    assert last.endswith("; failed to list: cri)"), last
+    assert [line for line in before if line.startswith(why)], done.stderr
     a = containers("a", "shop/web-1", "app")
     done = engine_usage("--container", a, "--duration", "1")
     assert done.returncode == 0, done.stderr

@@ -213,19 +213,31 @@ def test_a_failed_runtime_is_said_where_nothing_matched() -> None:
     with pytest.raises(ct.ContainerError) as exc:
         ct.select([ct.Selector("--container", "web")], failed)
     assert str(exc.value) == (
-        "--container web: matches nothing (no containers are running; listing failed: "
-        "podman: `podman ps` exited 125: Error: database is locked)"
+        "--container web: matches nothing (no containers are running; failed to list: podman)"
     )
 
 
-def test_the_watch_counts_failures_by_source() -> None:
-    lists = [listing(A, cri="down"), listing(A), listing(cri="down", podman="exit 1")]
-    watch = ct.Watch(source=lambda: lists.pop(0), cgroup2=[])
-    for _ in range(3):
+def test_the_watch_counts_failures_by_source_and_says_each_once() -> None:
+    """Counted at every listing; said when it starts, changes, or ends, not every second."""
+    lists = [
+        listing(A),
+        listing(A, cri="down"),
+        listing(A, cri="down"),
+        listing(A),
+        listing(cri="down", podman="exit 1"),
+    ]
+    said: list[str] = []
+    watch = ct.Watch(source=lambda: lists.pop(0), cgroup2=[], say=said.append)
+    for _ in range(5):
         watch.list_now()
-    assert watch.failed == {"cri": 2, "podman": 1} and watch.failures == 3
+    assert watch.failed == {"cri": 3, "podman": 1} and watch.failures == 4
     assert watch.failure == "cri: down; podman: exit 1"
-    assert watch.last == []
+    assert watch.last == [] and watch.listing.failed == {"cri": "down", "podman": "exit 1"}
+    assert said == [
+        "engine: listing containers failed: cri: down",
+        "engine: listing containers: every runtime answers again",
+        "engine: listing containers failed: cri: down; podman: exit 1",
+    ]
 
 
 def test_a_runtime_client_that_fails_says_how(tmp_path: Path) -> None:

@@ -805,7 +805,7 @@ def test_container_listing_failures_are_a_metric(monkeypatch: pytest.MonkeyPatch
     names = {f.name for f in collector.collect()}
     assert "engine_container_list_failures" not in names  # no watch: nothing reads containers
     lists = [ct.Listing(failed={"cri": "down"}), ct.Listing(failed={"cri": "down", "podman": "x"})]
-    watch = ct.Watch(source=lambda: lists.pop(0), cgroup2=[])
+    watch = ct.Watch(source=lambda: lists.pop(0), cgroup2=[], say=lambda text: None)
     watch.list_now()
     watch.list_now()
     monkeypatch.setattr(ct._Shared, "watch", watch)
