@@ -386,7 +386,9 @@ def add_scope_flags(p: argparse.ArgumentParser) -> None:
         metavar="NAME|ID",
         help="only events of tasks in this container (its name, or a prefix of its id), "
         "checked in the kernel through its cgroup; one started later under this name is traced "
-        "from the moment the runtime lists it (within a second); repeat it for several",
+        "from the moment the runtime lists it (within a second); repeat it for several. "
+        "Runtimes asked: podman, the CRI socket (containerd, CRI-O; CONTAINER_RUNTIME_ENDPOINT "
+        "names another) and containerd's ctr",
     )
     p.add_argument(
         "--pod",

@@ -323,7 +323,6 @@ class Watch:
         self.say = say or _stderr
         self.mounts = cg.mounts() if cgroup2 is None else cgroup2
         self.by_cgroup: dict[str, Container] = {}
-        self.last: list[Container] = []  # the latest listing
         self.listing = Listing()  # the latest listing, with what failed
         self.said = ""  # the failure last said ("" while every runtime answers)
         self.on_list: list[Callable[[list[Container]], None]] = []
@@ -335,6 +334,11 @@ class Watch:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.stopped = False
+
+    @property
+    def last(self) -> list[Container]:
+        """The containers of the latest listing."""
+        return self.listing.containers
 
     @property
     def failures(self) -> int:
@@ -357,7 +361,6 @@ class Watch:
         self.listing = listing
         found = listing.containers
         self.by_cgroup.update((c.cgroup, c) for c in found)
-        self.last = found
         self.lists += 1
         for callback in self.on_list:
             callback(found)
